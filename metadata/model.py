@@ -1,0 +1,218 @@
+"""The compiled metadata model: immutable objects the rest of Loom works from.
+
+A model is built by ``loom.metadata.compiler`` from checked documents and never changes;
+a new metadata version is a new model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from dataclasses import field as dc_field
+from functools import cached_property
+from types import MappingProxyType
+from typing import Any
+
+from loom.metadata.types import FieldType, field_type
+
+#: prefix of every entity table, so entity tables can never clash with Loom's own tables
+TABLE_PREFIX = "e_"
+USER_ENTITY = "user"
+USER_TABLE = "loom_users"
+
+DEFAULT_DECIMAL = {"decimal": (18, 4), "money": (18, 2), "percent": (9, 4)}
+
+EMPTY: Mapping[str, str] = MappingProxyType({})
+
+
+def label_text(label: Mapping[str, str], locale: str = "en", fallback: str = "") -> str:
+    """The label in ``locale``, else English, else any language, else ``fallback``."""
+    if not label:
+        return fallback
+    lang = locale.replace("-", "_").split("_")[0]
+    return label.get(locale) or label.get(lang) or label.get("en") or next(iter(label.values()), fallback)
+
+
+@dataclass(frozen=True)
+class Option:
+    value: str
+    label: Mapping[str, str] = dc_field(default_factory=lambda: EMPTY)
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    type: str
+    label: Mapping[str, str] = dc_field(default_factory=lambda: EMPTY)
+    help: Mapping[str, str] = dc_field(default_factory=lambda: EMPTY)
+    required: bool = False
+    unique: bool = False
+    default: Any = None
+    read_only: bool = False
+    hidden: bool = False
+    index: bool = False
+    max_length: int | None = None
+    min: Any = None
+    max: Any = None
+    pattern: str | None = None
+    options: tuple[Option, ...] = ()
+    validators: tuple[str, ...] = ()
+    target: str | None = None
+    precision: int | None = None
+    scale: int | None = None
+    currency: str | None = None
+    max_size: int | None = None
+    accept: tuple[str, ...] = ()
+    renamed_from: str | None = None
+    #: a standard field every record has (id, version, owner, ...), maintained by Loom
+    system: bool = False
+
+    @property
+    def kind(self) -> FieldType:
+        return field_type(self.type)
+
+    @property
+    def stored(self) -> bool:
+        return self.kind.stored
+
+    @property
+    def option_values(self) -> tuple[str, ...]:
+        return tuple(o.value for o in self.options)
+
+    @property
+    def precision_scale(self) -> tuple[int, int]:
+        default_precision, default_scale = DEFAULT_DECIMAL.get(self.type, (18, 4))
+        scale = default_scale if self.scale is None else self.scale
+        precision = self.precision or max(default_precision, scale + 1)
+        return precision, scale
+
+    def title(self, locale: str = "en") -> str:
+        return label_text(self.label, locale, self.name.replace("_", " ").capitalize())
+
+    def storage_signature(self) -> tuple:
+        """What decides the column's SQL type: a change here is a type change."""
+        if self.type in DEFAULT_DECIMAL:
+            return ("decimal", *self.precision_scale)
+        return (self.type, self.target if self.type == "link" else None)
+
+
+@dataclass(frozen=True)
+class Index:
+    fields: tuple[str, ...]
+    unique: bool = False
+
+    @property
+    def columns(self) -> tuple[tuple[str, bool], ...]:
+        """(column, descending) pairs."""
+        return tuple((f.lstrip("-"), f.startswith("-")) for f in self.fields)
+
+
+@dataclass(frozen=True)
+class FormSection:
+    fields: tuple[str, ...]
+    label: Mapping[str, str] = dc_field(default_factory=lambda: EMPTY)
+    columns: int = 1
+
+
+@dataclass(frozen=True)
+class ListView:
+    columns: tuple[str, ...] = ()
+    filters: tuple[str, ...] = ()
+    sort: str = "-created_at"
+
+
+STANDARD_FIELDS: tuple[Field, ...] = (
+    Field("id", "integer", MappingProxyType({"en": "ID", "zh": "编号"}), system=True, read_only=True),
+    Field("version", "integer", MappingProxyType({"en": "Version", "zh": "版本"}), system=True, read_only=True),
+    Field("owner", "link", MappingProxyType({"en": "Owner", "zh": "负责人"}), target=USER_ENTITY, system=True),
+    Field("created_at", "datetime", MappingProxyType({"en": "Created at", "zh": "创建时间"}), system=True, read_only=True),
+    Field("created_by", "link", MappingProxyType({"en": "Created by", "zh": "创建人"}), target=USER_ENTITY, system=True, read_only=True),
+    Field("updated_at", "datetime", MappingProxyType({"en": "Updated at", "zh": "更新时间"}), system=True, read_only=True),
+    Field("updated_by", "link", MappingProxyType({"en": "Updated by", "zh": "更新人"}), target=USER_ENTITY, system=True, read_only=True),
+)
+CHILD_STANDARD_FIELDS: tuple[Field, ...] = (STANDARD_FIELDS[0],)
+#: names no declared field may take: the standard fields and the child-row links
+RESERVED_NAMES = frozenset(f.name for f in STANDARD_FIELDS) | {"parent_id", "position"}
+
+
+@dataclass(frozen=True)
+class Entity:
+    name: str
+    fields: tuple[Field, ...]
+    label: Mapping[str, str] = dc_field(default_factory=lambda: EMPTY)
+    help: Mapping[str, str] = dc_field(default_factory=lambda: EMPTY)
+    app: str | None = None
+    title_field: str = "id"
+    child: bool = False
+    renamed_from: str | None = None
+    indexes: tuple[Index, ...] = ()
+    form: tuple[FormSection, ...] = ()
+    list: ListView = dc_field(default_factory=ListView)
+
+    @property
+    def table_name(self) -> str:
+        return TABLE_PREFIX + self.name
+
+    @cached_property
+    def standard_fields(self) -> tuple[Field, ...]:
+        return CHILD_STANDARD_FIELDS if self.child else STANDARD_FIELDS
+
+    @cached_property
+    def all_fields(self) -> Mapping[str, Field]:
+        """Standard and declared fields by name, standard first."""
+        return MappingProxyType({f.name: f for f in self.standard_fields + self.fields})
+
+    @cached_property
+    def stored_fields(self) -> tuple[Field, ...]:
+        return tuple(f for f in self.fields if f.stored)
+
+    @cached_property
+    def table_fields(self) -> tuple[Field, ...]:
+        return tuple(f for f in self.fields if f.type == "table")
+
+    @cached_property
+    def search_fields(self) -> tuple[Field, ...]:
+        """The fields quick search looks in: the title and every text-like field."""
+        result = [f for f in self.fields if f.kind.text_like]
+        title = self.all_fields[self.title_field]
+        if title not in result and title.kind.text_like:
+            result.insert(0, title)
+        return tuple(result)
+
+    def field(self, name: str) -> Field:
+        return self.all_fields[name]
+
+    def title(self, locale: str = "en") -> str:
+        return label_text(self.label, locale, self.name.replace("_", " ").capitalize())
+
+
+@dataclass(frozen=True)
+class AppModel:
+    """A whole compiled app: every entity, plus the documents it was compiled from."""
+
+    entities: Mapping[str, Entity]
+    documents: tuple[Mapping[str, Any], ...] = ()
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """Hash of the canonical documents: two models with equal fingerprints are equal."""
+        canonical = json.dumps(sorted((json.dumps(d, sort_keys=True, ensure_ascii=False) for d in self.documents)))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def entity(self, name: str) -> Entity:
+        return self.entities[name]
+
+    @cached_property
+    def parents(self) -> Mapping[str, tuple[Entity, Field]]:
+        """child entity name -> (parent entity, table field)."""
+        return MappingProxyType({f.target: (e, f) for e in self.entities.values() for f in e.table_fields})
+
+    def links_to(self, target: str) -> tuple[tuple[Entity, Field], ...]:
+        """Every (entity, field) whose link points at ``target``."""
+        return tuple((e, f) for e in self.entities.values() for f in e.fields
+                     if f.type == "link" and f.target == target)
+
+
+EMPTY_MODEL = AppModel(MappingProxyType({}), ())

@@ -1,0 +1,1 @@
+"""Alembic environment and revisions for Loom's own tables."""

@@ -1,0 +1,46 @@
+"""Configuration: every setting is declared once here, with its default and help text.
+
+Values come from the environment (``LOOM_<NAME>``); ``create_app(config=...)`` overrides
+them, which is how tests and embedding code configure an app.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    help: str
+    parse: type = str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("DATABASE_URL", None,
+            "SQLAlchemy URL of the database; defaults to SQLite file loom.db in the instance folder."),
+    Setting("SECRET_KEY", None,
+            "Key that signs sessions and pagination cursors; generated into the instance folder when unset."),
+    Setting("INSTANCE_PATH", "instance",
+            "Folder for the embedded database, generated secrets and uploaded files."),
+    Setting("MAX_CONTENT_LENGTH", 16 * 1024 * 1024,
+            "Largest request body accepted, in bytes; larger ones get 413.", int),
+    Setting("PAGE_SIZE", 50, "Default number of records in one list page.", int),
+    Setting("MAX_PAGE_SIZE", 500, "Largest page a list request may ask for.", int),
+    Setting("METADATA_CHECK_INTERVAL", 0.0,
+            "Seconds a process trusts its cached metadata version before asking the database "
+            "again; 0 asks on every request.", float),
+)
+
+
+def from_environment(environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """Read every declared setting from ``LOOM_*`` environment variables."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        raw = environ.get(f"LOOM_{setting.name}")
+        values[setting.name] = setting.default if raw in (None, "") else setting.parse(raw)
+    return values

@@ -1,0 +1,244 @@
+"""The metadata service: the one door through which the live metadata, and with it the
+database schema, changes. The CLI and (later) the browser studio both call it.
+
+A publish diffs the new model against the live one, checks the change against the data,
+migrates the schema and records the new version, all in one transaction: on SQLite and
+PostgreSQL alike, either all of it happens or none of it does.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+import yaml
+
+from loom.db import utcnow
+from loom.errors import MetadataError, NotFound
+from loom.events import emit
+from loom.metadata.compiler import compile_documents
+from loom.metadata.diff import ModelDiff, diff_models
+from loom.metadata.loader import Document, check_document, load_directory
+from loom.metadata.model import EMPTY_MODEL, AppModel
+from loom.schema.migrate import Migration
+from loom.schema.models import MetadataVersion
+from loom.schema.tables import build_tables
+
+versions = MetadataVersion.__table__
+#: PostgreSQL advisory lock key that serialises publishes across processes
+PUBLISH_LOCK = 0x4C4F4F4D
+
+
+@dataclass
+class LiveVersion:
+    """A published version, compiled, with whatever was derived from it (tables, schemas,
+    OpenAPI), cached for as long as the version is live."""
+
+    number: int
+    model: AppModel
+    tables: Any = None
+    _derived: dict[str, Any] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        if self.tables is None:
+            self.tables = build_tables(self.model)
+
+    def derive(self, key: str, factory: Callable[[], Any]) -> Any:
+        """``factory()`` computed once per version and key."""
+        try:
+            return self._derived[key]
+        except KeyError:
+            pass
+        with self._lock:
+            if key not in self._derived:
+                self._derived[key] = factory()
+            return self._derived[key]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a publish would do (or did)."""
+
+    from_version: int
+    to_version: int
+    diff: ModelDiff
+    summary: tuple[str, ...]
+    problems: tuple[str, ...] = ()
+
+    @property
+    def is_empty(self) -> bool:
+        return self.diff.is_empty
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    number: int
+    created_at: Any
+    author: str
+    source: str
+    summary: tuple[str, ...]
+
+
+def model_from_documents(documents: Iterable[dict[str, Any]], origin: str = "<stored>") -> AppModel:
+    docs = []
+    problems = []
+    for data in documents:
+        doc = Document(data, origin)
+        problems.extend(check_document(doc))
+        docs.append(doc)
+    if problems:
+        raise MetadataError(problems)
+    return compile_documents(docs)
+
+
+class MetadataService:
+    def __init__(self, engine: sa.Engine, check_interval: float = 0.0):
+        self.engine = engine
+        self.check_interval = check_interval
+        self._live: LiveVersion | None = None
+        self._checked_at = 0.0
+        self._lock = threading.Lock()
+
+    # -- reading ----------------------------------------------------------------------
+
+    def live(self) -> LiveVersion:
+        """The live version, compiled; other processes' publishes are seen on the next call
+        (or after ``check_interval`` seconds)."""
+        now = time.monotonic()
+        cached = self._live
+        if cached is not None and now - self._checked_at < self.check_interval:
+            return cached
+        with self.engine.connect() as conn:
+            number = conn.execute(sa.select(sa.func.max(versions.c.number))).scalar() or 0
+            if cached is not None and cached.number == number:
+                self._checked_at = now
+                return cached
+            with self._lock:
+                if self._live is None or self._live.number != number:
+                    self._live = self._load(conn, number)
+                self._checked_at = now
+                return self._live
+
+    def _load(self, conn: sa.Connection, number: int) -> LiveVersion:
+        if number == 0:
+            return LiveVersion(0, EMPTY_MODEL)
+        documents = conn.execute(sa.select(versions.c.documents).where(versions.c.number == number)).scalar_one()
+        return LiveVersion(number, model_from_documents(documents, f"<version {number}>"))
+
+    def load_directory(self, directory: str | Path) -> AppModel:
+        """Load, check and compile a directory of metadata files."""
+        documents, problems = load_directory(directory)
+        if problems:
+            raise MetadataError(problems)
+        return compile_documents(documents)
+
+    def history(self) -> list[VersionInfo]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(versions.c.number, versions.c.created_at, versions.c.author,
+                                          versions.c.source, versions.c.summary)
+                                .order_by(versions.c.number.desc())).all()
+        return [VersionInfo(r.number, r.created_at, r.author, r.source, tuple(r.summary)) for r in rows]
+
+    def documents_of(self, number: int) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            documents = conn.execute(sa.select(versions.c.documents).where(versions.c.number == number)).scalar()
+        if documents is None:
+            raise NotFound(f"there is no metadata version {number}; see 'loom metadata history'")
+        return documents
+
+    def export(self, directory: str | Path) -> list[Path]:
+        """Write the live metadata as files, one per document; applying them back changes nothing."""
+        target = Path(directory)
+        target.mkdir(parents=True, exist_ok=True)
+        written = []
+        for doc in self.live().model.documents:
+            path = target / f"{doc['name']}.yaml"
+            path.write_text(yaml.safe_dump(dict(doc), allow_unicode=True, sort_keys=False), encoding="utf-8")
+            written.append(path)
+        return written
+
+    # -- changing ---------------------------------------------------------------------
+
+    @contextmanager
+    def _publishing(self) -> Iterator[sa.Connection]:
+        """One connection and transaction for a publish, locked against concurrent ones."""
+        with self.engine.connect() as conn:
+            sqlite = conn.dialect.name == "sqlite"
+            if sqlite:
+                # Table rebuilds must not fire foreign-key actions; checked before commit.
+                conn.connection.dbapi_connection.execute("PRAGMA foreign_keys = OFF")
+                conn.info["write_lock"] = True
+            try:
+                with conn.begin():
+                    if not sqlite:
+                        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": PUBLISH_LOCK})
+                    yield conn
+                    if sqlite:
+                        broken = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+                        if broken:
+                            raise MetadataError([f"the change would break {len(broken)} links between records "
+                                                 f"(first in table {broken[0][0]})"])
+            finally:
+                if sqlite:
+                    conn.info.pop("write_lock", None)
+                    conn.connection.dbapi_connection.execute("PRAGMA foreign_keys = ON")
+
+    def _live_in(self, conn: sa.Connection) -> tuple[int, AppModel]:
+        number = conn.execute(sa.select(sa.func.max(versions.c.number))).scalar() or 0
+        if self._live is not None and self._live.number == number:
+            return number, self._live.model
+        return number, self._load(conn, number).model
+
+    def plan(self, model: AppModel) -> Plan:
+        """What publishing ``model`` would change, and why it would be refused; changes nothing."""
+        with self.engine.connect() as conn, conn.begin():
+            number, live = self._live_in(conn)
+            diff = diff_models(live, model)
+            migration = Migration(conn, live, model, diff, number + 1)
+            problems = migration.problems()
+            summary = diff.summary() + [f"  restores {what}" for what in migration.restorations()]
+            conn.rollback()
+        return Plan(number, number + 1, diff, tuple(summary), tuple(problems))
+
+    def apply(self, model: AppModel, *, author: str, source: str = "apply") -> Plan:
+        """Publish ``model`` as the new live version. Raises ``MetadataError`` (and changes
+        nothing) when the change cannot be made without losing or corrupting data."""
+        try:
+            with self._publishing() as conn:
+                number, live = self._live_in(conn)
+                diff = diff_models(live, model)
+                if diff.is_empty:
+                    return Plan(number, number, diff, ())
+                migration = Migration(conn, live, model, diff, number + 1)
+                problems = migration.problems()
+                if problems:
+                    raise MetadataError(problems)
+                migration.run()
+                summary = diff.summary() + migration.notes
+                conn.execute(versions.insert().values(
+                    number=number + 1, created_at=utcnow(), author=author, source=source,
+                    summary=summary, documents=[dict(d) for d in model.documents],
+                    fingerprint=model.fingerprint))
+                emit(conn, topic="metadata.published", actor=author,
+                     payload={"version": number + 1, "source": source, "summary": summary})
+        except sa.exc.DBAPIError as exc:
+            raise MetadataError([f"the database refused the change, nothing was applied: {exc.orig}"]) from exc
+        self._live = LiveVersion(number + 1, model)
+        self._checked_at = time.monotonic()
+        return Plan(number, number + 1, diff, tuple(summary))
+
+    def rollback(self, number: int, *, author: str) -> Plan:
+        """Publish the metadata of version ``number`` again as a new version; data set aside
+        since then comes back."""
+        model = model_from_documents(self.documents_of(number), f"<version {number}>")
+        return self.apply(model, author=author, source=f"rollback to {number}")
+
+
+__all__ = ["LiveVersion", "MetadataService", "Plan", "VersionInfo", "model_from_documents"]

@@ -1,0 +1,1 @@
+"""The demo app: CRM + ERP + call-centre metadata and sample data."""
