@@ -101,7 +101,17 @@ def _text(value: Any, field: Field) -> str:
     return value
 
 
+INT64 = 2**63
+
+
 def _integer(value: Any, field: Field) -> int:
+    result = _whole(value)
+    if not -INT64 <= result < INT64:
+        raise ValueError("number too large")
+    return result
+
+
+def _whole(value: Any) -> int:
     if isinstance(value, bool):
         raise ValueError("expected a whole number")
     if isinstance(value, int):

@@ -4,6 +4,8 @@ alembic upgrade that creates them."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib.resources import files
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase
@@ -57,6 +59,19 @@ def _configure_sqlite(engine: sa.Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("write_lock") else "BEGIN")
 
 
+@contextmanager
+def write_transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """A transaction that will write. On SQLite it takes the write lock at BEGIN, so two
+    writers queue instead of one failing half-way when the other commits first."""
+    with engine.connect() as conn:
+        conn.info["write_lock"] = True
+        try:
+            with conn.begin():
+                yield conn
+        finally:
+            conn.info.pop("write_lock", None)
+
+
 def alembic_config(connection: sa.Connection | None = None):
     from alembic.config import Config
 
@@ -82,4 +97,5 @@ def downgrade(engine: sa.Engine, revision: str) -> None:
         command.downgrade(alembic_config(connection), revision)
 
 
-__all__ = ["Base", "BigId", "NAMING_CONVENTION", "create_engine", "downgrade", "upgrade", "utcnow"]
+__all__ = ["Base", "BigId", "NAMING_CONVENTION", "create_engine", "downgrade", "upgrade", "utcnow",
+           "write_transaction"]

@@ -1,0 +1,128 @@
+"""The app factory: wires configuration, database, metadata, plugins and blueprints
+together. It holds no logic of its own."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pluggy
+import sqlalchemy as sa
+from flask import Flask, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from loom import config as settings
+from loom.db import create_engine
+from loom.errors import LoomError
+from loom.plugins import plugin_manager
+from loom.records.query import Cursors
+from loom.schema.service import MetadataService
+
+log = logging.getLogger("loom")
+PROBLEM_JSON = "application/problem+json"
+
+
+@dataclass
+class Loom:
+    """The running Loom inside a Flask app: ``current_app.extensions['loom']``."""
+
+    engine: sa.Engine
+    metadata: MetadataService
+    plugins: pluggy.PluginManager
+    cursors: Cursors
+    page_size: int
+    max_page_size: int
+
+
+def _secret_key(instance: Path) -> str:
+    path = instance / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    key = secrets.token_hex(32)
+    path.write_text(key)
+    path.chmod(0o600)
+    return key
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Build a Loom app. ``config`` overrides settings read from ``LOOM_*`` variables;
+    ``PLUGINS`` (a list of objects) registers extra plugins, ``DISCOVER_PLUGINS=False``
+    skips the installed ones."""
+    values = settings.from_environment()
+    values.update(config or {})
+    instance = Path(values["INSTANCE_PATH"]).resolve()
+    instance.mkdir(parents=True, exist_ok=True)
+    app = Flask("loom", instance_path=str(instance))
+    app.config.update(values)
+    app.json.sort_keys = False
+    app.json.ensure_ascii = False
+    app.config["SECRET_KEY"] = values.get("SECRET_KEY") or _secret_key(instance)
+    app.config["MAX_CONTENT_LENGTH"] = values["MAX_CONTENT_LENGTH"]
+    url = values.get("DATABASE_URL") or f"sqlite:///{instance / 'loom.db'}"
+    app.config["DATABASE_URL"] = url
+
+    engine = values.get("ENGINE") or create_engine(url)
+    app.extensions["loom"] = Loom(
+        engine=engine,
+        metadata=MetadataService(engine, values["METADATA_CHECK_INTERVAL"]),
+        plugins=plugin_manager(values.get("PLUGINS", ()), discover=values.get("DISCOVER_PLUGINS", True)),
+        cursors=Cursors(app.config["SECRET_KEY"]),
+        page_size=values["PAGE_SIZE"],
+        max_page_size=values["MAX_PAGE_SIZE"],
+    )
+
+    from loom.records.api import api
+    from loom.ui import pages
+
+    app.register_blueprint(api)
+    app.register_blueprint(pages)
+    _register_error_handlers(app)
+
+    @app.before_request
+    def _request_id() -> None:
+        g.request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+
+    @app.after_request
+    def _headers(response):
+        response.headers["X-Request-Id"] = g.get("request_id", "")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return response
+
+    return app
+
+
+def _problem(status: int, title: str, detail: str, type_: str = "about:blank", errors=None):
+    body: dict[str, Any] = {"type": type_, "title": title, "status": status, "detail": detail}
+    if errors:
+        body["errors"] = errors
+    if g.get("request_id"):
+        body["request_id"] = g.request_id
+    response = jsonify(body)
+    response.status_code = status
+    response.mimetype = PROBLEM_JSON
+    return response
+
+
+def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(LoomError)
+    def _loom_error(exc: LoomError):
+        return _problem(exc.status, exc.title, exc.detail, exc.type, exc.errors)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        detail = exc.description or exc.name
+        if exc.code == 413:
+            detail = f"the request body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes"
+        return _problem(exc.code or 500, exc.name, detail)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        log.exception("unexpected error in %s %s", request.method, request.path)
+        return _problem(500, "Internal error",
+                        "something went wrong on our side; the request id identifies it in the server log")
+
+

@@ -1,0 +1,199 @@
+"""The ``loom`` command: init, serve, demo, and metadata validate|diff|apply|export|history|rollback."""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from pathlib import Path
+
+import click
+from flask import current_app
+from flask.cli import FlaskGroup, with_appcontext
+
+from loom.app import create_app
+from loom.db import upgrade
+from loom.errors import LoomError, MetadataError
+
+
+def _loom():
+    return current_app.extensions["loom"]
+
+
+def _fail(error: LoomError) -> None:
+    problems = getattr(error, "problems", None) or [error.detail]
+    for problem in problems:
+        click.echo(f"error: {problem}", err=True)
+    sys.exit(1)
+
+
+def _author(author: str | None) -> str:
+    if author:
+        return author
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+@click.group(cls=FlaskGroup, create_app=lambda: create_app(), add_default_commands=False,
+             add_version_option=False, load_dotenv=False, set_debug_flag=False)
+def main() -> None:
+    """Loom: a metadata-driven low-code platform."""
+
+
+@main.command()
+@with_appcontext
+def init() -> None:
+    """Create or upgrade Loom's own tables in the configured database."""
+    upgrade(_loom().engine)
+    click.echo(f"database ready: {_loom().engine.url.render_as_string(hide_password=True)}")
+
+
+def _serve(host: str, port: int, threads: int) -> None:
+    from waitress import serve
+
+    upgrade(_loom().engine)
+    click.echo(f"Loom is running on http://{host}:{port}/  (API: http://{host}:{port}/api/openapi.json)")
+    serve(current_app._get_current_object(), host=host, port=port, threads=threads, ident="loom")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True)
+@click.option("--threads", default=8, show_default=True)
+@with_appcontext
+def serve(host: str, port: int, threads: int) -> None:
+    """Serve Loom (waitress)."""
+    _serve(host, port, threads)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True)
+@click.option("--serve/--no-serve", "run_server", default=True, help="Start the server after setting up.")
+@with_appcontext
+def demo(host: str, port: int, run_server: bool) -> None:
+    """Set up the demo app (CRM + ERP) with sample data, and serve it."""
+    from loom.seed.setup import install_demo
+
+    loom = _loom()
+    upgrade(loom.engine)
+    try:
+        counts = install_demo(loom)
+    except LoomError as error:
+        _fail(error)
+    if counts:
+        click.echo("demo data: " + ", ".join(f"{n} {entity}" for entity, n in counts.items()))
+    else:
+        click.echo("demo data already present")
+    if run_server:
+        _serve(host, port, threads=8)
+
+
+@main.group()
+def metadata() -> None:
+    """Check, publish and roll back metadata."""
+
+
+DIRECTORY = click.Path(file_okay=False, path_type=Path)
+
+
+@metadata.command("validate")
+@click.argument("directory", type=DIRECTORY)
+def validate(directory: Path) -> None:
+    """Check a directory of metadata files; report every problem."""
+    from loom.metadata import compile_documents, load_directory
+
+    documents, problems = load_directory(directory)
+    try:
+        if problems:
+            raise MetadataError(problems)
+        model = compile_documents(documents)
+    except MetadataError as error:
+        _fail(error)
+    click.echo(f"ok: {len(model.entities)} entities in {len(documents)} documents")
+
+
+def _load(directory: Path):
+    try:
+        return _loom().metadata.load_directory(directory)
+    except MetadataError as error:
+        _fail(error)
+
+
+@metadata.command("diff")
+@click.argument("directory", type=DIRECTORY)
+@with_appcontext
+def diff(directory: Path) -> None:
+    """Show what applying DIRECTORY would change; changes nothing."""
+    upgrade(_loom().engine)
+    plan = _loom().metadata.plan(_load(directory))
+    if plan.is_empty:
+        click.echo(f"no changes against version {plan.from_version}")
+        return
+    click.echo(f"version {plan.from_version} -> {plan.to_version}:")
+    for line in plan.summary:
+        click.echo(f"  {line}")
+    for problem in plan.problems:
+        click.echo(f"refused: {problem}", err=True)
+    if plan.problems:
+        sys.exit(1)
+
+
+@metadata.command("apply")
+@click.argument("directory", type=DIRECTORY)
+@click.option("--author", help="Who publishes (recorded with the version).")
+@with_appcontext
+def apply(directory: Path, author: str | None) -> None:
+    """Publish DIRECTORY as the live metadata, migrating the database."""
+    upgrade(_loom().engine)
+    try:
+        plan = _loom().metadata.apply(_load(directory), author=_author(author))
+    except LoomError as error:
+        _fail(error)
+    if plan.is_empty:
+        click.echo(f"no changes; version {plan.from_version} stays live")
+        return
+    click.echo(f"published version {plan.to_version}:")
+    for line in plan.summary:
+        click.echo(f"  {line}")
+
+
+@metadata.command("export")
+@click.argument("directory", type=DIRECTORY)
+@with_appcontext
+def export(directory: Path) -> None:
+    """Write the live metadata as files into DIRECTORY."""
+    written = _loom().metadata.export(directory)
+    click.echo(f"wrote {len(written)} files to {directory}")
+
+
+@metadata.command("history")
+@with_appcontext
+def history() -> None:
+    """List the published versions, newest first."""
+    versions = _loom().metadata.history()
+    if not versions:
+        click.echo("no metadata published yet")
+    for v in versions:
+        click.echo(f"{v.number:>4}  {v.created_at:%Y-%m-%d %H:%M:%S}  {v.author}  {v.source}")
+        for line in v.summary:
+            click.echo(f"        {line}")
+
+
+@metadata.command("rollback")
+@click.argument("version", type=int)
+@click.option("--author", help="Who rolls back (recorded with the version).")
+@with_appcontext
+def rollback(version: int, author: str | None) -> None:
+    """Publish the metadata of VERSION again; data set aside since then comes back."""
+    try:
+        plan = _loom().metadata.rollback(version, author=_author(author))
+    except LoomError as error:
+        _fail(error)
+    if plan.is_empty:
+        click.echo(f"version {version} is what is live already")
+        return
+    click.echo(f"published version {plan.to_version} (rollback to {version}):")
+    for line in plan.summary:
+        click.echo(f"  {line}")

@@ -1,0 +1,200 @@
+"""List queries: filters, sort, keyset cursors, field selection and quick search, parsed
+from request arguments into values the record service turns into SQL.
+
+Everything a client sends is checked against the entity's fields and the field type's
+operators and converted to typed values here; nothing reaches SQL unparsed.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from loom.errors import BadRequest
+from loom.metadata.model import Entity, Field
+
+_FILTER_KEY = re.compile(r"^filter\[([^\]]*)\](?:\[([^\]]*)\])?$")
+UNSORTABLE = {"table", "json", "multiselect", "attachment"}
+OPERATORS = ("eq", "ne", "lt", "lte", "gt", "gte", "in", "nin", "contains", "startswith", "isnull")
+
+
+@dataclass(frozen=True)
+class Condition:
+    field: Field
+    op: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class SortKey:
+    field: Field
+    descending: bool
+
+    def __str__(self) -> str:
+        return ("-" if self.descending else "") + self.field.name
+
+
+@dataclass
+class ListQuery:
+    conditions: list[Condition] = field(default_factory=list)
+    sort: list[SortKey] = field(default_factory=list)
+    limit: int = 50
+    after: list[Any] | None = None
+    fields: list[str] | None = None
+    search: str | None = None
+    count: bool = False
+
+
+def _bad(field_name: str, message: str) -> BadRequest:
+    return BadRequest(message, errors=[{"field": field_name, "message": message}])
+
+
+def _unknown(name: str, param: str) -> BadRequest:
+    return _bad(param, f"unknown field '{name}' in {param}")
+
+
+def readable_field(entity: Entity, name: str, param: str, readable: set[str] | None) -> Field:
+    if name not in entity.all_fields or (readable is not None and name not in readable):
+        raise _unknown(name, param)
+    return entity.all_fields[name]
+
+
+def parse_value(f: Field, raw: str, param: str) -> Any:
+    try:
+        return f.kind.coerce(raw, f)
+    except ValueError as exc:
+        raise _bad(param, f"{param}: {exc}") from None
+
+
+def parse_condition(entity: Entity, name: str, op: str, raw: str,
+                    readable: set[str] | None = None) -> Condition:
+    param = f"filter[{name}][{op}]"
+    f = readable_field(entity, name, param, readable)
+    if op not in OPERATORS:
+        raise _bad(param, f"unknown operator '{op}'; use one of: {', '.join(OPERATORS)}")
+    if op not in f.kind.operators:
+        allowed = ", ".join(o for o in OPERATORS if o in f.kind.operators) or "none"
+        raise _bad(param, f"operator '{op}' does not apply to a {f.type} field; use one of: {allowed}")
+    if op == "isnull":
+        try:
+            return Condition(f, op, _boolean(raw))
+        except ValueError:
+            raise _bad(param, f"{param}: expected true or false") from None
+    if op in ("in", "nin"):
+        parts = [p for p in raw.split(",") if p != ""]
+        if not parts:
+            raise _bad(param, f"{param}: give one or more values separated by commas")
+        return Condition(f, op, [parse_value(f, p, param) for p in parts])
+    if op in ("contains", "startswith"):
+        if f.type == "multiselect":
+            if raw not in f.option_values:
+                raise _bad(param, f"{param}: must be one of: {', '.join(f.option_values)}")
+            return Condition(f, op, raw)
+        return Condition(f, op, raw)
+    return Condition(f, op, parse_value(f, raw, param))
+
+
+def _boolean(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise ValueError(raw)
+
+
+def parse_sort(entity: Entity, text: str, readable: set[str] | None = None) -> list[SortKey]:
+    keys = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        name = part.lstrip("-")
+        f = readable_field(entity, name, "sort", readable)
+        if f.type in UNSORTABLE:
+            raise _bad("sort", f"a {f.type} field cannot be sorted on")
+        keys.append(SortKey(f, part.startswith("-")))
+    return keys
+
+
+class Cursors:
+    """Opaque, signed keyset cursors: the last row's sort values, tied to the sort order
+    they were made for, so a tampered or mismatched cursor is refused, not obeyed."""
+
+    def __init__(self, secret: str | bytes):
+        self.secret = secret.encode() if isinstance(secret, str) else secret
+
+    def _sign(self, payload: bytes) -> str:
+        return hmac.new(self.secret, payload, hashlib.sha256).hexdigest()[:24]
+
+    def encode(self, entity: Entity, sort: list[SortKey], values: list[Any]) -> str:
+        payload = json.dumps([entity.name, [str(k) for k in sort], values], separators=(",", ":"),
+                             default=str).encode()
+        return base64.urlsafe_b64encode(payload).decode().rstrip("=") + "." + self._sign(payload)
+
+    def decode(self, entity: Entity, sort: list[SortKey], cursor: str) -> list[Any]:
+        bad = _bad("cursor", "cursor is not valid for this list; start again without it")
+        body, _, signature = cursor.partition(".")
+        try:
+            payload = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        except (ValueError, TypeError):
+            raise bad from None
+        if not hmac.compare_digest(self._sign(payload), signature):
+            raise bad
+        try:
+            name, keys, values = json.loads(payload)
+        except (ValueError, TypeError):
+            raise bad from None
+        if name != entity.name or keys != [str(k) for k in sort] or len(values) != len(sort):
+            raise bad
+        typed = []
+        for key, value in zip(sort, values, strict=True):
+            typed.append(None if value is None else parse_value(key.field, value, "cursor"))
+        return typed
+
+
+def parse_list_query(entity: Entity, args: Mapping[str, Any], *, cursors: Cursors,
+                     default_limit: int, max_limit: int, readable: set[str] | None = None) -> ListQuery:
+    """Parse list arguments (a werkzeug MultiDict or a plain mapping) into a ``ListQuery``."""
+    query = ListQuery(limit=default_limit)
+    known = {"sort", "limit", "cursor", "fields", "search", "count"}
+    items = args.items(multi=True) if hasattr(args, "getlist") else args.items()
+    for key, raw in items:
+        match = _FILTER_KEY.match(key)
+        if match:
+            query.conditions.append(parse_condition(entity, match.group(1), match.group(2) or "eq", raw, readable))
+        elif key not in known:
+            raise _bad(key, f"unknown query parameter '{key}'; use filter[field][op], sort, limit, "
+                            "cursor, fields, search or count")
+    sort_text = args.get("sort") or entity.list.sort
+    query.sort = parse_sort(entity, sort_text, readable)
+    if not any(k.field.name == "id" for k in query.sort):
+        descending = query.sort[-1].descending if query.sort else False
+        query.sort.append(SortKey(entity.field("id"), descending))
+    if args.get("limit") is not None:
+        try:
+            query.limit = int(args["limit"])
+        except ValueError:
+            raise _bad("limit", f"limit must be a whole number from 1 to {max_limit}") from None
+        if not 1 <= query.limit <= max_limit:
+            raise _bad("limit", f"limit must be a whole number from 1 to {max_limit}")
+    if args.get("cursor"):
+        query.after = cursors.decode(entity, query.sort, args["cursor"])
+    if args.get("fields"):
+        names = [n.strip() for n in args["fields"].split(",") if n.strip()]
+        for name in names:
+            readable_field(entity, name, "fields", readable)
+        query.fields = names
+    if args.get("search"):
+        query.search = args["search"].strip() or None
+    if args.get("count"):
+        if args["count"] != "exact":
+            raise _bad("count", "count takes the value 'exact'")
+        query.count = True
+    return query
