@@ -12,6 +12,8 @@ from loom.errors import (
     PreconditionFailed,
     ValidationError,
 )
+from loom.hookspecs import hookimpl
+from loom.identity.principal import Principal
 
 __all__ = [
     "BadRequest",
@@ -20,5 +22,7 @@ __all__ = [
     "MetadataError",
     "NotFound",
     "PreconditionFailed",
+    "Principal",
     "ValidationError",
+    "hookimpl",
 ]

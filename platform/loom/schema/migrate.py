@@ -93,13 +93,28 @@ class Migration:
                             self._restored_fields[(change.new.name, fc.new.name)] = found
 
     def _field_changes(self, change: EntityDiff) -> tuple[FieldChange, ...]:
-        """Field changes, including those against a restored table's old definition."""
+        """Changes to fields that have columns, including those against a restored table's
+        old definition. A table field has child rows instead of a column: a field that
+        turns into or out of one is an addition or a removal of a column."""
         if change.action == "add":
             restore = self._restored_tables.get(change.new.name)
             if restore is None:
                 return ()
-            return diff_entity(compile_entity(restore.definition), change.new).fields
-        return change.fields
+            changes = diff_entity(compile_entity(restore.definition), change.new).fields
+        else:
+            changes = change.fields
+        result = []
+        for fc in changes:
+            old_stored = fc.old is not None and fc.old.stored
+            new_stored = fc.new is not None and fc.new.stored
+            if fc.action in ("rename", "retype") and old_stored != new_stored:
+                if old_stored:
+                    result.append(FieldChange("remove", fc.old, None))
+                if new_stored:
+                    result.append(FieldChange("add", None, fc.new))
+            elif old_stored or new_stored:
+                result.append(fc)
+        return tuple(result)
 
     def _before(self, change: EntityDiff) -> Entity:
         if change.action == "add":
