@@ -16,6 +16,7 @@ from loom.records.openapi import build_openapi
 from loom.records.service import Context, RecordService
 
 api = Blueprint("api", __name__, url_prefix="/api")
+LOCAL = Principal(name="local")
 _ETAG = re.compile(r'^(?:W/)?"?(\d+)"?$')
 
 
@@ -24,9 +25,9 @@ def _loom():
 
 
 def current_principal() -> Principal:
-    """Who the request acts as. Until sign-in exists every request acts as the local
-    system principal."""
-    return g.get("principal") or Principal.system("local")
+    """Who the request acts as. Until sign-in exists every request acts as one local,
+    unprivileged principal."""
+    return g.get("principal") or LOCAL
 
 
 def record_service(entity: str) -> RecordService:
