@@ -98,6 +98,8 @@ def _text(value: Any, field: Field) -> str:
         return str(value)
     if not isinstance(value, str):
         raise ValueError("expected text")
+    if "\x00" in value:
+        raise ValueError("text cannot contain the NUL character")
     return value
 
 

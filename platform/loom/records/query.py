@@ -145,7 +145,7 @@ class Cursors:
             payload = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
         except (ValueError, TypeError):
             raise bad from None
-        if not hmac.compare_digest(self._sign(payload), signature):
+        if not hmac.compare_digest(self._sign(payload).encode(), signature.encode("utf-8", "replace")):
             raise bad
         try:
             name, keys, values = json.loads(payload)
@@ -166,6 +166,8 @@ def parse_list_query(entity: Entity, args: Mapping[str, Any], *, cursors: Cursor
     known = {"sort", "limit", "cursor", "fields", "search", "count"}
     items = args.items(multi=True) if hasattr(args, "getlist") else args.items()
     for key, raw in items:
+        if "\x00" in key or "\x00" in raw:
+            raise _bad(key, f"{key}: query values cannot contain the NUL character")
         match = _FILTER_KEY.match(key)
         if match:
             query.conditions.append(parse_condition(entity, match.group(1), match.group(2) or "eq", raw, readable))

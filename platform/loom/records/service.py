@@ -348,10 +348,13 @@ class RecordService:
         """Keyset condition: rows strictly after ``values`` in the order ``keys``."""
         def equal(key: SortKey, value: Any):
             column = self.table.c[key.field.name]
-            return column.is_(None) if value is None else column == value
+            return column.is_(None) if value is None else column == sa.literal(value, column.type)
 
         def beyond(key: SortKey, value: Any):
             column = self.table.c[key.field.name]
+            if value is not None:
+                # booleans compare too (false < true), which SQLAlchemy allows only for a bound value
+                value = sa.literal(value, column.type)
             if key.descending:
                 return column.is_not(None) if value is None else column < value
             if value is None:
