@@ -121,7 +121,11 @@ def _to_python(loader: yaml.SafeLoader, node: yaml.Node, path: tuple, lines: dic
 
 
 def _parse(text: str, file: str, problems: list[Problem]) -> Iterator[tuple[Any, dict]]:
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.YAMLError as exc:
+        problems.append(Problem(file, None, "", f"not valid YAML or JSON: {exc}"))
+        return
     try:
         while loader.check_node():
             node = loader.get_node()
