@@ -2,7 +2,7 @@
 validates, compiles and diffs metadata documents into an immutable model."""
 
 from loom.metadata.compiler import compile_documents
-from loom.metadata.loader import Document, Problem, load_directory, load_text
+from loom.metadata.loader import Document, Problem, load_and_compile, load_directory, load_text
 from loom.metadata.model import AppModel, Entity, Field
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "Field",
     "Problem",
     "compile_documents",
+    "load_and_compile",
     "load_directory",
     "load_text",
 ]

@@ -40,9 +40,12 @@ def _label(value: Any) -> Mapping[str, str]:
 
 
 class _Compiler:
-    def __init__(self, documents: Iterable[Document]):
+    def __init__(self, documents: Iterable[Document], broken: Iterable[str] = ()):
         self.documents = list(documents)
         self.problems: list[Problem] = []
+        #: entities declared in documents that failed their schema check: references to
+        #: them are not reported again as missing
+        self.broken = set(broken)
 
     def fail(self, doc: Document, path: tuple, message: str) -> None:
         self.problems.append(doc.problem(path, message))
@@ -207,14 +210,15 @@ class _Compiler:
                 path = ("fields", index_of[f.name], "target")
                 if f.type == "link":
                     target = entities.get(f.target)
-                    if f.target != USER_ENTITY and target is None:
+                    if f.target != USER_ENTITY and target is None and f.target not in self.broken:
                         self.fail(doc, path, f"no entity named '{f.target}' to link to")
                     elif target is not None and target.child:
                         self.fail(doc, path, f"'{f.target}' is a child entity: its rows live inside their parent and cannot be linked to")
                 elif f.type == "table":
                     target = entities.get(f.target)
                     if target is None:
-                        self.fail(doc, path, f"no entity named '{f.target}' for the child rows")
+                        if f.target not in self.broken:
+                            self.fail(doc, path, f"no entity named '{f.target}' for the child rows")
                     elif not target.child:
                         self.fail(doc, path, f"'{f.target}' must be declared with child: true to be used as a table")
                     elif f.target in parents:
@@ -231,10 +235,14 @@ class _Compiler:
                 self.fail(docs[name], ("renamed_from",), f"'{renamed}' is still an entity; a renamed entity's old name must be gone")
 
 
-def compile_documents(documents: Iterable[Document]) -> AppModel:
+def compile_documents(documents: Iterable[Document], *, earlier: Iterable[Problem] = (),
+                      broken: Iterable[str] = ()) -> AppModel:
     """Compile checked documents into an ``AppModel``; raise ``MetadataError`` listing
-    every problem found."""
-    return _Compiler(documents).run()
+    every problem found, after the ``earlier`` ones (from loading). ``broken`` names
+    entities whose documents failed to load, so they are not reported missing too."""
+    compiler = _Compiler(documents, broken)
+    compiler.problems.extend(earlier)
+    return compiler.run()
 
 
 def _standalone(data: dict[str, Any]) -> Document:

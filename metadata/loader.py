@@ -159,6 +159,13 @@ def check_document(doc: Document) -> list[Problem]:
 
 def load_text(text: str, file: str = "<text>") -> tuple[list[Document], list[Problem]]:
     """Parse and schema-check every document in ``text``."""
+    documents, problems, _ = _load_text(text, file)
+    return documents, problems
+
+
+def _load_text(text: str, file: str) -> tuple[list[Document], list[Problem], set[str]]:
+    """Documents that passed, every problem, and the names of documents that failed."""
+    broken: set[str] = set()
     problems: list[Problem] = []
     documents: list[Document] = []
     for data, lines in _parse(text, file, problems):
@@ -172,16 +179,32 @@ def load_text(text: str, file: str = "<text>") -> tuple[list[Document], list[Pro
         problems.extend(found)
         if not found:
             documents.append(doc)
-    return documents, problems
+        elif isinstance(data.get("name"), str):
+            broken.add(data["name"])
+    return documents, problems, broken
+
+
+def load_and_compile(directory: str | Path):
+    """Load and compile a directory, reporting every problem of every file at once."""
+    from loom.metadata.compiler import compile_documents
+
+    documents, problems, broken = _load_directory(directory)
+    return compile_documents(documents, earlier=problems, broken=broken)
 
 
 def load_directory(directory: str | Path) -> tuple[list[Document], list[Problem]]:
     """Load every .yaml/.yml/.json file below ``directory`` (sorted, recursively)."""
+    documents, problems, _ = _load_directory(directory)
+    return documents, problems
+
+
+def _load_directory(directory: str | Path) -> tuple[list[Document], list[Problem], set[str]]:
     root = Path(directory)
     if not root.is_dir():
-        return [], [Problem(str(root), None, "", "no such directory")]
+        return [], [Problem(str(root), None, "", "no such directory")], set()
     documents: list[Document] = []
     problems: list[Problem] = []
+    broken: set[str] = set()
     paths = sorted(p for p in root.rglob("*") if p.suffix in METADATA_SUFFIXES and p.is_file())
     if not paths:
         problems.append(Problem(str(root), None, "", "no .yaml, .yml or .json files found"))
@@ -191,7 +214,8 @@ def load_directory(directory: str | Path) -> tuple[list[Document], list[Problem]
         except (OSError, UnicodeDecodeError) as exc:
             problems.append(Problem(str(path.relative_to(root)), None, "", f"cannot be read: {exc}"))
             continue
-        docs, found = load_text(text, str(path.relative_to(root)))
+        docs, found, names = _load_text(text, str(path.relative_to(root)))
         documents.extend(docs)
         problems.extend(found)
-    return documents, problems
+        broken |= names
+    return documents, problems, broken

@@ -102,16 +102,13 @@ DIRECTORY = click.Path(file_okay=False, path_type=Path)
 @click.argument("directory", type=DIRECTORY)
 def validate(directory: Path) -> None:
     """Check a directory of metadata files; report every problem."""
-    from loom.metadata import compile_documents, load_directory
+    from loom.metadata import load_and_compile
 
-    documents, problems = load_directory(directory)
     try:
-        if problems:
-            raise MetadataError(problems)
-        model = compile_documents(documents)
+        model = load_and_compile(directory)
     except MetadataError as error:
         _fail(error)
-    click.echo(f"ok: {len(model.entities)} entities in {len(documents)} documents")
+    click.echo(f"ok: {len(model.entities)} entities in {len(model.documents)} documents")
 
 
 def _load(directory: Path):

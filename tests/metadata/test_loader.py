@@ -132,3 +132,18 @@ def test_child_entities_must_belong_to_exactly_one_table_field():
     assert "no table field holds the rows" in messages
     assert "must be declared with child: true" in messages
     assert "cannot be linked to" in messages
+
+
+def test_schema_and_reference_errors_of_a_directory_come_together(tmp_path):
+    from loom.metadata import load_and_compile
+
+    (tmp_path / "a.yaml").write_text("kind: entity\nname: a\nfields: [{name: x, type: strin}]\n")
+    (tmp_path / "b.yaml").write_text("kind: entity\nname: b\nfields:\n  - {name: y, type: link, target: nope}\n"
+                                     "  - {name: z, type: link, target: a}\n")
+    with pytest.raises(MetadataError) as caught:
+        load_and_compile(tmp_path)
+    rendered = [str(p) for p in caught.value.problems]
+    assert rendered[0].startswith("a.yaml:3: fields[0].type:")
+    assert "b.yaml:4: fields[0].target: no entity named 'nope' to link to" in rendered
+    # a.yaml is broken, not missing: the link to it is not reported a second time
+    assert len(rendered) == 2

@@ -24,7 +24,7 @@ from loom.errors import MetadataError, NotFound
 from loom.events import emit
 from loom.metadata.compiler import compile_documents
 from loom.metadata.diff import ModelDiff, diff_models
-from loom.metadata.loader import Document, check_document, load_directory
+from loom.metadata.loader import Document, check_document, load_and_compile
 from loom.metadata.model import EMPTY_MODEL, AppModel
 from loom.schema.migrate import Migration
 from loom.schema.models import MetadataVersion
@@ -134,10 +134,7 @@ class MetadataService:
 
     def load_directory(self, directory: str | Path) -> AppModel:
         """Load, check and compile a directory of metadata files."""
-        documents, problems = load_directory(directory)
-        if problems:
-            raise MetadataError(problems)
-        return compile_documents(documents)
+        return load_and_compile(directory)
 
     def history(self) -> list[VersionInfo]:
         with self.engine.connect() as conn:

@@ -1,0 +1,77 @@
+"""The ``loom`` command as an admin uses it."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from loom.cli import main
+
+
+@pytest.fixture
+def loom_cli(loom_database_url, tmp_path, monkeypatch):
+    monkeypatch.setenv("LOOM_DATABASE_URL", loom_database_url)
+    monkeypatch.setenv("LOOM_INSTANCE_PATH", str(tmp_path / "instance"))
+    monkeypatch.setenv("LOOM_SECRET_KEY", "cli-test")
+    runner = CliRunner()
+
+    def run(*args: str, code: int = 0):
+        result = runner.invoke(main, list(args), catch_exceptions=False)
+        assert result.exit_code == code, result.output
+        return result.output
+    yield run
+
+
+def write(folder, name, doc):
+    folder.mkdir(exist_ok=True)
+    (folder / name).write_text(yaml.safe_dump(doc, allow_unicode=True))
+
+
+def test_validate_reports_every_problem_with_file_and_line(loom_cli, tmp_path):
+    app = tmp_path / "app"
+    write(app, "a.yaml", {"kind": "entity", "name": "a", "fields": [{"name": "x", "type": "strin"}]})
+    write(app, "b.yaml", {"kind": "entity", "name": "b", "fields": [{"name": "y", "type": "link", "target": "nope"}]})
+    output = loom_cli("metadata", "validate", str(app), code=1)
+    assert "error: a.yaml:3: fields[0].type: 'strin' is not one of" in output
+    assert "error: b.yaml:3: fields[0].target: no entity named 'nope' to link to" in output
+
+
+def test_apply_diff_history_export_rollback(loom_cli, tmp_path):
+    app = tmp_path / "app"
+    doc = {"kind": "entity", "name": "ticket", "fields": [{"name": "subject", "type": "string"}]}
+    write(app, "ticket.yaml", doc)
+    assert "ok: 1 entities in 1 documents" in loom_cli("metadata", "validate", str(app))
+    assert "+ entity ticket (1 fields)" in loom_cli("metadata", "diff", str(app))
+    assert "published version 1" in loom_cli("metadata", "apply", str(app), "--author", "alice")
+    assert "no changes" in loom_cli("metadata", "apply", str(app))
+
+    doc["fields"].append({"name": "urgent", "type": "boolean"})
+    write(app, "ticket.yaml", doc)
+    diff = loom_cli("metadata", "diff", str(app))
+    assert "version 1 -> 2" in diff and "+ field ticket.urgent (boolean)" in diff
+    assert "history" and "published version 2" in loom_cli("metadata", "apply", str(app))
+
+    history = loom_cli("metadata", "history")
+    assert history.index("   2 ") < history.index("   1 ") and "alice" in history
+
+    out = tmp_path / "export"
+    assert "wrote 1 files" in loom_cli("metadata", "export", str(out))
+    assert "urgent" in (out / "ticket.yaml").read_text()
+    assert "no changes" in loom_cli("metadata", "apply", str(out))
+
+    rolled = loom_cli("metadata", "rollback", "1")
+    assert "published version 3 (rollback to 1)" in rolled and "- field ticket.urgent" in rolled
+    assert "there is no metadata version 9" in loom_cli("metadata", "rollback", "9", code=1)
+
+
+def test_demo_metadata_installs_with_generated_records(loom_app, loom_client):
+    from loom.seed.setup import install_demo
+
+    counts = install_demo(loom_app.extensions["loom"])
+    assert counts["customer"] >= 100 and counts["sales_order"] >= 100
+    assert install_demo(loom_app.extensions["loom"]) == {}
+    order = loom_client.get("/api/v1/sales_order?limit=1").get_json()["data"][0]
+    assert order["lines"] and order["customer"]["title"]
+    customers = loom_client.get("/api/v1/customer?filter[level][eq]=A&count=exact&limit=1").get_json()
+    assert customers["count"] > 0
