@@ -198,7 +198,7 @@ class AppModel:
     @cached_property
     def fingerprint(self) -> str:
         """Hash of the canonical documents: two models with equal fingerprints are equal."""
-        canonical = json.dumps(sorted((json.dumps(d, sort_keys=True, ensure_ascii=False) for d in self.documents)))
+        canonical = json.dumps(sorted(json.dumps(d, sort_keys=True, ensure_ascii=False) for d in self.documents))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
     def entity(self, name: str) -> Entity:

@@ -22,6 +22,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from faker import Faker
+
 from loom.metadata.validators import uscc_check_character
 
 Create = Callable[[str, list[dict[str, Any]]], list[int]]

@@ -7,6 +7,7 @@ import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib.resources import files
+
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase
 

@@ -7,7 +7,6 @@ import sqlalchemy as sa
 from openapi_spec_validator import validate
 
 
-
 @pytest.fixture
 def customers(apply_metadata, customer_doc):
     apply_metadata(customer_doc)
