@@ -38,3 +38,30 @@ def test_hookspecs_are_all_documented_in_the_plugin_guide():
     assert hooks, "no hooks found"
     missing = [h for h in hooks if f"`{h}`" not in guide]
     assert not missing, f"hooks missing from docs/plugins.md: {missing}"
+
+
+def test_a_built_wheel_finds_its_schemas_seed_and_templates(tmp_path):
+    """What ``pip install .`` installs works without the checkout: files are found through
+    importlib.resources, not paths into the source tree."""
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(tmp_path / "dist"), str(ROOT)], check=True, capture_output=True)
+    wheel = next((tmp_path / "dist").glob("loom-*.whl"))
+    import zipfile
+
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        archive.extractall(tmp_path / "site")
+    assert {"loom/metadata/schemas/entity.schema.json", "loom/ui/templates/home.html",
+            "loom/seed/crm/customer.yaml", "loom/migrations/env.py", "loom/testing.py"} <= names
+    script = (
+        "import loom, loom.cli, sys\n"
+        "assert loom.__file__.startswith(sys.argv[1]), loom.__file__\n"
+        "from importlib.resources import files\n"
+        "sys.argv = ['loom', 'metadata', 'validate', str(files('loom.seed') / 'crm')]\n"
+        "loom.cli.main()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "site")], cwd=tmp_path,
+                            env={"PYTHONPATH": str(tmp_path / "site"), "PATH": "/usr/bin:/bin"},
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "ok: 6 entities" in result.stdout

@@ -1,0 +1,28 @@
+"""Loom's own tables: the alembic revisions upgrade and downgrade cleanly."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from loom.db import downgrade, upgrade
+
+SYSTEM_TABLES = {"loom_users", "loom_metadata_versions", "loom_set_aside", "loom_outbox"}
+
+
+def test_upgrade_downgrade_upgrade(loom_engine):
+    assert SYSTEM_TABLES <= set(sa.inspect(loom_engine).get_table_names())
+    downgrade(loom_engine, "base")
+    assert not SYSTEM_TABLES & set(sa.inspect(loom_engine).get_table_names())
+    upgrade(loom_engine)
+    assert SYSTEM_TABLES <= set(sa.inspect(loom_engine).get_table_names())
+
+
+def test_another_process_sees_a_publish_on_its_next_request(loom_app, apply_metadata, customer_doc, tmp_path):
+    from loom.app import create_app
+
+    other = create_app({"ENGINE": loom_app.extensions["loom"].engine, "INSTANCE_PATH": str(tmp_path / "other"),
+                        "SECRET_KEY": "x", "DISCOVER_PLUGINS": False}).test_client()
+    assert other.get("/api/v1/customer").status_code == 404
+    apply_metadata(customer_doc)
+    assert other.get("/api/v1/customer").status_code == 200
+    assert other.post("/api/v1/customer", json={"name": "from the other process"}).status_code == 201
