@@ -35,10 +35,27 @@ def _author(author: str | None) -> str:
         return "cli"
 
 
-@click.group(cls=FlaskGroup, create_app=lambda: create_app(), add_default_commands=False,
+_apps: list = []
+
+
+def _cli_app():
+    app = create_app()
+    _apps.append(app)
+    return app
+
+
+def _close_apps() -> None:
+    """Return the command's database connections when it ends, however it ends."""
+    while _apps:
+        _apps.pop().extensions["loom"].engine.dispose()
+
+
+@click.group(cls=FlaskGroup, create_app=_cli_app, add_default_commands=False,
              add_version_option=False, load_dotenv=False, set_debug_flag=False)
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """Loom: a metadata-driven low-code platform."""
+    ctx.call_on_close(_close_apps)
 
 
 @main.command()

@@ -216,3 +216,16 @@ def test_openapi_is_valid_and_describes_every_entity(apply_metadata, customer_do
     assert spec["components"]["schemas"]["customerInput"]["required"] == ["name"]
     meta = loom_client.get("/api/v1/_meta/entities").get_json()
     assert [e["name"] for e in meta["data"]] == ["customer", "order"]
+
+
+def test_missing_link_targets_are_named_by_their_path(apply_metadata, make_entity, loom_client):
+    apply_metadata(
+        make_entity("product", [{"name": "sku", "type": "string"}]),
+        make_entity("order", [{"name": "number", "type": "string"},
+                              {"name": "lines", "type": "table", "target": "order_line"}]),
+        make_entity("order_line", [{"name": "product", "type": "link", "target": "product"}], child=True))
+    sku = create(loom_client, "product", {"sku": "P"})
+    one = loom_client.post("/api/v1/order", json={"number": "1", "lines": [{"product": sku["id"]}, {"product": 77}]})
+    assert one.get_json()["errors"] == [{"field": "lines[1].product", "message": "there is no product with id 77"}]
+    many = loom_client.post("/api/v1/order/_bulk", json=[{"number": "2"}, {"number": "3", "lines": [{"product": 78}]}])
+    assert many.get_json()["errors"] == [{"field": "[1].lines[0].product", "message": "there is no product with id 78"}]

@@ -121,8 +121,9 @@ class RecordService:
         return loaded, errors
 
     def _check_links(self, conn: sa.Connection, rows: Sequence[Mapping[str, Any]], entity: Entity,
-                     prefix: str = "") -> list[dict[str, str]]:
-        """A link must point at an existing record: say which ones do not."""
+                     where: Sequence[str]) -> list[dict[str, str]]:
+        """A link must point at an existing record: say which do not. ``where[i]`` is the
+        path prefix of ``rows[i]`` in error messages."""
         errors = []
         for f in entity.fields:
             if f.type != "link":
@@ -132,10 +133,9 @@ class RecordService:
                 continue
             target = self._target_table(f.target)
             found = set(conn.execute(sa.select(target.c.id).where(target.c.id.in_(wanted))).scalars())
-            for i, row in enumerate(rows):
+            for prefix, row in zip(where, rows, strict=True):
                 if row.get(f.name) is not None and row[f.name] not in found:
-                    where = f"{prefix}[{i}]." if prefix or len(rows) > 1 else ""
-                    errors.append({"field": f"{where}{f.name}".lstrip("."),
+                    errors.append({"field": prefix + f.name,
                                    "message": f"there is no {f.target} with id {row[f.name]}"})
         return errors
 
@@ -389,14 +389,20 @@ class RecordService:
             if payload:
                 conn.execute(table.insert(), payload)
 
-    def _validate_links(self, conn: sa.Connection, values: Sequence[Mapping[str, Any]],
-                        children: Sequence[Mapping[str, list[dict]]]) -> None:
-        errors = self._check_links(conn, values, self.entity)
+    def _validate_links(self, conn: sa.Connection, loaded: Sequence[tuple[dict, dict]], *,
+                        indexed: bool = False) -> None:
+        """Check every link of every (values, children) pair; for a batch (``indexed``)
+        errors start with the row's index, as ``[3].customer``."""
+        prefixes = [f"[{i}]." if indexed else "" for i in range(len(loaded))]
+        errors = self._check_links(conn, [values for values, _ in loaded], self.entity, prefixes)
         for f in self.entity.table_fields:
-            for rows in children:
-                if rows.get(f.name):
-                    errors += [{**e, "field": f"{f.name}{'' if e['field'].startswith('[') else '.'}{e['field']}"}
-                               for e in self._check_links(conn, rows[f.name], self.model.entity(f.target), f.name)]
+            child = self.model.entity(f.target)
+            rows, where = [], []
+            for prefix, (_values, children) in zip(prefixes, loaded, strict=True):
+                for j, row in enumerate(children.get(f.name, ())):
+                    rows.append(row)
+                    where.append(f"{prefix}{f.name}[{j}].")
+            errors += self._check_links(conn, rows, child, where)
         if errors:
             raise ValidationError(f"{len(errors)} invalid value(s)", errors=errors)
 
@@ -407,7 +413,7 @@ class RecordService:
             with write_transaction(self.context.engine) as conn:
                 self.hooks.before_record_create(entity=self.entity, values=values, principal=self.principal,
                                                 connection=conn)
-                self._validate_links(conn, [values], [children])
+                self._validate_links(conn, [(values, children)])
                 now = utcnow()
                 row = {**values, **self._standard_values(now)}
                 row.setdefault("owner", self.principal.user_id)
@@ -441,7 +447,7 @@ class RecordService:
                 for values, _children in loaded:
                     self.hooks.before_record_create(entity=self.entity, values=values, principal=self.principal,
                                                     connection=conn)
-                self._validate_links(conn, [v for v, _ in loaded], [c for _, c in loaded])
+                self._validate_links(conn, loaded, indexed=True)
                 now = utcnow()
                 payload = []
                 for values, _children in loaded:
@@ -489,7 +495,7 @@ class RecordService:
                 before = self._serialize(conn, [row])[0]
                 self.hooks.before_record_update(entity=self.entity, record=before, changes=values,
                                                 principal=self.principal, connection=conn)
-                self._validate_links(conn, [values], [children])
+                self._validate_links(conn, [(values, children)])
                 values = {k: v for k, v in values.items() if row[k] != v}
                 if not values and not children:
                     return before
