@@ -8,6 +8,7 @@ so it must not depend on the current directory.
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import re
@@ -157,7 +158,7 @@ def percentile(values: Sequence[float], fraction: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(fraction * len(ordered) + 0.5)))
+    rank = max(1, min(len(ordered), math.ceil(fraction * len(ordered))))
     return ordered[rank - 1]
 
 

@@ -1,4 +1,8 @@
-"""The built-in ``user`` entity's table: every link to ``user`` points here."""
+"""Users, teams, role assignments, sessions and API tokens.
+
+``loom_users`` is also the table of the built-in ``user`` entity: every link to ``user``
+points here.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,20 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from loom.db import Base, BigId, utcnow
 
+TIMESTAMP = sa.DateTime(timezone=True)
+
+
+class Team(Base):
+    """A team; teams form a tree (a regional team holds city teams)."""
+
+    __tablename__ = "loom_teams"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(100), unique=True)
+    label: Mapped[str] = mapped_column(sa.String(200), default="")
+    parent_id: Mapped[int | None] = mapped_column(sa.BigInteger, sa.ForeignKey("loom_teams.id", ondelete="RESTRICT"))
+    created_at: Mapped[dt.datetime] = mapped_column(TIMESTAMP, default=utcnow)
+
 
 class User(Base):
     __tablename__ = "loom_users"
@@ -18,4 +36,56 @@ class User(Base):
     display_name: Mapped[str] = mapped_column(sa.String(200), default="")
     email: Mapped[str | None] = mapped_column(sa.String(320))
     is_active: Mapped[bool] = mapped_column(sa.Boolean, default=True)
-    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(TIMESTAMP, default=utcnow)
+    password_hash: Mapped[str | None] = mapped_column(sa.String(200))
+    mobile: Mapped[str | None] = mapped_column(sa.String(32))
+    locale: Mapped[str] = mapped_column(sa.String(10), default="en", server_default="en")
+    team_id: Mapped[int | None] = mapped_column(sa.BigInteger, sa.ForeignKey("loom_teams.id", ondelete="RESTRICT"))
+    manager_id: Mapped[int | None] = mapped_column(sa.BigInteger, sa.ForeignKey("loom_users.id", ondelete="RESTRICT"))
+    failed_logins: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    locked_until: Mapped[dt.datetime | None] = mapped_column(TIMESTAMP)
+    last_login_at: Mapped[dt.datetime | None] = mapped_column(TIMESTAMP)
+
+
+class RoleAssignment(Base):
+    __tablename__ = "loom_role_assignments"
+    __table_args__ = (sa.UniqueConstraint("user_id", "role"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.BigInteger, sa.ForeignKey("loom_users.id", ondelete="CASCADE"))
+    #: the name of a ``kind: role`` metadata document
+    role: Mapped[str] = mapped_column(sa.String(100))
+    created_at: Mapped[dt.datetime] = mapped_column(TIMESTAMP, default=utcnow)
+
+
+class Session(Base):
+    """A signed-in browser session; signing out deletes the row, so the cookie is dead."""
+
+    __tablename__ = "loom_sessions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(sa.BigInteger, sa.ForeignKey("loom_users.id", ondelete="CASCADE"))
+    created_at: Mapped[dt.datetime] = mapped_column(TIMESTAMP, default=utcnow)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(TIMESTAMP, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(TIMESTAMP)
+    ip: Mapped[str | None] = mapped_column(sa.String(64))
+    user_agent: Mapped[str | None] = mapped_column(sa.String(400))
+
+
+class ApiToken(Base):
+    """A personal API token; only its SHA-256 is kept, the token is shown once."""
+
+    __tablename__ = "loom_api_tokens"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    #: the token's first characters, so a user can tell their tokens apart
+    prefix: Mapped[str] = mapped_column(sa.String(16))
+    name: Mapped[str] = mapped_column(sa.String(200), default="")
+    user_id: Mapped[int] = mapped_column(sa.BigInteger, sa.ForeignKey("loom_users.id", ondelete="CASCADE"))
+    read_only: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(TIMESTAMP, default=utcnow)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(TIMESTAMP)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(TIMESTAMP)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(TIMESTAMP)

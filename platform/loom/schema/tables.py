@@ -13,7 +13,7 @@ from types import MappingProxyType
 import sqlalchemy as sa
 
 from loom.db import NAMING_CONVENTION, BigId
-from loom.identity.models import User
+from loom.identity.models import Team, User
 from loom.metadata.model import USER_ENTITY, USER_TABLE, AppModel, Entity, Field
 
 MAX_IDENTIFIER = 63
@@ -89,6 +89,7 @@ def entity_table(entity: Entity, model: AppModel, metadata: sa.MetaData) -> sa.T
 def build_tables(model: AppModel) -> Mapping[str, sa.Table]:
     """entity name -> Table, all in one ``MetaData`` with the users table they link to."""
     metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+    Team.__table__.to_metadata(metadata)
     User.__table__.to_metadata(metadata)
     tables = {name: entity_table(entity, model, metadata) for name, entity in model.entities.items()}
     return MappingProxyType(tables)
