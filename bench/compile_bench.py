@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import gc
 import statistics
 import sys
 import time
@@ -81,12 +82,14 @@ def documents(entities: int, fields: int) -> list[dict[str, Any]]:
 
 def time_once(docs: list[dict[str, Any]]) -> tuple[float, float, float]:
     """Seconds for (model_from_documents, build_tables, marshmallow schemas of every
-    entity); the schemas are built lazily, on the first request for each entity."""
+    entity); the schemas are built lazily, on the first request for each entity.
+    Garbage left by earlier runs is collected first, so runs do not pay for each other."""
     from loom.records.schemas import build_schemas
     from loom.schema.service import model_from_documents
     from loom.schema.tables import build_tables
 
     fresh = copy.deepcopy(docs)
+    gc.collect()
     began = time.perf_counter()
     model = model_from_documents(fresh)
     compiled = time.perf_counter()

@@ -13,6 +13,7 @@ from types import MappingProxyType
 from typing import Any
 
 from loom.errors import MetadataError
+from loom.metadata.conditions import check_condition
 from loom.metadata.loader import Document, Problem
 from loom.metadata.model import (
     RESERVED_NAMES,
@@ -21,9 +22,11 @@ from loom.metadata.model import (
     Entity,
     Field,
     FormSection,
+    Grant,
     Index,
     ListView,
     Option,
+    Role,
 )
 from loom.metadata.types import COMMON_PROPERTIES, field_type
 
@@ -67,10 +70,79 @@ class _Compiler:
 
         entities = {name: self.entity(doc) for name, doc in entity_docs.items()}
         self.check_references(entities, entity_docs)
+        roles = self.roles(entities)
         if self.problems:
             raise MetadataError(self.problems)
         documents = tuple(doc.data for doc in sorted(self.documents, key=lambda d: (d.kind, d.data.get("name", ""))))
-        return AppModel(MappingProxyType(entities), documents)
+        return AppModel(MappingProxyType(entities), documents, MappingProxyType(roles))
+
+    # -- roles ------------------------------------------------------------------------
+
+    def roles(self, entities: dict[str, Entity]) -> dict[str, Role]:
+        docs: dict[str, Document] = {}
+        for doc in self.documents:
+            if doc.kind != "role":
+                continue
+            name = doc.data["name"]
+            if name in docs:
+                self.fail(doc, ("name",), f"role '{name}' is already declared in {docs[name].file}")
+                continue
+            docs[name] = doc
+        roles = {name: self.role(doc, entities) for name, doc in docs.items()}
+        for name, doc in docs.items():
+            for i, parent in enumerate(doc.data.get("inherits", [])):
+                if parent not in docs and parent not in self.broken:
+                    self.fail(doc, ("inherits", i), f"no role named '{parent}'")
+        for name, doc in docs.items():
+            if self._inherits_itself(name, roles):
+                self.fail(doc, ("inherits",), f"role '{name}' inherits from itself (through {', '.join(roles[name].inherits)})")
+        return roles
+
+    @staticmethod
+    def _inherits_itself(name: str, roles: dict[str, Role]) -> bool:
+        seen: set[str] = set()
+        pending = list(roles[name].inherits)
+        while pending:
+            current = pending.pop()
+            if current == name:
+                return True
+            if current in seen or current not in roles:
+                continue
+            seen.add(current)
+            pending.extend(roles[current].inherits)
+        return False
+
+    def role(self, doc: Document, entities: dict[str, Entity]) -> Role:
+        data = doc.data
+        grants: dict[str, Grant] = {}
+        for entity_name, raw in data.get("permissions", {}).items():
+            path = ("permissions", entity_name)
+            entity = entities.get(entity_name)
+            if entity is None and entity_name != "*":
+                if entity_name not in self.broken:
+                    self.fail(doc, path, f"no entity named '{entity_name}'")
+                continue
+            fields = dict(raw.get("fields", {}))
+            default = fields.pop("*", "write")
+            if entity is not None:
+                for name in fields:
+                    if name not in entity.all_fields:
+                        self.fail(doc, path + ("fields", name), f"no field named '{name}' in {entity_name}")
+            scope = raw.get("scope", "all")
+            where = None
+            if isinstance(scope, dict):
+                where = scope["where"]
+                scope = "where"
+                if entity is None:
+                    self.fail(doc, path + ("scope",), "a where-scope needs a single entity, not '*'")
+                else:
+                    check_condition(entity, where, path + ("scope", "where"),
+                                    lambda p, message: self.fail(doc, p, message))
+            grants[entity_name] = Grant(frozenset(raw.get("actions", ())), scope,
+                                        MappingProxyType(where) if where else None,
+                                        MappingProxyType(fields), default)
+        return Role(name=data["name"], label=_label(data.get("label")), inherits=tuple(data.get("inherits", ())),
+                    admin=frozenset(data.get("admin", ())), grants=MappingProxyType(grants))
 
     # -- one entity -------------------------------------------------------------------
 

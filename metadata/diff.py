@@ -92,13 +92,23 @@ class EntityDiff:
 @dataclass(frozen=True)
 class ModelDiff:
     entities: tuple[EntityDiff, ...] = field(default_factory=tuple)
+    #: one line per role added, removed or changed (roles need no schema change)
+    roles: tuple[str, ...] = ()
 
     @property
     def is_empty(self) -> bool:
-        return all(e.is_empty for e in self.entities)
+        return all(e.is_empty for e in self.entities) and not self.roles
 
     def summary(self) -> list[str]:
-        return [line for e in self.entities for line in e.describe()]
+        return [line for e in self.entities for line in e.describe()] + list(self.roles)
+
+
+def _diff_roles(old: AppModel, new: AppModel) -> tuple[str, ...]:
+    lines = [f"+ role {name}" for name in new.roles if name not in old.roles]
+    lines += [f"- role {name}" for name in old.roles if name not in new.roles]
+    lines += [f"~ role {name}" for name, role in new.roles.items()
+              if name in old.roles and old.roles[name] != role]
+    return tuple(lines)
 
 
 def _pair_renames(old: dict, new: dict) -> dict[str, str]:
@@ -166,4 +176,4 @@ def diff_models(old: AppModel, new: AppModel) -> ModelDiff:
     for name, entity in old.entities.items():
         if name not in new.entities and name not in renamed_old:
             result.append(EntityDiff("remove", entity, None))
-    return ModelDiff(tuple(result))
+    return ModelDiff(tuple(result), _diff_roles(old, new))

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
+from referencing import Registry, Resource
 
 METADATA_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -87,8 +88,15 @@ def known_kinds() -> tuple[str, ...]:
 
 
 @functools.cache
+def _registry() -> Registry:
+    """Every kind's schema, so schemas can share definitions by reference."""
+    schemas = [schema_for(kind) for kind in known_kinds()]
+    return Registry().with_resources((s["$id"], Resource.from_contents(s)) for s in schemas)
+
+
+@functools.cache
 def _validator(kind: str) -> Draft202012Validator:
-    return Draft202012Validator(schema_for(kind))
+    return Draft202012Validator(schema_for(kind), registry=_registry())
 
 
 def _plain(value: Any) -> Any:

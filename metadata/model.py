@@ -188,12 +188,45 @@ class Entity:
         return label_text(self.label, locale, self.name.replace("_", " ").capitalize())
 
 
+ACCESS_LEVELS = {"none": 0, "read": 1, "write": 2}
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What one role may do with one entity (or with every entity, under ``*``)."""
+
+    actions: frozenset[str]
+    #: own, team, all, or where (then ``where`` holds the condition)
+    scope: str = "all"
+    where: Mapping[str, Any] | None = None
+    #: explicit access per field; others get ``default``
+    fields: Mapping[str, str] = dc_field(default_factory=lambda: EMPTY)
+    default: str = "write"
+
+    def access(self, field_name: str) -> str:
+        return self.fields.get(field_name, self.default)
+
+
+@dataclass(frozen=True)
+class Role:
+    name: str
+    label: Mapping[str, str] = dc_field(default_factory=lambda: EMPTY)
+    inherits: tuple[str, ...] = ()
+    admin: frozenset[str] = frozenset()
+    #: entity name (or "*") -> grant, as declared on this role (inheritance not applied)
+    grants: Mapping[str, Grant] = dc_field(default_factory=lambda: MappingProxyType({}))
+
+    def title(self, locale: str = "en") -> str:
+        return label_text(self.label, locale, self.name.replace("_", " ").capitalize())
+
+
 @dataclass(frozen=True)
 class AppModel:
-    """A whole compiled app: every entity, plus the documents it was compiled from."""
+    """A whole compiled app: every entity and role, plus the documents it was compiled from."""
 
     entities: Mapping[str, Entity]
     documents: tuple[Mapping[str, Any], ...] = ()
+    roles: Mapping[str, Role] = dc_field(default_factory=lambda: MappingProxyType({}))
 
     @cached_property
     def fingerprint(self) -> str:

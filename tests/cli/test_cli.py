@@ -57,7 +57,7 @@ def test_apply_diff_history_export_rollback(loom_cli, tmp_path):
 
     out = tmp_path / "export"
     assert "wrote 1 files" in loom_cli("metadata", "export", str(out))
-    assert "urgent" in (out / "ticket.yaml").read_text()
+    assert "urgent" in (out / "entity" / "ticket.yaml").read_text()
     assert "no changes" in loom_cli("metadata", "apply", str(out))
 
     rolled = loom_cli("metadata", "rollback", "1")

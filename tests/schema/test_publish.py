@@ -207,7 +207,7 @@ def test_export_then_apply_changes_nothing(apply_metadata, customer_doc, make_en
     apply_metadata(customer_doc, make_entity("note", [{"name": "body", "type": "text"},
                                                       {"name": "customer", "type": "link", "target": "customer"}]))
     written = service.export(tmp_path / "out")
-    assert sorted(p.name for p in written) == ["customer.yaml", "note.yaml"]
+    assert sorted(str(p.relative_to(tmp_path / "out")) for p in written) == ["entity/customer.yaml", "entity/note.yaml"]
     plan = service.apply(service.load_directory(tmp_path / "out"), author="test")
     assert plan.is_empty
 

@@ -156,7 +156,9 @@ class MetadataService:
         target.mkdir(parents=True, exist_ok=True)
         written = []
         for doc in self.live().model.documents:
-            path = target / f"{doc['name']}.yaml"
+            folder = target / doc["kind"]
+            folder.mkdir(exist_ok=True)
+            path = folder / f"{doc['name']}.yaml"
             path.write_text(yaml.safe_dump(dict(doc), allow_unicode=True, sort_keys=False), encoding="utf-8")
             written.append(path)
         return written
