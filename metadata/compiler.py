@@ -89,7 +89,7 @@ class _Compiler:
                 continue
             docs[name] = doc
         roles = {name: self.role(doc, entities) for name, doc in docs.items()}
-        for name, doc in docs.items():
+        for doc in docs.values():
             for i, parent in enumerate(doc.data.get("inherits", [])):
                 if parent not in docs and parent not in self.broken:
                     self.fail(doc, ("inherits", i), f"no role named '{parent}'")
@@ -163,11 +163,10 @@ class _Compiler:
             seen[name] = i
             fields.append(self.field(doc, ("fields", i), raw))
         names = {f.name for f in fields}
-        for i, f in enumerate(fields):
+        for f in fields:
             if f.renamed_from and f.renamed_from in names:
                 self.fail(doc, ("fields", seen[f.name], "renamed_from"),
                           f"'{f.renamed_from}' is still a field of this entity; a renamed field's old name must be gone")
-            del i
 
         standard = {"id"} if child else {"id", "version", "owner", "created_at", "created_by", "updated_at", "updated_by"}
         known = names | standard
