@@ -7,12 +7,21 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Principal:
-    """The identity an operation runs as; it is recorded on every change."""
+    """The identity an operation runs as: recorded on every change, and what permissions
+    are decided for. A system principal is not bound by roles; it is recorded as
+    ``system:<name>``."""
 
     name: str
     user_id: int | None = None
     is_system: bool = False
     locale: str = "en"
+    roles: tuple[str, ...] = ()
+    team_id: int | None = None
+    #: the user's team and every team below it
+    team_ids: tuple[int, ...] = ()
+    manager_id: int | None = None
+    #: signed in with a read-only API token
+    read_only: bool = False
 
     @classmethod
     def system(cls, name: str) -> Principal:

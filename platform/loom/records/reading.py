@@ -1,0 +1,252 @@
+"""Reading records: get and list, with the caller's row scope in the SQL and only the
+fields the caller may read in the reply. Part of the record service."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from loom.errors import BadRequest, NotFound
+from loom.metadata.model import USER_ENTITY, Entity, Field
+from loom.permissions import EntityAccess
+from loom.records.query import Condition, ListQuery, SortKey, parse_list_query
+from loom.records.sql import condition_sql
+
+#: standard columns that are never NULL, so keyset pagination needs no NULL handling
+NOT_NULL = {"id", "version", "created_at", "updated_at"}
+
+
+@dataclass
+class Page:
+    data: list[dict[str, Any]]
+    next_cursor: str | None
+    count: int | None = None
+
+
+def _json(field: Field, value: Any) -> Any:
+    return None if value is None else field.kind.to_json(value)
+
+
+class RecordReader:
+    """The reading half of ``RecordService`` (which sets the attributes used here)."""
+
+    entity: Entity
+    table: sa.Table
+    access: EntityAccess
+
+    def _target_table(self, target: str) -> sa.Table:
+        if target == USER_ENTITY:
+            return self.table.metadata.tables["loom_users"]
+        return self.context.live.tables[target]
+
+    def _scope(self, access: EntityAccess, table: sa.Table, action: str) -> list[sa.ColumnElement[bool]]:
+        clause = access.scope(table, action, self.table.metadata.tables["loom_users"], self.dialect)
+        return [] if clause is None else [clause]
+
+    def _columns(self, names: Iterable[str] | None) -> list[sa.Column]:
+        if names is None:
+            return list(self.table.c)
+        wanted = {"id", "version", *names}
+        return [c for c in self.table.c if c.name in wanted]
+
+    def _serialize(self, conn: sa.Connection, rows: Sequence[Mapping[str, Any]],
+                   names: Iterable[str] | None = None, *, full: bool = False) -> list[dict[str, Any]]:
+        """Rows as JSON records: only fields the caller may read, unless ``full`` (for
+        events and hooks, which see the whole record)."""
+        entity = self.entity
+        wanted = set(entity.all_fields) if names is None else {"id", *names}
+        if not full:
+            wanted &= self.access.readable()
+        fields = [f for f in entity.all_fields.values() if f.name in wanted]
+        titles = self._link_titles(conn, rows, fields, full)
+        children = self._children(conn, rows, [f for f in fields if f.type == "table"], full)
+        result = []
+        for row in rows:
+            record: dict[str, Any] = {}
+            for f in fields:
+                if f.type == "table":
+                    record[f.name] = children[f.name].get(row["id"], [])
+                elif f.type == "link":
+                    value = row[f.name]
+                    record[f.name] = None if value is None else {"id": value, "title": titles[f.name].get(value)}
+                else:
+                    record[f.name] = _json(f, row[f.name])
+            result.append(record)
+        return result
+
+    def _link_titles(self, conn: sa.Connection, rows: Sequence[Mapping[str, Any]], fields: list[Field],
+                     full: bool) -> dict[str, dict[int, Any]]:
+        """Titles of linked records, for links the caller may follow: a record outside
+        the caller's reach shows its id only."""
+        by_target: dict[str, set[int]] = defaultdict(set)
+        for f in fields:
+            if f.type == "link":
+                by_target[f.target].update(row[f.name] for row in rows if row[f.name] is not None)
+        found: dict[str, dict[int, Any]] = {}
+        for target, ids in by_target.items():
+            found[target] = {}
+            if not ids:
+                continue
+            table = self._target_table(target)
+            where = [table.c.id.in_(ids)]
+            if target == USER_ENTITY:
+                title_col = sa.func.coalesce(sa.func.nullif(table.c.display_name, ""), table.c.username)
+                title_field = None
+            else:
+                target_entity = self.model.entity(target)
+                title_field = target_entity.field(target_entity.title_field)
+                title_col = table.c[title_field.name]
+                if not full:
+                    access = self._access_for(target_entity)
+                    if not access.allowed("read") or title_field.name not in access.readable():
+                        continue
+                    where += self._scope(access, table, "read")
+            pairs = conn.execute(sa.select(table.c.id, title_col).where(*where)).all()
+            found[target] = {i: (t if title_field is None else _json(title_field, t)) for i, t in pairs}
+        return {f.name: found.get(f.target, {}) for f in fields if f.type == "link"}
+
+    def _children(self, conn: sa.Connection, rows: Sequence[Mapping[str, Any]], fields: list[Field],
+                  full: bool) -> dict[str, dict[int, list[dict[str, Any]]]]:
+        result: dict[str, dict[int, list[dict[str, Any]]]] = {}
+        ids = [row["id"] for row in rows]
+        for f in fields:
+            child = self.model.entity(f.target)
+            table = self.context.live.tables[child.name]
+            readable = set(child.all_fields) if full else self._access_for(child).readable()
+            child_fields = [c for c in child.all_fields.values() if c.name in readable]
+            grouped: dict[int, list[dict[str, Any]]] = defaultdict(list)
+            if ids:
+                child_rows = conn.execute(sa.select(table).where(table.c.parent_id.in_(ids))
+                                          .order_by(table.c.parent_id, table.c.position)).mappings().all()
+                titles = self._link_titles(conn, child_rows, child_fields, full)
+                for row in child_rows:
+                    item = {}
+                    for cf in child_fields:
+                        value = row[cf.name]
+                        if cf.type == "link":
+                            item[cf.name] = None if value is None else {"id": value, "title": titles[cf.name].get(value)}
+                        else:
+                            item[cf.name] = _json(cf, value)
+                    grouped[row["parent_id"]].append(item)
+            result[f.name] = grouped
+        return result
+
+    def _fetch_row(self, conn: sa.Connection, record_id: int, *, action: str = "read",
+                   lock: bool = False) -> Mapping[str, Any]:
+        """The row, if it exists within the caller's scope for ``action``; else 404, exactly
+        as if it did not exist."""
+        missing = NotFound(f"there is no {self.entity.name} with id {record_id}")
+        if not 0 < record_id < 2**63:
+            raise missing
+        query = sa.select(self.table).where(self.table.c.id == record_id, *self._scope(self.access, self.table, action))
+        if lock and conn.dialect.name != "sqlite":
+            query = query.with_for_update()
+        row = conn.execute(query).mappings().first()
+        if row is None:
+            raise missing
+        return row
+
+    def get(self, record_id: int, fields: list[str] | None = None) -> dict[str, Any]:
+        self.access.require("read")
+        if fields is not None:
+            readable = self.access.readable()
+            for name in fields:
+                if name not in readable:
+                    raise BadRequest(f"unknown field '{name}' in fields",
+                                     errors=[{"field": "fields", "message": f"unknown field '{name}' in fields"}])
+        with self.context.engine.connect() as conn:
+            row = self._fetch_row(conn, record_id)
+            return self._serialize(conn, [row], fields)[0]
+
+    def parse_query(self, args: Mapping[str, Any]) -> ListQuery:
+        return parse_list_query(self.entity, args, cursors=self.context.cursors,
+                                default_limit=self.context.page_size, max_limit=self.context.max_page_size,
+                                readable=self.access.readable())
+
+    def list(self, query: ListQuery | Mapping[str, Any] | None = None, *, action: str = "read") -> Page:
+        """A page of records in the caller's scope for ``action`` (read, or export)."""
+        self.access.require(action)
+        if not isinstance(query, ListQuery):
+            query = self.parse_query(query or {})
+        where = self.list_conditions(query, action)
+        selected = None if query.fields is None else [*query.fields, *(k.field.name for k in query.sort)]
+        stmt = sa.select(*self._columns(selected)).where(*where)
+        if query.after is not None:
+            stmt = stmt.where(*self._after(query.sort, query.after))
+        stmt = stmt.order_by(*self._order(query.sort)).limit(query.limit + 1)
+        with self.context.engine.connect() as conn:
+            rows = conn.execute(stmt).mappings().all()
+            more = len(rows) > query.limit
+            rows = rows[:query.limit]
+            data = self._serialize(conn, rows, query.fields)
+            count = None
+            if query.count:
+                count = conn.execute(sa.select(sa.func.count()).select_from(self.table).where(*where)).scalar_one()
+        next_cursor = None
+        if more and rows:
+            last = rows[-1]
+            values = [_json(k.field, last[k.field.name]) for k in query.sort]
+            next_cursor = self.context.cursors.encode(self.entity, query.sort, values)
+        return Page(data, next_cursor, count)
+
+    def list_conditions(self, query: ListQuery, action: str = "read") -> list[sa.ColumnElement[bool]]:
+        """The WHERE clause of a list: the query's filters and search, within the caller's scope."""
+        where = [self._condition(c) for c in query.conditions]
+        if query.search:
+            readable = self.access.readable()
+            searchable = [self.table.c[f.name].icontains(query.search, autoescape=True)
+                          for f in self.entity.search_fields if f.name in readable]
+            where.append(sa.or_(*searchable) if searchable else sa.false())
+        return where + self._scope(self.access, self.table, action)
+
+    def _condition(self, condition: Condition) -> sa.ColumnElement[bool]:
+        return condition_sql(self.table.c[condition.field.name], condition.field.type, condition.op,
+                             condition.value, self.dialect)
+
+    def _nullable(self, key: SortKey) -> bool:
+        return key.field.name not in NOT_NULL
+
+    def _order(self, keys: list[SortKey]) -> list[Any]:
+        # NULL sorts as the largest value on both databases: last ascending, first descending.
+        order = []
+        for key in keys:
+            column = self.table.c[key.field.name]
+            if key.descending:
+                order.append(column.desc().nulls_first() if self._nullable(key) else column.desc())
+            else:
+                order.append(column.asc().nulls_last() if self._nullable(key) else column.asc())
+        return order
+
+    def _after(self, keys: list[SortKey], values: list[Any]) -> list[sa.ColumnElement[bool]]:
+        """Keyset condition: rows strictly after ``values`` in the order ``keys``."""
+        def equal(key: SortKey, value: Any):
+            column = self.table.c[key.field.name]
+            return column.is_(None) if value is None else column == sa.literal(value, column.type)
+
+        def beyond(key: SortKey, value: Any):
+            column = self.table.c[key.field.name]
+            if value is not None:
+                # booleans compare too (false < true), which SQLAlchemy allows only for a bound value
+                value = sa.literal(value, column.type)
+            if key.descending:
+                return column.is_not(None) if value is None else column < value
+            if value is None:
+                return None
+            return sa.or_(column > value, column.is_(None)) if self._nullable(key) else column > value
+
+        alternatives = []
+        for i, (key, value) in enumerate(zip(keys, values, strict=True)):
+            step = beyond(key, value)
+            if step is not None:
+                alternatives.append(sa.and_(*(equal(k, v) for k, v in zip(keys[:i], values[:i], strict=True)), step))
+        conditions = [sa.or_(*alternatives) if alternatives else sa.false()]
+        first, first_value = keys[0], values[0]
+        if not self._nullable(first) and first_value is not None:
+            # A plain range on the leading key lets the database walk its index.
+            column = self.table.c[first.field.name]
+            conditions.append(column <= first_value if first.descending else column >= first_value)
+        return conditions
