@@ -191,6 +191,7 @@ class Worker:
     cursor: str | None = None
     pages: int = 0
     counter: int = 0
+    record_id: int = 0
 
 
 Request = tuple[str, str, Any, dict[str, str]]
@@ -235,15 +236,14 @@ def _update_target(w: Worker) -> int:
 
 def update_request(w: Worker) -> Request:
     w.counter += 1
-    record_id = _update_target(w)
-    w.cursor = str(record_id)
+    record_id = w.record_id = _update_target(w)
     body = {"notes": f"updated {w.counter}", "credit_limit": f"{w.rng.randint(0, 10**6)}.{w.counter % 100:02d}"}
     headers = {**JSON_HEADERS, "If-Match": f'"{w.shared.versions.get(record_id, 1)}"'}
     return "PATCH", f"{LIST_PATH}/{record_id}", json.dumps(body).encode(), headers
 
 
 def update_answer(w: Worker, status: int, data: bytes) -> None:
-    record_id = int(w.cursor or 0)
+    record_id = w.record_id
     if status == 200:
         w.shared.versions[record_id] = json.loads(data)["data"]["version"]
     else:
@@ -276,10 +276,18 @@ class Result:
     p50_ms: float
     p99_ms: float
     first_error: str = ""
+    latencies: list[float] = field(default_factory=list, repr=False)
 
     @property
     def rps(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
+
+    def merged(self, other: Result) -> Result:
+        """This measurement and a later one of the same server and operation, as one."""
+        latencies = self.latencies + other.latencies
+        return Result(self.server, self.operation, self.requests + other.requests, self.errors + other.errors,
+                      self.seconds + other.seconds, percentile(latencies, 0.50) * 1000,
+                      percentile(latencies, 0.99) * 1000, self.first_error or other.first_error, latencies)
 
 
 def run_phase(workers: list[Worker], server: str, operation: str, seconds: float, max_requests: int,
@@ -327,7 +335,7 @@ def run_phase(workers: list[Worker], server: str, operation: str, seconds: float
     merged = [x for own in latencies for x in own]
     return Result(server, operation, len(merged), sum(errors), elapsed,
                   percentile(merged, 0.50) * 1000, percentile(merged, 0.99) * 1000,
-                  first_error[0] if first_error else "")
+                  first_error[0] if first_error else "", merged)
 
 
 # -- same answers from both servers ---------------------------------------------------------
@@ -455,6 +463,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=2000, help="customers to load (default 2000)")
     parser.add_argument("--seconds", type=float, default=2.0, help="measured seconds per operation and server")
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each measurement")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure every operation this many times per server, alternating which server "
+                             "goes first; the samples are merged (default 1)")
     parser.add_argument("--clients", type=int, default=4, help="concurrent client threads (default 4)")
     parser.add_argument("--max-requests", type=int, default=200_000, help="request bound per measurement")
     parser.add_argument("--operations", default=",".join(OPERATIONS), help="comma-separated subset of "
@@ -479,10 +490,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown operations {sorted(unknown)}" if unknown else "--rows must exceed --clients")
 
     print(f"# Loom API benchmark: {args.db}, {args.rows:,} rows, {args.clients} clients, "
-          f"{args.seconds:g} s per operation and server", flush=True)
+          f"{args.rounds} x {args.seconds:g} s per operation and server", flush=True)
     print(f"machine: {machine()}", flush=True)
     report: dict[str, Any] = {"db": args.db, "rows": args.rows, "clients": args.clients, "seconds": args.seconds,
-                              "machine": machine()}
+                              "rounds": args.rounds, "machine": machine()}
     with scratch_database(args.db, args.pg_url, SCHEMA) as database:
         report["load_seconds"] = prepare(database.url, args.rows, database.workdir)
         print(f"loaded {args.rows:,} customers in {report['load_seconds']:.1f} s", flush=True)
@@ -502,17 +513,21 @@ def main(argv: list[str] | None = None) -> int:
             workers = {kind: [Worker(i, Http(s.port), shared) for i in range(args.clients)]
                        for kind, s in servers.items()}
             results: dict[tuple[str, str], Result] = {}
-            for n, op in enumerate(operations):
-                order = ("loom", "baseline") if n % 2 == 0 else ("baseline", "loom")
-                for kind in order:
-                    shared.phase += 1
-                    if args.warmup > 0:
-                        run_phase(workers[kind], kind, op, args.warmup, args.max_requests, seed=n)
-                    shared.phase += 1
-                    result = run_phase(workers[kind], kind, op, args.seconds, args.max_requests, seed=n)
-                    results[(kind, op)] = result
-                    print(f"  {kind:8} {op:6} {result.rps:8.0f} req/s  p50 {result.p50_ms:6.1f} ms  "
-                          f"p99 {result.p99_ms:6.1f} ms  errors {result.errors} {result.first_error}", flush=True)
+            for round_no in range(args.rounds):
+                for n, op in enumerate(operations):
+                    order = ("loom", "baseline") if (n + round_no) % 2 == 0 else ("baseline", "loom")
+                    for kind in order:
+                        seed = n * 100 + round_no
+                        shared.phase += 1
+                        if args.warmup > 0:
+                            run_phase(workers[kind], kind, op, args.warmup, args.max_requests, seed)
+                        shared.phase += 1
+                        result = run_phase(workers[kind], kind, op, args.seconds, args.max_requests, seed)
+                        earlier = results.get((kind, op))
+                        results[(kind, op)] = earlier.merged(result) if earlier else result
+                        print(f"  round {round_no + 1} {kind:8} {op:6} {result.rps:8.0f} req/s  "
+                              f"p50 {result.p50_ms:6.1f} ms  p99 {result.p99_ms:6.1f} ms  "
+                              f"errors {result.errors} {result.first_error}", flush=True)
             for ws in workers.values():
                 for w in ws:
                     w.http.close()
@@ -521,7 +536,8 @@ def main(argv: list[str] | None = None) -> int:
                 server.stop()
         print()
         print("\n".join(ratio_table(results, operations)))
-        report["results"] = [{**asdict(r), "rps": r.rps} for r in results.values()]
+        report["results"] = [{**{k: v for k, v in asdict(r).items() if k != "latencies"}, "rps": r.rps}
+                             for r in results.values()]
         if args.db == "postgresql":
             keyset = keyset_latency(database.url, args.keyset_pages)
             report["keyset"] = keyset

@@ -6,6 +6,10 @@ details, ETag) as Loom's generated API for the Customer entity, so the load gene
 can drive both alike and the benchmark can check that their answers are identical.
 It reads and writes the very table Loom created (``e_customer``). Validation covers the
 same fields and rules as the entity document in ``benchlib.customer_document``.
+
+Like Loom's API it refuses requests without a valid bearer token, and lets through only
+users holding the benchmark's role, checked by hand in one query against Loom's token,
+user and role-assignment tables.
 """
 
 from __future__ import annotations
@@ -20,8 +24,8 @@ import re
 from typing import Any
 
 import sqlalchemy as sa
-from benchlib import LEVELS, REGIONS
-from flask import Flask, jsonify, request
+from benchlib import LEVELS, REGIONS, ROLE
+from flask import Flask, g, jsonify, request
 
 metadata = sa.MetaData()
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
@@ -30,6 +34,22 @@ users = sa.Table(
     sa.Column("id", BigId, primary_key=True),
     sa.Column("username", sa.String(150)),
     sa.Column("display_name", sa.String(200)),
+    sa.Column("is_active", sa.Boolean),
+)
+tokens = sa.Table(
+    "loom_api_tokens", metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("token_hash", sa.String(64)),
+    sa.Column("user_id", sa.BigInteger),
+    sa.Column("read_only", sa.Boolean),
+    sa.Column("expires_at", sa.DateTime(timezone=True)),
+    sa.Column("revoked_at", sa.DateTime(timezone=True)),
+)
+assignments = sa.Table(
+    "loom_role_assignments", metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("user_id", sa.BigInteger),
+    sa.Column("role", sa.String(100)),
 )
 customers = sa.Table(
     "e_customer", metadata,
@@ -83,6 +103,15 @@ def _record_query() -> sa.Select:
 
 
 RECORD = _record_query()
+#: the user of a valid, unexpired, unrevoked token, if that user is active and holds ROLE
+TOKEN_USER = (
+    sa.select(tokens.c.user_id, tokens.c.read_only)
+    .select_from(tokens.join(users, users.c.id == tokens.c.user_id))
+    .where(tokens.c.token_hash == sa.bindparam("digest"), tokens.c.revoked_at.is_(None),
+           sa.or_(tokens.c.expires_at.is_(None), tokens.c.expires_at > sa.bindparam("now")),
+           users.c.is_active.is_(True),
+           sa.exists().where(assignments.c.user_id == tokens.c.user_id, assignments.c.role == ROLE))
+)
 
 
 def _timestamp(value: dt.datetime) -> str:
@@ -256,6 +285,20 @@ def create_app(engine: sa.Engine, secret: str) -> Flask:
 
     app.register_error_handler(Problem, problem)
 
+    @app.before_request
+    def authenticate() -> None:
+        scheme, _, token = (request.headers.get("Authorization") or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Problem(401, "Unauthorized", "send Authorization: Bearer <token>")
+        digest = hashlib.sha256(token.strip().encode()).hexdigest()
+        with engine.connect() as conn:
+            row = conn.execute(TOKEN_USER, {"digest": digest, "now": dt.datetime.now(dt.UTC)}).first()
+        if row is None:
+            raise Problem(401, "Unauthorized", "the token is unknown, expired or revoked, or may not use customers")
+        if row.read_only and request.method not in ("GET", "HEAD"):
+            raise Problem(403, "Forbidden", "a read-only token cannot change customers")
+        g.user_id = row.user_id
+
     def body() -> Any:
         data = request.get_json(force=True, silent=True)
         if data is None:
@@ -317,9 +360,10 @@ def create_app(engine: sa.Engine, secret: str) -> Flask:
     @app.post("/api/v1/customer")
     def create_customer():
         values = validate(body(), partial=False)
+        values.setdefault("owner", g.user_id)
         now = dt.datetime.now(dt.UTC)
         row = {name: None for name in WRITABLE} | values
-        row |= {"version": 1, "created_at": now, "updated_at": now}
+        row |= {"version": 1, "created_at": now, "updated_at": now, "created_by": g.user_id, "updated_by": g.user_id}
         try:
             with engine.begin() as conn:
                 record_id = conn.execute(customers.insert().values(row).returning(customers.c.id)).scalar_one()
@@ -348,7 +392,7 @@ def create_app(engine: sa.Engine, secret: str) -> Flask:
         if expected is not None:
             statement = statement.where(customers.c.version == expected)
         statement = statement.values(**values, version=customers.c.version + 1,
-                                     updated_at=dt.datetime.now(dt.UTC))
+                                     updated_at=dt.datetime.now(dt.UTC), updated_by=g.user_id)
         try:
             with engine.begin() as conn:
                 if conn.execute(statement).rowcount != 1:

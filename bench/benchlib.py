@@ -27,6 +27,9 @@ REGIONS = ("north", "south", "east", "west", "central")
 LEVELS = ("A", "B", "C")
 #: users that loaded customers are assigned to, so link titles are really looked up
 USERS = 20
+#: the role the benchmark's API user holds, and that user
+ROLE = "sales"
+BENCH_USER = "bench"
 _SCHEMA_NAME = re.compile(r"^bench[a-z0-9_]*$")
 
 
@@ -53,6 +56,22 @@ def customer_document(extra_fields: Sequence[dict[str, Any]] = ()) -> dict[str, 
         "indexes": [{"fields": ["region", "-created_at"]}],
         "list": {"sort": "-created_at"},
     }
+
+
+def role_document() -> dict[str, Any]:
+    """A role that may do everything with customers, on every row: the API user's."""
+    return {"kind": "role", "name": ROLE,
+            "permissions": {"customer": {"actions": ["read", "create", "update", "delete"], "scope": "all"}}}
+
+
+def create_api_user(engine: sa.Engine) -> str:
+    """A user holding ``ROLE`` and an API token for it, made through Loom's identity
+    service; returns the token (both servers authenticate requests with it)."""
+    from loom.identity.service import IdentityService
+
+    identity = IdentityService(engine)
+    identity.create_user(BENCH_USER, display_name="Bench User", roles=[ROLE])
+    return identity.create_token(BENCH_USER, name="benchmark").token
 
 
 @dataclass

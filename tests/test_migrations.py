@@ -17,11 +17,15 @@ def test_upgrade_downgrade_upgrade(loom_engine):
     assert SYSTEM_TABLES <= set(sa.inspect(loom_engine).get_table_names())
 
 
-def test_another_process_sees_a_publish_on_its_next_request(loom_app, apply_metadata, customer_doc, tmp_path):
+def test_another_process_sees_a_publish_on_its_next_request(loom_app, apply_metadata, customer_doc, tmp_path,
+                                                           make_user):
     from loom.app import create_app
 
+    make_user("admin", superuser=True)
+    token = loom_app.extensions["loom"].identity.create_token("admin").token
     other = create_app({"ENGINE": loom_app.extensions["loom"].engine, "INSTANCE_PATH": str(tmp_path / "other"),
                         "SECRET_KEY": "x", "DISCOVER_PLUGINS": False}).test_client()
+    other.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
     assert other.get("/api/v1/customer").status_code == 404
     apply_metadata(customer_doc)
     assert other.get("/api/v1/customer").status_code == 200

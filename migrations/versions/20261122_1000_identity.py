@@ -31,6 +31,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("loom_users") as batch:
         batch.add_column(sa.Column("password_hash", sa.String(200)))
+        batch.add_column(sa.Column("is_superuser", sa.Boolean(), nullable=False, server_default=sa.false()))
         batch.add_column(sa.Column("mobile", sa.String(32)))
         batch.add_column(sa.Column("locale", sa.String(10), nullable=False, server_default="en"))
         batch.add_column(sa.Column("team_id", sa.BigInteger()))
@@ -92,6 +93,6 @@ def downgrade() -> None:
         batch.drop_constraint("fk_loom_users_manager_id_loom_users", type_="foreignkey")
         batch.drop_constraint("fk_loom_users_team_id_loom_teams", type_="foreignkey")
         for column in ("last_login_at", "locked_until", "failed_logins", "manager_id", "team_id", "locale",
-                       "mobile", "password_hash"):
+                       "mobile", "is_superuser", "password_hash"):
             batch.drop_column(column)
     op.drop_table("loom_teams")

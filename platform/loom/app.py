@@ -18,6 +18,8 @@ from werkzeug.exceptions import HTTPException
 from loom import config as settings
 from loom.db import create_engine
 from loom.errors import LoomError
+from loom.identity import auth
+from loom.identity.service import IdentityService
 from loom.plugins import plugin_manager
 from loom.records.query import Cursors
 from loom.schema.service import MetadataService
@@ -32,6 +34,7 @@ class Loom:
 
     engine: sa.Engine
     metadata: MetadataService
+    identity: IdentityService
     plugins: pluggy.PluginManager
     cursors: Cursors
     page_size: int
@@ -69,15 +72,21 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.extensions["loom"] = Loom(
         engine=engine,
         metadata=MetadataService(engine, values["METADATA_CHECK_INTERVAL"]),
+        identity=IdentityService(engine),
         plugins=plugin_manager(values.get("PLUGINS", ()), discover=values.get("DISCOVER_PLUGINS", True)),
         cursors=Cursors(app.config["SECRET_KEY"]),
         page_size=values["PAGE_SIZE"],
         max_page_size=values["MAX_PAGE_SIZE"],
     )
 
+    from loom.identity.admin import admin
+    from loom.identity.api import auth as auth_api
     from loom.records.api import api
     from loom.ui import pages
 
+    auth.install(app)
+    app.register_blueprint(auth_api)
+    app.register_blueprint(admin)
     app.register_blueprint(api)
     app.register_blueprint(pages)
     _register_error_handlers(app)
@@ -95,7 +104,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     return app
 
 
-def _problem(status: int, title: str, detail: str, type_: str = "about:blank", errors=None):
+def problem(status: int, title: str, detail: str, type_: str = "about:blank", errors=None):
+    """An RFC 9457 problem reply."""
     body: dict[str, Any] = {"type": type_, "title": title, "status": status, "detail": detail}
     if errors:
         body["errors"] = errors
@@ -104,25 +114,30 @@ def _problem(status: int, title: str, detail: str, type_: str = "about:blank", e
     response = jsonify(body)
     response.status_code = status
     response.mimetype = PROBLEM_JSON
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="loom"'
     return response
 
 
 def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(LoomError)
     def _loom_error(exc: LoomError):
-        return _problem(exc.status, exc.title, exc.detail, exc.type, exc.errors)
+        response = problem(exc.status, exc.title, exc.detail, exc.type, exc.errors)
+        if getattr(exc, "retry_after", None):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
         detail = exc.description or exc.name
         if exc.code == 413:
             detail = f"the request body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes"
-        return _problem(exc.code or 500, exc.name, detail)
+        return problem(exc.code or 500, exc.name, detail)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
         log.exception("unexpected error in %s %s", request.method, request.path)
-        return _problem(500, "Internal error",
+        return problem(500, "Internal error",
                         "something went wrong on our side; the request id identifies it in the server log")
 
 

@@ -8,7 +8,10 @@ Fixtures:
     loom_database_url  the URL of the test's database
     loom_engine        an engine on it, with Loom's own tables created
     loom_app           a Loom app on that engine (plugins: only ``loom_plugins``)
-    loom_client        a Flask test client for ``loom_app``
+    loom_client        a test client signed in as a superuser (``admin``)
+    anonymous_client   a test client with no credentials
+    make_user          creates a user: make_user("wang", roles=["sales_rep"], team="east")
+    client_for         a test client signed in (bearer token) as a user: client_for("wang")
     loom_plugins       plugin objects to register (override to add yours)
     make_entity        builds an entity document: make_entity("thing", [{"name": ..., "type": ...}])
     apply_metadata     publishes documents: apply_metadata(doc, ...) -> Plan
@@ -85,7 +88,39 @@ def loom_app(loom_engine, loom_plugins, tmp_path):
 
 
 @pytest.fixture
-def loom_client(loom_app):
+def make_user(loom_app):
+    """Create a user (and the team, if it does not exist yet); returns the user's id."""
+    identity = loom_app.extensions["loom"].identity
+
+    def make(username: str, *, roles=(), team: str | None = None, parent_team: str | None = None,
+             password: str | None = None, superuser: bool = False) -> int:
+        if team is not None and team not in {t["name"] for t in identity.list_teams()}:
+            identity.create_team(team, parent=parent_team)
+        return identity.create_user(username, password=password, roles=roles, team=team, is_superuser=superuser)
+    return make
+
+
+@pytest.fixture
+def client_for(loom_app):
+    """A test client that sends a fresh API token of ``username`` with every request."""
+    identity = loom_app.extensions["loom"].identity
+
+    def client(username: str, *, read_only: bool = False):
+        token = identity.create_token(username, read_only=read_only).token
+        test_client = loom_app.test_client()
+        test_client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+        return test_client
+    return client
+
+
+@pytest.fixture
+def loom_client(make_user, client_for):
+    make_user("admin", superuser=True)
+    return client_for("admin")
+
+
+@pytest.fixture
+def anonymous_client(loom_app):
     return loom_app.test_client()
 
 

@@ -38,6 +38,8 @@ class User(Base):
     is_active: Mapped[bool] = mapped_column(sa.Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(TIMESTAMP, default=utcnow)
     password_hash: Mapped[str | None] = mapped_column(sa.String(200))
+    #: not bound by roles; for the first administrator and break-glass access
+    is_superuser: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default=sa.false())
     mobile: Mapped[str | None] = mapped_column(sa.String(32))
     locale: Mapped[str] = mapped_column(sa.String(10), default="en", server_default="en")
     team_id: Mapped[int | None] = mapped_column(sa.BigInteger, sa.ForeignKey("loom_teams.id", ondelete="RESTRICT"))

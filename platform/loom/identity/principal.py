@@ -22,6 +22,8 @@ class Principal:
     manager_id: int | None = None
     #: signed in with a read-only API token
     read_only: bool = False
+    #: a user not bound by roles (still recorded as themselves)
+    is_superuser: bool = False
 
     @classmethod
     def system(cls, name: str) -> Principal:

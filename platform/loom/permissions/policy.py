@@ -137,13 +137,13 @@ class EntityAccess:
 
     @property
     def unrestricted(self) -> bool:
-        return self.principal.is_system or self.policy is None
+        return self.principal.is_system or self.principal.is_superuser or self.policy is None
 
     def allowed(self, action: str) -> bool:
-        if self.unrestricted:
-            return True
         if self.principal.read_only and action in WRITE_ACTIONS:
             return False
+        if self.unrestricted:
+            return True
         if self.parent is not None:
             return self.parent.allowed(action)
         return self.policy.allows(self.principal.roles, self.entity.name, action)

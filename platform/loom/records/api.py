@@ -12,11 +12,11 @@ from flask import Blueprint, current_app, g, jsonify, request, url_for
 
 from loom.errors import BadRequest, PreconditionFailed
 from loom.identity.principal import Principal
+from loom.permissions import Policy
 from loom.records.openapi import build_openapi
 from loom.records.service import Context, RecordService
 
 api = Blueprint("api", __name__, url_prefix="/api")
-LOCAL = Principal(name="local")
 _ETAG = re.compile(r'^(?:W/)?"?(\d+)"?$')
 
 
@@ -24,18 +24,18 @@ def _loom():
     return current_app.extensions["loom"]
 
 
-def current_principal() -> Principal:
-    """Who the request acts as. Until sign-in exists every request acts as one local,
-    unprivileged principal."""
-    return g.get("principal") or LOCAL
+def record_context(principal: Principal | None = None) -> Context:
+    """What the record service needs for this request: the live metadata and its
+    permissions, and who is acting (the signed-in principal)."""
+    loom = _loom()
+    live = loom.metadata.live()
+    return Context(engine=loom.engine, live=live, principal=principal or g.principal,
+                   hooks=loom.plugins.hook, cursors=loom.cursors, page_size=loom.page_size,
+                   max_page_size=loom.max_page_size, policy=live.derive("policy", lambda: Policy(live.model)))
 
 
 def record_service(entity: str) -> RecordService:
-    loom = _loom()
-    context = Context(engine=loom.engine, live=loom.metadata.live(), principal=current_principal(),
-                      hooks=loom.plugins.hook, cursors=loom.cursors, page_size=loom.page_size,
-                      max_page_size=loom.max_page_size)
-    return RecordService(context, entity)
+    return RecordService(record_context(), entity)
 
 
 def _json_body() -> Any:
@@ -63,15 +63,40 @@ def _with_etag(response, record: dict[str, Any]):
     return response
 
 
+def _caller_key(principal: Principal) -> str:
+    """Principals with the same roles and flags see the same API description."""
+    return f"{','.join(principal.roles)}|{principal.is_superuser}|{principal.is_system}|{principal.read_only}"
+
+
 @api.get("/openapi.json")
 def openapi():
-    live = _loom().metadata.live()
-    return jsonify(live.derive("openapi", lambda: build_openapi(live.model, live.number)))
+    context = record_context()
+    live = context.live
+    service = _access_source(context)
+    return jsonify(live.derive(f"openapi:{_caller_key(context.principal)}",
+                               lambda: build_openapi(live.model, live.number, service)))
+
+
+def _access_source(context: Context):
+    """``entity -> EntityAccess`` for the request's principal."""
+    from loom.permissions import EntityAccess
+
+    def access_for(entity):
+        parent = access_for(context.live.model.parents[entity.name][0]) if entity.child else None
+        return EntityAccess(context.policy, context.principal, entity, parent)
+    return access_for
 
 
 @api.get("/v1/_meta/entities")
 def entities():
-    live = _loom().metadata.live()
+    context = record_context()
+    live = context.live
+    access_for = _access_source(context)
+    visible = {}
+    for e in live.model.entities.values():
+        access = access_for(e)
+        if not e.child and access.allowed("read"):
+            visible[e.name] = access
     return jsonify({"version": live.number, "data": [
         {
             "name": e.name,
@@ -84,10 +109,12 @@ def entities():
                  "read_only": f.read_only or (f.system and f.name != "owner"), "system": f.system,
                  **({"target": f.target} if f.target else {}),
                  **({"options": [{"value": o.value, "label": dict(o.label)} for o in f.options]} if f.options else {})}
-                for f in e.all_fields.values()
+                for f in e.all_fields.values() if f.name in visible[e.name].readable()
             ],
+            "actions": [a for a in ("read", "create", "update", "delete", "export", "import")
+                        if visible[e.name].allowed(a)],
         }
-        for e in live.model.entities.values() if not e.child
+        for e in live.model.entities.values() if e.name in visible
     ]})
 
 

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from loom.metadata.model import AppModel, Entity, label_text
+from loom.permissions import EntityAccess
 from loom.records.query import OPERATORS, UNSORTABLE
 
 PROBLEM = {"$ref": "#/components/responses/Problem"}
 
 
-def _record_schema(entity: Entity, model: AppModel, *, writing: bool) -> dict[str, Any]:
+def _record_schema(entity: Entity, model: AppModel, *, writing: bool, visible: set[str]) -> dict[str, Any]:
     properties: dict[str, Any] = {}
     required = []
     for f in entity.all_fields.values():
+        if f.name not in visible:
+            continue
         read_only = f.read_only or (f.system and f.name != "owner")
         if writing and read_only and f.name != "id":
             continue
@@ -72,8 +76,9 @@ def _list_parameters(entity: Entity) -> list[dict[str, Any]]:
     return params
 
 
-def build_openapi(model: AppModel, version: int) -> dict[str, Any]:
-    """A valid OpenAPI 3.1 document describing every (non-child) entity's endpoints."""
+def build_openapi(model: AppModel, version: int, access_for: Callable[[Entity], EntityAccess]) -> dict[str, Any]:
+    """A valid OpenAPI 3.1 document of what one caller may use: the entities they may
+    read, with the fields they may read (in replies) and write (in requests)."""
     schemas: dict[str, Any] = {
         "Link": {"type": "object", "required": ["id"],
                  "properties": {"id": {"type": "integer"}, "title": {"type": ["string", "null"]}}},
@@ -90,12 +95,17 @@ def build_openapi(model: AppModel, version: int) -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for entity in model.entities.values():
         name = entity.name
-        schemas[name] = _record_schema(entity, model, writing=False)
-        schemas[f"{name}Input"] = _record_schema(entity, model, writing=True)
+        access = access_for(entity)
+        if not access.allowed("read"):
+            continue
+        readable = access.readable()
+        schemas[name] = _record_schema(entity, model, writing=False, visible=readable)
+        schemas[f"{name}Input"] = _record_schema(entity, model, writing=True,
+                                                 visible=access.writable("create") | {"id"})
         if entity.child:
             continue
-        schemas[f"{name}Patch"] = {**schemas[f"{name}Input"], "required": []}
-        schemas[f"{name}Patch"].pop("required")
+        schemas[f"{name}Patch"] = _record_schema(entity, model, writing=True, visible=access.writable("update"))
+        schemas[f"{name}Patch"].pop("required", None)
         one = {"type": "object", "required": ["data"], "properties": {"data": {"$ref": f"#/components/schemas/{name}"}}}
         page = {"type": "object", "required": ["data", "next_cursor"], "properties": {
             "data": {"type": "array", "items": {"$ref": f"#/components/schemas/{name}"}},
