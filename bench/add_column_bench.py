@@ -29,6 +29,7 @@ from benchlib import (
     customer_document,
     fill_customers,
     insert_users,
+    loom_revision,
     machine,
     scratch_database,
 )
@@ -114,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     print(f"# Loom add-column benchmark: {args.rows:,} rows, {args.runs} publishes")
     print(f"machine: {machine()}")
+    print(f"loom: {loom_revision()}")
     results = [run(kind, args.rows, args.runs, args.pg_url) for kind in (args.db or ["postgresql", "sqlite"])]
     print("\n| database | rows | add field, median | each publish | bare ALTER TABLE | add indexed field |")
     print("|---|---:|---:|---|---:|---:|")

@@ -37,14 +37,18 @@ from urllib.parse import urlencode
 
 import sqlalchemy as sa
 from benchlib import (
+    BENCH_USER,
     DEFAULT_PG_URL,
     REGIONS,
     USERS,
+    create_api_user,
     customer_document,
     fill_customers,
     insert_users,
+    loom_revision,
     machine,
     percentile,
+    role_document,
     scratch_database,
 )
 
@@ -102,7 +106,7 @@ class Server:
                 self.process.wait()
 
 
-def start_server(kind: str, url: str, workdir: str, secret: str, check_interval: float) -> Server:
+def start_server(kind: str, url: str, workdir: str, secret: str, check_interval: float, token: str) -> Server:
     """Start ``kind`` in a subprocess and wait until it answers."""
     port = _free_port()
     log_path = os.path.join(workdir, f"{kind}.log")
@@ -119,7 +123,7 @@ def start_server(kind: str, url: str, workdir: str, secret: str, check_interval:
         if process.poll() is not None:
             break
         try:
-            status, _ = Http(port).request("GET", f"{LIST_PATH}/1")
+            status, _ = Http(port, token).request("GET", f"{LIST_PATH}/1")
             if status == 200:
                 return server
         except OSError:
@@ -133,10 +137,12 @@ def start_server(kind: str, url: str, workdir: str, secret: str, check_interval:
 # -- the client ---------------------------------------------------------------------------------
 
 class Http:
-    """One persistent HTTP/1.1 connection (reopened if the server closed it)."""
+    """One persistent HTTP/1.1 connection (reopened if the server closed it) that sends
+    the API token with every request."""
 
-    def __init__(self, port: int):
+    def __init__(self, port: int, token: str):
         self.port = port
+        self.auth = {"Authorization": f"Bearer {token}"}
         self.conn: http.client.HTTPConnection | None = None
 
     def request(self, method: str, path: str, payload: bytes | None = None,
@@ -145,7 +151,7 @@ class Http:
             if self.conn is None:
                 self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
             try:
-                self.conn.request(method, path, body=payload, headers=headers or {})
+                self.conn.request(method, path, body=payload, headers={**self.auth, **(headers or {})})
                 response = self.conn.getresponse()
                 return response.status, response.read()
             except (http.client.HTTPException, OSError):
@@ -379,9 +385,11 @@ def check_same_answers(loom: Http, base: Http) -> list[str]:
 
 def keyset_latency(url: str, pages: int) -> dict[str, Any]:
     """Walk ``pages`` pages of each region's customers, newest first, through the record
-    service (no HTTP), timing each page; then EXPLAIN ANALYZE the last page's query."""
+    service (no HTTP) as the API user under its role, timing each page; then EXPLAIN
+    ANALYZE the last page's query."""
     from loom.db import create_engine
-    from loom.identity.principal import Principal
+    from loom.identity.service import IdentityService
+    from loom.permissions import Policy
     from loom.plugins import plugin_manager
     from loom.records.query import Cursors
     from loom.records.service import Context, RecordService
@@ -396,8 +404,9 @@ def keyset_latency(url: str, pages: int) -> dict[str, Any]:
             statements[:] = [(statement, parameters)]
 
     live = MetadataService(engine).live()
-    context = Context(engine=engine, live=live, principal=Principal.system("bench"),
-                      hooks=plugin_manager(discover=False).hook, cursors=Cursors(secrets.token_hex(16)))
+    context = Context(engine=engine, live=live, principal=IdentityService(engine).principal_for(BENCH_USER),
+                      hooks=plugin_manager(discover=False).hook, cursors=Cursors(secrets.token_hex(16)),
+                      policy=Policy(live.model))
     timings: list[float] = []
     try:
         for region in REGIONS:
@@ -424,9 +433,10 @@ def keyset_latency(url: str, pages: int) -> dict[str, Any]:
 
 # -- the run ----------------------------------------------------------------------------------
 
-def prepare(url: str, rows: int, workdir: str) -> float:
-    """Create Loom's tables, publish the Customer entity through the app's metadata
-    service, add users and load ``rows`` customers; returns the load time in seconds."""
+def prepare(url: str, rows: int, workdir: str) -> tuple[float, str]:
+    """Create Loom's tables, publish the Customer entity and the API user's role through
+    the app's metadata service, add users (and the API user's token) and load ``rows``
+    customers; returns the load time in seconds and the token."""
     from loom.app import create_app
     from loom.db import create_engine, upgrade
     from loom.schema.service import model_from_documents
@@ -436,11 +446,13 @@ def prepare(url: str, rows: int, workdir: str) -> float:
         upgrade(engine)
         app = create_app({"DATABASE_URL": url, "ENGINE": engine, "INSTANCE_PATH": os.path.join(workdir, "setup"),
                           "SECRET_KEY": "setup", "DISCOVER_PLUGINS": False})
-        app.extensions["loom"].metadata.apply(model_from_documents([customer_document()]), author="bench")
+        model = model_from_documents([customer_document(), role_document()])
+        app.extensions["loom"].metadata.apply(model, author="bench")
         insert_users(engine)
+        token = create_api_user(engine)
         began = time.perf_counter()
         fill_customers(engine, rows)
-        return time.perf_counter() - began
+        return time.perf_counter() - began, token
     finally:
         engine.dispose()
 
@@ -492,25 +504,26 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# Loom API benchmark: {args.db}, {args.rows:,} rows, {args.clients} clients, "
           f"{args.rounds} x {args.seconds:g} s per operation and server", flush=True)
     print(f"machine: {machine()}", flush=True)
+    print(f"loom: {loom_revision()}", flush=True)
     report: dict[str, Any] = {"db": args.db, "rows": args.rows, "clients": args.clients, "seconds": args.seconds,
                               "rounds": args.rounds, "machine": machine()}
     with scratch_database(args.db, args.pg_url, SCHEMA) as database:
-        report["load_seconds"] = prepare(database.url, args.rows, database.workdir)
+        report["load_seconds"], token = prepare(database.url, args.rows, database.workdir)
         print(f"loaded {args.rows:,} customers in {report['load_seconds']:.1f} s", flush=True)
         secret = secrets.token_hex(16)
         servers: dict[str, Server] = {}
         try:
             for kind in ("loom", "baseline"):
                 servers[kind] = start_server(kind, database.url, database.workdir, secret,
-                                             args.metadata_check_interval)
-            problems = check_same_answers(Http(servers["loom"].port), Http(servers["baseline"].port))
+                                             args.metadata_check_interval, token)
+            problems = check_same_answers(Http(servers["loom"].port, token), Http(servers["baseline"].port, token))
             if problems:
                 print("the servers answer differently; the comparison would be meaningless:", *problems,
                       sep="\n  ")
                 return 1
             print("both servers give the same answers (records, pages, ETags, validation fields)", flush=True)
             shared = Shared(rows=args.rows, clients=args.clients)
-            workers = {kind: [Worker(i, Http(s.port), shared) for i in range(args.clients)]
+            workers = {kind: [Worker(i, Http(s.port, token), shared) for i in range(args.clients)]
                        for kind, s in servers.items()}
             results: dict[tuple[str, str], Result] = {}
             for round_no in range(args.rounds):

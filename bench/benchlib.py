@@ -13,6 +13,7 @@ import os
 import platform
 import re
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -185,3 +186,17 @@ def machine() -> str:
     """One line about where the numbers come from."""
     return (f"{platform.system()} {platform.machine()}, {os.cpu_count()} logical CPUs, "
             f"Python {platform.python_version()}, SQLAlchemy {sa.__version__}")
+
+
+def loom_revision() -> str:
+    """The git commit of the Loom checkout being measured, and whether its working tree
+    had uncommitted changes (numbers move with the code, so reports must say which)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        commit = subprocess.run(["git", "-C", here, "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", here, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.splitlines()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return f"{commit} with {len(dirty)} uncommitted changed files" if dirty else commit

@@ -21,7 +21,7 @@ import sys
 import time
 from typing import Any
 
-from benchlib import machine
+from benchlib import loom_revision, machine
 
 #: field definitions cycled through for each entity; link and table targets are filled in
 FIELD_SHAPES: tuple[dict[str, Any], ...] = (
@@ -131,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     types = sorted({f["type"] for d in docs for f in d["fields"]})
     print(f"# Loom compile benchmark: {args.entities} entities x {args.fields} fields, {len(types)} field types")
     print(f"machine: {machine()}")
+    print(f"loom: {loom_revision()}")
     cold = time_once(docs)
     runs = [time_once(docs) for _ in range(args.runs)]
     print("| step | cold (first run) | median | min | max |")

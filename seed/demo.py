@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -160,15 +160,16 @@ SLA_HOURS = {"low": 168, "normal": 72, "high": 24, "urgent": 4}
 
 
 def populate(create: Create, *, user_ids: Sequence[int], seed: int = 0, scale: float = 1,
-             today: dt.date = DEMO_TODAY) -> dict[str, int]:
+             today: dt.date = DEMO_TODAY, reps: Mapping[str, Sequence[int]] | None = None) -> dict[str, int]:
     """Create the demo records through ``create`` and return how many were made per entity.
 
     ``create(entity_name, rows)`` bulk-creates rows (all or nothing) and returns their new
     ids in order. ``user_ids`` are existing users who act as account managers, owners and
     assignees; with none, those fields are left empty. ``today`` is the day the data is
-    "as of": orders lie in the year before it, open tickets are due around it.
+    "as of": orders lie in the year before it, open tickets are due around it. ``reps``
+    names the sales reps of each region (by default ``user_ids`` are spread over regions).
     """
-    return _Demo(create, list(user_ids), seed, scale, today).run()
+    return _Demo(create, list(user_ids), seed, scale, today, reps).run()
 
 
 def decimal_text(value: Decimal | int | float) -> str:
@@ -192,7 +193,8 @@ class _Demo:
     """One run of ``populate``: its random sources, how many of each record to make, and
     the counts of what has been made so far."""
 
-    def __init__(self, create: Create, user_ids: list[int], seed: int, scale: float, today: dt.date):
+    def __init__(self, create: Create, user_ids: list[int], seed: int, scale: float, today: dt.date,
+                 reps: Mapping[str, Sequence[int]] | None = None):
         self.create = create
         self.users = user_ids
         self.rng = random.Random(seed)
@@ -201,8 +203,11 @@ class _Demo:
         self.today = today
         self.counts = {name: max(1, round(n * scale)) for name, n in BASE_COUNTS.items()}
         # each region has its own sales reps, as the regional managers' teams do
-        self.reps = {region: user_ids[i::len(REGIONS)] or [user_ids[i % len(user_ids)]]
-                     for i, region in enumerate(REGIONS)} if user_ids else {}
+        if reps:
+            self.reps = {region: list(reps.get(region) or user_ids) for region in REGIONS}
+        else:
+            self.reps = {region: user_ids[i::len(REGIONS)] or [user_ids[i % len(user_ids)]]
+                         for i, region in enumerate(REGIONS)} if user_ids else {}
         self.made: dict[str, int] = {}
 
     def run(self) -> dict[str, int]:

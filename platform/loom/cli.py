@@ -103,6 +103,11 @@ def demo(host: str, port: int, run_server: bool) -> None:
         click.echo("demo data: " + ", ".join(f"{n} {entity}" for entity, n in counts.items()))
     else:
         click.echo("demo data already present")
+    from loom.seed.setup import DEMO_USERS, demo_password
+
+    click.echo("sign in as (username / password / role):")
+    for username, display, role, _team in DEMO_USERS:
+        click.echo(f"  {username:<8} {demo_password(username):<20} {role:<14} {display}")
     if run_server:
         _serve(host, port, threads=8)
 

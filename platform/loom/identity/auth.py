@@ -79,5 +79,5 @@ def install(app: Flask) -> None:
     def _csrf(exc: CSRFError):
         from loom.app import problem
 
-        return problem(400, "CSRF check failed", f"{exc.description}: send the X-CSRFToken header "
-                       "with the token from GET /api/v1/_auth/me")
+        return problem(400, "CSRF check failed", f"{exc.description.rstrip('.')}: send the X-CSRFToken "
+                       "header with the token from GET /api/v1/_auth/me")

@@ -174,8 +174,13 @@ def parse_list_query(entity: Entity, args: Mapping[str, Any], *, cursors: Cursor
         elif key not in known:
             raise _bad(key, f"unknown query parameter '{key}'; use filter[field][op], sort, limit, "
                             "cursor, fields, search or count")
-    sort_text = args.get("sort") or entity.list.sort
-    query.sort = parse_sort(entity, sort_text, readable)
+    if args.get("sort"):
+        query.sort = parse_sort(entity, args["sort"], readable)
+    else:
+        # the entity's default order, less any key the caller may not see
+        default = ",".join(k for k in entity.list.sort.split(",")
+                           if readable is None or k.lstrip("-") in readable)
+        query.sort = parse_sort(entity, default, readable)
     if not any(k.field.name == "id" for k in query.sort):
         descending = query.sort[-1].descending if query.sort else False
         query.sort.append(SortKey(entity.field("id"), descending))
