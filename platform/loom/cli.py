@@ -216,3 +216,139 @@ def rollback(version: int, author: str | None) -> None:
     click.echo(f"published version {plan.to_version} (rollback to {version}):")
     for line in plan.summary:
         click.echo(f"  {line}")
+
+
+@main.group()
+def user() -> None:
+    """Manage users."""
+
+
+@user.command("create")
+@click.argument("username")
+@click.option("--role", "roles", multiple=True, help="A role to assign (repeatable).")
+@click.option("--team", help="The user's team.")
+@click.option("--display-name", default="")
+@click.option("--email")
+@click.option("--superuser", is_flag=True, help="Not bound by roles.")
+@with_appcontext
+def create_user(username: str, roles: tuple[str, ...], team: str | None, display_name: str,
+                email: str | None, superuser: bool) -> None:
+    """Create USERNAME. The password is read from standard input, or generated and printed."""
+    import secrets
+
+    loom = _loom()
+    upgrade(loom.engine)
+    known = loom.metadata.live().model.roles
+    for role in roles:
+        if role not in known:
+            _fail(LoomError(f"there is no role named {role}; see 'loom role list'"))
+    generated = sys.stdin.isatty() or not (password := sys.stdin.readline().rstrip("\n"))
+    if generated:
+        password = secrets.token_urlsafe(12)
+    try:
+        loom.identity.create_user(username, password=password, roles=roles, team=team, display_name=display_name,
+                                  email=email, is_superuser=superuser, actor=_author(None))
+    except LoomError as error:
+        _fail(error)
+    click.echo(f"created user {username}" + (f" with password {password}" if generated else ""))
+
+
+@main.group()
+def token() -> None:
+    """Manage API tokens."""
+
+
+@token.command("create")
+@click.argument("username")
+@click.option("--expires", "days", type=int, help="Days until the token expires.")
+@click.option("--read-only", is_flag=True, help="The token may only read.")
+@click.option("--name", default="", help="What the token is for.")
+@with_appcontext
+def create_token(username: str, days: int | None, read_only: bool, name: str) -> None:
+    """Create an API token for USERNAME and print it (alone on one line; it is not shown again)."""
+    upgrade(_loom().engine)
+    try:
+        new = _loom().identity.create_token(username, name=name, expires_days=days, read_only=read_only,
+                                            actor=_author(None))
+    except LoomError as error:
+        _fail(error)
+    click.echo(new.token)
+
+
+@main.group()
+def team() -> None:
+    """Manage teams."""
+
+
+@team.command("create")
+@click.argument("name")
+@click.option("--parent", help="The team above this one.")
+@click.option("--label", default="")
+@with_appcontext
+def create_team(name: str, parent: str | None, label: str) -> None:
+    """Create team NAME (optionally below PARENT)."""
+    upgrade(_loom().engine)
+    try:
+        _loom().identity.create_team(name, label=label, parent=parent, actor=_author(None))
+    except LoomError as error:
+        _fail(error)
+    click.echo(f"created team {name}")
+
+
+@main.group()
+def role() -> None:
+    """Inspect roles (they are declared in metadata)."""
+
+
+@role.command("list")
+@with_appcontext
+def list_roles() -> None:
+    """List the roles of the live metadata with what they grant."""
+    model = _loom().metadata.live().model
+    if not model.roles:
+        click.echo("no roles declared; add kind: role documents to the metadata")
+    for r in model.roles.values():
+        inherits = f" (inherits {', '.join(r.inherits)})" if r.inherits else ""
+        click.echo(f"{r.name}{inherits}: {r.title('en')}")
+        if r.admin:
+            click.echo(f"    admin: {', '.join(sorted(r.admin))}")
+        for entity, grant in r.grants.items():
+            scope = grant.scope if grant.scope != "where" else f"where {dict(grant.where)}"
+            click.echo(f"    {entity}: {', '.join(sorted(grant.actions)) or '-'}; scope {scope}")
+
+
+@main.group()
+def perm() -> None:
+    """Explain permissions."""
+
+
+@perm.command("explain")
+@click.argument("username")
+@click.argument("entity")
+@click.argument("action", default="read")
+@click.option("--record", "record_id", type=int, help="Also say whether this record is within reach.")
+@with_appcontext
+def explain_permission(username: str, entity: str, action: str, record_id: int | None) -> None:
+    """Say why USERNAME may or may not ACTION (default read) ENTITY records. Exits 1 when refused."""
+    from loom.permissions import Policy
+    from loom.permissions.explain import ACTIONS, explain
+
+    loom = _loom()
+    live = loom.metadata.live()
+    if entity not in live.model.entities:
+        _fail(LoomError(f"there is no entity named {entity}"))
+    if action not in ACTIONS:
+        _fail(LoomError(f"unknown action {action}; use one of: {', '.join(ACTIONS)}"))
+    try:
+        principal = loom.identity.principal_for(username)
+    except LoomError as error:
+        _fail(error)
+    policy = live.derive("policy", lambda: Policy(live.model))
+    table = live.tables[entity]
+    with loom.engine.connect() as conn:
+        allowed, lines = explain(policy, principal, live.model.entity(entity), action, connection=conn,
+                                 table=table, users=table.metadata.tables["loom_users"], record_id=record_id)
+    for line in lines:
+        click.echo(line)
+    if not allowed:
+        sys.exit(1)
