@@ -5,10 +5,13 @@ Views are thin: parse the request, call the record service, shape the reply.
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import re
 from typing import Any
 
-from flask import Blueprint, current_app, g, jsonify, request, url_for
+from flask import Blueprint, Response, current_app, g, jsonify, request, stream_with_context, url_for
 
 from loom.errors import BadRequest, PreconditionFailed
 from loom.identity.principal import Principal
@@ -126,6 +129,68 @@ def list_records(entity: str):
     if page.count is not None:
         body["count"] = page.count
     return jsonify(body)
+
+
+@api.get("/v1/<entity>/_export")
+def export_records(entity: str):
+    """The list's records as CSV (default) or JSON Lines, streamed."""
+    service = record_service(entity)
+    args = request.args.copy()
+    fmt = args.pop("format", "csv")
+    if fmt not in ("csv", "jsonl"):
+        raise BadRequest("format must be csv or jsonl", errors=[{"field": "format", "message": "use csv or jsonl"}])
+    args.pop("limit", None)
+    query = service.parse_query(args)
+    readable = service.access.readable()
+    columns = query.fields or [f for f in service.entity.all_fields if f in readable]
+    if "id" not in columns:
+        columns.insert(0, "id")
+    rows = service.export(query)
+    first = next(rows, None)  # permission and query errors surface before streaming starts
+
+    def records():
+        if first is not None:
+            yield first
+            yield from rows
+
+    body = _csv_lines(columns, records()) if fmt == "csv" else (
+        json.dumps({c: r.get(c) for c in columns}, ensure_ascii=False) + "\n" for r in records())
+    mimetype = "text/csv" if fmt == "csv" else "application/x-ndjson"
+    response = Response(stream_with_context(body), mimetype=mimetype)
+    response.headers["Content-Disposition"] = f'attachment; filename="{entity}.{fmt}"'
+    return response
+
+
+def _csv_cell(value: Any) -> Any:
+    if isinstance(value, dict) and "id" in value:
+        return value["title"] if value.get("title") is not None else f"#{value['id']}"
+    if isinstance(value, list | dict):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@") and not _is_number(value):
+        # spreadsheet programs run cells that start like formulas
+        return "'" + value
+    return value
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _csv_lines(columns: list[str], records):
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(columns)
+    for record in records:
+        writer.writerow([_csv_cell(record.get(c)) for c in columns])
+        if buffer.tell() > 64 * 1024:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
 
 
 @api.post("/v1/<entity>")

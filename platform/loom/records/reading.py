@@ -4,7 +4,7 @@ fields the caller may read in the reply. Part of the record service."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +18,7 @@ from loom.records.sql import condition_sql
 
 #: standard columns that are never NULL, so keyset pagination needs no NULL handling
 NOT_NULL = {"id", "version", "created_at", "updated_at"}
+EXPORT_PAGE = 500
 
 
 @dataclass
@@ -192,6 +193,18 @@ class RecordReader:
             values = [_json(k.field, last[k.field.name]) for k in query.sort]
             next_cursor = self.context.cursors.encode(self.entity, query.sort, values)
         return Page(data, next_cursor, count)
+
+    def export(self, query: ListQuery) -> Iterator[dict[str, Any]]:
+        """Every record the list ``query`` matches, page by page (flat memory), as far as the
+        caller may export and read them."""
+        self.access.require("export")
+        query.limit = EXPORT_PAGE
+        while True:
+            page = self.list(query, action="export")
+            yield from page.data
+            if page.next_cursor is None:
+                return
+            query.after = self.context.cursors.decode(self.entity, query.sort, page.next_cursor)
 
     def list_conditions(self, query: ListQuery, action: str = "read") -> list[sa.ColumnElement[bool]]:
         """The WHERE clause of a list: the query's filters and search, within the caller's scope."""
