@@ -119,8 +119,10 @@ class Policy:
             for _, grant in self.grants(roles, entity.name, action):
                 for name in levels:
                     levels[name] = max(levels[name], ACCESS_LEVELS[grant.access(name)])
+            visible = any(levels.values())
             for name in ("id", "version"):
-                levels[name] = max(levels[name], 1) if any(levels.values()) else 0
+                if name in levels:
+                    levels[name] = max(levels[name], 1) if visible else 0
             return levels
         return self._cached(("fields", roles, entity.name, action), compute)
 
