@@ -63,7 +63,9 @@ def field_level(model, role, entity, field, action):
 
 def readable(model, role, entity):
     names = {f for f in entity.all_fields if field_level(model, role, entity, f, "read") >= 1}
-    return names | {"id", "version"} if names else names
+    if grants(model, role, entity.name, "read"):
+        names |= {"id", "version"} & set(entity.all_fields)
+    return names
 
 
 def writable(model, role, entity, action):

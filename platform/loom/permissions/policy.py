@@ -119,7 +119,8 @@ class Policy:
             for _, grant in self.grants(roles, entity.name, action):
                 for name in levels:
                     levels[name] = max(levels[name], ACCESS_LEVELS[grant.access(name)])
-            visible = any(levels.values())
+            # whoever may act on an entity at all may see which record is which
+            visible = bool(self.grants(roles, entity.name, action))
             for name in ("id", "version"):
                 if name in levels:
                     levels[name] = max(levels[name], 1) if visible else 0

@@ -149,7 +149,7 @@ def export_records(entity: str):
     if fmt not in ("csv", "jsonl"):
         raise BadRequest("format must be csv or jsonl", errors=[{"field": "format", "message": "use csv or jsonl"}])
     args.pop("limit", None)
-    query = service.parse_query(args)
+    query = service.parse_query(args, action="export")
     readable = service.access.readable()
     columns = query.fields or [f for f in service.entity.all_fields if f in readable]
     if "id" not in columns:

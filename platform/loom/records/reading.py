@@ -163,7 +163,10 @@ class RecordReader:
             row = self._fetch_row(conn, record_id)
             return self._serialize(conn, [row], fields)[0]
 
-    def parse_query(self, args: Mapping[str, Any]) -> ListQuery:
+    def parse_query(self, args: Mapping[str, Any], action: str = "read") -> ListQuery:
+        """List arguments checked against what the caller may see; refused first when the
+        caller may not ``action`` this entity at all."""
+        self.access.require(action)
         return parse_list_query(self.entity, args, cursors=self.context.cursors,
                                 default_limit=self.context.page_size, max_limit=self.context.max_page_size,
                                 readable=self.access.readable())
