@@ -135,3 +135,14 @@ def test_bad_login_bodies_are_400(app_with_customer, anonymous_client):
     for body in (None, [], {"username": "wang"}, {"username": 1, "password": 2}):
         response = anonymous_client.post("/api/v1/_auth/login", json=body)
         assert response.status_code == 400
+
+
+def test_the_start_page_lists_only_what_the_user_may_read(apply_metadata, make_user, client_for, anonymous_client):
+    apply_metadata({"kind": "entity", "name": "open_thing", "fields": [{"name": "a", "type": "string"}]},
+                   {"kind": "entity", "name": "secret_thing", "fields": [{"name": "a", "type": "string"}]},
+                   {"kind": "role", "name": "r", "permissions": {"open_thing": {"actions": ["read"]}}})
+    make_user("u", roles=["r"])
+    page = client_for("u").get("/").get_data(as_text=True)
+    assert "Open thing" in page and "Secret thing" not in page
+    anonymous = anonymous_client.get("/")
+    assert anonymous.status_code == 200 and "thing" not in anonymous.get_data(as_text=True)
