@@ -3,15 +3,19 @@
 Both serve the Customer entity from the same table, each in its own waitress process
 (4 threads, 127.0.0.1 only), and a bounded load generator drives them one after the
 other with the same requests: a fixed number of client threads with persistent HTTP
-connections, for a fixed time (and at most a fixed number of requests). It reports
-requests/s, p50 and p99 per operation and the Loom/baseline ratios. Before measuring
-it checks that both servers give the same answers, so the ratio compares equal work.
+connections, for a fixed time (and at most a fixed number of requests). Every request
+carries the same API token, which both servers check (Loom through its identity service
+and a role, the baseline by hand). It reports requests/s, p50 and p99 per operation and
+the Loom/baseline ratios; with ``--rounds`` each operation is measured several times,
+alternating which server goes first, so drift on a shared machine hits both alike.
 
-On PostgreSQL it also measures keyset pagination through the record service, page by
+Before measuring it checks that both servers give the same answers, so the ratio
+compares equal work, and counts the SQL statements each spends per request. On
+PostgreSQL it also measures keyset pagination through the record service, page by
 page (the issue's target: p99 < 30 ms at 1,000,000 rows), and shows the query plan.
 
     python bench/api_bench.py --db sqlite --rows 2000 --seconds 2
-    python bench/api_bench.py --db postgresql --rows 1000000 --seconds 10
+    python bench/api_bench.py --db postgresql --rows 1000000 --seconds 10 --rounds 2
 
 Everything it creates (a temporary SQLite file, or the PostgreSQL schema ``bench_api``)
 is removed at the end.
@@ -122,12 +126,15 @@ def start_server(kind: str, url: str, workdir: str, secret: str, check_interval:
     while time.monotonic() < deadline:
         if process.poll() is not None:
             break
+        probe = Http(port, token)
         try:
-            status, _ = Http(port, token).request("GET", f"{LIST_PATH}/1")
+            status, _ = probe.request("GET", f"{LIST_PATH}/1")
             if status == 200:
                 return server
         except OSError:
             pass
+        finally:
+            probe.close()
         time.sleep(0.2)
     server.stop()
     with open(log_path) as log:
@@ -204,6 +211,7 @@ Request = tuple[str, str, Any, dict[str, str]]
 
 
 def list_request(w: Worker) -> Request:
+    """The next page of the worker's current walk through one region, newest first."""
     params = {"filter[region][eq]": REGIONS[w.region], "sort": "-created_at,-id", "limit": "50"}
     if w.cursor:
         params["cursor"] = w.cursor
@@ -211,6 +219,7 @@ def list_request(w: Worker) -> Request:
 
 
 def list_answer(w: Worker, status: int, data: bytes) -> None:
+    """Follow ``next_cursor``; after PAGES_PER_WALK pages (or the last) switch region."""
     w.cursor = json.loads(data)["next_cursor"] if status == 200 else None
     w.pages += 1
     if w.cursor is None or w.pages >= PAGES_PER_WALK:
@@ -219,10 +228,12 @@ def list_answer(w: Worker, status: int, data: bytes) -> None:
 
 
 def get_request(w: Worker) -> Request:
+    """One loaded customer, picked at random (the same sequence for both servers)."""
     return "GET", f"{LIST_PATH}/{w.rng.randint(1, w.shared.rows)}", None, {}
 
 
 def create_request(w: Worker) -> Request:
+    """A valid new customer with a credit code no other request uses."""
     w.counter += 1
     code = f"N{w.shared.phase:03d}{w.index:02d}{w.counter:09d}"
     body = {"name": f"New customer {code}", "credit_code": code, "level": "B",
@@ -241,6 +252,7 @@ def _update_target(w: Worker) -> int:
 
 
 def update_request(w: Worker) -> Request:
+    """Change two fields of the worker's next record, sending its version as If-Match."""
     w.counter += 1
     record_id = w.record_id = _update_target(w)
     body = {"notes": f"updated {w.counter}", "credit_limit": f"{w.rng.randint(0, 10**6)}.{w.counter % 100:02d}"}
@@ -249,6 +261,7 @@ def update_request(w: Worker) -> Request:
 
 
 def update_answer(w: Worker, status: int, data: bytes) -> None:
+    """Remember the record's new version (re-read it if the update was refused)."""
     record_id = w.record_id
     if status == 200:
         w.shared.versions[record_id] = json.loads(data)["data"]["version"]
@@ -259,6 +272,9 @@ def update_answer(w: Worker, status: int, data: bytes) -> None:
 
 @dataclass(frozen=True)
 class Workload:
+    """An operation: how to build the next request, what to do with the answer, and the
+    status that counts as success."""
+
     build: Callable[[Worker], Request]
     answer: Callable[[Worker, int, bytes], None] | None
     expected: int
@@ -274,6 +290,8 @@ WORKLOADS = {
 
 @dataclass
 class Result:
+    """One server's measurement of one operation (``latencies`` in seconds)."""
+
     server: str
     operation: str
     requests: int
@@ -381,6 +399,83 @@ def check_same_answers(loom: Http, base: Http) -> list[str]:
     return problems
 
 
+# -- database work per request ------------------------------------------------------------------
+
+class _Counter:
+    """Counts the SQL statements and pool checkouts of one engine."""
+
+    def __init__(self, engine: sa.Engine):
+        self.statements = self.checkouts = 0
+        sa.event.listen(engine, "before_cursor_execute", self._statement)
+        sa.event.listen(engine.pool, "checkout", self._checkout)
+
+    def _statement(self, *_: Any) -> None:
+        self.statements += 1
+
+    def _checkout(self, *_: Any) -> None:
+        self.checkouts += 1
+
+    def reset(self) -> tuple[int, int]:
+        counted = (self.statements, self.checkouts)
+        self.statements = self.checkouts = 0
+        return counted
+
+
+def _count_requests(kind: str, client: Any, counter: _Counter, token: str) -> dict[str, tuple[int, int]]:
+    """One warm request of each operation through ``client``: (statements, checkouts)."""
+    auth = {"Authorization": f"Bearer {token}"}
+
+    def call(method: str, path: str, body: Any = None, headers: dict[str, str] | None = None):
+        counter.reset()
+        response = client.open(path, method=method, json=body, headers={**auth, **(headers or {})})
+        if response.status_code >= 400:
+            raise RuntimeError(f"{kind} {method} {path}: {response.status_code} {response.get_data(as_text=True)}")
+        return counter.reset(), response.get_json()
+
+    def customer(tag: str) -> dict[str, Any]:
+        return {"name": f"Count {kind} {tag}", "credit_code": f"COUNT{kind[:4]}{tag}", "region": "east",
+                "mobile": "13912345678", "email": "count@example.com", "account_manager": 2}
+
+    page = f"{LIST_PATH}?{urlencode({'filter[region][eq]': 'east', 'sort': '-created_at,-id', 'limit': 50})}"
+    found: dict[str, tuple[int, int]] = {}
+    for _ in range(2):
+        found["list"], _ = call("GET", page)
+        found["get"], _ = call("GET", f"{LIST_PATH}/3")
+    call("POST", LIST_PATH, customer("a"))
+    found["create"], created = call("POST", LIST_PATH, customer("b"))
+    record = created["data"]
+    for i in range(2):
+        found["update"], updated = call("PATCH", f"{LIST_PATH}/{record['id']}", {"notes": f"n{i}"},
+                                        {"If-Match": f'"{record["version"]}"'})
+        record = updated["data"]
+    return found
+
+
+def statement_counts(url: str, token: str, workdir: str) -> dict[str, dict[str, tuple[int, int]]]:
+    """(SQL statements, pool checkouts) that one request of each operation costs on each
+    server, counted in process with Flask's test client after a warm-up request (so
+    caches are filled). On PostgreSQL every checkout also pays a ping (pool_pre_ping)."""
+    import baseline_app
+
+    from loom.app import create_app
+    from loom.db import create_engine
+
+    result = {}
+    for kind in ("loom", "baseline"):
+        engine = create_engine(url)
+        counter = _Counter(engine)
+        if kind == "loom":
+            app = create_app({"DATABASE_URL": url, "ENGINE": engine, "SECRET_KEY": "count",
+                              "INSTANCE_PATH": os.path.join(workdir, "count"), "DISCOVER_PLUGINS": False})
+        else:
+            app = baseline_app.create_app(engine, "count")
+        try:
+            result[kind] = _count_requests(kind, app.test_client(), counter, token)
+        finally:
+            engine.dispose()
+    return result
+
+
 # -- keyset pagination in process ------------------------------------------------------------
 
 def keyset_latency(url: str, pages: int) -> dict[str, Any]:
@@ -458,6 +553,7 @@ def prepare(url: str, rows: int, workdir: str) -> tuple[float, str]:
 
 
 def ratio_table(results: dict[tuple[str, str], Result], operations: list[str]) -> list[str]:
+    """The results as a Markdown table, Loom next to the baseline."""
     lines = ["| operation | Loom req/s | baseline req/s | Loom/baseline | Loom p50 ms | baseline p50 ms "
              "| Loom p99 ms | baseline p99 ms | errors (L/b) |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -506,7 +602,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {machine()}", flush=True)
     print(f"loom: {loom_revision()}", flush=True)
     report: dict[str, Any] = {"db": args.db, "rows": args.rows, "clients": args.clients, "seconds": args.seconds,
-                              "rounds": args.rounds, "machine": machine()}
+                              "rounds": args.rounds, "machine": machine(), "loom": loom_revision()}
     with scratch_database(args.db, args.pg_url, SCHEMA) as database:
         report["load_seconds"], token = prepare(database.url, args.rows, database.workdir)
         print(f"loaded {args.rows:,} customers in {report['load_seconds']:.1f} s", flush=True)
@@ -516,12 +612,20 @@ def main(argv: list[str] | None = None) -> int:
             for kind in ("loom", "baseline"):
                 servers[kind] = start_server(kind, database.url, database.workdir, secret,
                                              args.metadata_check_interval, token)
-            problems = check_same_answers(Http(servers["loom"].port, token), Http(servers["baseline"].port, token))
+            checkers = (Http(servers["loom"].port, token), Http(servers["baseline"].port, token))
+            problems = check_same_answers(*checkers)
+            for checker in checkers:
+                checker.close()
             if problems:
                 print("the servers answer differently; the comparison would be meaningless:", *problems,
                       sep="\n  ")
                 return 1
             print("both servers give the same answers (records, pages, ETags, validation fields)", flush=True)
+            report["statements"] = statement_counts(database.url, token, database.workdir)
+            print("SQL statements / pool checkouts per request (in process, warm):", flush=True)
+            for op in OPERATIONS:
+                (ls, lc), (bs, bc) = report["statements"]["loom"][op], report["statements"]["baseline"][op]
+                print(f"  {op:6}  Loom {ls:2} / {lc}   baseline {bs:2} / {bc}", flush=True)
             shared = Shared(rows=args.rows, clients=args.clients)
             workers = {kind: [Worker(i, Http(s.port, token), shared) for i in range(args.clients)]
                        for kind, s in servers.items()}

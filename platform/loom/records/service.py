@@ -66,7 +66,7 @@ class RecordService(RecordReader):
         self._accesses: dict[str, EntityAccess] = {}
         self.access = self._access_for(entity)
 
-    # -- helpers
+    # -- helpers ------------------------------------------------------------------------
 
     def _access_for(self, entity: Entity) -> EntityAccess:
         if entity.name not in self._accesses:
@@ -97,8 +97,6 @@ class RecordService(RecordReader):
             raise Forbidden(f"you may not change {', '.join(denied)}",
                             errors=[{"field": n, "message": "you may read this field but not change it"} for n in denied])
         return errors
-
-    # -- helpers ------------------------------------------------------------------------
 
     def _schemas(self, entity: Entity) -> dict[str, ma.Schema]:
         return self.context.live.derive(f"schemas:{entity.name}", lambda: build_schemas(entity, self.model))
