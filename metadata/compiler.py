@@ -221,6 +221,10 @@ class _Compiler:
 
     def field(self, doc: Document, path: tuple, raw: dict[str, Any]) -> Field:
         kind = field_type(raw["type"])
+        if raw["type"] in ("select", "multiselect") and not raw.get("options"):
+            self.fail(doc, path, f"a {raw['type']} field needs options: [{{value: ...}}, ...]")
+        if raw["type"] in ("link", "table") and not raw.get("target"):
+            self.fail(doc, path, f"a {raw['type']} field needs a target entity")
         allowed = COMMON_PROPERTIES | kind.properties
         for key in raw:
             if key not in allowed:

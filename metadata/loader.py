@@ -94,9 +94,30 @@ def _registry() -> Registry:
     return Registry().with_resources((s["$id"], Resource.from_contents(s)) for s in schemas)
 
 
+def _inline(node: Any, resolve, seen: tuple[str, ...] = ()) -> Any:
+    """``node`` with every non-recursive ``$ref`` replaced by what it points at: the same
+    schema, validated several times faster (no reference lookups per value)."""
+    if isinstance(node, list):
+        return [_inline(item, resolve, seen) for item in node]
+    if not isinstance(node, dict):
+        return node
+    ref = node.get("$ref")
+    if isinstance(ref, str) and ref not in seen and len(node) == 1:
+        return _inline(resolve(ref), resolve, seen + (ref,))
+    return {key: (value if key in ("const", "enum", "default") else _inline(value, resolve, seen))
+            for key, value in node.items()}
+
+
 @functools.cache
 def _validator(kind: str) -> Draft202012Validator:
-    return Draft202012Validator(schema_for(kind), registry=_registry())
+    schema = schema_for(kind)
+    resolver = _registry().resolver(base_uri=schema["$id"])
+
+    def resolve(ref: str) -> Any:
+        return resolver.lookup(ref).contents
+
+    inlined = {**_inline({k: v for k, v in schema.items() if k != "$defs"}, resolve), "$defs": schema["$defs"]}
+    return Draft202012Validator(inlined, registry=_registry())
 
 
 def _plain(value: Any) -> Any:

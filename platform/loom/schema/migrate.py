@@ -61,7 +61,6 @@ class Migration:
     def __post_init__(self) -> None:
         self.ops = Operations(MigrationContext.configure(self.connection))
         self.sqlite = self.connection.dialect.name == "sqlite"
-        self.old_tables = build_tables(self.old)
         self.new_tables = build_tables(self.new)
         self._restored_tables: dict[str, _Restore] = {}
         self._restored_fields: dict[tuple[str, str], _Restore] = {}

@@ -220,6 +220,7 @@ class MetadataService:
                 if problems:
                     raise MetadataError(problems)
                 migration.run()
+                tables = migration.new_tables
                 summary = diff.summary() + migration.notes
                 conn.execute(versions.insert().values(
                     number=number + 1, created_at=utcnow(), author=author, source=source,
@@ -229,7 +230,7 @@ class MetadataService:
                      payload={"version": number + 1, "source": source, "summary": summary})
         except sa.exc.DBAPIError as exc:
             raise MetadataError([f"the database refused the change, nothing was applied: {exc.orig}"]) from exc
-        self._live = LiveVersion(number + 1, model)
+        self._live = LiveVersion(number + 1, model, tables)
         self._checked_at = time.monotonic()
         return Plan(number, number + 1, diff, tuple(summary))
 

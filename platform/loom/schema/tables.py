@@ -6,6 +6,7 @@ fast and BI tools can read the data directly.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -88,8 +89,16 @@ def entity_table(entity: Entity, model: AppModel, metadata: sa.MetaData) -> sa.T
 
 def build_tables(model: AppModel) -> Mapping[str, sa.Table]:
     """entity name -> Table, all in one ``MetaData`` with the users table they link to."""
-    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
-    Team.__table__.to_metadata(metadata)
-    User.__table__.to_metadata(metadata)
-    tables = {name: entity_table(entity, model, metadata) for name, entity in model.entities.items()}
+    # Building thousands of SQLAlchemy objects sets off the cycle collector again and
+    # again while nothing is garbage yet; it runs once, afterwards.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+        Team.__table__.to_metadata(metadata)
+        User.__table__.to_metadata(metadata)
+        tables = {name: entity_table(entity, model, metadata) for name, entity in model.entities.items()}
+    finally:
+        if collecting:
+            gc.enable()
     return MappingProxyType(tables)
