@@ -39,7 +39,10 @@ def create_engine(url: str, **kwargs) -> sa.Engine:
         engine = sa.create_engine(url, **kwargs)
         _configure_sqlite(engine)
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
+    # Connections are recycled rather than pinged before every use: a ping is a round trip
+    # on every checkout, several per request.
+    kwargs.setdefault("pool_recycle", 1800)
+    kwargs.setdefault("pool_size", 10)
     return sa.create_engine(url, **kwargs)
 
 

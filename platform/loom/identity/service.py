@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,8 @@ assignments = RoleAssignment.__table__
 sessions = Session.__table__
 tokens = ApiToken.__table__
 
+#: seconds a process trusts its copy of the team tree
+TEAM_TREE_TTL = 2.0
 #: failed sign-ins in a row that lock an account, and for how long
 MAX_FAILED_LOGINS = 5
 LOCK_DURATION = dt.timedelta(minutes=15)
@@ -72,9 +75,17 @@ class NewToken:
     expires_at: dt.datetime | None
 
 
+def _with_roles(query: sa.Select) -> sa.Select:
+    """``query`` over users, plus each user's roles as one comma-separated column."""
+    roles = (sa.select(sa.func.aggregate_strings(assignments.c.role, ","))
+             .where(assignments.c.user_id == users.c.id).scalar_subquery())
+    return query.add_columns(roles.label("role_list"))
+
+
 class IdentityService:
     def __init__(self, engine: sa.Engine):
         self.engine = engine
+        self._team_tree: tuple[float, dict[int | None, list[int]]] | None = None
 
     # -- users --------------------------------------------------------------------------
 
@@ -195,6 +206,7 @@ class IdentityService:
             parent_id = self._team_id(conn, parent) if parent else None
             team_id = conn.execute(teams.insert().values(name=name, label=label or name, parent_id=parent_id,
                                                          created_at=utcnow()).returning(teams.c.id)).scalar_one()
+            self._team_tree = None
             emit(conn, topic="team.created", actor=actor, entity="team", record_id=team_id,
                  payload={"name": name, "parent": parent})
         return team_id
@@ -206,6 +218,7 @@ class IdentityService:
             if parent_id is not None and parent_id in self._subtree(conn, team_id):
                 raise BadRequest(f"{parent} is below {name}; a team cannot be moved under itself")
             conn.execute(teams.update().where(teams.c.id == team_id).values(parent_id=parent_id))
+            self._team_tree = None
             emit(conn, topic="team.moved", actor=actor, entity="team", record_id=team_id, payload={"parent": parent})
 
     def list_teams(self) -> list[dict[str, Any]]:
@@ -215,12 +228,21 @@ class IdentityService:
                 sa.select(teams.c.id, teams.c.name, teams.c.label, parent.c.name.label("parent"))
                 .select_from(teams.outerjoin(parent, teams.c.parent_id == parent.c.id)).order_by(teams.c.name)).mappings()]
 
-    @staticmethod
-    def _subtree(conn: sa.Connection, team_id: int) -> tuple[int, ...]:
-        """The team and every team below it."""
+    def _team_children(self, conn: sa.Connection) -> dict[int | None, list[int]]:
+        """The team tree, read at most every ``TEAM_TREE_TTL`` seconds: it is asked for on
+        every request and changes rarely (this process's own changes clear it at once)."""
+        cached = self._team_tree
+        if cached is not None and time.monotonic() - cached[0] < TEAM_TREE_TTL:
+            return cached[1]
         children: dict[int | None, list[int]] = {}
         for ident, parent_id in conn.execute(sa.select(teams.c.id, teams.c.parent_id)):
             children.setdefault(parent_id, []).append(ident)
+        self._team_tree = (time.monotonic(), children)
+        return children
+
+    def _subtree(self, conn: sa.Connection, team_id: int) -> tuple[int, ...]:
+        """The team and every team below it."""
+        children = self._team_children(conn)
         result, pending = [], [team_id]
         while pending:
             current = pending.pop()
@@ -233,8 +255,14 @@ class IdentityService:
     # -- principals ---------------------------------------------------------------------
 
     def principal(self, conn: sa.Connection, user: Any, *, read_only: bool = False) -> Principal:
-        roles = tuple(conn.execute(sa.select(assignments.c.role).where(assignments.c.user_id == user.id)
-                                   .order_by(assignments.c.role)).scalars())
+        """The principal of a user row; the row may bring its roles along (``role_list``,
+        see ``_with_roles``), saving a query on every request."""
+        role_list = getattr(user, "role_list", None)
+        if role_list is not None or hasattr(user, "role_list"):
+            roles = tuple(sorted(role_list.split(","))) if role_list else ()
+        else:
+            roles = tuple(conn.execute(sa.select(assignments.c.role).where(assignments.c.user_id == user.id)
+                                       .order_by(assignments.c.role)).scalars())
         team_ids = self._subtree(conn, user.team_id) if user.team_id is not None else ()
         return Principal(name=user.username, user_id=user.id, locale=user.locale or "en", roles=roles,
                          team_id=user.team_id, team_ids=team_ids, manager_id=user.manager_id,
@@ -299,7 +327,7 @@ class IdentityService:
     def session_principal(self, token: str) -> Principal | None:
         now = utcnow()
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(users, sessions.c.expires_at.label("session_expires"))
+            row = conn.execute(_with_roles(sa.select(users, sessions.c.expires_at.label("session_expires")))
                                .select_from(sessions.join(users, sessions.c.user_id == users.c.id))
                                .where(sessions.c.token_hash == _digest(token))).first()
             if row is None or not row.is_active or _aware(row.session_expires) <= now:
@@ -339,9 +367,9 @@ class IdentityService:
         now = utcnow()
         digest = _digest(token)
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(users, tokens.c.id.label("token_id"), tokens.c.read_only,
-                                         tokens.c.expires_at.label("token_expires"), tokens.c.revoked_at,
-                                         tokens.c.last_used_at)
+            row = conn.execute(_with_roles(sa.select(users, tokens.c.id.label("token_id"), tokens.c.read_only,
+                                                     tokens.c.expires_at.label("token_expires"), tokens.c.revoked_at,
+                                                     tokens.c.last_used_at))
                                .select_from(tokens.join(users, tokens.c.user_id == users.c.id))
                                .where(tokens.c.token_hash == digest)).first()
             if (row is None or row.revoked_at is not None or not row.is_active

@@ -28,6 +28,11 @@ class Page:
     count: int | None = None
 
 
+#: types whose stored values are already what JSON shows
+PLAIN_JSON = frozenset({"string", "text", "email", "phone", "url", "select", "integer", "boolean",
+                        "multiselect", "json", "attachment"})
+
+
 def _json(field: Field, value: Any) -> Any:
     return None if value is None else field.kind.to_json(value)
 
@@ -65,19 +70,41 @@ class RecordReader:
         fields = [f for f in entity.all_fields.values() if f.name in wanted]
         titles = self._link_titles(conn, rows, fields, full)
         children = self._children(conn, rows, [f for f in fields if f.type == "table"], full)
+        plan = [(f.name, f.type, None if f.type in PLAIN_JSON else f.kind.to_json) for f in fields]
         result = []
         for row in rows:
             record: dict[str, Any] = {}
-            for f in fields:
-                if f.type == "table":
-                    record[f.name] = children[f.name].get(row["id"], [])
-                elif f.type == "link":
-                    value = row[f.name]
-                    record[f.name] = None if value is None else {"id": value, "title": titles[f.name].get(value)}
+            for name, kind, convert in plan:
+                value = row[name] if kind != "table" else None
+                if kind == "table":
+                    record[name] = children[name].get(row["id"], [])
+                elif value is None:
+                    record[name] = None
+                elif kind == "link":
+                    record[name] = {"id": value, "title": titles[name].get(value)}
                 else:
-                    record[f.name] = _json(f, row[f.name])
+                    record[name] = value if convert is None else convert(value)
             result.append(record)
         return result
+
+    def _reply_is_full(self) -> bool:
+        """Whether the caller sees a record exactly as events do: every field, and the
+        titles of every record it links to. Then a reply needs no serialization of its own."""
+        if self.access.unrestricted:
+            return True
+        entities = [self.entity, *(self.model.entity(f.target) for f in self.entity.table_fields)]
+        for entity in entities:
+            access = self._access_for(entity)
+            if access.readable() != set(entity.all_fields):
+                return False
+            for f in entity.fields:
+                if f.type != "link" or f.target == USER_ENTITY:
+                    continue
+                target = self._access_for(self.model.entity(f.target))
+                if (not target.allowed("read") or self._scope(target, self._target_table(f.target), "read")
+                        or self.model.entity(f.target).title_field not in target.readable()):
+                    return False
+        return True
 
     def _link_titles(self, conn: sa.Connection, rows: Sequence[Mapping[str, Any]], fields: list[Field],
                      full: bool) -> dict[str, dict[int, Any]]:

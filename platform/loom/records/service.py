@@ -235,7 +235,7 @@ class RecordService(RecordReader):
                 self._insert_children(conn, record_id, children)
                 stored = self._stored_row(conn, record_id)
                 record = self._serialize(conn, [stored], full=True)[0]
-                reply = self._serialize(conn, [stored])[0]
+                reply = record if self._reply_is_full() else self._serialize(conn, [stored])[0]
                 emit(conn, topic="record.created", actor=self.principal.name, entity=self.entity.name,
                      record_id=record_id, payload={"record": record})
                 self.hooks.after_record_create(entity=self.entity, record=record, principal=self.principal,
@@ -335,7 +335,7 @@ class RecordService(RecordReader):
                            if before[name] != after[name] and name not in ("version", "updated_at")}
                 if not changes:
                     raise _NoChange(self._serialize(conn, [row])[0])
-                reply = self._serialize(conn, [stored])[0]
+                reply = after if self._reply_is_full() else self._serialize(conn, [stored])[0]
                 emit(conn, topic="record.updated", actor=self.principal.name, entity=self.entity.name,
                      record_id=record_id, payload={"record": after, "changes": changes})
                 self.hooks.after_record_update(entity=self.entity, record=after, changes=changes,
@@ -379,7 +379,7 @@ class RecordService(RecordReader):
                         f"this {self.entity.name} was changed by someone else (now version {row['version']}); "
                         "reload it before deleting")
                 record = self._serialize(conn, [row], full=True)[0]
-                reply = self._serialize(conn, [row])[0]
+                reply = record if self._reply_is_full() else self._serialize(conn, [row])[0]
                 self.hooks.before_record_delete(entity=self.entity, record=record, principal=self.principal,
                                                 connection=conn)
                 self._refuse_if_linked(conn, record_id)
