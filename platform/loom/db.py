@@ -63,6 +63,16 @@ def _configure_sqlite(engine: sa.Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("write_lock") else "BEGIN")
 
 
+def reading(engine: sa.Engine) -> sa.Connection:
+    """A connection for reads that change nothing. On PostgreSQL it runs in autocommit:
+    under READ COMMITTED each statement has its own snapshot anyway, and the BEGIN and
+    ROLLBACK round trips around every request's reads are saved."""
+    conn = engine.connect()
+    if engine.dialect.name == "postgresql":
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+    return conn
+
+
 @contextmanager
 def write_transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
     """A transaction that will write. On SQLite it takes the write lock at BEGIN, so two
@@ -101,5 +111,5 @@ def downgrade(engine: sa.Engine, revision: str) -> None:
         command.downgrade(alembic_config(connection), revision)
 
 
-__all__ = ["Base", "BigId", "NAMING_CONVENTION", "create_engine", "downgrade", "upgrade", "utcnow",
+__all__ = ["Base", "BigId", "NAMING_CONVENTION", "create_engine", "downgrade", "reading", "upgrade", "utcnow",
            "write_transaction"]

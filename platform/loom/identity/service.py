@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from loom.db import utcnow, write_transaction
+from loom.db import reading, utcnow, write_transaction
 from loom.errors import BadRequest, Conflict, LoomError, NotFound, ValidationError
 from loom.events import emit
 from loom.identity.models import ApiToken, RoleAssignment, Session, Team, User
@@ -326,7 +326,7 @@ class IdentityService:
 
     def session_principal(self, token: str) -> Principal | None:
         now = utcnow()
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             row = conn.execute(_with_roles(sa.select(users, sessions.c.expires_at.label("session_expires")))
                                .select_from(sessions.join(users, sessions.c.user_id == users.c.id))
                                .where(sessions.c.token_hash == _digest(token))).first()
@@ -366,7 +366,7 @@ class IdentityService:
         """The principal of a valid token; its first use is recorded."""
         now = utcnow()
         digest = _digest(token)
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             row = conn.execute(_with_roles(sa.select(users, tokens.c.id.label("token_id"), tokens.c.read_only,
                                                      tokens.c.expires_at.label("token_expires"), tokens.c.revoked_at,
                                                      tokens.c.last_used_at))

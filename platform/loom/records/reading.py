@@ -10,6 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from loom.db import reading
 from loom.errors import BadRequest, NotFound
 from loom.metadata.model import USER_ENTITY, Entity, Field
 from loom.permissions import EntityAccess
@@ -186,7 +187,7 @@ class RecordReader:
                 if name not in readable:
                     raise BadRequest(f"unknown field '{name}' in fields",
                                      errors=[{"field": "fields", "message": f"unknown field '{name}' in fields"}])
-        with self.context.engine.connect() as conn:
+        with reading(self.context.engine) as conn:
             row = self._fetch_row(conn, record_id)
             return self._serialize(conn, [row], fields)[0]
 
@@ -209,7 +210,7 @@ class RecordReader:
         if query.after is not None:
             stmt = stmt.where(*self._after(query.sort, query.after))
         stmt = stmt.order_by(*self._order(query.sort)).limit(query.limit + 1)
-        with self.context.engine.connect() as conn:
+        with reading(self.context.engine) as conn:
             rows = conn.execute(stmt).mappings().all()
             more = len(rows) > query.limit
             rows = rows[:query.limit]

@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 import yaml
 
-from loom.db import utcnow
+from loom.db import reading, utcnow
 from loom.errors import MetadataError, NotFound
 from loom.events import emit
 from loom.metadata.compiler import compile_documents
@@ -115,7 +115,7 @@ class MetadataService:
         cached = self._live
         if cached is not None and now - self._checked_at < self.check_interval:
             return cached
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             number = conn.execute(sa.select(sa.func.max(versions.c.number))).scalar() or 0
             if cached is not None and cached.number == number:
                 self._checked_at = now
