@@ -231,9 +231,9 @@ class RecordService(RecordReader):
                 now = utcnow()
                 row = {**values, **self._standard_values(now)}
                 row.setdefault("owner", self.principal.user_id)
-                record_id = conn.execute(self.table.insert().values(row).returning(self.table.c.id)).scalar_one()
+                stored = conn.execute(self.table.insert().values(row).returning(*self.table.c)).mappings().one()
+                record_id = stored["id"]
                 self._insert_children(conn, record_id, children)
-                stored = self._stored_row(conn, record_id)
                 record = self._serialize(conn, [stored], full=True)[0]
                 reply = record if self._reply_is_full() else self._serialize(conn, [stored])[0]
                 emit(conn, topic="record.created", actor=self.principal.name, entity=self.entity.name,
@@ -244,10 +244,6 @@ class RecordService(RecordReader):
             raise self._integrity(exc) from None
         self.hooks.after_record_commit(entity=self.entity, action="created", record=record, principal=self.principal)
         return reply
-
-    def _stored_row(self, conn: sa.Connection, record_id: int) -> Mapping[str, Any]:
-        """A row just written, whether or not it lies in the caller's read scope."""
-        return conn.execute(sa.select(self.table).where(self.table.c.id == record_id)).mappings().one()
 
     def bulk_create(self, rows: Sequence[Mapping[str, Any]]) -> list[int]:
         """Create many records in one transaction: all of them, or none when any is invalid
@@ -326,10 +322,10 @@ class RecordService(RecordReader):
                         .where(self.table.c.id == record_id, self.table.c.version == row["version"])
                         .values(**values, version=row["version"] + 1, updated_at=utcnow(),
                                 updated_by=self.principal.user_id))
-                if conn.execute(stmt).rowcount != 1:
+                stored = conn.execute(stmt.returning(*self.table.c)).mappings().first()
+                if stored is None:
                     raise PreconditionFailed(f"this {self.entity.name} was changed by someone else; reload it")
                 self._replace_children(conn, record_id, children)
-                stored = self._stored_row(conn, record_id)
                 after = self._serialize(conn, [stored], full=True)[0]
                 changes = {name: [before[name], after[name]] for name in after
                            if before[name] != after[name] and name not in ("version", "updated_at")}
