@@ -1,22 +1,159 @@
-"""Page blueprint: the start page listing the live entities."""
+"""The page blueprint and what every screen shares: the layout (whole page or htmx
+fragment), the interface language, security headers and error pages.
+
+The screens themselves live in the modules ``loom.ui`` imports (sign-in, lists, forms,
+record pages, import and export); all of them add their routes to ``pages``.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, g, render_template
+import json
+import logging
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Flask,
+    current_app,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_htmx import HTMX
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+from loom.errors import LoomError
+from loom.ui import i18n
+from loom.ui.i18n import gettext, lazy_gettext
+from loom.ui.navigation import navigation
+
+log = logging.getLogger("loom.ui")
 
 pages = Blueprint("pages", __name__, template_folder="templates", static_folder="static",
                   static_url_path="/static/loom")
+htmx = HTMX()
+
+#: no inline script or style, no framing, nothing loaded from elsewhere
+CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                           "connect-src 'self'; form-action 'self'; base-uri 'none'; object-src 'none'; "
+                           "frame-ancestors 'none'")
+
+
+@pages.record_once
+def _install(state) -> None:
+    app: Flask = state.app
+    htmx.init_app(app)
+    i18n.install(app)
+    from loom.ui import importing, lists, screens, widgets
+
+    app.jinja_env.globals.update(navigation=navigation, display=screens.display, input_type=widgets.input_type,
+                                 input_value=widgets.input_value, step=widgets.step, bulk_fields=lists.bulk_fields,
+                                 page_sizes=lists.PAGE_SIZES, status_label=importing.status_label)
+
+
+@pages.after_app_request
+def _security_headers(response):
+    response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    if request.blueprint == "pages":
+        response.vary.add("HX-Request")
+        response.vary.add("Cookie")
+    return response
+
+
+def wants_fragment() -> bool:
+    """An htmx request that swaps part of the page (not a history restore, which needs
+    the whole page)."""
+    return bool(htmx) and not htmx.history_restore_request
+
+
+def render_page(template: str, status: int = 200, **context: Any):
+    """The whole page for a normal request, only its main block for an htmx request."""
+    layout = "_fragment.html" if wants_fragment() else "base.html"
+    return render_template(template, layout=layout, **context), status
+
+
+def redirect_to(url: str):
+    """Go to ``url``: a 303 for a normal request, ``HX-Location`` for htmx, so the new
+    page lands in the main area and in the browser's history."""
+    if htmx:
+        response = current_app.response_class("", 204)
+        response.headers["HX-Location"] = json.dumps({"path": url, "target": "#main"})
+        return response
+    return redirect(url, 303)
+
+
+# -- errors ---------------------------------------------------------------------------------
+
+def _error_page(status: int, title: str, detail: str, errors=None):
+    context = {"status": status, "title": title, "detail": detail, "errors": errors or []}
+    if htmx:
+        # htmx is configured to swap every status; an error lands in the message area
+        html = render_template("_error.html", **context)
+        response = current_app.response_class(html, status)
+        response.headers["HX-Retarget"] = "#messages"
+        response.headers["HX-Reswap"] = "innerHTML"
+        return response
+    html, _ = render_page("error.html", **context)
+    return html, status
+
+
+#: the titles of Loom's errors, as the interface shows them
+ERROR_TITLES = {400: lazy_gettext("The request cannot be carried out"), 401: lazy_gettext("Please sign in"),
+                403: lazy_gettext("Not allowed"), 404: lazy_gettext("Not found"),
+                409: lazy_gettext("Conflict with other records"),
+                412: lazy_gettext("Changed by someone else"), 422: lazy_gettext("Invalid values"),
+                423: lazy_gettext("Locked")}
+
+
+@pages.errorhandler(LoomError)
+def _loom_error(exc: LoomError):
+    from loom.identity.service import Unauthorized
+    from loom.ui.widgets import message_text
+
+    if isinstance(exc, Unauthorized) and g.get("principal") is None:
+        return redirect_to(url_for("pages.sign_in", next=request.full_path if request.method == "GET" else None))
+    errors = [{**e, "message": message_text(e.get("message", ""))} for e in exc.errors]
+    return _error_page(exc.status, str(ERROR_TITLES.get(exc.status, exc.title)), message_text(exc.detail), errors)
+
+
+@pages.errorhandler(CSRFError)
+def _csrf_error(exc: CSRFError):
+    return _error_page(400, gettext("Form expired"),
+                       gettext("The page was open too long or the session changed. Reload the page and try again."))
+
+
+@pages.errorhandler(HTTPException)
+def _http_error(exc: HTTPException):
+    detail = exc.description or exc.name
+    if exc.code == 413:
+        detail = gettext("The upload is larger than %(size)s MB.",
+                              size=current_app.config["MAX_CONTENT_LENGTH"] // (1024 * 1024))
+    return _error_page(exc.code or 500, exc.name, detail)
+
+
+@pages.errorhandler(Exception)
+def _unexpected(exc: Exception):
+    log.exception("unexpected error in %s %s", request.method, request.path)
+    if g.get("ui_failing"):
+        # the error page itself failed: answer in plain text rather than fail again
+        return current_app.response_class(f"Internal error (request {g.get('request_id', '')})", 500,
+                                          mimetype="text/plain")
+    g.ui_failing = True
+    return _error_page(500, gettext("Something went wrong"),
+                       gettext("Something went wrong on our side. The request id %(id)s identifies it "
+                                    "in the server log.", id=g.get("request_id", "")))
 
 
 @pages.get("/")
 def home():
-    """The start page: the entities the signed-in user may read (none before sign-in)."""
-    from loom.records.api import record_context
-    from loom.records.service import RecordService
-
+    """The start page: the apps and entities the signed-in user may read."""
     if g.get("principal") is None:
-        return render_template("home.html", entities=None, version=None)
-    context = record_context()
-    entities = [e for e in context.live.model.entities.values()
-                if not e.child and RecordService(context, e.name).access.allowed("read")]
-    return render_template("home.html", entities=entities, version=context.live.number)
+        from loom.ui.signin import sign_in_page
+
+        return sign_in_page()
+    return render_page("home.html")

@@ -17,7 +17,8 @@ from loom.identity.service import Unauthorized
 csrf = CSRFProtect()
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 #: endpoints reachable without signing in
-PUBLIC_ENDPOINTS = {"auth.login", "pages.home", "static", "pages.static"}
+PUBLIC_ENDPOINTS = {"auth.login", "pages.home", "static", "pages.static", "pages.sign_in", "pages.sign_in_submit",
+                    "pages.switch_language"}
 
 
 class SessionInterface(SecureCookieSessionInterface):

@@ -1,0 +1,376 @@
+"""The record form: sections and columns from metadata, a widget per field type, server
+validation shown beside each field, and edit conflicts shown instead of overwritten.
+
+A form never holds a field the user may not read; fields they may read but not change
+(or that nobody changes, like ``created_at``) are shown as text and never sent back.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import current_app, flash, render_template, request, url_for
+from werkzeug.datastructures import MultiDict
+
+from loom.errors import LoomError, NotFound, PreconditionFailed
+from loom.metadata.model import Entity, Field, FormSection
+from loom.records.service import RecordService
+from loom.ui.i18n import gettext, label
+from loom.ui.pages import htmx, pages, redirect_to, render_page
+from loom.ui.screens import display, record_title, service
+from loom.ui.widgets import NOT_EDITABLE, input_value, message_text, read_rows, read_value
+
+LINK_OPTIONS = 10
+
+
+@dataclass
+class FormRow:
+    key: str
+    id: int | None
+    values: dict[str, Any]
+    errors: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass
+class FormField:
+    field: Field
+    name: str
+    value: Any
+    read_only: bool
+    errors: list[str] = field(default_factory=list)
+    child_fields: list[Field] = field(default_factory=list)
+    child_read_only: set[str] = field(default_factory=set)
+    rows: list[FormRow] = field(default_factory=list)
+
+    @property
+    def input_id(self) -> str:
+        return f"f-{self.name}"
+
+    @property
+    def wide(self) -> bool:
+        return self.field.type in ("table", "text")
+
+
+@dataclass
+class FormView:
+    entity: Entity
+    sections: list[tuple[str, int, list[FormField]]]
+    record_id: int | None = None
+    version: int | None = None
+    base: str = "{}"
+    other_errors: list[str] = field(default_factory=list)
+    conflict: list[dict[str, Any]] | None = None
+
+    @property
+    def fields(self) -> list[FormField]:
+        return [ff for _label, _columns, fields in self.sections for ff in fields]
+
+
+def child_access(svc: RecordService, child: Entity):
+    """What the user may do with the rows of a table field (the parent's rules apply)."""
+    return svc._access_for(child)
+
+
+def _sections(entity: Entity) -> tuple[FormSection, ...]:
+    if entity.form:
+        return entity.form
+    return (FormSection(fields=tuple(f.name for f in entity.fields)),)
+
+
+def _read_only(svc: RecordService, f: Field, writable: set[str]) -> bool:
+    return f.read_only or (f.system and f.name != "owner") or f.name not in writable or f.type in NOT_EDITABLE
+
+
+def submitted_value(f: Field, form: MultiDict, name: str) -> Any:
+    """What the user typed, for showing it again: links keep the title they picked."""
+    if f.type == "link":
+        raw = form.get(name, "")
+        return {"id": raw, "title": form.get(f"_title.{name}") or None} if raw else None
+    return read_value(f, form, name)
+
+
+def build_form(svc: RecordService, *, record: dict[str, Any] | None = None, form: MultiDict | None = None,
+               errors: list[dict[str, Any]] | None = None) -> FormView:
+    entity = svc.entity
+    action = "update" if record is not None else "create"
+    readable, writable = svc.access.readable(), svc.access.writable(action)
+    by_field: dict[str, list[str]] = {}
+    for error in errors or []:
+        by_field.setdefault(error.get("field", ""), []).append(message_text(error.get("message", "")))
+    placed: set[str] = set()
+    sections = []
+    for section in _sections(entity):
+        fields = []
+        for name in section.fields:
+            f = entity.all_fields.get(name)
+            if f is None or name not in readable:
+                continue
+            read_only = _read_only(svc, f, writable)
+            if form is not None and not read_only:
+                value = None if f.type == "table" else submitted_value(f, form, name)
+            elif record is not None:
+                value = record.get(name)
+            else:
+                value = f.default
+            ff = FormField(f, name, value, read_only, by_field.get(name, []))
+            placed.add(name)
+            if f.type == "table":
+                _table_rows(svc, ff, record, form, by_field, action, placed)
+            fields.append(ff)
+        if fields:
+            sections.append((label(section) if section.label else "", section.columns, fields))
+    other = [message for name, messages in by_field.items() if name not in placed for message in messages]
+    view = FormView(entity, sections, other_errors=other)
+    if record is not None:
+        view.record_id, view.version = record["id"], record.get("version")
+        view.base = json.dumps(editable_values(view, record), ensure_ascii=False, default=str)
+    return view
+
+
+def _table_rows(svc, ff: FormField, record, form, by_field, action, placed) -> None:
+    child = svc.model.entity(ff.field.target)
+    access = child_access(svc, child)
+    readable, writable = access.readable(), access.writable(action)
+    ff.child_fields = [c for c in child.fields if c.name in readable]
+    ff.child_read_only = {c.name for c in ff.child_fields if _read_only(svc, c, writable)}
+    if form is not None and not ff.read_only:
+        keys = [k for k in form.getlist(f"{ff.name}.row")]
+        rows = read_rows(ff.field, [c for c in ff.child_fields if c.name not in ff.child_read_only], form)
+        for key, row in zip(keys, rows, strict=False):
+            values = {c.name: submitted_value(c, form, f"{ff.name}.{key}.{c.name}") for c in ff.child_fields
+                      if c.name not in ff.child_read_only}
+            ff.rows.append(FormRow(key, row.get("id"), values))
+    elif record is not None:
+        for i, row in enumerate(record.get(ff.name) or []):
+            ff.rows.append(FormRow(f"r{i}", row.get("id"), row))
+    for i, row in enumerate(ff.rows):
+        for c in ff.child_fields:
+            path = f"{ff.name}[{i}].{c.name}"
+            if path in by_field:
+                row.errors[c.name] = by_field[path]
+                placed.add(path)
+        if f"{ff.name}[{i}]" in by_field:
+            ff.errors += by_field[f"{ff.name}[{i}]"]
+            placed.add(f"{ff.name}[{i}]")
+
+
+def collect(view: FormView, form: MultiDict) -> dict[str, Any]:
+    """The values to send to the record service: every field the form lets the user edit."""
+    data: dict[str, Any] = {}
+    for ff in view.fields:
+        if ff.read_only:
+            continue
+        if ff.field.type == "table":
+            editable = [c for c in ff.child_fields if c.name not in ff.child_read_only]
+            data[ff.name] = read_rows(ff.field, editable, form)
+        else:
+            data[ff.name] = read_value(ff.field, form, ff.name)
+    return data
+
+
+# -- conflicts ------------------------------------------------------------------------------
+
+def comparable(f: Field, value: Any) -> Any:
+    """A value in a form that compares equal however it arrived (record or form)."""
+    if value is None or value == "" or value == []:
+        return None
+    if f.type == "multiselect":
+        return tuple(sorted(value))
+    if f.type == "boolean":
+        return bool(value) if not isinstance(value, str) else value in ("true", "on", "1")
+    if f.type == "link":
+        return str(value.get("id") if isinstance(value, dict) else value)
+    if f.type in ("decimal", "money", "percent"):
+        try:
+            import decimal
+
+            return decimal.Decimal(str(value)).normalize()
+        except ArithmeticError:
+            return str(value)
+    if f.type == "datetime":
+        return input_value(f, value)
+    return str(value)
+
+
+def editable_values(view: FormView, record: dict[str, Any]) -> dict[str, Any]:
+    result = {}
+    for ff in view.fields:
+        if ff.read_only:
+            continue
+        value = record.get(ff.name)
+        if ff.field.type == "table":
+            result[ff.name] = [{c.name: _plain(c, row.get(c.name)) for c in ff.child_fields} for row in value or []]
+        else:
+            result[ff.name] = _plain(ff.field, value)
+    return result
+
+
+def _plain(f: Field, value: Any) -> Any:
+    value = comparable(f, value)
+    return list(value) if isinstance(value, tuple) else (str(value) if value is not None and not isinstance(value, bool) else value)
+
+
+def merge_conflict(view: FormView, base: dict[str, Any], current: dict[str, Any]) -> list[dict[str, Any]]:
+    """Three-way merge of a stale edit: a field only the other person changed takes their
+    value; a field only this user changed keeps theirs; a field both changed keeps this
+    user's value and is listed for them to check. Returns what the user should see."""
+    changes = []
+    theirs_all = editable_values(view, current)
+    for ff in view.fields:
+        if ff.read_only:
+            continue
+        if ff.field.type == "table":
+            mine = [{c.name: _plain(c, r.values.get(c.name)) for c in ff.child_fields} for r in ff.rows]
+        else:
+            mine = _plain(ff.field, ff.value)
+        theirs, before = theirs_all.get(ff.name), base.get(ff.name)
+        if theirs == before or theirs == mine:
+            continue
+        if mine == before:
+            outcome = "theirs"
+            if ff.field.type == "table":
+                ff.rows = [FormRow(f"c{i}", row.get("id"), row) for i, row in enumerate(current.get(ff.name) or [])]
+            else:
+                ff.value = current.get(ff.name)
+        else:
+            outcome = "both"
+        changes.append({"field": ff.field, "theirs": current.get(ff.name), "outcome": outcome,
+                        "mine": None if ff.field.type == "table" else ff.value})
+    return changes
+
+
+# -- pages ----------------------------------------------------------------------------------
+
+def _render_form(view: FormView, status: int = 200, record: dict[str, Any] | None = None):
+    context = {"view": view, "entity": view.entity, "record": record,
+               "title": record_title(view.entity, record) if record else label(view.entity)}
+    if htmx and htmx.target == "record-form":
+        return render_template("_form.html", **context), status
+    return render_page("form.html", status, **context)
+
+
+@pages.get("/r/<entity>/new")
+def new_record(entity: str):
+    svc = service(entity)
+    svc.access.require("create")
+    return _render_form(build_form(svc))
+
+
+@pages.post("/r/<entity>/new")
+def create_record(entity: str):
+    svc = service(entity)
+    svc.access.require("create")
+    view = build_form(svc)
+    try:
+        record = svc.create(collect(view, request.form))
+    except LoomError as exc:
+        if not exc.errors and exc.status not in (409, 422):
+            raise
+        view = build_form(svc, form=request.form, errors=exc.errors or [{"field": "", "message": exc.detail}])
+        return _render_form(view, exc.status)
+    flash(gettext("%(entity)s saved.", entity=label(svc.entity)), "success")
+    return redirect_to(url_for("pages.record_view", entity=entity, record_id=record["id"]))
+
+
+@pages.get("/r/<entity>/<int:record_id>/edit")
+def edit_record(entity: str, record_id: int):
+    svc = service(entity)
+    svc.access.require("update")
+    record = svc.get(record_id)
+    return _render_form(build_form(svc, record=record), record=record)
+
+
+@pages.post("/r/<entity>/<int:record_id>/edit")
+def update_record(entity: str, record_id: int):
+    svc = service(entity)
+    svc.access.require("update")
+    record = svc.get(record_id)
+    version = request.form.get("version", "")
+    expected = int(version) if version.isdigit() else None
+    try:
+        base = json.loads(request.form.get("_base") or "{}")
+    except ValueError:
+        base = {}
+    try:
+        view = build_form(svc, record=record)
+        svc.update(record_id, collect(view, request.form), expected_version=expected)
+    except PreconditionFailed:
+        current = svc.get(record_id)
+        view = build_form(svc, record=current, form=request.form)
+        view.conflict = merge_conflict(view, base if isinstance(base, dict) else {}, current)
+        return _render_form(view, 409, record=current)
+    except LoomError as exc:
+        if not exc.errors and exc.status not in (409, 422):
+            raise
+        view = build_form(svc, record=record, form=request.form,
+                          errors=exc.errors or [{"field": "", "message": exc.detail}])
+        view.version = expected if expected is not None else view.version
+        view.base = request.form.get("_base") or view.base
+        return _render_form(view, exc.status, record=record)
+    flash(gettext("%(entity)s saved.", entity=label(svc.entity)), "success")
+    return redirect_to(url_for("pages.record_view", entity=entity, record_id=record_id))
+
+
+@pages.get("/r/<entity>/_row/<field_name>")
+def new_row(entity: str, field_name: str):
+    """One empty row of a table field, added to the form in place."""
+    svc = service(entity)
+    f = svc.entity.all_fields.get(field_name)
+    if f is None or f.type != "table" or field_name not in svc.access.readable():
+        raise NotFound(gettext("There is no such table on this form."))
+    ff = FormField(f, field_name, None, False)
+    _table_rows(svc, ff, None, None, {}, "update" if request.args.get("record") else "create", set())
+    row = FormRow("n" + secrets.token_hex(4), None, {c.name: c.default for c in ff.child_fields})
+    return render_template("_form_row.html", ff=ff, row=row, entity=svc.entity)
+
+
+# -- link type-ahead ------------------------------------------------------------------------
+
+def _link_field(svc: RecordService, path: str) -> Field:
+    """``customer`` or, for a table's rows, ``lines.product``: a link field the user may read."""
+    head, _, rest = path.partition(".")
+    f = svc.entity.all_fields.get(head)
+    if f is None or head not in svc.access.readable():
+        raise NotFound(gettext("There is no such field."))
+    if rest:
+        if f.type != "table":
+            raise NotFound(gettext("There is no such field."))
+        child = svc.model.entity(f.target)
+        f = child.all_fields.get(rest)
+        if f is None or rest not in child_access(svc, child).readable():
+            raise NotFound(gettext("There is no such field."))
+    if f.type != "link":
+        raise NotFound(gettext("There is no such field."))
+    return f
+
+
+@pages.get("/r/<entity>/_link/<path:field_path>")
+def link_options(entity: str, field_path: str):
+    """Suggestions for a link field: records of its target matching what was typed, as far
+    as the user may read them."""
+    svc = service(entity)
+    f = _link_field(svc, field_path)
+    typed = next((v for k, v in request.args.items() if k.startswith("_title.")), "").strip()[:200]
+    options = []
+    if f.target == "user":
+        for user in current_app.extensions["loom"].identity.list_users():
+            name = user["display_name"] or user["username"]
+            if user["is_active"] and (not typed or typed.lower() in f"{name} {user['username']}".lower()):
+                options.append({"id": user["id"], "title": name, "hint": user["username"]})
+        options = options[:LINK_OPTIONS]
+    else:
+        target = service(f.target)
+        title = target.entity.title_field
+        if target.access.allowed("read") and title in target.access.readable():
+            args = {"limit": str(LINK_OPTIONS), "fields": title}
+            if typed:
+                args["search"] = typed
+            for record in target.list(args).data:
+                value = record.get(title)
+                text = display(target.entity.field(title), value) if value not in (None, "") else f"#{record['id']}"
+                options.append({"id": record["id"], "title": text, "hint": ""})
+    return render_template("_link_options.html", options=options)
+

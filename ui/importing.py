@@ -1,0 +1,421 @@
+"""Import of a spreadsheet (CSV or Excel): upload, map columns to fields, preview, then
+import in the background in chunks through the record service, with a progress bar that
+survives a reload and a report of every rejected row with the reason.
+
+The job lives in the database (``loom_import_jobs``): the file, the mapping, the counts
+and the rejected rows, so any app process can show its progress. Every row ends up
+either imported or in the report; nothing is half-imported without saying so.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import re
+import threading
+from collections.abc import Iterator
+from pathlib import PurePath
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Flask, Response, current_app, g, render_template, request, url_for
+from flask_babel import force_locale
+
+from loom.db import reading, utcnow, write_transaction
+from loom.errors import BadRequest, Conflict, LoomError, NotFound, ValidationError
+from loom.identity.principal import Principal
+from loom.metadata.model import Field
+from loom.records.service import RecordService
+from loom.ui.i18n import current_locale, gettext, label, lazy_gettext
+from loom.ui.models import import_jobs
+from loom.ui.pages import htmx, pages, redirect_to, render_page
+from loom.ui.screens import context, service
+from loom.ui.widgets import NOT_EDITABLE, message_text
+
+EXTENSIONS = (".csv", ".xlsx")
+CHUNK_ROWS = 250
+PREVIEW_ROWS = 5
+#: a running job not heard from for this long was cut off (its process stopped)
+STALE_AFTER = dt.timedelta(minutes=2)
+_ROW_INDEX = re.compile(r"^\[(\d+)\]\.?(.*)$")
+_SPLIT = re.compile(r"[,;，；、]")
+TRUE_WORDS = {"true", "yes", "y", "1", "是", "对", "✓"}
+FALSE_WORDS = {"false", "no", "n", "0", "否", "不"}
+
+
+# -- reading files ------------------------------------------------------------------------------
+
+def _cell_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dt.datetime):
+        return value.date().isoformat() if value.time() == dt.time(0) else value.isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def read_table(filename: str, content: bytes) -> tuple[list[str], Iterator[list[str]]]:
+    """The header and the rows of a CSV (UTF-8 or GB18030, as Chinese Excel writes it) or
+    an Excel workbook's first sheet; raises BadRequest with a reason a person understands."""
+    if filename.lower().endswith(".xlsx"):
+        from openpyxl import load_workbook
+
+        try:
+            workbook = load_workbook(io.BytesIO(content), read_only=True, data_only=True)
+        except Exception:  # openpyxl raises many kinds for a file that is not a workbook
+            raise BadRequest(gettext("This file is not an Excel workbook (.xlsx).")) from None
+        rows = (list(map(_cell_text, row)) for row in workbook.worksheets[0].iter_rows(values_only=True))
+    else:
+        for encoding in ("utf-8-sig", "gb18030"):
+            try:
+                text = content.decode(encoding)
+                break
+            except UnicodeDecodeError:
+                continue
+        else:
+            raise BadRequest(gettext("This file is not text in UTF-8 or GB18030; save it as CSV UTF-8."))
+        if "\x00" in text:
+            raise BadRequest(gettext("This file is not a CSV file."))
+        rows = ([cell.strip() for cell in row] for row in csv.reader(io.StringIO(text)))
+    header = next(rows, None)
+    if not header or not any(header):
+        raise BadRequest(gettext("The file is empty: the first row should name the columns."))
+    return header, (row for row in rows if any(cell != "" for cell in row))
+
+
+# -- mapping ------------------------------------------------------------------------------------
+
+def importable_fields(svc: RecordService) -> list[Field]:
+    writable = svc.access.writable("create")
+    return [f for f in svc.entity.fields
+            if f.name in writable and not f.read_only and f.type not in NOT_EDITABLE | {"table"}]
+
+
+def _normal(text: str) -> str:
+    return re.sub(r"[\s_\-:：()（）*]", "", text).casefold()
+
+
+def auto_mapping(header: list[str], fields: list[Field]) -> list[str]:
+    """For each column, the field whose name or label (in any language) it matches."""
+    names: dict[str, str] = {}
+    for f in fields:
+        for text in (f.name, *f.label.values()):
+            names.setdefault(_normal(text), f.name)
+    mapping, used = [], set()
+    for column in header:
+        name = names.get(_normal(column), "")
+        if name in used:
+            name = ""
+        used.add(name)
+        mapping.append(name)
+    return mapping
+
+
+# -- converting cells ---------------------------------------------------------------------------
+
+class RowProblem(Exception):
+    pass
+
+
+class Converter:
+    """Turns a row of text cells into field values: choices by value or label, yes/no in
+    either language, links by id or by the linked record's title (as far as the importing
+    user may read it)."""
+
+    def __init__(self, svc: RecordService, fields: list[Field | None]):
+        self.svc = svc
+        self.fields = fields
+        self._links: dict[tuple[str, str], int | None] = {}
+
+    def row(self, cells: list[str]) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        problems = []
+        for f, cell in zip(self.fields, cells, strict=False):
+            if f is None or cell == "":
+                continue
+            try:
+                data[f.name] = self.value(f, cell)
+            except RowProblem as exc:
+                problems.append(f"{label(f)}: {exc}")
+        if problems:
+            raise RowProblem("; ".join(problems))
+        return data
+
+    def value(self, f: Field, cell: str) -> Any:
+        if f.type == "select":
+            return self._option(f, cell)
+        if f.type == "multiselect":
+            return [self._option(f, part.strip()) for part in _SPLIT.split(cell) if part.strip()]
+        if f.type == "boolean":
+            word = cell.strip().casefold()
+            if word in TRUE_WORDS or word == gettext("Yes").casefold():
+                return True
+            if word in FALSE_WORDS or word == gettext("No").casefold():
+                return False
+            raise RowProblem(gettext("“%(value)s” is not yes or no", value=cell))
+        if f.type == "link":
+            return self._link(f, cell)
+        return cell
+
+    def _option(self, f: Field, cell: str) -> str:
+        folded = cell.casefold()
+        for option in f.options:
+            if folded == option.value.casefold() or any(folded == text.casefold() for text in option.label.values()):
+                return option.value
+        raise RowProblem(gettext("“%(value)s” is not one of the choices", value=cell))
+
+    def _link(self, f: Field, cell: str) -> int:
+        text = cell.strip()
+        if re.fullmatch(r"#?\d+", text):
+            return int(text.lstrip("#"))
+        key = (f.target, text)
+        if key not in self._links:
+            self._links[key] = self._find(f.target, text)
+        found = self._links[key]
+        if found is None:
+            raise RowProblem(gettext("no record named “%(value)s”", value=text))
+        return found
+
+    def _find(self, target: str, text: str) -> int | None:
+        if target == "user":
+            for user in current_app.extensions["loom"].identity.list_users():
+                if text in (user["username"], user["display_name"]):
+                    return user["id"]
+            return None
+        other = RecordService(self.svc.context, target)
+        title = other.entity.title_field
+        if not other.access.allowed("read") or title not in other.access.readable():
+            return None
+        page = other.list({f"filter[{title}][eq]": text, "limit": "2", "fields": "id"})
+        return page.data[0]["id"] if len(page.data) == 1 else None
+
+
+# -- running a job ------------------------------------------------------------------------------
+
+def _save(engine: sa.Engine, job_id: int, **values: Any) -> None:
+    with write_transaction(engine) as conn:
+        conn.execute(import_jobs.update().where(import_jobs.c.id == job_id).values(**values, updated_at=utcnow()))
+
+
+def _reasons(errors: list[dict[str, Any]], count: int, svc: RecordService) -> dict[int, str]:
+    """Row index -> why it was refused, from a bulk create's ``[i].field`` errors."""
+    reasons: dict[int, list[str]] = {}
+    for error in errors:
+        match = _ROW_INDEX.match(error.get("field", ""))
+        if not match or int(match.group(1)) >= count:
+            continue
+        name = match.group(2).split("[")[0].split(".")[0]
+        f = svc.entity.all_fields.get(name)
+        prefix = f"{label(f)}: " if f is not None else ""
+        reasons.setdefault(int(match.group(1)), []).append(prefix + message_text(error.get("message", "")))
+    return {i: "; ".join(texts) for i, texts in reasons.items()}
+
+
+def import_chunk(svc: RecordService, rows: list[tuple[int, list[str], dict[str, Any]]]
+                 ) -> tuple[int, list[dict[str, Any]]]:
+    """Create the rows that are valid, all in one transaction when possible; returns how
+    many were imported and the rejected ones with the reason."""
+    rejected: list[dict[str, Any]] = []
+    pending = rows
+    for _attempt in range(4):
+        if not pending:
+            return 0, rejected
+        try:
+            svc.bulk_create([data for _line, _cells, data in pending])
+            return len(pending), rejected
+        except ValidationError as exc:
+            reasons = _reasons(exc.errors, len(pending), svc)
+            if not reasons:
+                break
+            rejected += [{"line": line, "cells": cells, "reason": reasons[i]}
+                         for i, (line, cells, _data) in enumerate(pending) if i in reasons]
+            pending = [row for i, row in enumerate(pending) if i not in reasons]
+        except Conflict:
+            break
+    # a conflict no row index explains (a duplicate unique value): one row at a time
+    imported = 0
+    for line, cells, data in pending:
+        try:
+            svc.create(data)
+            imported += 1
+        except LoomError as exc:
+            reason = _reasons([{**e, "field": f"[0].{e.get('field', '')}"} for e in exc.errors], 1, svc).get(0)
+            rejected.append({"line": line, "cells": cells, "reason": reason or message_text(exc.detail)})
+    return imported, rejected
+
+
+def run_import(app: Flask, job_id: int, principal: Principal, locale: str) -> None:
+    """Import a mapped job as ``principal``: chunk by chunk, saving progress after each."""
+    from loom.records.api import record_context
+
+    engine = app.extensions["loom"].engine
+    with app.test_request_context(), force_locale(locale):
+        g.principal = principal
+        with reading(engine) as conn:
+            job = conn.execute(sa.select(import_jobs).where(import_jobs.c.id == job_id)).mappings().one()
+        try:
+            svc = RecordService(record_context(principal), job["entity"])
+            svc.access.require("import")
+            header, rows = read_table(job["filename"], job["content"])
+            by_name = {f.name: f for f in importable_fields(svc)}
+            converter = Converter(svc, [by_name.get(name) for name in job["mapping"]])
+            imported, rejected, processed = 0, [], 0
+            chunk: list[tuple[int, list[str], dict[str, Any]]] = []
+            for line, cells in enumerate(rows, start=2):
+                try:
+                    chunk.append((line, cells, converter.row(cells)))
+                except RowProblem as exc:
+                    rejected.append({"line": line, "cells": cells, "reason": str(exc)})
+                processed += 1
+                if processed % CHUNK_ROWS == 0:
+                    done, refused = import_chunk(svc, chunk)
+                    imported, rejected, chunk = imported + done, rejected + refused, []
+                    _save(engine, job_id, processed=processed, imported=imported, rejected=rejected)
+            done, refused = import_chunk(svc, chunk)
+            imported, rejected = imported + done, rejected + refused
+            rejected.sort(key=lambda r: r["line"])
+            _save(engine, job_id, status="done", processed=processed, imported=imported, rejected=rejected)
+        except Exception as exc:  # the job must end with a state and a reason, whatever failed
+            app.logger.exception("import job %s failed", job_id)
+            message = exc.detail if isinstance(exc, LoomError) else gettext("The import stopped on an unexpected error.")
+            _save(engine, job_id, status="failed", message=message)
+
+
+STATUS_LABELS = {"mapping": lazy_gettext("Waiting for the column mapping"), "queued": lazy_gettext("Waiting to start"),
+                 "running": lazy_gettext("Importing…"), "done": lazy_gettext("Import finished"),
+                 "failed": lazy_gettext("Import failed"), "interrupted": lazy_gettext("Import interrupted")}
+
+
+def status_label(status: str) -> str:
+    return str(STATUS_LABELS.get(status, status))
+
+
+# -- pages --------------------------------------------------------------------------------------
+
+def _job(entity: str, job_id: int, *, with_content: bool = False) -> dict[str, Any]:
+    columns = [c for c in import_jobs.c if with_content or c.name != "content"]
+    with reading(context().engine) as conn:
+        job = conn.execute(sa.select(*columns).where(import_jobs.c.id == job_id, import_jobs.c.entity == entity,
+                                                     import_jobs.c.user_id == g.principal.user_id)).mappings().first()
+    if job is None:
+        raise NotFound(gettext("There is no such import."))
+    job = dict(job)
+    updated = job["updated_at"] if job["updated_at"].tzinfo else job["updated_at"].replace(tzinfo=dt.UTC)
+    job["stale"] = job["status"] in ("queued", "running") and utcnow() - updated > STALE_AFTER
+    job["rejected_count"] = len(job["rejected"] or [])
+    return job
+
+
+def _importer(entity: str) -> RecordService:
+    svc = service(entity)
+    svc.access.require("import")
+    svc.access.require("create")
+    return svc
+
+
+@pages.get("/r/<entity>/_import")
+def import_start(entity: str):
+    svc = _importer(entity)
+    with reading(context().engine) as conn:
+        recent = conn.execute(sa.select(import_jobs.c.id, import_jobs.c.filename, import_jobs.c.status,
+                                        import_jobs.c.imported, import_jobs.c.created_at)
+                              .where(import_jobs.c.entity == entity, import_jobs.c.user_id == g.principal.user_id)
+                              .order_by(import_jobs.c.id.desc()).limit(10)).mappings().all()
+    return render_page("import_start.html", entity=svc.entity, recent=recent, fields=importable_fields(svc),
+                       max_mb=current_app.config["MAX_CONTENT_LENGTH"] // (1024 * 1024))
+
+
+@pages.post("/r/<entity>/_import")
+def import_upload(entity: str):
+    svc = _importer(entity)
+    upload = request.files.get("file")
+    if upload is None or not upload.filename:
+        raise BadRequest(gettext("Choose a CSV or Excel file to import."))
+    # the name is only ever shown (escaped), never used as a path
+    filename = PurePath(upload.filename.replace("\\", "/")).name[:200] or "upload"
+    if not filename.lower().endswith(EXTENSIONS):
+        raise BadRequest(gettext("Only CSV (.csv) and Excel (.xlsx) files can be imported."))
+    content = upload.read()
+    header, rows = read_table(filename, content)
+    total = sum(1 for _ in rows)
+    if total == 0:
+        raise BadRequest(gettext("The file has a header row but no data rows."))
+    mapping = auto_mapping(header, importable_fields(svc))
+    now = utcnow()
+    with write_transaction(context().engine) as conn:
+        job_id = conn.execute(import_jobs.insert().values(
+            user_id=g.principal.user_id, entity=entity, filename=filename, status="mapping", content=content,
+            mapping=mapping, total=total, processed=0, imported=0, rejected=[], created_at=now, updated_at=now)
+            .returning(import_jobs.c.id)).scalar_one()
+    return redirect_to(url_for("pages.import_job", entity=entity, job_id=job_id))
+
+
+@pages.get("/r/<entity>/_import/<int:job_id>")
+def import_job(entity: str, job_id: int):
+    svc = _importer(entity)
+    job = _job(entity, job_id, with_content=True)
+    preview, header = [], []
+    if job["status"] == "mapping":
+        header, rows = read_table(job["filename"], job["content"])
+        preview = [row for _, row in zip(range(PREVIEW_ROWS), rows, strict=False)]
+    job.pop("content")
+    return render_page("import_job.html", entity=svc.entity, job=job, header=header, preview=preview,
+                       fields=importable_fields(svc))
+
+
+@pages.post("/r/<entity>/_import/<int:job_id>")
+def import_run(entity: str, job_id: int):
+    svc = _importer(entity)
+    job = _job(entity, job_id)
+    if job["status"] != "mapping":
+        raise Conflict(gettext("This import has already started."))
+    allowed = {f.name for f in importable_fields(svc)}
+    mapping = []
+    for i in range(len(job["mapping"])):
+        name = request.form.get(f"column-{i}", "")
+        mapping.append(name if name in allowed else "")
+    chosen = [m for m in mapping if m]
+    if not chosen:
+        raise BadRequest(gettext("Map at least one column to a field."))
+    if len(chosen) != len(set(chosen)):
+        raise BadRequest(gettext("Each field can take only one column."))
+    with write_transaction(context().engine) as conn:
+        started = conn.execute(import_jobs.update().where(import_jobs.c.id == job_id, import_jobs.c.status == "mapping")
+                               .values(status="running", mapping=mapping, updated_at=utcnow())).rowcount
+    if started:
+        thread = threading.Thread(target=run_import, name=f"loom-import-{job_id}", daemon=True,
+                                  args=(current_app._get_current_object(), job_id, g.principal, current_locale()))
+        thread.start()
+    return redirect_to(url_for("pages.import_job", entity=entity, job_id=job_id))
+
+
+@pages.get("/r/<entity>/_import/<int:job_id>/progress")
+def import_progress(entity: str, job_id: int):
+    _importer(entity)
+    job = _job(entity, job_id)
+    html = render_template("_import_progress.html", entity=service(entity).entity, job=job)
+    if htmx and job["status"] not in ("queued", "running"):
+        # the finished state replaces the polling element, which ends the polling
+        return html, 200
+    return html
+
+
+@pages.get("/r/<entity>/_import/<int:job_id>/rejected.csv")
+def import_rejected(entity: str, job_id: int):
+    _importer(entity)
+    job = _job(entity, job_id, with_content=True)
+    header, _rows = read_table(job["filename"], job["content"])
+    buffer = io.StringIO()
+    buffer.write("\ufeff")
+    writer = csv.writer(buffer)
+    writer.writerow([gettext("Line"), gettext("Reason"), *header])
+    for row in job["rejected"] or []:
+        writer.writerow([row["line"], row["reason"], *row["cells"]])
+    response = Response(buffer.getvalue().encode("utf-8"), mimetype="text/csv; charset=utf-8")
+    response.headers["Content-Disposition"] = f'attachment; filename="{entity}-import-{job_id}-rejected.csv"'
+    response.headers["Cache-Control"] = "no-store"
+    return response

@@ -1,0 +1,77 @@
+"""The navigation: the entities the signed-in user may read, grouped by app, plus links
+other parts of Loom add for users allowed to see them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from flask import g, url_for
+
+from loom.ui.i18n import label, lazy_gettext
+
+#: app name -> its label; an app not listed here shows its name
+APP_LABELS = {"crm": lazy_gettext("CRM"), "erp": lazy_gettext("ERP")}
+
+
+@dataclass(frozen=True)
+class NavLink:
+    """A link beside the entities, shown to principals ``visible`` accepts: it is called
+    with the principal and the admin areas its roles grant (``{'audit', 'users', ...}``)."""
+
+    endpoint: str
+    label: Callable[[], str]
+    visible: Callable[[object, frozenset[str]], bool]
+
+
+#: links added by other subsystems with ``add_nav_link``
+EXTRA_LINKS: list[NavLink] = []
+
+
+def add_nav_link(endpoint: str, label: Callable[[], str], visible: Callable[[object, frozenset[str]], bool]) -> None:
+    """Show a link to ``endpoint`` in the navigation for principals ``visible`` accepts,
+    e.g. ``add_nav_link("audit.log", lambda: gettext("Audit log"), lambda p, areas: "audit" in areas)``."""
+    EXTRA_LINKS.append(NavLink(endpoint, label, visible))
+
+
+@dataclass(frozen=True)
+class NavEntity:
+    name: str
+    label: str
+    url: str
+
+
+def navigation() -> dict:
+    """What the navigation shows for this request: ``groups`` (app label, entities) and
+    ``links`` (extra links), cached on the request."""
+    if "navigation" in g:
+        return g.navigation
+    result: dict = {"groups": [], "links": [], "admin_areas": frozenset()}
+    principal = g.get("principal")
+    if principal is not None:
+        from loom.ui.screens import context
+
+        ctx = context()
+        groups: dict[str, list[NavEntity]] = {}
+        for entity in ctx.live.model.entities.values():
+            if entity.child or not _readable(ctx, entity):
+                continue
+            groups.setdefault(entity.app or "", []).append(
+                NavEntity(entity.name, label(entity), url_for("pages.list_view", entity=entity.name)))
+        for app_name in sorted(groups, key=lambda a: (a == "", a)):
+            title = str(APP_LABELS.get(app_name, app_name.upper() if app_name else lazy_gettext("Other")))
+            result["groups"].append((title, sorted(groups[app_name], key=lambda e: e.label)))
+        areas = frozenset(ctx.policy.admin(principal.roles)) if ctx.policy is not None else frozenset()
+        if principal.is_superuser:
+            areas = areas | {"*"}
+        result["admin_areas"] = areas
+        result["links"] = [(url_for(link.endpoint), link.label()) for link in EXTRA_LINKS
+                           if link.visible(principal, areas)]
+    g.navigation = result
+    return result
+
+
+def _readable(ctx, entity) -> bool:
+    from loom.records.service import RecordService
+
+    return RecordService(ctx, entity.name).access.allowed("read")

@@ -1,0 +1,130 @@
+// Loom's screen behaviour. No inline script anywhere: the Content-Security-Policy forbids it,
+// so every behaviour hangs off data-* attributes here.
+(function () {
+  "use strict";
+
+  function on(type, selector, handler) {
+    document.addEventListener(type, function (event) {
+      var target = event.target.closest ? event.target.closest(selector) : null;
+      if (target) handler(event, target);
+    });
+  }
+
+  // The phone-width menu.
+  on("click", "[data-toggle-nav]", function (event, button) {
+    var nav = document.getElementById(button.getAttribute("aria-controls"));
+    var open = button.getAttribute("aria-expanded") !== "true";
+    button.setAttribute("aria-expanded", String(open));
+    if (nav) nav.classList.toggle("open", open);
+  });
+
+  // Lists: select every row, and keep the bulk bar's count right.
+  function updateSelection(form) {
+    if (!form) return;
+    var boxes = form.querySelectorAll("input[name=ids]");
+    var checked = form.querySelectorAll("input[name=ids]:checked").length;
+    var counter = form.querySelector("[data-selected-count]");
+    if (counter) counter.textContent = String(checked);
+    form.querySelectorAll("[data-needs-selection]").forEach(function (el) { el.disabled = checked === 0; });
+    var all = form.querySelector("[data-select-all]");
+    if (all) {
+      all.checked = checked > 0 && checked === boxes.length;
+      all.indeterminate = checked > 0 && checked < boxes.length;
+    }
+  }
+  on("change", "[data-select-all]", function (event, box) {
+    var form = box.closest("form");
+    form.querySelectorAll("input[name=ids]").forEach(function (el) { el.checked = box.checked; });
+    updateSelection(form);
+  });
+  on("change", "input[name=ids]", function (event, box) { updateSelection(box.closest("form")); });
+
+  // Child table rows are removed in the page; the save sends the rows that are left.
+  on("click", "[data-remove-row]", function (event, button) {
+    var row = button.closest("[data-row]");
+    var table = row && row.closest("tbody");
+    if (row) row.remove();
+    if (table) {
+      var focus = table.closest("fieldset").querySelector("[data-add-row]");
+      if (focus) focus.focus();
+    }
+  });
+
+  // Link fields: picking a suggestion fills the hidden id and the visible text.
+  on("click", "[data-pick-id]", function (event, option) {
+    event.preventDefault();
+    var picker = option.closest("[data-link-picker]");
+    picker.querySelector("input[type=hidden]").value = option.getAttribute("data-pick-id");
+    var text = picker.querySelector("input[type=search]");
+    text.value = option.getAttribute("data-pick-title");
+    picker.querySelector("[data-suggestions]").innerHTML = "";
+    text.setAttribute("aria-expanded", "false");
+    text.focus();
+    text.dispatchEvent(new Event("change", { bubbles: true }));
+  });
+  on("input", "[data-link-picker] input[type=search]", function (event, text) {
+    // typing a new name forgets the record picked before, until one is picked again
+    var picker = text.closest("[data-link-picker]");
+    if (text.value === "") picker.querySelector("input[type=hidden]").value = "";
+  });
+  on("keydown", "[data-link-picker] input[type=search]", function (event, text) {
+    if (event.key === "ArrowDown") {
+      var first = text.closest("[data-link-picker]").querySelector("[data-pick-id]");
+      if (first) { event.preventDefault(); first.focus(); }
+    }
+  });
+  on("keydown", "[data-pick-id]", function (event, option) {
+    var items = Array.prototype.slice.call(option.closest("[data-suggestions]").querySelectorAll("[data-pick-id]"));
+    var i = items.indexOf(option);
+    if (event.key === "ArrowDown" && i < items.length - 1) { event.preventDefault(); items[i + 1].focus(); }
+    if (event.key === "ArrowUp") {
+      event.preventDefault();
+      if (i > 0) items[i - 1].focus();
+      else option.closest("[data-link-picker]").querySelector("input[type=search]").focus();
+    }
+  });
+
+  // Filters and searches send only what the user filled in, so URLs stay short and readable.
+  document.addEventListener("htmx:configRequest", function (event) {
+    var elt = event.detail.elt;
+    if (event.detail.verb !== "get" || !elt.closest || !elt.closest("[data-drop-empty]")) return;
+    var params = event.detail.parameters;
+    var names = [];
+    if (params instanceof FormData) {
+      params.forEach(function (value, name) { if (value === "") names.push(name); });
+      names.forEach(function (name) {
+        var kept = params.getAll(name).filter(function (v) { return v !== ""; });
+        params.delete(name);
+        kept.forEach(function (v) { params.append(name, v); });
+      });
+    } else {
+      Object.keys(params).forEach(function (name) { if (params[name] === "") delete params[name]; });
+    }
+  });
+
+  // Filter chips: removing one clears its inputs and reloads the list.
+  on("click", "[data-clear-filter]", function (event, chip) {
+    event.preventDefault();
+    var form = document.getElementById("list-filters");
+    if (!form) return;
+    var names = chip.getAttribute("data-clear-filter").split(" ");
+    form.querySelectorAll("input, select").forEach(function (el) {
+      if (names.indexOf(el.name) === -1) return;
+      if (el.type === "checkbox" || el.type === "radio") el.checked = false;
+      else el.value = "";
+      if (el.type === "hidden" && el.closest("[data-link-picker]")) {
+        var text = el.closest("[data-link-picker]").querySelector("input[type=search]");
+        if (text) text.value = "";
+      }
+    });
+    if (window.htmx) window.htmx.trigger(form, "submit");
+  });
+
+  // After a swap, move focus to the first error so keyboard users land on it.
+  document.addEventListener("htmx:afterSettle", function (event) {
+    var invalid = event.detail.elt.querySelector && event.detail.elt.querySelector("[aria-invalid=true]");
+    if (invalid) invalid.focus();
+    var form = event.detail.elt.closest && event.detail.elt.closest("form");
+    updateSelection(form && form.querySelector("input[name=ids]") ? form : null);
+  });
+})();

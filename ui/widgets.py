@@ -1,0 +1,140 @@
+"""Field widgets: which input each field type gets, and how a submitted form turns back
+into the values the record service validates. The service stays the judge of what is
+valid; this only undoes what HTML forms do to values (everything is text, an unticked
+box is absent, a multiselect is repeated)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+
+from werkzeug.datastructures import MultiDict
+
+from loom.metadata.model import Field
+from loom.ui.i18n import gettext, lazy_gettext
+
+#: types edited with a plain <input type=...>
+INPUT_TYPES = {"string": "text", "email": "email", "phone": "tel", "url": "url", "integer": "number",
+               "decimal": "number", "money": "number", "percent": "number", "date": "date",
+               "datetime": "datetime-local"}
+#: types the screens show but do not edit
+NOT_EDITABLE = {"json", "attachment"}
+ROW_KEY = re.compile(r"^[A-Za-z0-9_]{1,20}$")
+
+#: the record service's messages, as the interface shows them
+_KERNEL_MESSAGES = {
+    "is required": lazy_gettext("This field is required."),
+    "expected a number": lazy_gettext("Enter a number."),
+    "expected a finite number": lazy_gettext("Enter a number."),
+    "expected a whole number": lazy_gettext("Enter a whole number."),
+    "expected a date as YYYY-MM-DD": lazy_gettext("Enter a date."),
+    "expected a date and time as YYYY-MM-DDTHH:MM:SS with a time zone": lazy_gettext("Enter a date and time."),
+    "expected true or false": lazy_gettext("Choose yes or no."),
+    "is read-only": lazy_gettext("This field cannot be changed."),
+    "must be unique; another record has this value": lazy_gettext("Another record already has this value."),
+    "not an email address (expected name@example.com)": lazy_gettext("Enter an email address like name@example.com."),
+    "not a web address (expected http:// or https:// and a host)":
+        lazy_gettext("Enter a web address starting with http:// or https://."),
+    "a mainland mobile number has 11 digits and starts with 1 (e.g. 13812345678)":
+        lazy_gettext("A mobile number has 11 digits and starts with 1 (e.g. 13812345678)."),
+    "a unified social credit code uses digits and capital letters other than I, O, S, V, Z":
+        lazy_gettext("A unified social credit code uses digits and capital letters other than I, O, S, V, Z."),
+    "the check character (the 18th) does not match; the code is mistyped":
+        lazy_gettext("The check character (the 18th) does not match; the code is mistyped."),
+}
+_PATTERNS = (
+    (re.compile(r"^at most (\d+) characters$"), lazy_gettext("At most %(a)s characters.")),
+    (re.compile(r"^at most (\d+) decimal places$"), lazy_gettext("At most %(a)s decimal places.")),
+    (re.compile(r"^at most (\d+) digits before the decimal point$"),
+     lazy_gettext("At most %(a)s digits before the decimal point.")),
+    (re.compile(r"^must be at least (.+)$"), lazy_gettext("Must be at least %(a)s.")),
+    (re.compile(r"^must be at most (.+)$"), lazy_gettext("Must be at most %(a)s.")),
+    (re.compile(r"^must be one of: (.+)$"), lazy_gettext("Must be one of: %(a)s.")),
+    (re.compile(r"^a unified social credit code has 18 characters, not (\d+)$"),
+     lazy_gettext("A unified social credit code has 18 characters, not %(a)s.")),
+    (re.compile(r"^there is no \w+ with id (\d+)$"), lazy_gettext("The chosen record #%(a)s does not exist or is not yours to see.")),
+    (re.compile(r"^expected the id of a \w+ record$"), lazy_gettext("Pick a record from the suggestions.")),
+)
+
+
+def message_text(message: str) -> str:
+    """A service error message in the interface language where Loom knows it."""
+    known = _KERNEL_MESSAGES.get(message)
+    if known is not None:
+        return str(known)
+    match = re.match(r"^must be between (.+) and (.+)$", message)
+    if match:
+        return gettext("Must be between %(a)s and %(b)s.", a=match.group(1), b=match.group(2))
+    for pattern, text in _PATTERNS:
+        match = pattern.match(message)
+        if match:
+            return str(text) % {"a": match.group(1)}
+    return message
+
+
+def input_type(f: Field) -> str:
+    return INPUT_TYPES.get(f.type, "text")
+
+
+def step(f: Field) -> str | None:
+    """The step of a number input: one unit of the field's last decimal place."""
+    if f.type == "integer":
+        return "1"
+    if f.type in ("decimal", "money", "percent"):
+        scale = f.precision_scale[1]
+        return "1" if scale == 0 else "0." + "0" * (scale - 1) + "1"
+    return None
+
+
+def input_value(f: Field, value: Any) -> str:
+    """A stored (JSON) value as an input's value attribute."""
+    if value is None:
+        return ""
+    if f.type == "datetime":
+        moment = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M")
+    if f.type == "link":
+        return str(value["id"]) if isinstance(value, dict) else str(value)
+    return str(value)
+
+
+def read_value(f: Field, form: MultiDict, name: str) -> Any:
+    """The value the form sent for field ``f`` under ``name``, as the service expects it
+    (None when left empty)."""
+    if f.type == "boolean":
+        values = form.getlist(name)
+        if not values:
+            return False
+        last = values[-1]
+        return None if last == "" else last in ("true", "on", "1")
+    if f.type == "multiselect":
+        return [v for v in form.getlist(name) if v != ""]
+    raw = form.get(name, "")
+    if raw.strip() == "":
+        return None
+    if f.type == "datetime":
+        # <input type=datetime-local> has no zone; the screens show and take UTC
+        text = raw.strip()
+        return text + ":00Z" if len(text) == 16 else text
+    if f.type in ("string", "text", "email", "phone", "url"):
+        return raw.strip() if f.type != "text" else raw
+    return raw.strip()
+
+
+def read_rows(f: Field, child_fields: list[Field], form: MultiDict) -> list[dict[str, Any]]:
+    """The rows of a table field, in the order the page shows them. Each row sends its
+    key in ``<field>.row``, and its values as ``<field>.<key>.<child field>``."""
+    rows = []
+    for key in form.getlist(f"{f.name}.row"):
+        if not ROW_KEY.match(key):
+            continue
+        prefix = f"{f.name}.{key}."
+        row: dict[str, Any] = {}
+        row_id = form.get(prefix + "id", "")
+        if row_id.isdigit():
+            row["id"] = int(row_id)
+        for cf in child_fields:
+            row[cf.name] = read_value(cf, form, prefix + cf.name)
+        rows.append(row)
+    return rows
