@@ -4,8 +4,12 @@ browser would)."""
 
 from __future__ import annotations
 
+import os
 import re
+import threading
+from dataclasses import dataclass, field
 from importlib.resources import as_file, files
+from pathlib import Path
 
 import pytest
 
@@ -83,3 +87,132 @@ def demo(loom_app, make_user):
 def page_client(loom_app, demo):
     """``page_client("wang")``: a signed-in page client for a demo user."""
     return lambda username: sign_in(loom_app, username)
+
+
+# -- browser tests -------------------------------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def _no_browser(reason: str):
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}; CI must run the browser tests (.ci/run installs chromium)")
+    pytest.skip(reason)
+
+
+@dataclass
+class LiveServer:
+    url: str
+    app: object
+    users: dict[str, str]
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Debian's Chromium, headless, driven by Playwright (never a downloaded browser)."""
+    if not os.path.exists(CHROMIUM):
+        _no_browser(f"the browser tests need Debian's chromium at {CHROMIUM} (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _no_browser("the browser tests need Playwright for Python (pip install -e '.[test]')")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory):
+    """The demo app (SQLite) served over HTTP on a free port, with an English-speaking
+    sales rep (``rep``) and a superuser (``boss``) besides the demo users."""
+    from werkzeug.serving import make_server
+
+    from loom.app import create_app
+    from loom.db import create_engine, upgrade
+    from loom.seed.setup import install_demo
+
+    instance = tmp_path_factory.mktemp("live")
+    url = f"sqlite:///{instance / 'loom.db'}"
+    engine = create_engine(url)
+    upgrade(engine)
+    app = create_app({"ENGINE": engine, "DATABASE_URL": url, "INSTANCE_PATH": str(instance),
+                      "SECRET_KEY": "browser-tests", "DISCOVER_PLUGINS": False})
+    loom = app.extensions["loom"]
+    install_demo(loom)
+    loom.identity.create_user("rep", password=PASSWORD, display_name="Rep", roles=["sales_rep"], team="shanghai")
+    loom.identity.create_user("boss", password=PASSWORD, display_name="Boss", is_superuser=True)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="loom-live-server", daemon=True)
+    thread.start()
+    try:
+        yield LiveServer(f"http://127.0.0.1:{server.server_port}", app, {"rep": PASSWORD, "boss": PASSWORD})
+    finally:
+        server.shutdown()
+        thread.join(5)
+        server.server_close()
+        engine.dispose()
+
+
+@pytest.fixture
+def screenshots(request) -> Path:
+    """The folder CI keeps screenshots in (``LOOM_SCREENSHOTS``)."""
+    folder = Path(os.environ.get("LOOM_SCREENSHOTS") or request.config.rootpath / ".ci" / "artifacts" / "screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@dataclass
+class BrowserWatch:
+    """What a page did that it should not: dialogs opened (a script ran) and console errors."""
+
+    dialogs: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    expect_dialogs: bool = False
+
+
+@pytest.fixture
+def page(chromium, live_server):
+    """A fresh browser tab on the live server. Fails the test on any unexpected dialog or
+    console error (a blocked inline script shows up as one)."""
+    context = chromium.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900},
+                                   accept_downloads=True, locale="en-US")
+    context.set_default_timeout(10_000)
+    tab = context.new_page()
+    watch = BrowserWatch()
+
+    def on_dialog(dialog):
+        watch.dialogs.append(f"{dialog.type}: {dialog.message}")
+        if watch.expect_dialogs and dialog.type == "confirm":
+            dialog.accept()
+        else:
+            dialog.dismiss()
+
+    def on_console(message):
+        text = message.text
+        if message.type == "error" and "Failed to load resource" not in text:
+            watch.errors.append(f"{tab.url}: {text}")
+
+    tab.on("dialog", on_dialog)
+    tab.on("console", on_console)
+    tab.on("pageerror", lambda error: watch.errors.append(str(error)))
+    tab.watch = watch
+    yield tab
+    context.close()
+    assert not watch.errors, f"console errors: {watch.errors}"
+    unexpected = [d for d in watch.dialogs if not (watch.expect_dialogs and d.startswith("confirm"))]
+    assert not unexpected, f"dialogs opened: {unexpected}"
+
+
+def browser_sign_in(tab, username: str, password: str = PASSWORD, *, language: str = "English") -> None:
+    tab.goto("/sign-in")
+    tab.get_by_role("button", name=language).click()
+    tab.locator("#username").fill(username)
+    tab.locator("#password").fill(password)
+    tab.locator("form.stacked button[type=submit]").click()
+    tab.wait_for_url("**/")
+    if tab.get_by_role("button", name=language).get_attribute("aria-pressed") != "true":
+        tab.get_by_role("button", name=language).click()
+        tab.wait_for_load_state()

@@ -18,6 +18,13 @@
     if (nav) nav.classList.toggle("open", open);
   });
 
+  // The language switch returns to the page the user is on now (which htmx may have
+  // changed since the header was drawn).
+  on("submit", ".language-switch", function (event, form) {
+    var next = form.querySelector("input[name=next]");
+    if (next) next.value = window.location.pathname + window.location.search;
+  });
+
   // Lists: select every row, and keep the bulk bar's count right.
   function updateSelection(form) {
     if (!form) return;
@@ -56,6 +63,8 @@
     var picker = option.closest("[data-link-picker]");
     picker.querySelector("input[type=hidden]").value = option.getAttribute("data-pick-id");
     var text = picker.querySelector("input[type=search]");
+    // a suggestion request still on its way must not reopen the list
+    if (window.htmx) window.htmx.trigger(text, "htmx:abort");
     text.value = option.getAttribute("data-pick-title");
     picker.querySelector("[data-suggestions]").innerHTML = "";
     text.setAttribute("aria-expanded", "false");
@@ -66,6 +75,20 @@
     // typing a new name forgets the record picked before, until one is picked again
     var picker = text.closest("[data-link-picker]");
     if (text.value === "") picker.querySelector("input[type=hidden]").value = "";
+  });
+  function closeSuggestions(except) {
+    document.querySelectorAll("[data-suggestions]").forEach(function (list) {
+      if (list.closest("[data-link-picker]") !== except) list.innerHTML = "";
+    });
+  }
+  document.addEventListener("click", function (event) {
+    closeSuggestions(event.target.closest ? event.target.closest("[data-link-picker]") : null);
+  });
+  on("keydown", "[data-link-picker]", function (event, picker) {
+    if (event.key === "Escape") {
+      closeSuggestions(null);
+      picker.querySelector("input[type=search]").focus();
+    }
   });
   on("keydown", "[data-link-picker] input[type=search]", function (event, text) {
     if (event.key === "ArrowDown") {
