@@ -16,6 +16,7 @@ from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from loom import config as settings
+from loom.audit.log import AuditLog
 from loom.db import create_engine
 from loom.errors import LoomError
 from loom.identity import auth
@@ -35,6 +36,7 @@ class Loom:
     engine: sa.Engine
     metadata: MetadataService
     identity: IdentityService
+    audit: AuditLog
     plugins: pluggy.PluginManager
     cursors: Cursors
     page_size: int
@@ -69,10 +71,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config["DATABASE_URL"] = url
 
     engine = values.get("ENGINE") or create_engine(url)
+    metadata = MetadataService(engine, values["METADATA_CHECK_INTERVAL"])
     app.extensions["loom"] = Loom(
         engine=engine,
-        metadata=MetadataService(engine, values["METADATA_CHECK_INTERVAL"]),
-        identity=IdentityService(engine),
+        metadata=metadata,
+        identity=IdentityService(engine, metadata.audit),
+        audit=metadata.audit,
         plugins=plugin_manager(values.get("PLUGINS", ()), discover=values.get("DISCOVER_PLUGINS", True)),
         cursors=Cursors(app.config["SECRET_KEY"]),
         page_size=values["PAGE_SIZE"],
