@@ -96,10 +96,10 @@ class _Compiler:
                 elif entities[entity].child:
                     self.fail(doc, ("on", "entity"), f"'{entity}' is a child entity; its rows are logged "
                                                      "with their parent record")
-            if data.get("measure") == "rows" and on["action"] not in ("record.export", "record.import", "audit.export"):
+            if data.get("measure") == "rows" and on.get("action") not in ("record.export", "record.import", "audit.export"):
                 self.fail(doc, ("measure",), "rows are counted for exports and imports only; use measure: entries")
             alerts[data["name"]] = Alert(
-                name=data["name"], action=on["action"], entity=entity, outcome=on.get("outcome"),
+                name=data["name"], action=on.get("action"), entity=entity, outcome=on.get("outcome"),
                 threshold=data["threshold"], window_seconds=Alert.parse_window(data["window"]),
                 measure=data.get("measure", "entries"), per=data.get("per", "actor"),
                 severity=data.get("severity", "medium"), label=_label(data.get("label")))

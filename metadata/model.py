@@ -234,7 +234,7 @@ class Alert:
     address or record."""
 
     name: str
-    action: str
+    action: str | None
     threshold: int
     window_seconds: int
     entity: str | None = None
@@ -249,7 +249,7 @@ class Alert:
         return int(text[:-1]) * _WINDOW_UNITS[text[-1]]
 
     def matches(self, action: str, entity: str | None, outcome: str) -> bool:
-        return (action == self.action and (self.entity is None or entity == self.entity)
+        return (action != "alert" and (self.action is None or action == self.action) and (self.entity is None or entity == self.entity)
                 and (self.outcome is None or outcome == self.outcome))
 
     def title(self, locale: str = "en") -> str:

@@ -236,7 +236,8 @@ class AuditLog:
     def _measure(conn: sa.Connection, rule: Alert, key: Any, at: dt.datetime) -> int:
         t = audit_log.c
         measure = sa.func.coalesce(sa.func.sum(t.rows), 0) if rule.measure == "rows" else sa.func.count()
-        where = [t.action == rule.action, t.at > at - dt.timedelta(seconds=rule.window_seconds)]
+        where = [t.at > at - dt.timedelta(seconds=rule.window_seconds)]
+        where.append(t.action == rule.action if rule.action is not None else t.action != "alert")
         if rule.entity is not None:
             where.append(t.entity == rule.entity)
         if rule.outcome is not None:

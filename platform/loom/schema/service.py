@@ -22,10 +22,10 @@ import yaml
 from loom.db import deferring, reading, run_before_commit, utcnow
 from loom.errors import MetadataError, NotFound
 from loom.events import emit
+from loom.identity.principal import Principal
 from loom.metadata.compiler import compile_documents
 from loom.metadata.diff import ModelDiff, diff_models
 from loom.metadata.loader import Document, check_document, load_and_compile
-from loom.identity.principal import Principal
 from loom.metadata.model import EMPTY_MODEL, Alert, AppModel
 from loom.schema.migrate import Migration
 from loom.schema.models import MetadataVersion
