@@ -16,6 +16,7 @@ import gzip
 import hashlib
 import json
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,14 +78,16 @@ class _Walk:
         return True
 
 
-def _rows(conn: sa.Connection, after: int = 0) -> Iterator[Mapping[str, Any]]:
-    query = sa.select(audit_log).where(audit_log.c.seq > after).order_by(audit_log.c.seq)
+def _rows(conn: sa.Connection) -> Iterator[Mapping[str, Any]]:
+    query = sa.select(audit_log).order_by(audit_log.c.seq)
     if conn.dialect.name == "postgresql":
-        result = conn.execution_options(stream_results=True, yield_per=BATCH).execute(query)
+        result = conn.execute(query, execution_options={"stream_results": True, "yield_per": BATCH})
     else:
         result = conn.execute(query)
-    for row in result.mappings():
-        yield row
+    try:
+        yield from result.mappings()
+    finally:
+        result.close()
 
 
 def verify(engine: sa.Engine, *, archive_dir: str | Path | None = None,
@@ -105,15 +108,16 @@ def verify(engine: sa.Engine, *, archive_dir: str | Path | None = None,
             # the database's part of the chain starts where the last archive ended
             walk.seq, walk.hash = archived[-1]["last_seq"], archived[-1]["last_hash"]
         anchor_seen = expect is None
-        for row in _rows(conn, 0):
-            if not walk.step(row):
-                return _verdict(walk, archives)
-            if expect is not None and row["seq"] == expect[0]:
-                if row["hash"] != expect[1]:
-                    walk.problems.append((row["seq"], f"entry {row['seq']} is not the entry noted down earlier: "
-                                                      "the chain was rewritten from there on"))
+        with closing(_rows(conn)) as rows:
+            for row in rows:
+                if not walk.step(row):
                     return _verdict(walk, archives)
-                anchor_seen = True
+                if expect is not None and row["seq"] == expect[0]:
+                    if row["hash"] != expect[1]:
+                        walk.problems.append((row["seq"], f"entry {row['seq']} is not the entry noted down "
+                                                          "earlier: the chain was rewritten from there on"))
+                        return _verdict(walk, archives)
+                    anchor_seen = True
         head = conn.execute(sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)).one()
     if expect is not None and not anchor_seen and expect[0] > walk.seq:
         walk.problems.append((walk.seq + 1, f"the log ends at entry {walk.seq}, but entry {expect[0]} was noted "
@@ -212,7 +216,7 @@ def _archive_month(engine: sa.Engine, month: dt.date, following: dt.date, folder
             conn.execute(sa.select(audit_head.c.seq).where(audit_head.c.id == 1).with_for_update())
         query = sa.select(audit_log).where(*in_month).order_by(audit_log.c.seq)
         if postgres:
-            query_result = conn.execution_options(stream_results=True, yield_per=BATCH).execute(query)
+            query_result = conn.execute(query, execution_options={"stream_results": True, "yield_per": BATCH})
         else:
             query_result = conn.execute(query)
         count, first_row, last_row = 0, None, None
