@@ -56,6 +56,8 @@ class RecordAudit:
     def _masked(self, changes: Mapping[str, list]) -> dict[str, list]:
         masked = {}
         for name, pair in changes.items():
+            if name in _NOT_LOGGED:
+                continue
             f = self.entity.all_fields.get(name)
             pair = [_value(v) for v in pair]
             if f is not None and f.secret:
