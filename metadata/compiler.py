@@ -85,16 +85,16 @@ class _Compiler:
         for doc in self.documents:
             if doc.kind != "alert":
                 continue
-            data, on = doc.data, doc.data["on"]
+            data, on = doc.data, doc.data["match"]
             if data["name"] in alerts:
                 self.fail(doc, ("name",), f"alert '{data['name']}' is declared twice")
                 continue
             entity = on.get("entity")
             if entity is not None and entity not in self.broken:
                 if entity not in entities:
-                    self.fail(doc, ("on", "entity"), f"no entity named '{entity}'")
+                    self.fail(doc, ("match", "entity"), f"no entity named '{entity}'")
                 elif entities[entity].child:
-                    self.fail(doc, ("on", "entity"), f"'{entity}' is a child entity; its rows are logged "
+                    self.fail(doc, ("match", "entity"), f"'{entity}' is a child entity; its rows are logged "
                                                      "with their parent record")
             if data.get("measure") == "rows" and on.get("action") not in ("record.export", "record.import", "audit.export"):
                 self.fail(doc, ("measure",), "rows are counted for exports and imports only; use measure: entries")

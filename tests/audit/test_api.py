@@ -23,10 +23,10 @@ def app_with_roles(apply_metadata, make_entity, make_user):
             "deal": {"actions": ["read", "create", "update", "export"], "scope": "own",
                      "fields": {"margin": "none"}}}},
         {"kind": "role", "name": "auditor", "admin": ["audit"]},
-        {"kind": "alert", "name": "bulk_deal_export", "on": {"action": "record.export", "entity": "deal"},
+        {"kind": "alert", "name": "bulk_deal_export", "match": {"action": "record.export", "entity": "deal"},
          "measure": "rows", "threshold": 5, "window": "10m", "severity": "high",
          "label": {"en": "Bulk export of deals", "zh": "批量导出商机"}},
-        {"kind": "alert", "name": "password_guessing", "on": {"action": "auth.sign_in_failed"},
+        {"kind": "alert", "name": "password_guessing", "match": {"action": "auth.sign_in_failed"},
          "threshold": 3, "window": "5m"},
     ]
     apply_metadata(*documents)
@@ -119,7 +119,7 @@ def test_alerts_fire_once_when_the_threshold_is_crossed(app_with_roles, client_f
 
 
 def test_alert_documents_are_checked(tmp_path):
-    _documents, problems = load_text("kind: alert\nname: a\non: {action: record.export, entity: nope}\n"
+    _documents, problems = load_text("kind: alert\nname: a\nmatch: {action: record.export, entity: nope}\n"
                          "threshold: 5\nwindow: 10 minutes\n", "alerts.yaml")
     assert any("window" in str(p) for p in problems)
 
