@@ -42,6 +42,14 @@ HASHED = ("seq", "at", "actor", "actor_id", "ip", "user_agent", "request_id", "a
           "changes", "detail", "rows", "outcome", "prev_hash")
 
 
+# Built once: statements made anew for every entry cost more than the SQL they run.
+_READ_HEAD = sa.select(audit_head.c.seq, audit_head.c.hash, audit_head.c.at).where(audit_head.c.id == 1)
+_LOCK_HEAD = _READ_HEAD.with_for_update()
+_INSERT = audit_log.insert()
+_MOVE_HEAD = audit_head.update().where(audit_head.c.id == 1).values(
+    seq=sa.bindparam("new_seq"), hash=sa.bindparam("new_hash"), at=sa.bindparam("new_at"))
+
+
 def _default(value: Any) -> Any:
     if isinstance(value, dt.datetime | dt.date | dt.time):
         return value.isoformat()
@@ -159,10 +167,7 @@ class AuditLog:
         now = utcnow()
         if self._postgres:
             self._ensure_partitions(now)
-        query = sa.select(audit_head.c.seq, audit_head.c.hash, audit_head.c.at).where(audit_head.c.id == 1)
-        if self._postgres:
-            query = query.with_for_update()
-        head = conn.execute(query).one()
+        head = conn.execute(_LOCK_HEAD if self._postgres else _READ_HEAD).one()
         seq, prev_hash = head.seq, head.hash
         last_at = head.at
         if last_at is not None and last_at.tzinfo is None:
@@ -177,7 +182,7 @@ class AuditLog:
             row = self._row(entry, seq, at, prev_hash)
             prev_hash = row["hash"]
             rows.append(row)
-        conn.execute(audit_log.insert(), rows)
+        conn.execute(_INSERT, rows)
         rules = [rule for rule in self.alerts().values() if any(rule.matches(e.action, e.entity, e.outcome)
                                                                for e in entries)]
         if rules:
@@ -186,9 +191,9 @@ class AuditLog:
                 seq += 1
                 row = self._row(entry, seq, at, prev_hash)
                 prev_hash = row["hash"]
-                conn.execute(audit_log.insert(), [row])
+                conn.execute(_INSERT, [row])
                 emit(conn, topic="audit.alert", actor=entry.actor, payload={**entry.detail, "seq": seq})
-        conn.execute(audit_head.update().where(audit_head.c.id == 1).values(seq=seq, hash=prev_hash, at=at))
+        conn.execute(_MOVE_HEAD, {"new_seq": seq, "new_hash": prev_hash, "new_at": at})
 
     @staticmethod
     def _row(entry: Entry, seq: int, at: dt.datetime, prev_hash: str) -> dict[str, Any]:
