@@ -18,6 +18,7 @@ from loom.metadata.loader import Document, Problem
 from loom.metadata.model import (
     RESERVED_NAMES,
     USER_ENTITY,
+    Alert,
     AppModel,
     Entity,
     Field,
@@ -71,10 +72,38 @@ class _Compiler:
         entities = {name: self.entity(doc) for name, doc in entity_docs.items()}
         self.check_references(entities, entity_docs)
         roles = self.roles(entities)
+        alerts = self.alerts(entities)
         if self.problems:
             raise MetadataError(self.problems)
         documents = tuple(doc.data for doc in sorted(self.documents, key=lambda d: (d.kind, d.data.get("name", ""))))
-        return AppModel(MappingProxyType(entities), documents, MappingProxyType(roles))
+        return AppModel(MappingProxyType(entities), documents, MappingProxyType(roles), MappingProxyType(alerts))
+
+    # -- alerts -----------------------------------------------------------------------
+
+    def alerts(self, entities: dict[str, Entity]) -> dict[str, Alert]:
+        alerts: dict[str, Alert] = {}
+        for doc in self.documents:
+            if doc.kind != "alert":
+                continue
+            data, on = doc.data, doc.data["match"]
+            if data["name"] in alerts:
+                self.fail(doc, ("name",), f"alert '{data['name']}' is declared twice")
+                continue
+            entity = on.get("entity")
+            if entity is not None and entity not in self.broken:
+                if entity not in entities:
+                    self.fail(doc, ("match", "entity"), f"no entity named '{entity}'")
+                elif entities[entity].child:
+                    self.fail(doc, ("match", "entity"), f"'{entity}' is a child entity; its rows are logged "
+                                                     "with their parent record")
+            if data.get("measure") == "rows" and on.get("action") not in ("record.export", "record.import", "audit.export"):
+                self.fail(doc, ("measure",), "rows are counted for exports and imports only; use measure: entries")
+            alerts[data["name"]] = Alert(
+                name=data["name"], action=on.get("action"), entity=entity, outcome=on.get("outcome"),
+                threshold=data["threshold"], window_seconds=Alert.parse_window(data["window"]),
+                measure=data.get("measure", "entries"), per=data.get("per", "actor"),
+                severity=data.get("severity", "medium"), label=_label(data.get("label")))
+        return alerts
 
     # -- roles ------------------------------------------------------------------------
 
@@ -216,7 +245,7 @@ class _Compiler:
             name=data["name"], fields=tuple(fields), label=_label(data.get("label")),
             help=_label(data.get("help")), app=data.get("app"), title_field=title_field,
             child=child, renamed_from=data.get("renamed_from"), indexes=tuple(indexes),
-            form=tuple(sections), list=list_view,
+            form=tuple(sections), list=list_view, audit_reads=bool(data.get("audit_reads", False)),
         )
 
     def field(self, doc: Document, path: tuple, raw: dict[str, Any]) -> Field:
@@ -257,7 +286,7 @@ class _Compiler:
             validators=tuple(raw.get("validators", ())), target=raw.get("target"),
             precision=precision, scale=scale, currency=raw.get("currency"),
             max_size=raw.get("max_size"), accept=tuple(raw.get("accept", ())),
-            renamed_from=raw.get("renamed_from"),
+            renamed_from=raw.get("renamed_from"), secret=bool(raw.get("secret", False)),
         )
         # min, max and default are values of the field's own type
         converted: dict[str, Any] = {}

@@ -11,7 +11,7 @@ from typing import Literal
 
 from loom.metadata.model import AppModel, Entity, Field
 
-_LAYOUT = ("label", "help", "app", "title_field", "form", "list")
+_LAYOUT = ("label", "help", "app", "title_field", "form", "list", "audit_reads")
 _STORAGE_NEUTRAL = tuple(f.name for f in fields(Field) if f.name not in ("name", "renamed_from", "unique", "index"))
 
 
@@ -104,10 +104,13 @@ class ModelDiff:
 
 
 def _diff_roles(old: AppModel, new: AppModel) -> tuple[str, ...]:
-    lines = [f"+ role {name}" for name in new.roles if name not in old.roles]
-    lines += [f"- role {name}" for name in old.roles if name not in new.roles]
-    lines += [f"~ role {name}" for name, role in new.roles.items()
-              if name in old.roles and old.roles[name] != role]
+    """Lines for roles and alerts added, removed or changed: they need no schema change."""
+    lines = []
+    for kind in ("role", "alert"):
+        before, after = getattr(old, kind + "s"), getattr(new, kind + "s")
+        lines += [f"+ {kind} {name}" for name in after if name not in before]
+        lines += [f"- {kind} {name}" for name in before if name not in after]
+        lines += [f"~ {kind} {name}" for name, item in after.items() if name in before and before[name] != item]
     return tuple(lines)
 
 

@@ -66,6 +66,8 @@ class Field:
     max_size: int | None = None
     accept: tuple[str, ...] = ()
     renamed_from: str | None = None
+    #: the value is kept out of the audit log and change events
+    secret: bool = False
     #: a standard field every record has (id, version, owner, ...), maintained by Loom
     system: bool = False
 
@@ -150,6 +152,8 @@ class Entity:
     indexes: tuple[Index, ...] = ()
     form: tuple[FormSection, ...] = ()
     list: ListView = dc_field(default_factory=ListView)
+    #: every read of one record is written to the audit log
+    audit_reads: bool = False
 
     @property
     def table_name(self) -> str:
@@ -220,6 +224,38 @@ class Role:
         return label_text(self.label, locale, self.name.replace("_", " ").capitalize())
 
 
+_WINDOW_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+@dataclass(frozen=True)
+class Alert:
+    """A rule over the audit log: more than ``threshold`` (entries, or rows exported or
+    imported) of the matching entries within ``window_seconds``, counted per actor, IP
+    address or record."""
+
+    name: str
+    action: str | None
+    threshold: int
+    window_seconds: int
+    entity: str | None = None
+    outcome: str | None = None
+    measure: str = "entries"
+    per: str = "actor"
+    severity: str = "medium"
+    label: Mapping[str, str] = dc_field(default_factory=lambda: EMPTY)
+
+    @staticmethod
+    def parse_window(text: str) -> int:
+        return int(text[:-1]) * _WINDOW_UNITS[text[-1]]
+
+    def matches(self, action: str, entity: str | None, outcome: str) -> bool:
+        return (action != "alert" and (self.action is None or action == self.action) and (self.entity is None or entity == self.entity)
+                and (self.outcome is None or outcome == self.outcome))
+
+    def title(self, locale: str = "en") -> str:
+        return label_text(self.label, locale, self.name.replace("_", " ").capitalize())
+
+
 @dataclass(frozen=True)
 class AppModel:
     """A whole compiled app: every entity and role, plus the documents it was compiled from."""
@@ -227,6 +263,7 @@ class AppModel:
     entities: Mapping[str, Entity]
     documents: tuple[Mapping[str, Any], ...] = ()
     roles: Mapping[str, Role] = dc_field(default_factory=lambda: MappingProxyType({}))
+    alerts: Mapping[str, Alert] = dc_field(default_factory=lambda: MappingProxyType({}))
 
     @cached_property
     def fingerprint(self) -> str:

@@ -16,10 +16,12 @@ from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from loom import config as settings
+from loom.audit.log import AuditLog
 from loom.db import create_engine
 from loom.errors import LoomError
 from loom.identity import auth
 from loom.identity.service import IdentityService
+from loom.permissions import Forbidden
 from loom.plugins import plugin_manager
 from loom.records.query import Cursors
 from loom.schema.service import MetadataService
@@ -35,6 +37,7 @@ class Loom:
     engine: sa.Engine
     metadata: MetadataService
     identity: IdentityService
+    audit: AuditLog
     plugins: pluggy.PluginManager
     cursors: Cursors
     page_size: int
@@ -69,16 +72,19 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config["DATABASE_URL"] = url
 
     engine = values.get("ENGINE") or create_engine(url)
+    metadata = MetadataService(engine, values["METADATA_CHECK_INTERVAL"])
     app.extensions["loom"] = Loom(
         engine=engine,
-        metadata=MetadataService(engine, values["METADATA_CHECK_INTERVAL"]),
-        identity=IdentityService(engine),
+        metadata=metadata,
+        identity=IdentityService(engine, metadata.audit),
+        audit=metadata.audit,
         plugins=plugin_manager(values.get("PLUGINS", ()), discover=values.get("DISCOVER_PLUGINS", True)),
         cursors=Cursors(app.config["SECRET_KEY"]),
         page_size=values["PAGE_SIZE"],
         max_page_size=values["MAX_PAGE_SIZE"],
     )
 
+    from loom.audit.api import audit_api
     from loom.identity.admin import admin
     from loom.identity.api import auth as auth_api
     from loom.records.api import api
@@ -88,6 +94,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(auth_api)
     app.register_blueprint(admin)
     app.register_blueprint(api)
+    app.register_blueprint(audit_api)
     app.register_blueprint(pages)
     _register_error_handlers(app)
 
@@ -122,6 +129,11 @@ def problem(status: int, title: str, detail: str, type_: str = "about:blank", er
 def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(LoomError)
     def _loom_error(exc: LoomError):
+        if isinstance(exc, Forbidden) and not getattr(exc, "audited", False) and g.get("principal") is not None:
+            # a refusal outside the record service (administration, the audit log itself)
+            app.extensions["loom"].audit.add_alone(
+                "access", principal=g.principal, outcome="denied",
+                detail={"method": request.method, "path": request.path, "reason": exc.detail})
         response = problem(exc.status, exc.title, exc.detail, exc.type, exc.errors)
         if getattr(exc, "retry_after", None):
             response.headers["Retry-After"] = str(exc.retry_after)

@@ -1,4 +1,4 @@
-"""The ``loom`` command: init, serve, demo, and metadata validate|diff|apply|export|history|rollback."""
+"""The ``loom`` command: init, serve, demo, metadata, users, tokens, roles, permissions and the audit log."""
 
 from __future__ import annotations
 
@@ -352,3 +352,119 @@ def explain_permission(username: str, entity: str, action: str, record_id: int |
         click.echo(line)
     if not allowed:
         sys.exit(1)
+
+
+@main.group()
+def audit() -> None:
+    """Check, export and archive the audit log."""
+
+
+def _anchor(text: str | None) -> tuple[int, str] | None:
+    if text is None:
+        return None
+    seq, _, digest = text.partition(":")
+    if not seq.isdigit() or len(digest) != 64:
+        raise click.BadParameter("expected SEQ:HASH as printed by an earlier verify", param_hint="--expect")
+    return int(seq), digest
+
+
+@audit.command("verify")
+@click.option("--archive", "archive_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Also walk the archive files in this folder (from the first entry ever written).")
+@click.option("--expect", help="SEQ:HASH noted down earlier: the chain must still contain that entry.")
+@with_appcontext
+def verify_audit(archive_dir: Path | None, expect: str | None) -> None:
+    """Walk the hash chain. Exits 1 naming the first entry edited, removed or moved."""
+    from loom.audit.chain import verify
+
+    loom = _loom()
+    verdict = verify(loom.engine, archive_dir=archive_dir, expect=_anchor(expect))
+    loom.audit.add_alone("audit.verify", actor="system:cli", outcome="ok" if verdict.ok else "error",
+                         detail=verdict.as_dict())
+    seq, digest = verdict.head
+    if verdict.ok:
+        archives = f" and {verdict.archives} archive files" if verdict.archives else ""
+        click.echo(f"ok: {verdict.checked} entries{archives} checked; head {seq}:{digest}")
+        return
+    click.echo(f"FAILED at entry {verdict.first_bad}: {verdict.problem}", err=True)
+    click.echo(f"the chain is intact up to entry {seq} ({verdict.checked} entries checked)", err=True)
+    sys.exit(1)
+
+
+@audit.command("archive")
+@click.option("--before", required=True, type=click.DateTime(formats=["%Y-%m-%d"]),
+              help="Archive whole months before this date's month.")
+@click.option("--to", "directory", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the compressed JSON Lines files.")
+@with_appcontext
+def archive_audit(before, directory: Path) -> None:
+    """Move old months of the log into compressed JSON Lines files, keeping the chain checkable."""
+    from loom.audit.chain import archive
+
+    loom = _loom()
+    files = archive(loom.engine, before.date(), directory)
+    for f in files:
+        click.echo(f"{f.file}: entries {f.first_seq} to {f.last_seq} ({f.entries})")
+    if not files:
+        click.echo("nothing to archive before that month")
+    loom.audit.add_alone("audit.archive", actor="system:cli", rows=sum(f.entries for f in files),
+                         detail={"before": before.date().isoformat(), "files": [f.file for f in files]})
+
+
+@audit.command("export")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
+@click.option("--output", type=click.File("w", encoding="utf-8"), default="-", help="A file (default: stdout).")
+@click.option("--since", help="From this date or time (UTC).")
+@click.option("--until", help="Before this date or time (UTC).")
+@with_appcontext
+def export_audit(fmt: str, output, since: str | None, until: str | None) -> None:
+    """Write the log (oldest first) as JSON Lines or CSV, streamed."""
+    import json
+
+    from loom.audit.api import csv_lines
+    from loom.audit.reading import AuditQuery, stream
+
+    loom = _loom()
+    args = {k: v for k, v in {"since": since, "until": until}.items() if v}
+    try:
+        query = AuditQuery.parse(args)
+    except LoomError as error:
+        _fail(error)
+    entries = stream(loom.engine, query)
+    count = 0
+
+    def counted():
+        nonlocal count
+        for entry in entries:
+            count += 1
+            yield entry
+
+    lines = csv_lines(counted()) if fmt == "csv" else (json.dumps(e, ensure_ascii=False) + "\n" for e in counted())
+    for chunk in lines:
+        output.write(chunk)
+    loom.audit.add_alone("audit.export", actor="system:cli", rows=count, detail={"filters": args, "format": fmt})
+
+
+@audit.command("lock")
+@click.argument("role")
+@with_appcontext
+def lock_audit(role: str) -> None:
+    """PostgreSQL: take UPDATE, DELETE and TRUNCATE on the audit log away from ROLE, the
+    database role the application connects as (it keeps SELECT and INSERT)."""
+    import sqlalchemy as sa
+
+    loom = _loom()
+    if loom.engine.dialect.name != "postgresql":
+        _fail(LoomError("rights can be revoked on PostgreSQL only; on SQLite the triggers guard the log"))
+    quoted = loom.engine.dialect.identifier_preparer.quote(role)
+    with loom.engine.begin() as conn:
+        if not conn.execute(sa.text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role}).first():
+            _fail(LoomError(f"there is no database role named {role}"))
+        tables = conn.execute(sa.text(
+            "SELECT c.relname FROM pg_class c WHERE c.relnamespace = to_regnamespace(current_schema())::oid "
+            "AND (c.relname = 'loom_audit' OR c.oid IN (SELECT inhrelid FROM pg_inherits i JOIN pg_class p "
+            "ON p.oid = i.inhparent WHERE p.relname = 'loom_audit'))")).scalars().all()
+        for table in tables:
+            conn.exec_driver_sql(f"REVOKE UPDATE, DELETE, TRUNCATE ON {table} FROM {quoted}")
+            conn.exec_driver_sql(f"GRANT SELECT, INSERT ON {table} TO {quoted}")
+    click.echo(f"{role} may read and append to the audit log ({len(tables)} tables), not change it")

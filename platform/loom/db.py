@@ -4,7 +4,7 @@ alembic upgrade that creates them."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib.resources import files
 
@@ -76,14 +76,41 @@ def reading(engine: sa.Engine) -> sa.Connection:
 @contextmanager
 def write_transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
     """A transaction that will write. On SQLite it takes the write lock at BEGIN, so two
-    writers queue instead of one failing half-way when the other commits first."""
+    writers queue instead of one failing half-way when the other commits first. Work
+    registered with ``before_commit`` runs as its last statements."""
     with engine.connect() as conn:
         conn.info["write_lock"] = True
         try:
-            with conn.begin():
+            with deferring(conn), conn.begin():
                 yield conn
+                run_before_commit(conn)
         finally:
             conn.info.pop("write_lock", None)
+
+
+@contextmanager
+def deferring(conn: sa.Connection) -> Iterator[sa.Connection]:
+    """Mark ``conn`` as one whose transaction calls ``run_before_commit`` before it
+    commits; work still pending when the block ends (a rollback) is dropped."""
+    conn.info["before_commit"] = {}
+    try:
+        yield conn
+    finally:
+        conn.info.pop("before_commit", None)
+
+
+def before_commit(conn: sa.Connection) -> dict[str, Callable[[sa.Connection], None]] | None:
+    """The work to run as the last statements of ``conn``'s transaction, by key; None when
+    the transaction was not opened by ``write_transaction`` or ``deferring`` (then work
+    must be done at once)."""
+    return conn.info.get("before_commit")
+
+
+def run_before_commit(conn: sa.Connection) -> None:
+    pending = conn.info.get("before_commit") or {}
+    while pending:
+        _key, callback = pending.popitem()
+        callback(conn)
 
 
 def alembic_config(connection: sa.Connection | None = None):
@@ -111,5 +138,5 @@ def downgrade(engine: sa.Engine, revision: str) -> None:
         command.downgrade(alembic_config(connection), revision)
 
 
-__all__ = ["Base", "BigId", "NAMING_CONVENTION", "create_engine", "downgrade", "reading", "upgrade", "utcnow",
-           "write_transaction"]
+__all__ = ["Base", "BigId", "NAMING_CONVENTION", "before_commit", "create_engine", "deferring", "downgrade",
+           "reading", "run_before_commit", "upgrade", "utcnow", "write_transaction"]

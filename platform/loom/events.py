@@ -31,12 +31,14 @@ class OutboxEvent(Base):
 
 
 outbox = OutboxEvent.__table__
+#: built once, so writing an event does not build and key a new statement every time
+_INSERT = outbox.insert()
 
 
 def emit(connection: sa.Connection, *, topic: str, actor: str, payload: dict[str, Any],
          entity: str | None = None, record_id: int | None = None) -> None:
     """Write one event in the caller's transaction."""
     now = utcnow()
-    connection.execute(outbox.insert().values(
-        created_at=now, topic=topic, entity=entity, record_id=record_id, actor=actor,
-        payload=payload, status="pending", attempts=0, available_at=now))
+    connection.execute(_INSERT, {"created_at": now, "topic": topic, "entity": entity, "record_id": record_id,
+                                 "actor": actor, "payload": payload, "status": "pending", "attempts": 0,
+                                 "available_at": now})

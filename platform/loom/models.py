@@ -2,7 +2,7 @@
 
 import importlib
 
-MODEL_MODULES = ("loom.identity.models", "loom.schema.models", "loom.events")
+MODEL_MODULES = ("loom.identity.models", "loom.schema.models", "loom.events", "loom.audit.models")
 
 
 def import_all() -> None:

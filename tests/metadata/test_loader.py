@@ -52,7 +52,7 @@ def test_schema_errors_name_file_line_path_and_expectation():
 
 def test_unknown_properties_and_kinds_are_reported():
     _, problems = load_text("kind: entty\nname: x\n", "a.yaml")
-    assert "kind must be one of: entity" in str(problems[0])
+    assert "kind must be one of: alert, entity, role" in str(problems[0])
     _, problems = load_text("kind: entity\nname: x\nfields:\n  - {name: a, type: string, requird: true}\n", "b.yaml")
     assert problems[0].line == 4
     assert "'requird' was unexpected" in problems[0].message

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from loom.audit.log import MASK, AuditLog
 from loom.db import reading, utcnow, write_transaction
 from loom.errors import BadRequest, Conflict, LoomError, NotFound, ValidationError
 from loom.events import emit
@@ -83,8 +84,11 @@ def _with_roles(query: sa.Select) -> sa.Select:
 
 
 class IdentityService:
-    def __init__(self, engine: sa.Engine):
+    def __init__(self, engine: sa.Engine, audit: AuditLog | None = None):
+        from loom.schema.service import MetadataService
+
         self.engine = engine
+        self.audit = audit or MetadataService(engine).audit
         self._team_tree: tuple[float, dict[int | None, list[int]]] | None = None
 
     # -- users --------------------------------------------------------------------------
@@ -111,9 +115,21 @@ class IdentityService:
                 created_at=utcnow()).returning(users.c.id)).scalar_one()
             for role in roles:
                 conn.execute(assignments.insert().values(user_id=user_id, role=role, created_at=utcnow()))
-            emit(conn, topic="user.created", actor=actor, entity="user", record_id=user_id,
+            self._log(conn, "user.created", actor=actor, entity="user", record_id=user_id,
                  payload={"username": username, "team": team, "roles": list(roles), "is_superuser": is_superuser})
         return user_id
+
+    def _log(self, conn: sa.Connection, topic: str, *, actor: str, payload: dict[str, Any],
+             entity: str | None = None, record_id: int | None = None,
+             changes: dict[str, list[Any]] | None = None) -> None:
+        """An event for integrations and its audit entry, in ``conn``'s transaction."""
+        emit(conn, topic=topic, actor=actor, entity=entity, record_id=record_id, payload=payload)
+        action, outcome = _AUDIT_ACTIONS[topic]
+        # signing in and first token use are done by the user the entry is about
+        by_the_user = entity == "user" and topic.startswith(("auth.", "token.first"))
+        detail = {k: v for k, v in payload.items() if k not in ("ip", "user_agent", "changes")}
+        self.audit.add(conn, action, actor=actor, actor_id=record_id if by_the_user else None, entity=entity,
+                       record_id=record_id, changes=changes, detail=detail or None, outcome=outcome)
 
     @staticmethod
     def _check_password(password: str) -> None:
@@ -134,7 +150,8 @@ class IdentityService:
             raise ValidationError("unknown fields", errors=[{"field": f, "message": "cannot be changed here"}
                                                             for f in sorted(unknown)])
         with write_transaction(self.engine) as conn:
-            if conn.execute(sa.select(users.c.id).where(users.c.id == user_id)).first() is None:
+            before = conn.execute(sa.select(users).where(users.c.id == user_id)).mappings().first()
+            if before is None:
                 raise NotFound(f"there is no user with id {user_id}")
             values = {k: v for k, v in changes.items() if k in allowed - {"team", "manager"}}
             if "team" in changes:
@@ -151,7 +168,9 @@ class IdentityService:
             if changes.get("is_active") is False or "password" in changes:
                 conn.execute(sessions.delete().where(sessions.c.user_id == user_id))
             logged = {k: ("***" if k == "password" else v) for k, v in changes.items()}
-            emit(conn, topic="user.updated", actor=actor, entity="user", record_id=user_id, payload={"changes": logged})
+            old = {**before, "team": before["team_id"], "manager": before["manager_id"], "password": MASK}
+            self._log(conn, "user.updated", actor=actor, entity="user", record_id=user_id, payload={"changes": logged},
+                      changes={k: [old.get(k), v] for k, v in logged.items()})
 
     def list_users(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
@@ -179,7 +198,7 @@ class IdentityService:
             if exists:
                 return
             conn.execute(assignments.insert().values(user_id=user_id, role=role, created_at=utcnow()))
-            emit(conn, topic="role.assigned", actor=actor, entity="user", record_id=user_id, payload={"role": role})
+            self._log(conn, "role.assigned", actor=actor, entity="user", record_id=user_id, payload={"role": role})
 
     def unassign(self, user_id: int, role: str, *, actor: str) -> None:
         with write_transaction(self.engine) as conn:
@@ -187,7 +206,7 @@ class IdentityService:
                                                               assignments.c.role == role)).rowcount
             if not deleted:
                 raise NotFound(f"user {user_id} does not have the role {role}")
-            emit(conn, topic="role.unassigned", actor=actor, entity="user", record_id=user_id, payload={"role": role})
+            self._log(conn, "role.unassigned", actor=actor, entity="user", record_id=user_id, payload={"role": role})
 
     # -- teams --------------------------------------------------------------------------
 
@@ -207,7 +226,7 @@ class IdentityService:
             team_id = conn.execute(teams.insert().values(name=name, label=label or name, parent_id=parent_id,
                                                          created_at=utcnow()).returning(teams.c.id)).scalar_one()
             self._team_tree = None
-            emit(conn, topic="team.created", actor=actor, entity="team", record_id=team_id,
+            self._log(conn, "team.created", actor=actor, entity="team", record_id=team_id,
                  payload={"name": name, "parent": parent})
         return team_id
 
@@ -219,7 +238,7 @@ class IdentityService:
                 raise BadRequest(f"{parent} is below {name}; a team cannot be moved under itself")
             conn.execute(teams.update().where(teams.c.id == team_id).values(parent_id=parent_id))
             self._team_tree = None
-            emit(conn, topic="team.moved", actor=actor, entity="team", record_id=team_id, payload={"parent": parent})
+            self._log(conn, "team.moved", actor=actor, entity="team", record_id=team_id, payload={"parent": parent})
 
     def list_teams(self) -> list[dict[str, Any]]:
         parent = teams.alias("parent")
@@ -286,22 +305,22 @@ class IdentityService:
         with write_transaction(self.engine) as conn:
             user = conn.execute(sa.select(users).where(users.c.username == username)).first()
             if user is None or not user.is_active or not user.password_hash:
-                emit(conn, topic="auth.login_failed", actor=f"anonymous:{username}"[:200],
+                self._log(conn, "auth.login_failed", actor=f"anonymous:{username}"[:200],
                      payload={**context, "username": username, "reason": "unknown or inactive user"})
                 failure: LoomError = wrong
             elif _aware(user.locked_until) and _aware(user.locked_until) > now:
                 wait = int((_aware(user.locked_until) - now).total_seconds()) + 1
-                emit(conn, topic="auth.login_failed", actor=username, entity="user", record_id=user.id,
+                self._log(conn, "auth.login_failed", actor=username, entity="user", record_id=user.id,
                      payload={**context, "reason": "locked"})
                 failure = Locked(f"too many failed sign-ins; try again in {wait // 60 + 1} minutes", wait)
             elif not _verify(user.password_hash, password):
                 failed = user.failed_logins + 1
                 values: dict[str, Any] = {"failed_logins": failed}
-                emit(conn, topic="auth.login_failed", actor=username, entity="user", record_id=user.id,
+                self._log(conn, "auth.login_failed", actor=username, entity="user", record_id=user.id,
                      payload={**context, "reason": "wrong password", "failed_in_a_row": failed})
                 if failed >= MAX_FAILED_LOGINS:
                     values.update(failed_logins=0, locked_until=now + LOCK_DURATION)
-                    emit(conn, topic="auth.locked", actor=username, entity="user", record_id=user.id,
+                    self._log(conn, "auth.locked", actor=username, entity="user", record_id=user.id,
                          payload={**context, "until": (now + LOCK_DURATION).isoformat()})
                 conn.execute(users.update().where(users.c.id == user.id).values(**values))
                 failure = wrong
@@ -314,7 +333,7 @@ class IdentityService:
                 conn.execute(sessions.insert().values(token_hash=_digest(token), user_id=user.id, created_at=now,
                                                       last_seen_at=now, expires_at=now + SESSION_LIFETIME,
                                                       ip=ip, user_agent=context["user_agent"]))
-                emit(conn, topic="auth.login", actor=username, entity="user", record_id=user.id, payload=context)
+                self._log(conn, "auth.login", actor=username, entity="user", record_id=user.id, payload=context)
                 return token, self.principal(conn, user)
         raise failure
 
@@ -322,7 +341,7 @@ class IdentityService:
         with write_transaction(self.engine) as conn:
             deleted = conn.execute(sessions.delete().where(sessions.c.token_hash == _digest(token))).rowcount
             if deleted:
-                emit(conn, topic="auth.logout", actor=actor, payload={"ip": ip})
+                self._log(conn, "auth.logout", actor=actor, payload={"ip": ip})
 
     def session_principal(self, token: str) -> Principal | None:
         now = utcnow()
@@ -347,7 +366,7 @@ class IdentityService:
             token_id = conn.execute(tokens.insert().values(
                 token_hash=_digest(token), prefix=token[:12], name=name, user_id=user_id, read_only=read_only,
                 created_at=utcnow(), expires_at=expires_at).returning(tokens.c.id)).scalar_one()
-            emit(conn, topic="token.created", actor=actor, entity="user", record_id=user_id,
+            self._log(conn, "token.created", actor=actor, entity="user", record_id=user_id,
                  payload={"token_id": token_id, "prefix": token[:12], "name": name, "read_only": read_only,
                           "expires_at": expires_at.isoformat() if expires_at else None})
         return NewToken(token, token_id, expires_at)
@@ -359,7 +378,7 @@ class IdentityService:
             if row is None:
                 raise NotFound(f"there is no active token with id {token_id}")
             conn.execute(tokens.update().where(tokens.c.id == token_id).values(revoked_at=utcnow()))
-            emit(conn, topic="token.revoked", actor=actor, entity="user", record_id=row.user_id,
+            self._log(conn, "token.revoked", actor=actor, entity="user", record_id=row.user_id,
                  payload={"token_id": token_id})
 
     def token_principal(self, token: str) -> Principal | None:
@@ -381,9 +400,21 @@ class IdentityService:
                 first = conn.execute(tokens.update().where(tokens.c.id == row.token_id, tokens.c.last_used_at.is_(None))
                                      .values(last_used_at=now)).rowcount
                 if first:
-                    emit(conn, topic="token.first_used", actor=row.username, entity="user", record_id=row.id,
+                    self._log(conn, "token.first_used", actor=row.username, entity="user", record_id=row.id,
                          payload={"token_id": row.token_id})
         return principal
+
+
+#: event topic -> (audit action, outcome)
+_AUDIT_ACTIONS = {
+    "user.created": ("user.create", "ok"), "user.updated": ("user.update", "ok"),
+    "role.assigned": ("role.assign", "ok"), "role.unassigned": ("role.unassign", "ok"),
+    "team.created": ("team.create", "ok"), "team.moved": ("team.move", "ok"),
+    "auth.login": ("auth.sign_in", "ok"), "auth.logout": ("auth.sign_out", "ok"),
+    "auth.login_failed": ("auth.sign_in_failed", "denied"), "auth.locked": ("auth.locked", "denied"),
+    "token.created": ("token.create", "ok"), "token.revoked": ("token.revoke", "ok"),
+    "token.first_used": ("token.first_use", "ok"),
+}
 
 
 def _verify(password_hash: str, password: str) -> bool:

@@ -43,7 +43,8 @@ def record_context(principal: Principal | None = None) -> Context:
     live = loom.metadata.live()
     return Context(engine=loom.engine, live=live, principal=principal or g.principal,
                    hooks=loom.plugins.hook, cursors=loom.cursors, page_size=loom.page_size,
-                   max_page_size=loom.max_page_size, policy=live.derive("policy", lambda: Policy(live.model)))
+                   max_page_size=loom.max_page_size, policy=live.derive("policy", lambda: Policy(live.model)),
+                   audit=loom.audit)
 
 
 def record_service(entity: str) -> RecordService:
@@ -170,7 +171,7 @@ def export_records(entity: str):
     return response
 
 
-def _csv_cell(value: Any) -> Any:
+def csv_cell(value: Any) -> Any:
     if isinstance(value, dict) and "id" in value:
         return value["title"] if value.get("title") is not None else f"#{value['id']}"
     if isinstance(value, list | dict):
@@ -194,7 +195,7 @@ def _csv_lines(columns: list[str], records):
     writer = csv.writer(buffer)
     writer.writerow(columns)
     for record in records:
-        writer.writerow([_csv_cell(record.get(c)) for c in columns])
+        writer.writerow([csv_cell(record.get(c)) for c in columns])
         if buffer.tell() > 64 * 1024:
             yield buffer.getvalue()
             buffer.seek(0)

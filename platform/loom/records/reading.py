@@ -13,7 +13,8 @@ import sqlalchemy as sa
 from loom.db import reading
 from loom.errors import BadRequest, NotFound
 from loom.metadata.model import USER_ENTITY, Entity, Field
-from loom.permissions import EntityAccess
+from loom.permissions import EntityAccess, Forbidden
+from loom.records.auditing import RecordAudit
 from loom.records.query import Condition, ListQuery, SortKey, parse_list_query
 from loom.records.sql import condition_sql
 
@@ -38,7 +39,7 @@ def _json(field: Field, value: Any) -> Any:
     return None if value is None else field.kind.to_json(value)
 
 
-class RecordReader:
+class RecordReader(RecordAudit):
     """The reading half of ``RecordService`` (which sets the attributes used here)."""
 
     entity: Entity
@@ -179,8 +180,16 @@ class RecordReader:
             raise missing
         return row
 
+    def _require(self, action: str, record_id: int | None = None) -> None:
+        """Refuse (and log the refusal) when the caller may not ``action`` this entity."""
+        try:
+            self.access.require(action)
+        except Forbidden as exc:
+            self._log_refusal("read" if action == "read" else action, exc, record_id)
+            raise
+
     def get(self, record_id: int, fields: list[str] | None = None) -> dict[str, Any]:
-        self.access.require("read")
+        self._require("read", record_id)
         if fields is not None:
             readable = self.access.readable()
             for name in fields:
@@ -189,19 +198,21 @@ class RecordReader:
                                      errors=[{"field": "fields", "message": f"unknown field '{name}' in fields"}])
         with reading(self.context.engine) as conn:
             row = self._fetch_row(conn, record_id)
-            return self._serialize(conn, [row], fields)[0]
+            record = self._serialize(conn, [row], fields)[0]
+        self._log_read(record_id)
+        return record
 
     def parse_query(self, args: Mapping[str, Any], action: str = "read") -> ListQuery:
         """List arguments checked against what the caller may see; refused first when the
         caller may not ``action`` this entity at all."""
-        self.access.require(action)
+        self._require(action)
         return parse_list_query(self.entity, args, cursors=self.context.cursors,
                                 default_limit=self.context.page_size, max_limit=self.context.max_page_size,
                                 readable=self.access.readable())
 
     def list(self, query: ListQuery | Mapping[str, Any] | None = None, *, action: str = "read") -> Page:
         """A page of records in the caller's scope for ``action`` (read, or export)."""
-        self.access.require(action)
+        self._require(action)
         if not isinstance(query, ListQuery):
             query = self.parse_query(query or {})
         where = self.list_conditions(query, action)
@@ -227,15 +238,23 @@ class RecordReader:
 
     def export(self, query: ListQuery) -> Iterator[dict[str, Any]]:
         """Every record the list ``query`` matches, page by page (flat memory), as far as the
-        caller may export and read them."""
-        self.access.require("export")
+        caller may export and read them. The audit entry, with the query and the row count,
+        is written when the export ends (also when it is broken off)."""
+        self._require("export")
         query.limit = EXPORT_PAGE
-        while True:
-            page = self.list(query, action="export")
-            yield from page.data
-            if page.next_cursor is None:
-                return
-            query.after = self.context.cursors.decode(self.entity, query.sort, page.next_cursor)
+        sent, outcome = 0, "error"
+        try:
+            while True:
+                page = self.list(query, action="export")
+                for record in page.data:
+                    yield record
+                    sent += 1
+                if page.next_cursor is None:
+                    outcome = "ok"
+                    return
+                query.after = self.context.cursors.decode(self.entity, query.sort, page.next_cursor)
+        finally:
+            self._log_export(query, sent, outcome)
 
     def list_conditions(self, query: ListQuery, action: str = "read") -> list[sa.ColumnElement[bool]]:
         """The WHERE clause of a list: the query's filters and search, within the caller's scope."""

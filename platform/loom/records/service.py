@@ -16,12 +16,14 @@ from typing import Any
 import marshmallow as ma
 import sqlalchemy as sa
 
+from loom.audit.log import AuditLog
 from loom.db import utcnow, write_transaction
 from loom.errors import Conflict, NotFound, PreconditionFailed, ValidationError
 from loom.events import emit
 from loom.identity.principal import Principal
 from loom.metadata.model import USER_ENTITY, Entity, Field
 from loom.permissions import EntityAccess, Forbidden, Policy
+from loom.records.auditing import created_changes, deleted_changes
 from loom.records.query import Cursors
 from loom.records.reading import RecordReader
 from loom.records.schemas import UNKNOWN_FIELD, build_schemas, flatten_errors
@@ -45,6 +47,8 @@ class Context:
     max_page_size: int = 500
     #: the live version's permissions; None only where no roles apply (system work)
     policy: Policy | None = None
+    #: where operations are logged; by default the database's log, without alert rules
+    audit: AuditLog | None = None
 
 
 class RecordService(RecordReader):
@@ -65,6 +69,7 @@ class RecordService(RecordReader):
         self.dialect = context.engine.dialect.name
         self._accesses: dict[str, EntityAccess] = {}
         self.access = self._access_for(entity)
+        self.audit = context.audit or AuditLog(context.engine)
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -221,8 +226,12 @@ class RecordService(RecordReader):
     def create(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """Create one record (with its child rows); returns it as stored, as far as the
         caller may read it."""
-        self.access.require("create")
-        values, children = self._load(data, "create")
+        try:
+            self.access.require("create")
+            values, children = self._load(data, "create")
+        except Forbidden as exc:
+            self._log_refusal("create", exc)
+            raise
         try:
             with write_transaction(self.context.engine) as conn:
                 self.hooks.before_record_create(entity=self.entity, values=values, principal=self.principal,
@@ -240,6 +249,7 @@ class RecordService(RecordReader):
                      record_id=record_id, payload={"record": record})
                 self.hooks.after_record_create(entity=self.entity, record=record, principal=self.principal,
                                                connection=conn)
+                self._log_change(conn, "create", record_id, created_changes(record))
         except sa.exc.IntegrityError as exc:
             raise self._integrity(exc) from None
         self.hooks.after_record_commit(entity=self.entity, action="created", record=record, principal=self.principal)
@@ -248,13 +258,17 @@ class RecordService(RecordReader):
     def bulk_create(self, rows: Sequence[Mapping[str, Any]]) -> list[int]:
         """Create many records in one transaction: all of them, or none when any is invalid
         (every invalid row is reported, as ``[i].field``)."""
-        self.access.require("create")
         loaded, errors = [], []
-        for i, data in enumerate(rows):
-            try:
-                loaded.append(self._load(data, "create"))
-            except ValidationError as exc:
-                errors.extend({**e, "field": f"[{i}].{e['field']}".rstrip(".")} for e in exc.errors)
+        try:
+            self.access.require("create")
+            for i, data in enumerate(rows):
+                try:
+                    loaded.append(self._load(data, "create"))
+                except ValidationError as exc:
+                    errors.extend({**e, "field": f"[{i}].{e['field']}".rstrip(".")} for e in exc.errors)
+        except Forbidden as exc:
+            self._log_refusal("create", exc)
+            raise
         if errors:
             raise ValidationError(f"{len(errors)} invalid value(s) in {len(rows)} rows", errors=errors)
         if not loaded:
@@ -285,6 +299,8 @@ class RecordService(RecordReader):
                          record_id=record["id"], payload={"record": record})
                     self.hooks.after_record_create(entity=self.entity, record=record, principal=self.principal,
                                                    connection=conn)
+                for record in records:
+                    self._log_change(conn, "create", record["id"], created_changes(record))
         except sa.exc.IntegrityError as exc:
             raise self._integrity(exc) from None
         for record in records:
@@ -302,8 +318,12 @@ class RecordService(RecordReader):
             except (TypeError, ValueError):
                 raise ValidationError("version must be a whole number",
                                       errors=[{"field": "version", "message": "expected a whole number"}]) from None
-        self.access.require("update")
-        values, children = self._load(data, mode)
+        try:
+            self.access.require("update")
+            values, children = self._load(data, mode)
+        except Forbidden as exc:
+            self._log_refusal("update", exc, record_id)
+            raise
         try:
             with write_transaction(self.context.engine) as conn:
                 row = self._fetch_row(conn, record_id, action="update", lock=True)
@@ -336,6 +356,7 @@ class RecordService(RecordReader):
                      record_id=record_id, payload={"record": after, "changes": changes})
                 self.hooks.after_record_update(entity=self.entity, record=after, changes=changes,
                                                principal=self.principal, connection=conn)
+                self._log_change(conn, "update", record_id, changes)
         except _NoChange as unchanged:
             return unchanged.record
         except sa.exc.IntegrityError as exc:
@@ -366,7 +387,11 @@ class RecordService(RecordReader):
     def delete(self, record_id: int, *, expected_version: int | None = None) -> dict[str, Any]:
         """Delete a record and its child rows; returns its last values. Refused (409) while
         other records link to it."""
-        self.access.require("delete")
+        try:
+            self.access.require("delete")
+        except Forbidden as exc:
+            self._log_refusal("delete", exc, record_id)
+            raise
         try:
             with write_transaction(self.context.engine) as conn:
                 row = self._fetch_row(conn, record_id, action="delete", lock=True)
@@ -387,6 +412,7 @@ class RecordService(RecordReader):
                      record_id=record_id, payload={"record": record})
                 self.hooks.after_record_delete(entity=self.entity, record=record, principal=self.principal,
                                                connection=conn)
+                self._log_change(conn, "delete", record_id, deleted_changes(record))
         except sa.exc.IntegrityError as exc:
             raise Conflict(f"this {self.entity.name} is still linked from other records") from exc
         self.hooks.after_record_commit(entity=self.entity, action="deleted", record=record, principal=self.principal)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,13 +19,14 @@ from typing import Any
 import sqlalchemy as sa
 import yaml
 
-from loom.db import reading, utcnow
+from loom.db import deferring, reading, run_before_commit, utcnow
 from loom.errors import MetadataError, NotFound
 from loom.events import emit
+from loom.identity.principal import Principal
 from loom.metadata.compiler import compile_documents
 from loom.metadata.diff import ModelDiff, diff_models
 from loom.metadata.loader import Document, check_document, load_and_compile
-from loom.metadata.model import EMPTY_MODEL, AppModel
+from loom.metadata.model import EMPTY_MODEL, Alert, AppModel
 from loom.schema.migrate import Migration
 from loom.schema.models import MetadataVersion
 from loom.schema.tables import build_tables
@@ -100,11 +101,20 @@ def model_from_documents(documents: Iterable[dict[str, Any]], origin: str = "<st
 
 class MetadataService:
     def __init__(self, engine: sa.Engine, check_interval: float = 0.0):
+        from loom.audit.log import AuditLog
+
         self.engine = engine
         self.check_interval = check_interval
         self._live: LiveVersion | None = None
         self._checked_at = 0.0
         self._lock = threading.Lock()
+        #: the audit log, checking the live version's alert rules
+        self.audit = AuditLog(engine, alerts=self.alerts)
+
+    def alerts(self) -> Mapping[str, Alert]:
+        """The alert rules of the live version as last seen (no database round trip)."""
+        live = self._live if self._live is not None else self.live()
+        return live.model.alerts
 
     # -- reading ----------------------------------------------------------------------
 
@@ -175,10 +185,11 @@ class MetadataService:
                 conn.connection.dbapi_connection.execute("PRAGMA foreign_keys = OFF")
                 conn.info["write_lock"] = True
             try:
-                with conn.begin():
+                with deferring(conn), conn.begin():
                     if not sqlite:
                         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": PUBLISH_LOCK})
                     yield conn
+                    run_before_commit(conn)
                     if sqlite:
                         broken = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
                         if broken:
@@ -206,7 +217,8 @@ class MetadataService:
             conn.rollback()
         return Plan(number, number + 1, diff, tuple(summary), tuple(problems))
 
-    def apply(self, model: AppModel, *, author: str, source: str = "apply") -> Plan:
+    def apply(self, model: AppModel, *, author: str, source: str = "apply",
+              principal: Principal | None = None) -> Plan:
         """Publish ``model`` as the new live version. Raises ``MetadataError`` (and changes
         nothing) when the change cannot be made without losing or corrupting data."""
         try:
@@ -228,17 +240,20 @@ class MetadataService:
                     fingerprint=model.fingerprint))
                 emit(conn, topic="metadata.published", actor=author,
                      payload={"version": number + 1, "source": source, "summary": summary})
+                action = "metadata.rollback" if source.startswith("rollback") else "metadata.publish"
+                self.audit.add(conn, action, actor=author, principal=principal,
+                               detail={"version": number + 1, "source": source, "summary": summary})
         except sa.exc.DBAPIError as exc:
             raise MetadataError([f"the database refused the change, nothing was applied: {exc.orig}"]) from exc
         self._live = LiveVersion(number + 1, model, tables)
         self._checked_at = time.monotonic()
         return Plan(number, number + 1, diff, tuple(summary))
 
-    def rollback(self, number: int, *, author: str) -> Plan:
+    def rollback(self, number: int, *, author: str, principal: Principal | None = None) -> Plan:
         """Publish the metadata of version ``number`` again as a new version; data set aside
         since then comes back."""
         model = model_from_documents(self.documents_of(number), f"<version {number}>")
-        return self.apply(model, author=author, source=f"rollback to {number}")
+        return self.apply(model, author=author, source=f"rollback to {number}", principal=principal)
 
 
 __all__ = ["LiveVersion", "MetadataService", "Plan", "VersionInfo", "model_from_documents"]

@@ -1,0 +1,126 @@
+"""The audit log's API: for auditors (``admin: [audit]``) the whole log, its export and
+the chain check; for everyone the history of a record they can read."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Iterator
+
+from flask import Blueprint, Response, current_app, g, jsonify, request, stream_with_context
+
+from loom.audit import chain, reading
+from loom.errors import BadRequest, NotFound
+from loom.permissions import Forbidden, Policy
+
+audit_api = Blueprint("audit", __name__, url_prefix="/api")
+
+
+def _loom():
+    return current_app.extensions["loom"]
+
+
+def may_read_audit(principal) -> bool:
+    """Whether ``principal`` may read the whole audit log."""
+    if principal is None:
+        return False
+    if principal.is_superuser or principal.is_system:
+        return True
+    live = _loom().metadata.live()
+    policy = live.derive("policy", lambda: Policy(live.model))
+    return "audit" in policy.admin(principal.roles)
+
+
+def require_auditor() -> None:
+    if not may_read_audit(g.principal):
+        raise Forbidden("reading the audit log needs a role with admin: [audit]")
+
+
+@audit_api.get("/v1/_audit")
+def list_entries():
+    """Entries, newest first, filtered by actor, entity, record_id, action (``record.*``
+    for a prefix), outcome, since, until and ip."""
+    require_auditor()
+    data, next_cursor = reading.search(_loom().engine, reading.AuditQuery.parse(request.args))
+    return jsonify({"data": data, "next_cursor": next_cursor})
+
+
+@audit_api.get("/v1/_audit/<int:seq>")
+def get_entry(seq: int):
+    require_auditor()
+    entry = reading.get(_loom().engine, seq)
+    if entry is None:
+        raise NotFound(f"there is no audit entry {seq}")
+    return jsonify(entry)
+
+
+@audit_api.get("/v1/_audit/_head")
+def head():
+    """The newest entry's place and hash: note it down elsewhere to check later that the
+    log was not cut back (``loom audit verify --expect SEQ:HASH``)."""
+    require_auditor()
+    data, _ = reading.search(_loom().engine, reading.AuditQuery([], limit=1))
+    return jsonify({"seq": data[0]["id"], "hash": data[0]["hash"]} if data else {"seq": 0, "hash": None})
+
+
+@audit_api.post("/v1/_audit/_verify")
+def verify_chain():
+    """Walk the whole chain; the result says which entry was edited, removed or moved."""
+    require_auditor()
+    verdict = chain.verify(_loom().engine)
+    _loom().audit.add_alone("audit.verify", principal=g.principal, outcome="ok" if verdict.ok else "error",
+                            detail=verdict.as_dict())
+    return jsonify(verdict.as_dict())
+
+
+@audit_api.get("/v1/_audit/_export")
+def export_entries():
+    """The matching entries, oldest first, as CSV (default) or JSON Lines, streamed."""
+    require_auditor()
+    fmt = request.args.get("format", "csv")
+    if fmt not in ("csv", "jsonl"):
+        raise BadRequest("format must be csv or jsonl", errors=[{"field": "format", "message": "use csv or jsonl"}])
+    loom, principal = _loom(), g.principal
+    query = reading.AuditQuery.parse(request.args)
+    filters = {k: v for k, v in request.args.items() if k in reading.FILTERS}
+
+    def entries() -> Iterator[dict]:
+        sent, outcome = 0, "error"
+        try:
+            for entry in reading.stream(loom.engine, query):
+                yield entry
+                sent += 1
+            outcome = "ok"
+        finally:
+            loom.audit.add_alone("audit.export", principal=principal, rows=sent, outcome=outcome,
+                                 detail={"filters": filters, "format": fmt})
+
+    body = csv_lines(entries()) if fmt == "csv" else (
+        json.dumps(e, ensure_ascii=False) + "\n" for e in entries())
+    response = Response(stream_with_context(body), mimetype="text/csv" if fmt == "csv" else "application/x-ndjson")
+    response.headers["Content-Disposition"] = f'attachment; filename="audit.{fmt}"'
+    return response
+
+
+def csv_lines(entries: Iterable[dict]) -> Iterator[str]:
+    from loom.records.api import csv_cell
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(reading.COLUMNS)
+    for entry in entries:
+        writer.writerow([csv_cell(entry[c]) for c in reading.COLUMNS])
+        if buffer.tell() > 64 * 1024:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
+
+
+@audit_api.get("/v1/<entity>/<int:record_id>/_history")
+def record_history(entity: str, record_id: int):
+    """The record's changes, oldest first, limited to the fields the caller may read."""
+    from loom.records.api import record_service
+
+    return jsonify({"data": reading.record_history(record_service(entity), record_id)})

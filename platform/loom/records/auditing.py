@@ -1,0 +1,87 @@
+"""The audit entries of record operations. Part of the record service: changes, refusals,
+reads of entities declared ``audit_reads``, and exports."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+
+from loom.audit.log import MASK, AuditLog, mask_secrets
+from loom.identity.principal import Principal
+from loom.metadata.model import AppModel, Entity
+from loom.permissions import Forbidden
+
+#: standard fields the entry itself records (its actor and time) or that only count edits
+_NOT_LOGGED = frozenset({"id", "version", "created_at", "created_by", "updated_at", "updated_by"})
+
+
+def _value(value: Any) -> Any:
+    """A link is logged by its id alone: titles change, and may name what a reader cannot see."""
+    return value["id"] if isinstance(value, dict) and set(value) == {"id", "title"} else value
+
+
+def created_changes(record: Mapping[str, Any]) -> dict[str, list]:
+    """A new record's values as changes from nothing; empty values are left out."""
+    return {name: [None, value] for name, value in record.items()
+            if value not in (None, [], "") and name not in _NOT_LOGGED}
+
+
+def deleted_changes(record: Mapping[str, Any]) -> dict[str, list]:
+    """A deleted record's last values as changes to nothing."""
+    return {name: [value, None] for name, value in record.items()
+            if value not in (None, [], "") and name not in _NOT_LOGGED}
+
+
+def describe_query(query: Any) -> dict[str, Any]:
+    """A list query as the audit log records it: filters, search, sort and fields."""
+    return {"filters": [[c.field.name, c.op, c.value] for c in query.conditions],
+            "search": query.search, "sort": [str(k) for k in query.sort], "fields": query.fields}
+
+
+class RecordAudit:
+    """Audit entries for ``RecordService`` (which sets the attributes used here)."""
+
+    audit: AuditLog
+    entity: Entity
+    model: AppModel
+    principal: Principal
+
+    def _log_change(self, conn: sa.Connection, action: str, record_id: int, changes: Mapping[str, list]) -> None:
+        """The audit entry of a change, in its transaction; secret values are masked."""
+        self.audit.add(conn, f"record.{action}", principal=self.principal, entity=self.entity.name,
+                       record_id=record_id, changes=self._masked(changes))
+
+    def _masked(self, changes: Mapping[str, list]) -> dict[str, list]:
+        masked = {}
+        for name, pair in changes.items():
+            if name in _NOT_LOGGED:
+                continue
+            f = self.entity.all_fields.get(name)
+            pair = [_value(v) for v in pair]
+            if f is not None and f.secret:
+                pair = [MASK if v is not None else None for v in pair]
+            elif f is not None and f.type == "table":
+                secret = [c.name for c in self.model.entity(f.target).fields if c.secret]
+                pair = [None if rows is None else [mask_secrets({k: _value(v) for k, v in r.items()}, secret)
+                                                   for r in rows] for rows in pair]
+            masked[name] = pair
+        return masked
+
+    def _log_refusal(self, action: str, exc: Forbidden, record_id: int | None = None) -> None:
+        """A refused attempt is logged in a transaction of its own, since nothing else commits."""
+        if getattr(exc, "audited", False):
+            return
+        exc.audited = True
+        self.audit.add_alone(f"record.{action}", principal=self.principal, entity=self.entity.name,
+                             record_id=record_id, outcome="denied", detail={"reason": exc.detail})
+
+    def _log_read(self, record_id: int) -> None:
+        if self.entity.audit_reads:
+            self.audit.add_alone("record.read", principal=self.principal, entity=self.entity.name,
+                                 record_id=record_id)
+
+    def _log_export(self, query: Any, rows: int, outcome: str = "ok") -> None:
+        self.audit.add_alone("record.export", principal=self.principal, entity=self.entity.name, rows=rows,
+                             outcome=outcome, detail={"query": describe_query(query)})
