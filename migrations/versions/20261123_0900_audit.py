@@ -5,7 +5,7 @@ the writer; a default partition catches anything else). UPDATE, DELETE and TRUNC
 refused by triggers on both databases.
 
 Revision ID: 20261123_0900
-Revises: 20261122_1000
+Revises: 20261122_1100
 Create Date: 2026-11-23 09:00:00
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "20261123_0900"
-down_revision = "20261122_1000"
+down_revision = "20261122_1100"
 branch_labels = None
 depends_on = None
 
