@@ -9,6 +9,7 @@ from flask import flash, request, url_for
 
 from loom.errors import LoomError
 from loom.metadata.model import Entity, Field
+from loom.ui.audit import record_history
 from loom.ui.forms import child_access
 from loom.ui.i18n import gettext, label
 from loom.ui.pages import pages, redirect_to, render_page
@@ -53,18 +54,6 @@ def related_lists(entity: Entity, record_id: int) -> list[RelatedList]:
     return result
 
 
-def history_for(entity: Entity, record_id: int) -> list[dict[str, Any]] | None:
-    """The record's history for its timeline: filled in by the audit log where present
-    (``loom.audit`` may provide ``record_history(entity, record_id)``), else None."""
-    try:
-        from loom.audit import record_history  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    from loom.ui.screens import context
-
-    return record_history(context(), entity.name, record_id)
-
-
 @pages.get("/r/<entity>/<int:record_id>")
 def record_view(entity: str, record_id: int):
     svc = service(entity)
@@ -87,7 +76,7 @@ def record_view(entity: str, record_id: int):
     system = [f for f in svc.entity.standard_fields if f.name in readable and f.name not in ("id", "version")]
     return render_page("record.html", entity=svc.entity, record=record, sections=sections, system=system,
                        title=record_title(svc.entity, record), related=related_lists(svc.entity, record_id),
-                       history=history_for(svc.entity, record_id), access=svc.access, tables=tables)
+                       history=record_history(svc.entity, record_id), access=svc.access, tables=tables)
 
 
 @pages.post("/r/<entity>/<int:record_id>/delete")

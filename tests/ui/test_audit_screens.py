@@ -1,0 +1,76 @@
+"""The auditor's screens (log, filters, entry diff, chain check) and a record's history
+on its page, limited to what the reader may see."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.ui.conftest import PASSWORD, sign_in
+
+XSS = "<script>alert(1)</script>\"'{{7*7}}"
+
+
+@pytest.fixture
+def auditor(loom_app, demo, make_user):
+    make_user("audrey", roles=["auditor"], password=PASSWORD)
+    return sign_in(loom_app, "audrey")
+
+
+def test_the_auditor_filters_the_log_and_opens_an_entry_with_its_diff(auditor, page_client, demo):
+    wang = page_client("wang")
+    customer = demo["customers"][0]
+    form = wang.get(f"/r/customer/{customer}/edit").get_data(as_text=True)
+    assert "Acme Trading" in form
+    home = auditor.get("/").get_data(as_text=True)
+    assert "/audit" in home                       # the navigation links the log for auditors
+    page = auditor.get("/audit?entity=customer").get_data(as_text=True)
+    assert "record.create" in page and "Acme Trading" not in page
+    rows = auditor.hx("/audit?entity=customer&action=record.create")
+    assert rows.status_code == 200
+    assert "<html" not in rows.get_data(as_text=True)      # htmx gets the fragment
+    bad = auditor.get("/audit?since=not-a-date")
+    assert bad.status_code == 400 and "since" in bad.get_data(as_text=True)
+
+
+def test_entry_page_shows_before_and_after_escaped(auditor, loom_app, demo):
+    from loom.identity.principal import Principal
+    from loom.records.api import record_context
+    from loom.records.service import RecordService
+
+    with loom_app.app_context():
+        service = RecordService(record_context(Principal.system("test")), "customer")
+        service.update(demo["customers"][1], {"name": XSS})
+        seq = loom_app.extensions["loom"].engine.connect().exec_driver_sql(
+            "SELECT max(seq) FROM loom_audit WHERE action = 'record.update'").scalar()
+    html = auditor.get(f"/audit/{seq}").get_data(as_text=True)
+    assert "Beta Logistics" in html
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html
+    assert 'class="before"' in html and 'class="after"' in html
+
+
+def test_the_chain_check_button_reports_the_result(auditor):
+    reply = auditor.post("/audit/verify", htmx="verify-result")
+    assert reply.status_code == 200
+    assert "The chain is intact" in reply.get_data(as_text=True)
+
+
+def test_others_get_no_audit_screens(page_client):
+    wang = page_client("wang")
+    assert "/audit" not in wang.get("/").get_data(as_text=True)
+    assert wang.get("/audit").status_code == 403
+
+
+def test_the_record_page_shows_its_history_without_unreadable_fields(loom_app, page_client, demo):
+    from loom.identity.principal import Principal
+    from loom.records.api import record_context
+    from loom.records.service import RecordService
+
+    customer = demo["customers"][0]
+    with loom_app.app_context():
+        service = RecordService(record_context(Principal.system("test")), "customer")
+        service.update(customer, {"credit_limit": "654321.00", "name": "Acme Wholesale"})
+    liu = page_client("liu")          # a service agent: may not read the credit limit
+    html = liu.get(f"/r/customer/{customer}").get_data(as_text=True)
+    assert 'id="record-history"' in html
+    assert "654321" not in html and "654,321" not in html
+    assert "Acme Trading" in html and "Acme Wholesale" in html     # the rename, before and after
