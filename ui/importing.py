@@ -257,13 +257,14 @@ def run_import(app: Flask, job_id: int, principal: Principal, locale: str) -> No
         g.principal = principal
         with reading(engine) as conn:
             job = conn.execute(sa.select(import_jobs).where(import_jobs.c.id == job_id)).mappings().one()
+        imported, rejected = 0, []
         try:
             svc = RecordService(record_context(principal), job["entity"])
             svc.access.require("import")
             header, rows = read_table(job["filename"], job["content"])
             by_name = {f.name: f for f in importable_fields(svc)}
             converter = Converter(svc, [by_name.get(name) for name in job["mapping"]])
-            imported, rejected, processed = 0, [], 0
+            processed = 0
             chunk: list[tuple[int, list[str], dict[str, Any]]] = []
             for line, cells in enumerate(rows, start=2):
                 try:
@@ -279,10 +280,23 @@ def run_import(app: Flask, job_id: int, principal: Principal, locale: str) -> No
             imported, rejected = imported + done, rejected + refused
             rejected.sort(key=lambda r: r["line"])
             _save(engine, job_id, status="done", processed=processed, imported=imported, rejected=rejected)
+            _log_import(app, principal, job, imported, len(rejected), "ok")
         except Exception as exc:  # the job must end with a state and a reason, whatever failed
             app.logger.exception("import job %s failed", job_id)
             message = exc.detail if isinstance(exc, LoomError) else gettext("The import stopped on an unexpected error.")
             _save(engine, job_id, status="failed", message=message)
+            _log_import(app, principal, job, imported, len(rejected), "error", str(message))
+
+
+def _log_import(app: Flask, principal: Principal, job: Any, accepted: int, rejected: int, outcome: str,
+                message: str | None = None) -> None:
+    """The import's audit entry: the file, rows accepted and rejected (each accepted row
+    also has its own create entry)."""
+    detail = {"file": job["filename"], "job": job["id"], "accepted": accepted, "rejected": rejected}
+    if message:
+        detail["message"] = message
+    app.extensions["loom"].audit.add_alone("record.import", principal=principal, entity=job["entity"],
+                                           rows=accepted, outcome=outcome, detail=detail)
 
 
 STATUS_LABELS = {"mapping": lazy_gettext("Waiting for the column mapping"), "queued": lazy_gettext("Waiting to start"),
