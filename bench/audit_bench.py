@@ -181,7 +181,7 @@ def bench_history(engine: sa.Engine, rows: int, samples: int = 500) -> dict[str,
             "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'loom_audit' "
             "AND p.relnamespace = to_regnamespace(current_schema())::oid").scalar()
     return {"p50 ms": percentile(timings, 0.5), "p99 ms": percentile(timings, 0.99),
-            "entries per record": rows / records, "MB per million": size / 2**20 / (rows / 1e6)}
+            "entries per record": rows / records, "MB per million": float(size) / 2**20 / (rows / 1e6)}
 
 
 def size_per_million(engine: sa.Engine, entries: int, path: str | None) -> float:
@@ -195,7 +195,7 @@ def size_per_million(engine: sa.Engine, entries: int, path: str | None) -> float
         with engine.connect() as conn:
             conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
             size = conn.exec_driver_sql("SELECT sum(pgsize) FROM dbstat WHERE name LIKE '%audit%'").scalar()
-    return size / 2**20 / (entries / 1e6)
+    return float(size) / 2**20 / (entries / 1e6)
 
 
 def main() -> None:

@@ -70,15 +70,18 @@ def canonical_json(value: Any) -> str | None:
 def timestamp(value: dt.datetime) -> str:
     """An entry time as hashed and shown: UTC, milliseconds, ``Z``."""
     if value.tzinfo is not None:
-        value = value.astimezone(dt.UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+        value = value.astimezone(dt.UTC).replace(tzinfo=None)
+    return value.isoformat(timespec="milliseconds") + "Z"
 
 
 def entry_hash(row: Mapping[str, Any]) -> str:
     """The hash of a stored entry: over its hashed columns, the time as ``timestamp``."""
-    values = [timestamp(row[c]) if c == "at" else row[c] for c in HASHED]
-    text = json.dumps(values, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode()).hexdigest()
+    values = [row[c] for c in HASHED]
+    values[1] = timestamp(values[1])
+    return hashlib.sha256(_compact(values).encode()).hexdigest()
+
+
+_compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def mask_secrets(values: Mapping[str, Any], secret: Iterable[str]) -> dict[str, Any]:
