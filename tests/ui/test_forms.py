@@ -1,0 +1,119 @@
+"""The record form: widgets per type, errors beside their fields (422), child rows, the
+record page and edit conflicts."""
+
+from __future__ import annotations
+
+import re
+
+
+def _errors(html: str) -> dict[str, str]:
+    return dict(re.findall(r'<p class="error" id="f-([\w.-]+?)-error">([^<]*)</p>', html))
+
+
+def test_a_bad_submit_comes_back_with_every_error_and_what_was_typed(page_client, demo):
+    client = page_client("admin")
+    response = client.post("/r/customer/new", {"name": "", "cooperation_years": "three", "mobile": "12",
+                                               "website": "ftp://x", "notes": "keep me <b>", "tags": ["strategic"],
+                                               "industry": "retail"}, htmx="record-form")
+    assert response.status_code == 422
+    html = response.get_data(as_text=True)
+    assert "<html" not in html and 'id="record-form"' in html
+    errors = _errors(html)
+    assert set(errors) == {"name", "cooperation_years", "mobile", "website"}
+    assert errors["name"] == "This field is required." and errors["cooperation_years"] == "Enter a whole number."
+    assert 'aria-invalid="true"' in html and 'aria-describedby="f-mobile-error"' in html
+    assert "keep me &lt;b&gt;" in html and 'value="three"' in html
+    assert 'value="strategic" checked' in html and 'value="retail" selected' in html
+
+
+def test_widgets_follow_the_field_types(page_client, demo):
+    client = page_client("admin")
+    html = " ".join(client.get("/r/customer/new").get_data(as_text=True).split())
+    assert 'type="number" id="f-credit_limit" name="credit_limit" value="" step="0.01"' in html
+    assert '<span class="unit">CNY</span>' in html
+    assert 'id="f-cooperation_years" name="cooperation_years" value="" step="1"' in html
+    assert '<select id="f-level" name="level"' in html and '<option value="C" selected>' in html
+    assert 'type="checkbox" name="tags" value="frequent_buyer"' in html
+    assert 'role="combobox"' in html and "/r/customer/_link/account_manager" in html
+    assert 'class="help" id="f-credit_code-help"' in html
+    assert 'aria-required="true"' in html and "required-mark" in html
+    order = " ".join(client.get("/r/sales_order/new").get_data(as_text=True).split())
+    assert 'type="date" id="f-order_date"' in order and "Add a row" in order
+    ticket = " ".join(client.get("/r/service_ticket/new").get_data(as_text=True).split())
+    assert 'type="datetime-local" id="f-sla_due"' in ticket
+    product = " ".join(client.get("/r/product/new").get_data(as_text=True).split())
+    assert 'type="checkbox" id="f-active" name="active" value="true" checked' in product
+
+
+def test_an_order_with_lines_is_saved_and_its_row_errors_are_placed(page_client, demo):
+    client = page_client("admin")
+    acme = demo["customers"][0]
+    ac, wm = demo["products"]
+    row = client.get("/r/sales_order/_row/lines").get_data(as_text=True)
+    key = re.search(r'name="lines.row" value="(\w+)"', row).group(1)
+    assert f'name="lines.{key}.product"' in row
+    bad = client.post("/r/sales_order/new", {
+        "number": "SO-9", "customer": acme, "lines.row": ["a", "b"],
+        "lines.a.product": ac, "lines.a.quantity": "2", "lines.b.product": "", "lines.b.quantity": "x"},
+        htmx="record-form")
+    assert bad.status_code == 422
+    errors = _errors(bad.get_data(as_text=True))
+    assert errors == {"lines-b-product": "This field is required.", "lines-b-quantity": "Enter a number."}
+    good = client.post("/r/sales_order/new", {
+        "number": "SO-9", "customer": acme, "order_date": "2026-11-20", "lines.row": ["a", "b"],
+        "lines.a.product": ac, "lines.a.quantity": "2", "lines.a.unit_price": "2999",
+        "lines.b.product": wm, "lines.b.quantity": "1"}, htmx="record-form")
+    assert good.status_code == 204
+    location = good.headers["HX-Location"]
+    record_id = int(re.search(r"/r/sales_order/(\d+)", location).group(1))
+    page = client.get(f"/r/sales_order/{record_id}").get_data(as_text=True)
+    assert "Air conditioner" in page and "Washing machine" in page and "2,999.00" in page
+    # the customer's page lists the order among the records linking to it
+    customer_page = client.get(f"/r/customer/{acme}").get_data(as_text=True)
+    assert 'id="related-sales_order-customer"' in customer_page and "SO-9" in customer_page
+    # editing keeps the row ids, removing a row drops it
+    form = client.get(f"/r/sales_order/{record_id}/edit").get_data(as_text=True)
+    version = re.search(r'name="version" value="(\d+)"', form).group(1)
+    first_id = re.search(r'name="lines.r0.id" value="(\d+)"', form).group(1)
+    saved = client.post(f"/r/sales_order/{record_id}/edit", {
+        "version": version, "number": "SO-9", "customer": acme, "status": "draft", "lines.row": ["r0"],
+        "lines.r0.id": first_id, "lines.r0.product": ac, "lines.r0.quantity": "3"}, htmx="record-form")
+    assert saved.status_code == 204
+    page = client.get(f"/r/sales_order/{record_id}").get_data(as_text=True)
+    assert "Washing machine" not in page and "3.00" in page
+
+
+def test_an_edit_conflict_merges_instead_of_overwriting(page_client, demo):
+    client = page_client("admin")
+    other = page_client("admin")
+    acme = demo["customers"][0]
+    form = client.get(f"/r/customer/{acme}/edit").get_data(as_text=True)
+    version = re.search(r'name="version" value="(\d+)"', form).group(1)
+    base = re.search(r'name="_base" value="([^"]*)"', form).group(1).replace("&#34;", '"')
+    other_form = other.get(f"/r/customer/{acme}/edit").get_data(as_text=True)
+    other_base = re.search(r'name="_base" value="([^"]*)"', other_form).group(1).replace("&#34;", '"')
+    assert other.post(f"/r/customer/{acme}/edit", {"version": version, "_base": other_base, "name": "Acme Trading",
+                                                   "phone": "021-999", "notes": "theirs"}).status_code == 303
+    conflict = client.post(f"/r/customer/{acme}/edit", {"version": version, "_base": base, "name": "Acme Trading",
+                                                        "notes": "mine"}, htmx="record-form")
+    assert conflict.status_code == 409
+    html = conflict.get_data(as_text=True)
+    assert "Someone else saved this record" in html
+    assert 'name="phone" value="021-999"' in html  # only they changed it: theirs
+    assert ">mine</textarea>" in html and "yours — check it" in html  # both changed it: mine, flagged
+    new_version = re.search(r'name="version" value="(\d+)"', html).group(1)
+    assert new_version != version
+    again = client.post(f"/r/customer/{acme}/edit", {"version": new_version, "name": "Acme Trading",
+                                                     "phone": "021-999", "notes": "mine"}, htmx="record-form")
+    assert again.status_code == 204
+    page = client.get(f"/r/customer/{acme}").get_data(as_text=True)
+    assert "021-999" in page and "mine" in page
+
+
+def test_deleting_from_the_record_page(page_client, demo):
+    client = page_client("admin")
+    gamma = demo["customers"][2]
+    page = client.get(f"/r/customer/{gamma}").get_data(as_text=True)
+    version = re.search(r'name="version" value="(\d+)"', page).group(1)
+    assert client.post(f"/r/customer/{gamma}/delete", {"version": version}).status_code == 303
+    assert client.get(f"/r/customer/{gamma}").status_code == 404
