@@ -4,7 +4,7 @@ Every screen reads and writes records through the record service, as the signed-
 Importing this package adds all screens to the ``pages`` blueprint.
 """
 
-from loom.ui import audit, exporting, forms, importing, lists, records, signin  # noqa: F401  (each adds its routes)
+from loom.ui import attachments, audit, exporting, forms, importing, lists, records, signin  # noqa: F401  (each adds its routes)
 from loom.ui.navigation import add_nav_link
 from loom.ui.pages import pages
 

@@ -18,12 +18,15 @@ from werkzeug.datastructures import MultiDict
 from loom.errors import LoomError, NotFound, PreconditionFailed
 from loom.metadata.model import Entity, Field, FormSection
 from loom.records.service import RecordService
+from loom.ui.attachments import store
 from loom.ui.i18n import gettext, label
 from loom.ui.pages import htmx, pages, redirect_to, render_page
 from loom.ui.screens import display, record_title, service
-from loom.ui.widgets import NOT_EDITABLE, input_value, message_text, read_rows, read_value
+from loom.ui.widgets import input_value, message_text, read_rows, read_value
 
 LINK_OPTIONS = 10
+#: types a form shows but does not edit
+FORM_NOT_EDITABLE = {"json"}
 
 
 @dataclass
@@ -81,7 +84,7 @@ def _sections(entity: Entity) -> tuple[FormSection, ...]:
 
 
 def _read_only(svc: RecordService, f: Field, writable: set[str]) -> bool:
-    return f.read_only or (f.system and f.name != "owner") or f.name not in writable or f.type in NOT_EDITABLE
+    return f.read_only or (f.system and f.name != "owner") or f.name not in writable or f.type in FORM_NOT_EDITABLE
 
 
 def submitted_value(f: Field, form: MultiDict, name: str) -> Any:
@@ -109,7 +112,7 @@ def build_form(svc: RecordService, *, record: dict[str, Any] | None = None, form
             if f is None or name not in readable:
                 continue
             read_only = _read_only(svc, f, writable)
-            if form is not None and not read_only:
+            if form is not None and not read_only and f.type != "attachment":
                 value = None if f.type == "table" else submitted_value(f, form, name)
             elif record is not None:
                 value = record.get(name)
@@ -157,13 +160,20 @@ def _table_rows(svc, ff: FormField, record, form, by_field, action, placed) -> N
             placed.add(f"{ff.name}[{i}]")
 
 
-def collect(view: FormView, form: MultiDict) -> dict[str, Any]:
-    """The values to send to the record service: every field the form lets the user edit."""
+def collect(view: FormView, form: MultiDict, files: MultiDict | None = None) -> dict[str, Any]:
+    """The values to send to the record service: every field the form lets the user edit.
+    An attachment changes only when a file was chosen or its removal ticked."""
     data: dict[str, Any] = {}
     for ff in view.fields:
         if ff.read_only:
             continue
-        if ff.field.type == "table":
+        if ff.field.type == "attachment":
+            upload = (files or {}).get(ff.name)
+            if upload is not None and upload.filename:
+                data[ff.name] = store(ff.field, upload, ff.name)
+            elif form.get(f"_remove.{ff.name}") == "true":
+                data[ff.name] = None
+        elif ff.field.type == "table":
             editable = [c for c in ff.child_fields if c.name not in ff.child_read_only]
             data[ff.name] = read_rows(ff.field, editable, form)
         else:
@@ -265,7 +275,7 @@ def create_record(entity: str):
     svc.access.require("create")
     view = build_form(svc)
     try:
-        record = svc.create(collect(view, request.form))
+        record = svc.create(collect(view, request.form, request.files))
     except LoomError as exc:
         if not exc.errors and exc.status not in (409, 422):
             raise
@@ -296,7 +306,7 @@ def update_record(entity: str, record_id: int):
         base = {}
     try:
         view = build_form(svc, record=record)
-        svc.update(record_id, collect(view, request.form), expected_version=expected)
+        svc.update(record_id, collect(view, request.form, request.files), expected_version=expected)
     except PreconditionFailed:
         current = svc.get(record_id)
         view = build_form(svc, record=current, form=request.form)
