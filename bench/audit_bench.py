@@ -159,7 +159,7 @@ def bench_history(engine: sa.Engine, rows: int, samples: int = 500) -> dict[str,
         conn.exec_driver_sql(
             "INSERT INTO loom_audit (seq, at, actor, action, entity, record_id, changes, outcome, prev_hash, hash) "
             "SELECT g, timestamptz '2025-12-01' + (g::float8 / %(rows)s) * interval '365 days', "
-            "'user' || (g %% 200), 'record.update', 'customer', 1 + (g * 7919) %% %(records)s, "
+            "'user' || (g %% 200), 'record.update', 'customer', 1 + (g::bigint * 7919) %% %(records)s, "
             "'{\"credit_limit\":[\"1.00\",\"2.00\"]}', 'ok', repeat('0', 64), repeat('0', 64) "
             "FROM generate_series(1, %(rows)s) AS g", {"rows": rows, "records": records})
         conn.exec_driver_sql("ANALYZE loom_audit")

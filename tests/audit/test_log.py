@@ -136,7 +136,8 @@ def test_sign_in_failures_lock_out_tokens_and_user_changes_are_logged(apply_meta
     anonymous_client.get("/api/v1/site_visit", headers={"Authorization": f"Bearer {token.token}"})
     anonymous_client.get("/api/v1/site_visit", headers={"Authorization": f"Bearer {token.token}"})
     identity.revoke_token(token.id, actor="admin")
-    user_id = identity.user_id(loom_engine.connect(), "admin")
+    with loom_engine.connect() as conn:
+        user_id = identity.user_id(conn, "admin")
     identity.update_user(user_id, {"display_name": "Boss", "password": "another-password"}, actor="root")
     actions = [(e["action"], e["outcome"]) for e in entries(loom_engine) if e["action"].startswith(("auth", "token",
                                                                                                     "user.update"))]

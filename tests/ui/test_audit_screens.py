@@ -40,8 +40,8 @@ def test_entry_page_shows_before_and_after_escaped(auditor, loom_app, demo):
     with loom_app.app_context():
         service = RecordService(record_context(Principal.system("test")), "customer")
         service.update(demo["customers"][1], {"name": XSS})
-        seq = loom_app.extensions["loom"].engine.connect().exec_driver_sql(
-            "SELECT max(seq) FROM loom_audit WHERE action = 'record.update'").scalar()
+        with loom_app.extensions["loom"].engine.connect() as conn:
+            seq = conn.exec_driver_sql("SELECT max(seq) FROM loom_audit WHERE action = 'record.update'").scalar()
     html = auditor.get(f"/audit/{seq}").get_data(as_text=True)
     assert "Beta Logistics" in html
     assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html
