@@ -110,7 +110,7 @@ def export_view(entity: str):
     if ids:
         args.add("filter[id][in]", ",".join(ids))
     query = svc.parse_query(args, action="export")
-    wanted = [n.strip() for n in request.args.get("columns", "").split(",") if n.strip()]
+    wanted = [n.strip() for raw in request.args.getlist("columns") for n in raw.split(",") if n.strip()]
     columns = [f for f in readable_fields(svc, wanted or list(svc.entity.all_fields))
                if f.type != "table" and f.name != "version"]
     if not any(f.name == "id" for f in columns):

@@ -129,6 +129,17 @@ class ListState:
     def query_string(self) -> str:
         return view_query(self.args)
 
+    @property
+    def column_choices(self) -> list[Field]:
+        """The shown columns first, in their order (the form sends them back in it), then
+        the others."""
+        shown = [f.name for f in self.columns]
+        return self.columns + [f for f in column_choices(self.svc) if f.name not in shown]
+
+    @property
+    def column_names(self) -> set[str]:
+        return {f.name for f in self.columns}
+
 
 def _filter_controls(svc: RecordService, args: MultiDict) -> list[FilterControl]:
     controls = []
@@ -204,8 +215,15 @@ def link_title(f: Field, raw_id: str) -> str:
     return f"#{record_id}" if value in (None, "") else display(target.entity.field(title_field), value)
 
 
+def column_choices(svc: RecordService) -> list[Field]:
+    """The fields a list can show as columns: every readable field but tables."""
+    readable = svc.access.readable()
+    return [f for f in svc.entity.all_fields.values()
+            if f.name in readable and f.type not in ("table", "json") and f.name != "version"]
+
+
 def _columns(svc: RecordService, args: MultiDict) -> list[Field]:
-    wanted = [n.strip() for n in args.get("columns", "").split(",") if n.strip()]
+    wanted = [n.strip() for raw in args.getlist("columns") for n in raw.split(",") if n.strip()]
     columns = readable_fields(svc, wanted or default_columns(svc.entity))
     columns = [c for c in columns if c.type != "table"]
     if not columns:

@@ -283,3 +283,36 @@ def test_an_xss_record_runs_no_script_anywhere(page, live_server, screenshots):
     expect(page.locator("#f-customer-options [data-pick-id]").first).to_have_text(XSS["name"])
     assert page.evaluate("document.querySelectorAll('main script, main img, main svg').length") == 0
     assert page.evaluate("typeof window.alert") == "function"
+
+
+def test_phone_width_and_keyboard_only(page, screenshots):
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto("/sign-in")
+    page.get_by_role("button", name="English").click()
+    page.locator("#username").focus()
+    page.keyboard.type("rep")
+    page.keyboard.press("Tab")
+    page.keyboard.type("correct horse battery")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/")
+    menu = page.get_by_role("button", name="Menu")
+    nav = page.get_by_role("navigation", name="Main")
+    expect(nav).to_be_hidden()
+    menu.focus()
+    page.keyboard.press("Enter")
+    expect(menu).to_have_attribute("aria-expanded", "true")
+    expect(nav).to_be_visible()
+    page.screenshot(path=screenshots / "phone-menu.png")
+    nav.get_by_role("link", name="Customer").click()
+    expect(page.locator("h1")).to_have_text("Customer")
+    page.screenshot(path=screenshots / "phone-list.png", full_page=True)
+    page.get_by_role("link", name="New").click()
+    expect(page.locator("#f-name")).to_be_visible()
+    # the two-column sections stack at phone width
+    name_box, code_box = page.locator("#field-name").bounding_box(), page.locator("#field-credit_code").bounding_box()
+    assert code_box["y"] > name_box["y"] + name_box["height"] - 1
+    page.locator("#f-name").focus()
+    page.keyboard.type("Keyboard Co.")
+    page.keyboard.press("Enter")
+    expect(page.locator("h1")).to_have_text("Keyboard Co.")
+    page.screenshot(path=screenshots / "phone-record.png", full_page=True)

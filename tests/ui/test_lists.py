@@ -79,3 +79,16 @@ def test_saved_views_keep_filters_columns_and_sort_and_one_is_the_default(page_c
     assert "Beta Logistics" in client.get("/r/customer").get_data(as_text=True)
     # views are per user
     assert page_client("wang").post(f"/r/customer/_views/{view_id}/delete").status_code == 404
+
+
+def test_columns_can_be_chosen_and_export_follows_them(page_client, demo):
+    client = page_client("admin")
+    page = client.get("/r/customer?columns=name&columns=credit_limit&columns=city_missing").get_data(as_text=True)
+    headers = re.findall(r'<th scope="col"[^>]*>\s*<a [^>]*>([^<]+)</a>', page)
+    assert headers == ["Name", "Credit limit"]
+    assert 'name="columns" value="name" checked' in page and 'name="columns" value="level" >' in " ".join(page.split())
+    exported = client.get("/r/customer/_export?format=csv&columns=name&columns=credit_limit").get_data(as_text=True)
+    assert exported.lstrip("\ufeff").splitlines()[0] == "ID,Name,Credit limit"
+    # a rep's column choices hold no field they may not read
+    liu = page_client("liu").get("/r/customer?columns=name,credit_limit").get_data(as_text=True)
+    assert 'value="credit_limit"' not in liu and "Credit limit" not in liu

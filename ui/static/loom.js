@@ -143,6 +143,17 @@
     if (window.htmx) window.htmx.trigger(form, "submit");
   });
 
+  // On a phone the filter panel starts closed, so the list is what the user sees first.
+  function collapseOnNarrow(root) {
+    if (!window.matchMedia("(max-width: 720px)").matches) return;
+    root.querySelectorAll("[data-collapse-narrow]:not([data-collapse-checked])").forEach(function (panel) {
+      panel.setAttribute("data-collapse-checked", "");
+      panel.removeAttribute("open");
+    });
+  }
+  document.addEventListener("DOMContentLoaded", function () { collapseOnNarrow(document); });
+  document.addEventListener("htmx:afterSettle", function (event) { collapseOnNarrow(event.detail.elt); });
+
   // After a swap, move focus to the first error so keyboard users land on it.
   document.addEventListener("htmx:afterSettle", function (event) {
     var invalid = event.detail.elt.querySelector && event.detail.elt.querySelector("[aria-invalid=true]");
