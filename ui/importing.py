@@ -375,7 +375,15 @@ def import_job(entity: str, job_id: int):
     preview, header = [], []
     if job["status"] == "mapping":
         header, rows = read_table(job["filename"], job["content"])
-        preview = [row for _, row in zip(range(PREVIEW_ROWS), rows, strict=False)]
+        by_name = {f.name: f for f in importable_fields(svc)}
+        converter = Converter(svc, [by_name.get(name) for name in job["mapping"]])
+        for _, cells in zip(range(PREVIEW_ROWS), rows, strict=False):
+            try:
+                converter.row(cells)
+                problem = ""
+            except RowProblem as exc:
+                problem = str(exc)
+            preview.append((cells, problem))
     job.pop("content")
     return render_page("import_job.html", entity=svc.entity, job=job, header=header, preview=preview,
                        fields=importable_fields(svc))

@@ -43,6 +43,7 @@ def test_an_excel_import_maps_labels_and_resolves_links_by_title(page_client, de
     job = int(job_url.rsplit("/", 1)[1])
     mapping = client.get(job_url).get_data(as_text=True)
     assert "3 rows to import" in mapping and "Li Lei" in mapping
+    assert "no record named “No Such Company”" in mapping  # the preview checks its rows
     chosen = dict(re.findall(r'<select id="column-(\d)".*?<option value="(\w*)" selected', mapping, re.S))
     assert chosen == {"0": "name", "1": "customer", "2": "mobile"}
     started = client.post(job_url, {"column-0": "name", "column-1": "customer", "column-2": "mobile", "column-3": ""})
