@@ -116,7 +116,13 @@ def _loom_error(exc: LoomError):
     from loom.ui.widgets import message_text
 
     if isinstance(exc, Unauthorized) and g.get("principal") is None:
-        return redirect_to(url_for("pages.sign_in", next=request.full_path if request.method == "GET" else None))
+        target = url_for("pages.sign_in", next=request.full_path if request.method == "GET" else None)
+        if htmx:
+            # the whole page changes (no navigation before signing in): a full load, not a swap
+            response = current_app.response_class("", 204)
+            response.headers["HX-Redirect"] = target
+            return response
+        return redirect(target, 303)
     errors = [{**e, "message": message_text(e.get("message", ""))} for e in exc.errors]
     return _error_page(exc.status, str(ERROR_TITLES.get(exc.status, exc.title)), message_text(exc.detail), errors)
 
