@@ -31,7 +31,7 @@ from loom.ui.screens import (
     service,
 )
 from loom.ui.views import SavedViewRow, SavedViews, view_query
-from loom.ui.widgets import NOT_EDITABLE, read_value
+from loom.ui.widgets import NOT_EDITABLE, message_text, read_value
 
 PAGE_SIZES = (25, 50, 100, 200)
 #: arguments only the screen uses; the record service never sees them
@@ -300,7 +300,7 @@ def bulk_delete(entity: str):
             svc.delete(record_id)
             done += 1
         except LoomError as exc:
-            failures.append((record_id, exc.detail))
+            failures.append((record_id, message_text(exc.detail)))
     return _bulk_reply(done, failures, ngettext("Deleted %(num)s record.", "Deleted %(num)s records.", done))
 
 
@@ -334,8 +334,6 @@ def bulk_update(entity: str):
             svc.update(record_id, {chosen.name: value})
             done += 1
         except LoomError as exc:
-            from loom.ui.widgets import message_text
-
             reasons = [message_text(e.get("message", "")) for e in exc.errors] or [exc.detail]
             failures.append((record_id, "; ".join(reasons)))
     return _bulk_reply(done, failures, ngettext("Updated %(num)s record.", "Updated %(num)s records.", done))

@@ -58,11 +58,44 @@ _PATTERNS = (
 )
 
 
+ACTION_LABELS = {"read": lazy_gettext("read"), "create": lazy_gettext("create"), "update": lazy_gettext("change"),
+                 "delete": lazy_gettext("delete"), "export": lazy_gettext("export"), "import": lazy_gettext("import")}
+_ABOUT_RECORDS = (
+    (re.compile(r"^you may not (\w+) (\w+) records$"),
+     lambda m: gettext("You may not %(action)s %(entity)s records.",
+                       action=ACTION_LABELS.get(m.group(1), m.group(1)), entity=_entity_label(m.group(2)))),
+    (re.compile(r"^there is no (\w+) with id (\d+)$"),
+     lambda m: gettext("There is no %(entity)s #%(id)s, or it is not yours to see.",
+                       entity=_entity_label(m.group(1)), id=m.group(2))),
+    (re.compile(r"^(\d+) .+ record\(s\) still link to this \w+ through '\w+'; change or delete them first$"),
+     lambda m: gettext("%(count)s other record(s) still link to this one; change or delete them first.",
+                       count=m.group(1))),
+    (re.compile(r"^this \w+ is still linked from other records$"),
+     lambda m: gettext("Other records still link to this one; change or delete them first.")),
+    (re.compile(r"^this \w+ was changed by someone else"),
+     lambda m: gettext("Someone else changed this record in the meantime; reload it and try again.")),
+    (re.compile(r"^unknown field '([^']*)' in (\w+)$"),
+     lambda m: gettext("There is no field “%(name)s” to use here.", name=m.group(1))),
+)
+
+
+def _entity_label(name: str) -> str:
+    from loom.ui.i18n import label
+    from loom.ui.screens import context
+
+    entity = context().live.model.entities.get(name)
+    return label(entity) if entity is not None else name
+
+
 def message_text(message: str) -> str:
     """A service error message in the interface language where Loom knows it."""
     known = _KERNEL_MESSAGES.get(message)
     if known is not None:
         return str(known)
+    for pattern, text in _ABOUT_RECORDS:
+        match = pattern.match(message)
+        if match:
+            return text(match)
     match = re.match(r"^must be between (.+) and (.+)$", message)
     if match:
         return gettext("Must be between %(a)s and %(b)s.", a=match.group(1), b=match.group(2))

@@ -87,3 +87,14 @@ def test_actions_the_user_may_not_take_are_not_offered_and_refused(page_client, 
     assert refused.status_code == 403
     assert "Acme Trading" in client.get("/r/customer").get_data(as_text=True)
     assert client.get("/r/customer/_import").status_code == 403
+
+
+def test_refusals_are_explained_in_the_users_language(page_client, demo):
+    client = page_client("wang")
+    english = client.get("/r/customer/_import").get_data(as_text=True)
+    assert "You may not import Customer records." in english
+    client.post("/language", {"locale": "zh_CN"})
+    chinese = client.get("/r/customer/_import").get_data(as_text=True)
+    assert "您无权导入客户记录。" in chinese and "无权操作" in chinese
+    missing = client.get(f"/r/customer/{demo['customers'][2]}").get_data(as_text=True)
+    assert "没有编号为" in missing and "Gamma" not in missing
