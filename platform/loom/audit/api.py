@@ -3,8 +3,6 @@ the chain check; for everyone the history of a record they can read."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Iterable, Iterator
 
@@ -104,18 +102,10 @@ def export_entries():
 
 
 def csv_lines(entries: Iterable[dict]) -> Iterator[str]:
-    from loom.records.api import csv_cell
+    """Entries as CSV, one column per field of an entry, in pieces of about 64 KiB."""
+    from loom.records.api import csv_lines as record_lines
 
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(reading.COLUMNS)
-    for entry in entries:
-        writer.writerow([csv_cell(entry[c]) for c in reading.COLUMNS])
-        if buffer.tell() > 64 * 1024:
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-    yield buffer.getvalue()
+    return record_lines(list(reading.COLUMNS), entries)
 
 
 @audit_api.get("/v1/<entity>/<int:record_id>/_history")

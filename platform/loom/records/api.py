@@ -163,7 +163,7 @@ def export_records(entity: str):
             yield first
             yield from rows
 
-    body = _csv_lines(columns, records()) if fmt == "csv" else (
+    body = csv_lines(columns, records()) if fmt == "csv" else (
         json.dumps({c: r.get(c) for c in columns}, ensure_ascii=False) + "\n" for r in records())
     mimetype = "text/csv" if fmt == "csv" else "application/x-ndjson"
     response = Response(stream_with_context(body), mimetype=mimetype)
@@ -190,7 +190,7 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _csv_lines(columns: list[str], records):
+def csv_lines(columns: list[str], records):
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(columns)
