@@ -15,7 +15,7 @@ from flask import Response, request, stream_with_context
 from loom.errors import BadRequest
 from loom.metadata.model import Field
 from loom.ui.i18n import gettext, label
-from loom.ui.lists import service_args
+from loom.ui.lists import local_times, service_args
 from loom.ui.pages import pages
 from loom.ui.screens import option_label, readable_fields, service
 
@@ -103,7 +103,7 @@ def export_view(entity: str):
     fmt = request.args.get("format", "csv")
     if fmt not in FORMATS:
         raise BadRequest(gettext("Choose CSV or Excel (xlsx)."))
-    args = service_args(request.args)
+    args = local_times(svc.entity, service_args(request.args))
     for key in ("limit", "cursor"):
         args.poplist(key)
     ids = [raw for raw in request.args.getlist("ids") if raw.isdigit()]

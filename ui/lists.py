@@ -39,6 +39,25 @@ SCREEN_ARGS = {"columns", "view", "ids", "format", "csrf_token"}
 NUMERIC_OR_DATE = {"integer", "decimal", "money", "percent", "date", "datetime"}
 
 
+def local_times(entity, args: MultiDict) -> MultiDict:
+    """Date-time filters as typed (no zone) are in the screens' time zone."""
+    import datetime as dt
+
+    from loom.ui.widgets import local_moment
+
+    result: MultiDict = MultiDict()
+    for key, value in args.items(multi=True):
+        name = key[len("filter["):].split("]")[0] if key.startswith("filter[") else ""
+        f = entity.all_fields.get(name)
+        if f is not None and f.type == "datetime" and value:
+            try:
+                value = local_moment(dt.datetime.fromisoformat(value)).isoformat()
+            except ValueError:
+                pass  # the record service says what is wrong with it
+        result.add(key, value)
+    return result
+
+
 def service_args(args: MultiDict) -> MultiDict:
     """List arguments for the record service: empty values dropped, and the repeated
     values of an ``in`` filter (one per ticked box) joined with commas."""
@@ -250,7 +269,7 @@ def list_state(entity: str, args: MultiDict, *, count: bool = True) -> ListState
         if view is not None:
             args = view.args()
     columns = _columns(svc, args)
-    query = svc.parse_query(service_args(args))
+    query = svc.parse_query(local_times(svc.entity, service_args(args)))
     selected = {"id", *(c.name for c in columns)}
     query.fields = [n for n in svc.entity.all_fields if n in selected]
     query.count = count and query.after is None

@@ -8,7 +8,7 @@ import decimal
 from typing import Any
 
 from flask import g
-from flask_babel import format_decimal
+from flask_babel import format_decimal, get_timezone
 
 from loom.metadata.model import Entity, Field
 from loom.records.service import Context, RecordService
@@ -63,8 +63,8 @@ def display(f: Field, value: Any) -> str:
     if kind == "integer" and not f.system:
         return format_decimal(value, format="#,##0")
     if kind == "datetime":
-        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-        return moment.strftime("%Y-%m-%d %H:%M UTC")
+        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(get_timezone())
+        return f"{moment:%Y-%m-%d %H:%M} {moment.tzname()}"
     if kind == "attachment":
         return value.get("name", "")
     if kind in ("json", "table"):

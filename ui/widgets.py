@@ -9,6 +9,7 @@ import datetime as dt
 import re
 from typing import Any
 
+from flask_babel import get_timezone
 from werkzeug.datastructures import MultiDict
 
 from loom.metadata.model import Field
@@ -125,11 +126,23 @@ def input_value(f: Field, value: Any) -> str:
     if value is None:
         return ""
     if f.type == "datetime":
-        moment = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-        return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M")
+        text = str(value)
+        if len(text) == 16 and "T" in text:  # as the user typed it, already local
+            return text
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return moment.astimezone(get_timezone()).strftime("%Y-%m-%dT%H:%M")
     if f.type == "link":
         return str(value["id"]) if isinstance(value, dict) else str(value)
     return str(value)
+
+
+def local_moment(moment: dt.datetime) -> dt.datetime:
+    """A time without a zone, as typed into the screens, in the screens' time zone
+    (Flask-Babel's ``BABEL_DEFAULT_TIMEZONE``, UTC unless configured)."""
+    if moment.tzinfo is not None:
+        return moment
+    zone = get_timezone()
+    return zone.localize(moment) if hasattr(zone, "localize") else moment.replace(tzinfo=zone)
 
 
 def read_value(f: Field, form: MultiDict, name: str) -> Any:
@@ -147,9 +160,12 @@ def read_value(f: Field, form: MultiDict, name: str) -> Any:
     if raw.strip() == "":
         return None
     if f.type == "datetime":
-        # <input type=datetime-local> has no zone; the screens show and take UTC
-        text = raw.strip()
-        return text + ":00Z" if len(text) == 16 else text
+        # <input type=datetime-local> has no zone: it is the screens' time zone
+        try:
+            moment = dt.datetime.fromisoformat(raw.strip())
+        except ValueError:
+            return raw.strip()
+        return local_moment(moment).isoformat()
     if f.type in ("string", "text", "email", "phone", "url"):
         return raw.strip() if f.type != "text" else raw
     return raw.strip()

@@ -117,3 +117,21 @@ def test_deleting_from_the_record_page(page_client, demo):
     version = re.search(r'name="version" value="(\d+)"', page).group(1)
     assert client.post(f"/r/customer/{gamma}/delete", {"version": version}).status_code == 303
     assert client.get(f"/r/customer/{gamma}").status_code == 404
+
+
+def test_times_are_shown_and_typed_in_the_screens_time_zone(loom_app, page_client, demo):
+    loom_app.extensions["babel"].default_timezone = "Asia/Shanghai"  # BABEL_DEFAULT_TIMEZONE, set late
+    client = page_client("admin")
+    created = client.post("/r/service_ticket/new", {"title": "Broken", "sla_due": "2026-11-20T09:30"},
+                          htmx="record-form")
+    assert created.status_code == 204, created.get_data(as_text=True)
+    record_id = int(re.search(r"/r/service_ticket/(\d+)", created.headers["HX-Location"]).group(1))
+    api = loom_app.test_client()
+    token = loom_app.extensions["loom"].identity.create_token("admin").token
+    stored = api.get(f"/api/v1/service_ticket/{record_id}", headers={"Authorization": f"Bearer {token}"}).json
+    assert stored["data"]["sla_due"] == "2026-11-20T01:30:00Z"
+    assert "2026-11-20 09:30 CST" in client.get(f"/r/service_ticket/{record_id}").get_data(as_text=True)
+    assert 'value="2026-11-20T09:30"' in client.get(f"/r/service_ticket/{record_id}/edit").get_data(as_text=True)
+    listed = client.get("/r/service_ticket?filter%5Bsla_due%5D%5Bgte%5D=2026-11-20T09:00"
+                        "&filter%5Bsla_due%5D%5Blte%5D=2026-11-20T10:00").get_data(as_text=True)
+    assert "Broken" in listed
