@@ -17,6 +17,7 @@ from werkzeug.datastructures import MultiDict
 
 from loom.errors import LoomError, NotFound, PreconditionFailed
 from loom.metadata.model import Entity, Field, FormSection
+from loom.permissions import EntityAccess
 from loom.records.service import RecordService
 from loom.ui.attachments import store
 from loom.ui.i18n import gettext, label
@@ -72,9 +73,10 @@ class FormView:
         return [ff for _label, _columns, fields in self.sections for ff in fields]
 
 
-def child_access(svc: RecordService, child: Entity):
-    """What the user may do with the rows of a table field (the parent's rules apply)."""
-    return svc._access_for(child)
+def child_access(svc: RecordService, child: Entity) -> EntityAccess:
+    """What the user may do with the rows of a table field: the parent's actions and
+    rows, the child's field rules."""
+    return EntityAccess(svc.context.policy, svc.principal, child, svc.access)
 
 
 def _sections(entity: Entity) -> tuple[FormSection, ...]:
