@@ -258,6 +258,8 @@ def run_import(app: Flask, job_id: int, principal: Principal, locale: str) -> No
         with reading(engine) as conn:
             job = conn.execute(sa.select(import_jobs).where(import_jobs.c.id == job_id)).mappings().one()
         imported, rejected = 0, []
+        #: lines whose chunk was carried out (each row in it imported or rejected)
+        finished: set[int] = set()
         try:
             svc = RecordService(record_context(principal), job["entity"])
             svc.access.require("import")
@@ -274,7 +276,9 @@ def run_import(app: Flask, job_id: int, principal: Principal, locale: str) -> No
                 processed += 1
                 if processed % CHUNK_ROWS == 0:
                     done, refused = import_chunk(svc, chunk)
-                    imported, rejected, chunk = imported + done, rejected + refused, []
+                    imported, rejected = imported + done, rejected + refused
+                    finished.update(line for line, _cells, _data in chunk)
+                    chunk = []
                     _save(engine, job_id, processed=processed, imported=imported, rejected=rejected)
             done, refused = import_chunk(svc, chunk)
             imported, rejected = imported + done, rejected + refused
@@ -284,8 +288,22 @@ def run_import(app: Flask, job_id: int, principal: Principal, locale: str) -> No
         except Exception as exc:  # the job must end with a state and a reason, whatever failed
             app.logger.exception("import job %s failed", job_id)
             message = exc.detail if isinstance(exc, LoomError) else gettext("The import stopped on an unexpected error.")
-            _save(engine, job_id, status="failed", message=message)
+            rejected = _with_unfinished(job, rejected, finished)
+            _save(engine, job_id, status="failed", message=message, imported=imported, rejected=rejected)
             _log_import(app, principal, job, imported, len(rejected), "error", str(message))
+
+
+def _with_unfinished(job: Any, rejected: list[dict[str, Any]], finished: set[int]) -> list[dict[str, Any]]:
+    """After a failure, every row not carried out joins the report, so the report and the
+    imported rows together account for the whole file."""
+    reported = {row["line"] for row in rejected}
+    try:
+        _header, rows = read_table(job["filename"], job["content"])
+        rest = [{"line": line, "cells": cells, "reason": gettext("Not imported: the import stopped before this row.")}
+                for line, cells in enumerate(rows, start=2) if line not in finished and line not in reported]
+    except LoomError:
+        rest = []
+    return sorted(rejected + rest, key=lambda row: row["line"])
 
 
 def _log_import(app: Flask, principal: Principal, job: Any, accepted: int, rejected: int, outcome: str,

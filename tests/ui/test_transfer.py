@@ -109,3 +109,27 @@ def test_export_follows_the_view_and_quotes_formulas(page_client, demo):
     assert values[1][name_column] == "=HYPERLINK(\"http://x\")"
     assert sheet.cell(row=2, column=name_column + 1).data_type == "s"  # text, not a formula
     assert client.get("/r/customer/_export?format=pdf").status_code == 400
+
+
+def test_an_import_that_stops_reports_every_row_it_did_not_import(page_client, demo, monkeypatch):
+    from loom.ui import importing
+
+    client = page_client("admin")
+    content = "".join(["name\n", *(f"Stop test {i}\n" for i in range(600))]).encode()
+    job_url = _upload(client, "customer", "stop.csv", content).headers["Location"]
+    job = int(job_url.rsplit("/", 1)[1])
+    real_chunk, calls = importing.import_chunk, []
+
+    def failing_chunk(svc, rows):
+        calls.append(len(rows))
+        if len(calls) == 2:
+            raise RuntimeError("the database went away")
+        return real_chunk(svc, rows)
+
+    monkeypatch.setattr(importing, "import_chunk", failing_chunk)
+    client.post(job_url, {"column-0": "name"})
+    done = _wait_for(client, "customer", job)
+    assert "Import failed" in done and "250 imported" in done and "350 rejected" in done
+    report = client.get(f"/r/customer/_import/{job}/rejected.csv").get_data(as_text=True)
+    lines = report.lstrip("\ufeff").splitlines()
+    assert len(lines) == 351 and lines[1].startswith("252,Not imported")
