@@ -91,7 +91,8 @@ def page_client(loom_app, demo):
 
 # -- browser tests -------------------------------------------------------------------------------
 
-CHROMIUM = "/usr/bin/chromium"
+#: Debian's Chromium; LOOM_CHROMIUM points elsewhere
+CHROMIUM = os.environ.get("LOOM_CHROMIUM") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
