@@ -41,9 +41,9 @@ from benchlib import (  # noqa: E402
 
 from loom.audit.api import csv_lines  # noqa: E402
 from loom.audit.chain import verify  # noqa: E402
-from loom.audit.log import GENESIS, AuditLog, ensure_partitions, entry_hash, month_start  # noqa: E402
+from loom.audit.log import GENESIS, AuditLog, ensure_partitions, entry_hash, partitions  # noqa: E402
 from loom.audit.models import audit_head, audit_log  # noqa: E402
-from loom.audit.reading import AuditQuery, stream  # noqa: E402
+from loom.audit.reading import AuditQuery, history_query, stream  # noqa: E402
 from loom.db import create_engine, upgrade  # noqa: E402
 from loom.identity.principal import Principal  # noqa: E402
 from loom.records.query import Cursors  # noqa: E402
@@ -104,7 +104,7 @@ def _chain_rows(count: int, start: dt.datetime, span: dt.timedelta, entities: in
 
 def fill_chain(engine: sa.Engine, count: int, start: dt.datetime, span: dt.timedelta) -> None:
     if engine.dialect.name == "postgresql":
-        _partitions(engine, start, span)
+        ensure_partitions(engine, start, months=span.days // 28 + 2)
     batch: list[dict] = []
     last = None
     with engine.begin() as conn:
@@ -118,11 +118,6 @@ def fill_chain(engine: sa.Engine, count: int, start: dt.datetime, span: dt.timed
             conn.execute(audit_log.insert(), batch)
         conn.execute(audit_head.update().where(audit_head.c.id == 1).values(seq=last["seq"], hash=last["hash"],
                                                                            at=last["at"]))
-
-
-def _partitions(engine: sa.Engine, start: dt.datetime, span: dt.timedelta) -> None:
-    months = (span.days // 28) + 2
-    ensure_partitions(engine, start, months=months)
 
 
 def bench_verify(engine: sa.Engine) -> tuple[int, float]:
@@ -163,10 +158,7 @@ def bench_history(engine: sa.Engine, rows: int, samples: int = 500) -> dict[str,
             "'{\"credit_limit\":[\"1.00\",\"2.00\"]}', 'ok', repeat('0', 64), repeat('0', 64) "
             "FROM generate_series(1, %(rows)s) AS g", {"rows": rows, "records": records})
         conn.exec_driver_sql("ANALYZE loom_audit")
-    t = audit_log.c
-    query = (sa.select(audit_log).where(t.entity == "customer", t.record_id == sa.bindparam("rid"),
-                                        t.action.startswith("record."), t.outcome == "ok",
-                                        t.action != "record.read", t.action != "record.export").order_by(t.seq))
+    query = history_query("customer", sa.bindparam("rid"))
     timings = []
     rng = random.Random(11)
     with engine.connect() as conn:
@@ -176,21 +168,16 @@ def bench_history(engine: sa.Engine, rows: int, samples: int = 500) -> dict[str,
             found = conn.execute(query, {"rid": rid}).all()
             timings.append((time.perf_counter() - started) * 1000)
             assert found
-        size = conn.exec_driver_sql(
-            "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-            "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'loom_audit' "
-            "AND p.relnamespace = to_regnamespace(current_schema())::oid").scalar()
     return {"p50 ms": percentile(timings, 0.5), "p99 ms": percentile(timings, 0.99),
-            "entries per record": rows / records, "MB per million": float(size) / 2**20 / (rows / 1e6)}
+            "entries per record": rows / records, "MB per million": size_per_million(engine, rows)}
 
 
-def size_per_million(engine: sa.Engine, entries: int, path: str | None) -> float:
+def size_per_million(engine: sa.Engine, entries: int) -> float:
+    """MiB per million entries of the audit log, tables and indexes together."""
     if engine.dialect.name == "postgresql":
         with engine.connect() as conn:
-            size = conn.exec_driver_sql(
-                "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_inherits i JOIN pg_class c "
-                "ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'loom_audit' "
-                "AND p.relnamespace = to_regnamespace(current_schema())::oid").scalar()
+            size = sum(conn.execute(sa.text("SELECT pg_total_relation_size(to_regclass(:t))"), {"t": t}).scalar()
+                       for t in partitions(conn))
     else:
         with engine.connect() as conn:
             conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -230,8 +217,7 @@ def main() -> None:
         memory = bench_export_memory(engine, args.verify_entries)
         print(f"export CSV: peak {memory['tenth']:.1f} MiB for {memory['tenth MiB written']:.0f} MiB of CSV, "
               f"peak {memory['all']:.1f} MiB for {memory['all MiB written']:.0f} MiB")
-        db_path = database.url.split("///", 1)[1] if args.db == "sqlite" else None
-        print(f"size: {size_per_million(engine, args.verify_entries, db_path):.0f} MiB per million entries "
+        print(f"size: {size_per_million(engine, args.verify_entries):.0f} MiB per million entries "
               "(table and indexes)")
         engine.dispose()
 

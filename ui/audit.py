@@ -54,9 +54,7 @@ def audit_entry(seq: int):
 def audit_verify():
     """Walk the whole chain and show where it breaks, if it does."""
     require_auditor()
-    verdict = chain.verify(_engine())
-    current_app.extensions["loom"].audit.add_alone("audit.verify", principal=g.principal,
-                                                   outcome="ok" if verdict.ok else "error", detail=verdict.as_dict())
+    verdict = chain.check(_engine(), current_app.extensions["loom"].audit, principal=g.principal)
     return render_page("_audit_verify.html", verdict=verdict)
 
 

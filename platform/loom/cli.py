@@ -375,12 +375,10 @@ def _anchor(text: str | None) -> tuple[int, str] | None:
 @with_appcontext
 def verify_audit(archive_dir: Path | None, expect: str | None) -> None:
     """Walk the hash chain. Exits 1 naming the first entry edited, removed or moved."""
-    from loom.audit.chain import verify
+    from loom.audit.chain import check
 
     loom = _loom()
-    verdict = verify(loom.engine, archive_dir=archive_dir, expect=_anchor(expect))
-    loom.audit.add_alone("audit.verify", actor="system:cli", outcome="ok" if verdict.ok else "error",
-                         detail=verdict.as_dict())
+    verdict = check(loom.engine, loom.audit, actor="system:cli", archive_dir=archive_dir, expect=_anchor(expect))
     seq, digest = verdict.head
     if verdict.ok:
         archives = f" and {verdict.archives} archive files" if verdict.archives else ""
@@ -453,6 +451,8 @@ def lock_audit(role: str) -> None:
     database role the application connects as (it keeps SELECT and INSERT)."""
     import sqlalchemy as sa
 
+    from loom.audit.log import partitions
+
     loom = _loom()
     if loom.engine.dialect.name != "postgresql":
         _fail(LoomError("rights can be revoked on PostgreSQL only; on SQLite the triggers guard the log"))
@@ -460,10 +460,7 @@ def lock_audit(role: str) -> None:
     with loom.engine.begin() as conn:
         if not conn.execute(sa.text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role}).first():
             _fail(LoomError(f"there is no database role named {role}"))
-        tables = conn.execute(sa.text(
-            "SELECT c.relname FROM pg_class c WHERE c.relnamespace = to_regnamespace(current_schema())::oid "
-            "AND (c.relname = 'loom_audit' OR c.oid IN (SELECT inhrelid FROM pg_inherits i JOIN pg_class p "
-            "ON p.oid = i.inhparent WHERE p.relname = 'loom_audit'))")).scalars().all()
+        tables = ["loom_audit", *partitions(conn)]
         for table in tables:
             conn.exec_driver_sql(f"REVOKE UPDATE, DELETE, TRUNCATE ON {table} FROM {quoted}")
             conn.exec_driver_sql(f"GRANT SELECT, INSERT ON {table} TO {quoted}")

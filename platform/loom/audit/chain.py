@@ -23,9 +23,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from loom.audit.log import GENESIS, entry_hash, month_start, partition_name, timestamp
+from loom.audit.log import GENESIS, AuditLog, entry_hash, month_start, partition_name, timestamp
 from loom.audit.models import audit_archives, audit_head, audit_log
 from loom.db import utcnow, write_transaction
+from loom.identity.principal import Principal
 
 #: rows fetched per round trip while walking the chain
 BATCH = 5000
@@ -78,8 +79,9 @@ class _Walk:
         return True
 
 
-def _rows(conn: sa.Connection) -> Iterator[Mapping[str, Any]]:
-    query = sa.select(audit_log).order_by(audit_log.c.seq)
+def _rows(conn: sa.Connection, *where: Any) -> Iterator[Mapping[str, Any]]:
+    """Entries in chain order, streamed from a server-side cursor on PostgreSQL."""
+    query = sa.select(audit_log).where(*where).order_by(audit_log.c.seq)
     if conn.dialect.name == "postgresql":
         result = conn.execute(query, execution_options={"stream_results": True, "yield_per": BATCH})
     else:
@@ -130,6 +132,15 @@ def verify(engine: sa.Engine, *, archive_dir: str | Path | None = None,
             message = f"the chain head (entry {head.seq}) does not match the last entry ({walk.seq})"
         walk.problems.append((walk.seq + 1, message))
     return _verdict(walk, archives)
+
+
+def check(engine: sa.Engine, audit: AuditLog, *, principal: Principal | None = None, actor: str | None = None,
+          archive_dir: str | Path | None = None, expect: tuple[int, str] | None = None) -> Verdict:
+    """``verify``, and log the check itself (``audit.verify``, with its result)."""
+    verdict = verify(engine, archive_dir=archive_dir, expect=expect)
+    audit.add_alone("audit.verify", principal=principal, actor=actor, outcome="ok" if verdict.ok else "error",
+                    detail=verdict.as_dict())
+    return verdict
 
 
 def _verdict(walk: _Walk, archives: int, problem: tuple[int, str] | None = None) -> Verdict:
@@ -209,20 +220,15 @@ def _archive_month(engine: sa.Engine, month: dt.date, following: dt.date, folder
     name = f"loom-audit-{month.year:04d}-{month.month:02d}.jsonl.gz"
     path = folder / name
     in_month = [audit_log.c.at >= lower, audit_log.c.at < upper]
-    postgres = engine.dialect.name == "postgresql"
     with write_transaction(engine) as conn:
-        if postgres:
+        if engine.dialect.name == "postgresql":
             # no entry may be added to the chain while its oldest part is moved out
             conn.execute(sa.select(audit_head.c.seq).where(audit_head.c.id == 1).with_for_update())
-        query = sa.select(audit_log).where(*in_month).order_by(audit_log.c.seq)
-        if postgres:
-            query_result = conn.execute(query, execution_options={"stream_results": True, "yield_per": BATCH})
-        else:
-            query_result = conn.execute(query)
         count, first_row, last_row = 0, None, None
         temporary = path.with_suffix(".part")
-        with gzip.open(temporary, "wt", encoding="utf-8", compresslevel=6) as out:
-            for row in query_result.mappings():
+        with gzip.open(temporary, "wt", encoding="utf-8", compresslevel=6) as out, \
+                closing(_rows(conn, *in_month)) as rows:
+            for row in rows:
                 out.write(json.dumps(as_json(row), ensure_ascii=False, separators=(",", ":")) + "\n")
                 first_row = first_row or dict(row)
                 last_row = row

@@ -289,6 +289,14 @@ def partition_name(year: int, month: int) -> str:
     return f"loom_audit_y{year:04d}m{month:02d}"
 
 
+def partitions(conn: sa.Connection) -> list[str]:
+    """The monthly (and default) partitions of the audit log in the current schema (PostgreSQL)."""
+    return list(conn.execute(sa.text(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'loom_audit' "
+        "AND p.relnamespace = to_regnamespace(current_schema())::oid ORDER BY c.relname")).scalars())
+
+
 def ensure_partitions(engine: sa.Engine, start: dt.datetime | dt.date, months: int = 2) -> list[str]:
     """Create the monthly partitions of the audit log from ``start``'s month on, as far
     as they are missing (PostgreSQL). A partition that cannot be made now (its rows are
@@ -296,10 +304,7 @@ def ensure_partitions(engine: sa.Engine, start: dt.datetime | dt.date, months: i
     for later; entries then go to the default partition and are still in the chain."""
     created = []
     with engine.connect() as conn:
-        existing = set(conn.execute(sa.text(
-            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-            "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'loom_audit' "
-            "AND p.relnamespace = to_regnamespace(current_schema())::oid")).scalars())
+        existing = set(partitions(conn))
     for offset in range(months):
         lower = month_start(start.year, start.month + offset)
         upper = month_start(lower.year, lower.month + 1)

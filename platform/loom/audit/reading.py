@@ -132,6 +132,15 @@ def stream(engine: sa.Engine, query: AuditQuery, batch: int = 2000) -> Iterator[
         after = rows[-1]["seq"]
 
 
+def history_query(entity: str, record_id: Any) -> sa.Select:
+    """The changes of one record, oldest first (``record_id`` may be a bind parameter)."""
+    t = audit_log.c
+    return (sa.select(audit_log)
+            .where(t.entity == entity, t.record_id == record_id, t.action.startswith("record."), t.outcome == "ok",
+                   t.action != "record.read", t.action != "record.export")
+            .order_by(t.seq))
+
+
 def record_history(service: Any, record_id: int) -> list[dict[str, Any]]:
     """The changes of one record, oldest first, as ``service``'s caller may see them:
     only when they may read the record, and only the fields they may read."""
@@ -139,13 +148,8 @@ def record_history(service: Any, record_id: int) -> list[dict[str, Any]]:
     readable = service.access.readable()
     child_readable = {f.name: service._access_for(service.model.entity(f.target)).readable()
                       for f in service.entity.table_fields if f.name in readable}
-    t = audit_log.c
-    stmt = (sa.select(audit_log)
-            .where(t.entity == service.entity.name, t.record_id == record_id, t.action.startswith("record."),
-                   t.outcome == "ok", t.action != "record.read", t.action != "record.export")
-            .order_by(t.seq))
     with reading(service.context.engine) as conn:
-        rows = conn.execute(stmt).mappings().all()
+        rows = conn.execute(history_query(service.entity.name, record_id)).mappings().all()
     history = []
     for row in rows:
         changes = {}

@@ -185,7 +185,7 @@ class RecordReader(RecordAudit):
         try:
             self.access.require(action)
         except Forbidden as exc:
-            self._log_refusal("read" if action == "read" else action, exc, record_id)
+            self._log_refusal(action, exc, record_id)
             raise
 
     def get(self, record_id: int, fields: list[str] | None = None) -> dict[str, Any]:
