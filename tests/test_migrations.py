@@ -17,6 +17,24 @@ def test_upgrade_downgrade_upgrade(loom_engine):
     assert SYSTEM_TABLES <= set(sa.inspect(loom_engine).get_table_names())
 
 
+def test_the_revisions_create_exactly_the_declared_tables(loom_engine):
+    """Every table, column, type and index a model declares is what the revisions built."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from loom.db import Base
+    from loom.models import import_all
+
+    import_all()
+
+    def ours(obj, name, type_, reflected, compare_to):  # the entity tables are the schema service's
+        return not (type_ == "table" and reflected and name not in Base.metadata.tables)
+
+    with loom_engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"include_object": ours, "compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+
+
 def test_another_process_sees_a_publish_on_its_next_request(loom_app, apply_metadata, customer_doc, tmp_path,
                                                            make_user):
     from loom.app import create_app

@@ -2,7 +2,8 @@
 
 import importlib
 
-MODEL_MODULES = ("loom.identity.models", "loom.schema.models", "loom.events", "loom.audit.models")
+MODEL_MODULES = ("loom.identity.models", "loom.schema.models", "loom.events", "loom.audit.models",
+                 "loom.records.comments", "loom.ui.models")
 
 
 def import_all() -> None:

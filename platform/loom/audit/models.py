@@ -7,6 +7,8 @@ import sqlalchemy as sa
 from loom.db import Base
 
 TIMESTAMP = sa.DateTime(timezone=True)
+#: a SHA-256 in hex; fixed width where the database has one worth having
+HASH = sa.String(64).with_variant(sa.CHAR(64), "postgresql")
 
 #: one row per operation, never changed or removed; ``seq`` is the entry's place in the chain
 audit_log = sa.Table(
@@ -28,8 +30,12 @@ audit_log = sa.Table(
     #: rows exported or imported
     sa.Column("rows", sa.BigInteger()),
     sa.Column("outcome", sa.String(10), nullable=False),
-    sa.Column("prev_hash", sa.String(64), nullable=False),
-    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Column("prev_hash", HASH, nullable=False),
+    sa.Column("hash", HASH, nullable=False),
+    sa.Index("ix_loom_audit_entity_record", "entity", "record_id", "seq"),
+    sa.Index("ix_loom_audit_actor", "actor", "seq"),
+    sa.Index("ix_loom_audit_action", "action", "seq"),
+    sa.Index("ix_loom_audit_at", "at"),
 )
 
 #: the chain's newest entry; its row lock serialises writers so the chain never forks
