@@ -1,0 +1,82 @@
+"""Comments on records: short notes users leave on a record they may read.
+
+A comment belongs to one record of one entity. Whoever may read the record may read its
+comments and add one; nobody edits or deletes a comment, so the thread stays what people
+saw. Adding a comment writes an audit entry (``comment.create``) and an outbox event
+(``record.commented``) in the same transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from loom.db import Base, BigId, reading, utcnow, write_transaction
+from loom.errors import ValidationError
+from loom.events import emit
+
+MAX_LENGTH = 10_000
+
+
+class Comment(Base):
+    __tablename__ = "loom_comments"
+    __table_args__ = (sa.Index("ix_loom_comments_entity_record_id", "entity", "record_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    entity: Mapped[str] = mapped_column(sa.String(100))
+    record_id: Mapped[int] = mapped_column(sa.BigInteger)
+    author_id: Mapped[int | None] = mapped_column(sa.BigInteger, sa.ForeignKey("loom_users.id"))
+    #: the author's name when they wrote it; kept for principals that are not users
+    author: Mapped[str] = mapped_column(sa.String(200))
+    body: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+
+
+comments: sa.Table = Comment.__table__  # type: ignore[assignment]
+
+
+def _clean(body: Any) -> str:
+    text = body.strip() if isinstance(body, str) else ""
+    if not text:
+        raise ValidationError("the comment is empty", errors=[{"field": "body", "message": "write a comment"}])
+    if len(text) > MAX_LENGTH:
+        raise ValidationError("the comment is too long", errors=[
+            {"field": "body", "message": f"at most {MAX_LENGTH:,} characters (this one has {len(text):,})"}])
+    return text
+
+
+def _reply(row: Any) -> dict[str, Any]:
+    from loom.audit.log import timestamp
+
+    return {"id": row["id"], "author": row["author"], "author_id": row["author_id"], "body": row["body"],
+            "created_at": timestamp(row["created_at"])}
+
+
+def list_comments(service: Any, record_id: int) -> list[dict[str, Any]]:
+    """The comments on one record, oldest first, when ``service``'s caller may read it
+    (else the record service's NotFound)."""
+    service.get(record_id, ["id"])
+    t = comments.c
+    query = (sa.select(comments).where(t.entity == service.entity.name, t.record_id == record_id).order_by(t.id))
+    with reading(service.context.engine) as conn:
+        return [_reply(row) for row in conn.execute(query).mappings()]
+
+
+def add_comment(service: Any, record_id: int, body: Any) -> dict[str, Any]:
+    """Add a comment from ``service``'s caller to a record they may read."""
+    text = _clean(body)
+    service.get(record_id, ["id"])
+    principal = service.principal
+    entity = service.entity.name
+    with write_transaction(service.context.engine) as conn:
+        row = conn.execute(comments.insert().values(
+            entity=entity, record_id=record_id, author_id=principal.user_id, author=principal.name[:200],
+            body=text, created_at=utcnow()).returning(*comments.c)).mappings().one()
+        emit(conn, topic="record.commented", actor=principal.name, entity=entity, record_id=record_id,
+             payload={"comment_id": row["id"], "body": text})
+        service.audit.add(conn, "comment.create", principal=principal, entity=entity, record_id=record_id,
+                          detail={"comment_id": row["id"], "body": text})
+    return _reply(row)
