@@ -25,6 +25,7 @@ from flask import (
 from loom.errors import BadRequest, PreconditionFailed
 from loom.identity.principal import Principal
 from loom.permissions import Policy
+from loom.records.comments import add_comment, list_comments
 from loom.records.openapi import build_openapi
 from loom.records.service import Context, RecordService
 
@@ -241,3 +242,18 @@ def update_record(entity: str, record_id: int):
 def delete_record(entity: str, record_id: int):
     record_service(entity).delete(record_id, expected_version=_expected_version())
     return "", 204
+
+
+@api.get("/v1/<entity>/<int:record_id>/_comments")
+def record_comments(entity: str, record_id: int):
+    """The record's comments, oldest first, for anyone who may read the record."""
+    return jsonify({"data": list_comments(record_service(entity), record_id)})
+
+
+@api.post("/v1/<entity>/<int:record_id>/_comments")
+def comment_on_record(entity: str, record_id: int):
+    body = _json_body()
+    if not isinstance(body, dict):
+        raise BadRequest('send the comment as a JSON object: {"body": "..."}')
+    comment = add_comment(record_service(entity), record_id, body.get("body"))
+    return jsonify({"data": comment}), 201

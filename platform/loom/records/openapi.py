@@ -91,6 +91,9 @@ def build_openapi(model: AppModel, version: int, access_for: Callable[[Entity], 
                     "field": {"type": "string"}, "message": {"type": "string"}}}},
             },
         },
+        "Comment": {"type": "object", "required": ["id", "author", "body", "created_at"], "properties": {
+            "id": {"type": "integer"}, "author": {"type": "string"}, "author_id": {"type": ["integer", "null"]},
+            "body": {"type": "string"}, "created_at": {"type": "string", "format": "date-time"}}},
     }
     paths: dict[str, Any] = {}
     for entity in model.entities.values():
@@ -144,6 +147,18 @@ def build_openapi(model: AppModel, version: int, access_for: Callable[[Entity], 
                        "parameters": [if_match],
                        "responses": {"204": {"description": "Deleted"}, "404": PROBLEM, "409": PROBLEM,
                                      "412": PROBLEM}},
+        }
+        comment = {"type": "object", "required": ["data"], "properties": {"data": {"$ref": "#/components/schemas/Comment"}}}
+        paths[f"/api/v1/{name}/{{id}}/_comments"] = {
+            "parameters": [id_param],
+            "get": {"tags": [tag], "operationId": f"list_{name}_comments", "summary": f"Comments on a {tag}",
+                    "responses": {"200": ok({"type": "object", "required": ["data"], "properties": {
+                        "data": {"type": "array", "items": {"$ref": "#/components/schemas/Comment"}}}}),
+                        "404": PROBLEM}},
+            "post": {"tags": [tag], "operationId": f"comment_on_{name}", "summary": f"Comment on a {tag}",
+                     "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                         "type": "object", "required": ["body"], "properties": {"body": {"type": "string"}}}}}},
+                     "responses": {"201": ok(comment, "Created"), "400": PROBLEM, "404": PROBLEM, "422": PROBLEM}},
         }
     return {
         "openapi": "3.1.0",
