@@ -49,7 +49,8 @@ def _install(state) -> None:
     i18n.install(app)
     from loom.ui import importing, lists, screens, widgets
 
-    app.jinja_env.globals.update(navigation=navigation, display=screens.display, input_type=widgets.input_type,
+    app.jinja_env.globals.update(navigation=navigation, display=screens.display, local_time=screens.local_time,
+                                 input_type=widgets.input_type,
                                  input_value=widgets.input_value, step=widgets.step, bulk_fields=lists.bulk_fields,
                                  page_sizes=lists.PAGE_SIZES, status_label=importing.status_label)
 

@@ -1,4 +1,5 @@
-"""The record page: a record's values, the records that link to it, and its history."""
+"""The record page: a record's values, the records that link to it, and its timeline of
+changes and comments."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ from typing import Any
 
 from flask import flash, request, url_for
 
-from loom.errors import LoomError
+from loom.errors import LoomError, ValidationError
+from loom.records.comments import add_comment, list_comments
 from loom.metadata.model import Entity, Field
 from loom.ui.audit import record_history
 from loom.ui.forms import child_access
 from loom.ui.i18n import gettext, label
-from loom.ui.pages import pages, redirect_to, render_page
+from loom.ui.pages import pages, redirect_to, render_page, wants_fragment
 from loom.ui.screens import default_columns, readable_fields, record_title, service
 
 RELATED_ROWS = 10
@@ -54,6 +56,15 @@ def related_lists(entity: Entity, record_id: int) -> list[RelatedList]:
     return result
 
 
+def timeline(entity: Entity, record_id: int) -> list[dict[str, Any]]:
+    """The record's changes (as far as the user may read them) and its comments, newest first."""
+    svc = service(entity.name)
+    items = [{**item, "kind": "change"} for item in record_history(entity, record_id)]
+    items += [{"kind": "comment", "at": c["created_at"], "actor": c["author"], "body": c["body"], "id": c["id"]}
+              for c in list_comments(svc, record_id)]
+    return sorted(items, key=lambda item: item["at"], reverse=True)
+
+
 @pages.get("/r/<entity>/<int:record_id>")
 def record_view(entity: str, record_id: int):
     svc = service(entity)
@@ -76,7 +87,32 @@ def record_view(entity: str, record_id: int):
     system = [f for f in svc.entity.standard_fields if f.name in readable and f.name not in ("id", "version")]
     return render_page("record.html", entity=svc.entity, record=record, sections=sections, system=system,
                        title=record_title(svc.entity, record), related=related_lists(svc.entity, record_id),
-                       history=record_history(svc.entity, record_id), access=svc.access, tables=tables)
+                       timeline=timeline(svc.entity, record_id), access=svc.access, tables=tables)
+
+
+@pages.post("/r/<entity>/<int:record_id>/comments")
+def comment_on_record(entity: str, record_id: int):
+    """Add a comment; htmx gets the timeline back (with the error beside the box, 422),
+    a plain form post goes back to the record page."""
+    from flask import render_template
+
+    from loom.ui.widgets import message_text
+
+    svc = service(entity)
+    body = request.form.get("body", "")
+    try:
+        add_comment(svc, record_id, body)
+    except ValidationError as exc:
+        if not wants_fragment():
+            raise
+        return render_template("_record_timeline.html", entity=svc.entity, record={"id": record_id},
+                               timeline=timeline(svc.entity, record_id), comment=body,
+                               comment_errors=[message_text(e["message"]) for e in exc.errors]), 422
+    if wants_fragment():
+        return render_template("_record_timeline.html", entity=svc.entity, record={"id": record_id},
+                               timeline=timeline(svc.entity, record_id), comment="", comment_errors=[])
+    flash(gettext("Comment added."), "success")
+    return redirect_to(url_for("pages.record_view", entity=entity, record_id=record_id) + "#record-timeline")
 
 
 @pages.post("/r/<entity>/<int:record_id>/delete")

@@ -39,6 +39,12 @@ def option_label(f: Field, value: Any) -> str:
     return str(value)
 
 
+def local_time(value: str, seconds: bool = False) -> str:
+    """An ISO 8601 moment (``...Z`` or with an offset) in the interface's time zone."""
+    moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(get_timezone())
+    return f"{moment:%Y-%m-%d %H:%M:%S} {moment.tzname()}" if seconds else f"{moment:%Y-%m-%d %H:%M} {moment.tzname()}"
+
+
 def display(f: Field, value: Any) -> str:
     """A value as text for a person; links and tables are rendered by the templates."""
     if value is None or value == "" or value == []:
@@ -63,8 +69,7 @@ def display(f: Field, value: Any) -> str:
     if kind == "integer" and not f.system:
         return format_decimal(value, format="#,##0")
     if kind == "datetime":
-        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(get_timezone())
-        return f"{moment:%Y-%m-%d %H:%M} {moment.tzname()}"
+        return local_time(value)
     if kind == "attachment":
         return value.get("name", "")
     if kind in ("json", "table"):

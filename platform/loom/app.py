@@ -54,6 +54,17 @@ def _secret_key(instance: Path) -> str:
     return key
 
 
+def _time_zone(name: str) -> str:
+    import pytz
+
+    try:
+        pytz.timezone(name)
+    except pytz.UnknownTimeZoneError:
+        raise ValueError(f"LOOM_TIMEZONE: there is no time zone named '{name}'; "
+                         "use an IANA name such as Asia/Shanghai or Europe/Berlin") from None
+    return name
+
+
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build a Loom app. ``config`` overrides settings read from ``LOOM_*`` variables;
     ``PLUGINS`` (a list of objects) registers extra plugins, ``DISCOVER_PLUGINS=False``
@@ -70,6 +81,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = values["MAX_CONTENT_LENGTH"]
     url = values.get("DATABASE_URL") or f"sqlite:///{instance / 'loom.db'}"
     app.config["DATABASE_URL"] = url
+    app.config["BABEL_DEFAULT_TIMEZONE"] = _time_zone(values.get("TIMEZONE") or "UTC")
 
     engine = values.get("ENGINE") or create_engine(url)
     metadata = MetadataService(engine, values["METADATA_CHECK_INTERVAL"])

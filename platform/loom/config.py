@@ -30,6 +30,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Largest request body accepted, in bytes; larger ones get 413.", int),
     Setting("PAGE_SIZE", 50, "Default number of records in one list page.", int),
     Setting("MAX_PAGE_SIZE", 500, "Largest page a list request may ask for.", int),
+    Setting("TIMEZONE", "UTC",
+            "Time zone the screens show and read times in: an IANA name such as Asia/Shanghai."),
     Setting("METADATA_CHECK_INTERVAL", 0.0,
             "Seconds a process trusts its cached metadata version before asking the database "
             "again; 0 asks on every request.", float),

@@ -71,6 +71,6 @@ def test_the_record_page_shows_its_history_without_unreadable_fields(loom_app, p
         service.update(customer, {"credit_limit": "654321.00", "name": "Acme Wholesale"})
     liu = page_client("liu")          # a service agent: may not read the credit limit
     html = liu.get(f"/r/customer/{customer}").get_data(as_text=True)
-    assert 'id="record-history"' in html
+    assert 'id="record-timeline"' in html
     assert "654321" not in html and "654,321" not in html
     assert "Acme Trading" in html and "Acme Wholesale" in html     # the rename, before and after

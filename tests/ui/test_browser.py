@@ -89,6 +89,32 @@ def test_create_a_customer_with_a_validation_error_then_fix_it(page, screenshots
     page.screenshot(path=screenshots / "customer-record.png", full_page=True)
 
 
+def test_comment_on_a_customer_from_its_page(page, screenshots, live_server):
+    from loom.records.api import record_context
+    from loom.records.service import RecordService
+
+    app = live_server.app
+    with app.app_context():
+        rep = app.extensions["loom"].identity.principal_for("rep")
+        record_id = RecordService(record_context(rep), "customer").create({"name": "Comment Test Ltd"})["id"]
+    browser_sign_in(page, "rep")
+    page.goto(f"/r/customer/{record_id}")
+    expect(page.locator("#record-timeline")).to_contain_text("created")
+    page.get_by_role("button", name="Post comment").click()
+    expect(page.locator("#comment-body-error")).to_have_text("Write a comment first.")
+    expect(page.get_by_label("Add a comment")).to_have_attribute("aria-invalid", "true")
+    note = "Asked for a quote on 20 units <script>alert('c')</script>\nCall back on Monday"
+    page.get_by_label("Add a comment").fill(note)
+    page.get_by_role("button", name="Post comment").click()
+    first = page.locator("#record-timeline .timeline li").first
+    expect(first).to_contain_text("rep · commented")
+    expect(first.locator(".comment-body")).to_have_text(note)
+    expect(page.get_by_label("Add a comment")).to_have_value("")
+    page.screenshot(path=screenshots / "record-comments.png", full_page=True)
+    page.reload()
+    expect(page.locator("#record-timeline .comment-body").first).to_have_text(note)
+
+
 def test_link_picker_and_two_order_lines(page, screenshots, live_server):
     browser_sign_in(page, "boss")
     page.goto("/r/sales_order/new")

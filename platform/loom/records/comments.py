@@ -43,8 +43,8 @@ def _clean(body: Any) -> str:
     if not text:
         raise ValidationError("the comment is empty", errors=[{"field": "body", "message": "write a comment"}])
     if len(text) > MAX_LENGTH:
-        raise ValidationError("the comment is too long", errors=[
-            {"field": "body", "message": f"at most {MAX_LENGTH:,} characters (this one has {len(text):,})"}])
+        raise ValidationError(f"the comment has {len(text)} characters", errors=[
+            {"field": "body", "message": f"at most {MAX_LENGTH} characters"}])
     return text
 
 
