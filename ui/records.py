@@ -9,8 +9,8 @@ from typing import Any
 from flask import flash, request, url_for
 
 from loom.errors import LoomError, ValidationError
-from loom.records.comments import add_comment, list_comments
 from loom.metadata.model import Entity, Field
+from loom.records.comments import add_comment, list_comments
 from loom.ui.audit import record_history
 from loom.ui.forms import child_access
 from loom.ui.i18n import gettext, label
