@@ -241,12 +241,20 @@ class _Compiler:
         columns = tuple(raw_list.get("columns", [f.name for f in fields if f.stored and not f.hidden][:6]))
         list_view = ListView(columns, tuple(raw_list.get("filters", [])), sort)
 
-        return Entity(
+        entity = Entity(
             name=data["name"], fields=tuple(fields), label=_label(data.get("label")),
             help=_label(data.get("help")), app=data.get("app"), title_field=title_field,
             child=child, renamed_from=data.get("renamed_from"), indexes=tuple(indexes),
             form=tuple(sections), list=list_view, audit_reads=bool(data.get("audit_reads", False)),
         )
+        for f in entity.state_locked_fields:
+            path = ("fields", seen[f.name], "read_only_when")
+            if child:
+                self.fail(doc, path, "a child entity's rows change with their parent: put read_only_when on "
+                                     "the parent's table field")
+            else:
+                check_condition(entity, f.read_only_when, path, lambda p, message: self.fail(doc, p, message))
+        return entity
 
     def field(self, doc: Document, path: tuple, raw: dict[str, Any]) -> Field:
         kind = field_type(raw["type"])
@@ -287,7 +295,10 @@ class _Compiler:
             precision=precision, scale=scale, currency=raw.get("currency"),
             max_size=raw.get("max_size"), accept=tuple(raw.get("accept", ())),
             renamed_from=raw.get("renamed_from"), secret=bool(raw.get("secret", False)),
+            read_only_when=MappingProxyType(raw["read_only_when"]) if raw.get("read_only_when") else None,
         )
+        if raw.get("read_only") and raw.get("read_only_when"):
+            self.fail(doc, path + ("read_only_when",), "the field is read_only already; drop one of the two")
         # min, max and default are values of the field's own type
         converted: dict[str, Any] = {}
         for key in ("min", "max", "default"):

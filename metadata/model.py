@@ -68,6 +68,8 @@ class Field:
     renamed_from: str | None = None
     #: the value is kept out of the audit log and change events
     secret: bool = False
+    #: a condition on the stored record; while it holds, nobody changes this field
+    read_only_when: Mapping[str, Any] | None = None
     #: a standard field every record has (id, version, owner, ...), maintained by Loom
     system: bool = False
 
@@ -171,6 +173,11 @@ class Entity:
     @cached_property
     def stored_fields(self) -> tuple[Field, ...]:
         return tuple(f for f in self.fields if f.stored)
+
+    @cached_property
+    def state_locked_fields(self) -> tuple[Field, ...]:
+        """Fields read-only while the stored record meets their ``read_only_when``."""
+        return tuple(f for f in self.fields if f.read_only_when)
 
     @cached_property
     def table_fields(self) -> tuple[Field, ...]:

@@ -357,7 +357,7 @@ FIELD_TYPES: dict[str, FieldType] = {t.name: t for t in _BUILTIN}
 
 #: properties every field may carry, whatever its type
 COMMON_PROPERTIES = frozenset({"name", "type", "label", "help", "required", "unique", "default",
-                               "read_only", "hidden", "index", "renamed_from", "secret"})
+                               "read_only", "read_only_when", "hidden", "index", "renamed_from", "secret"})
 
 
 def field_type(name: str) -> FieldType:

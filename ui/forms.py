@@ -45,6 +45,8 @@ class FormField:
     value: Any
     read_only: bool
     errors: list[str] = field(default_factory=list)
+    #: read-only because of the record's current state (``read_only_when``)
+    locked: bool = False
     child_fields: list[Field] = field(default_factory=list)
     child_read_only: set[str] = field(default_factory=set)
     rows: list[FormRow] = field(default_factory=list)
@@ -102,6 +104,8 @@ def build_form(svc: RecordService, *, record: dict[str, Any] | None = None, form
     entity = svc.entity
     action = "update" if record is not None else "create"
     readable, writable = svc.access.readable(), svc.access.writable(action)
+    locked = svc.locked_fields(record["id"]) if record is not None else set()
+    writable = writable - locked
     by_field: dict[str, list[str]] = {}
     for error in errors or []:
         by_field.setdefault(error.get("field", ""), []).append(message_text(error.get("message", "")))
@@ -120,7 +124,7 @@ def build_form(svc: RecordService, *, record: dict[str, Any] | None = None, form
                 value = record.get(name)
             else:
                 value = f.default
-            ff = FormField(f, name, value, read_only, by_field.get(name, []))
+            ff = FormField(f, name, value, read_only, by_field.get(name, []), locked=name in locked)
             placed.add(name)
             if f.type == "table":
                 _table_rows(svc, ff, record, form, by_field, action, placed)

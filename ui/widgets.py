@@ -34,6 +34,7 @@ _KERNEL_MESSAGES = {
     "expected true or false": lazy_gettext("Choose yes or no."),
     "is read-only": lazy_gettext("This field cannot be changed."),
     "write a comment": lazy_gettext("Write a comment first."),
+    "is read-only in the record's current state": lazy_gettext("This field cannot change in the record's current state."),
     "must be unique; another record has this value": lazy_gettext("Another record already has this value."),
     "not an email address (expected name@example.com)": lazy_gettext("Enter an email address like name@example.com."),
     "not a web address (expected http:// or https:// and a host)":

@@ -135,3 +135,34 @@ def test_times_are_shown_and_typed_in_the_screens_time_zone(loom_app, page_clien
     listed = client.get("/r/service_ticket?filter%5Bsla_due%5D%5Bgte%5D=2026-11-20T09:00"
                         "&filter%5Bsla_due%5D%5Blte%5D=2026-11-20T10:00").get_data(as_text=True)
     assert "Broken" in listed
+
+
+def test_fields_locked_in_the_records_state_are_shown_read_only(page_client, demo, loom_app):
+    """The demo's approved orders keep their customer and lines (``read_only_when``)."""
+    from loom.identity.principal import Principal
+    from loom.records.api import record_context
+    from loom.records.service import RecordService
+
+    acme, beta = demo["customers"][:2]
+    with loom_app.app_context():
+        orders = RecordService(record_context(Principal.system("test")), "sales_order")
+        order = orders.create({"number": "SO-77", "customer": acme, "status": "approved", "owner": demo["users"]["wang"],
+                               "lines": [{"product": demo["products"][0], "quantity": "1"}]})
+    wang = page_client("wang")
+    form = wang.get(f"/r/sales_order/{order['id']}/edit").get_data(as_text=True)
+    assert 'id="f-customer"' not in form and 'name="lines.row"' not in form
+    assert form.count("locked in this state") == 2
+    assert 'id="f-status"' in form and 'id="f-delivery_date"' in form
+    version = re.search(r'name="version" value="(\d+)"', form).group(1)
+    # a hand-made post that names the customer anyway does not change it
+    saved = wang.post(f"/r/sales_order/{order['id']}/edit", {
+        "version": version, "number": "SO-77", "customer": beta, "status": "delivered",
+        "delivery_date": "2026-12-01"}, htmx="record-form")
+    assert saved.status_code == 204
+    with loom_app.app_context():
+        stored = orders.get(order["id"])
+    assert (stored["customer"]["id"], stored["status"], len(stored["lines"])) == (acme, "delivered", 1)
+    # a draft order's customer is free
+    with loom_app.app_context():
+        draft = orders.create({"number": "SO-78", "customer": acme, "owner": demo["users"]["wang"]})
+    assert 'id="f-customer"' in wang.get(f"/r/sales_order/{draft['id']}/edit").get_data(as_text=True)

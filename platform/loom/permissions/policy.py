@@ -200,6 +200,10 @@ class EntityAccess:
             return table.c.owner.in_(members)
         return self._where(grant.where, table, dialect)
 
+    def condition(self, condition: Any, table: sa.Table, dialect: str) -> sa.ColumnElement[bool]:
+        """A condition of the condition language as SQL on ``table``, ``$user.*`` being this principal."""
+        return self._where(condition, table, dialect)
+
     def _where(self, condition: Any, table: sa.Table, dialect: str) -> sa.ColumnElement[bool]:
         parts = []
         for key, value in condition.items():

@@ -17,7 +17,7 @@ import marshmallow as ma
 import sqlalchemy as sa
 
 from loom.audit.log import AuditLog
-from loom.db import utcnow, write_transaction
+from loom.db import reading, utcnow, write_transaction
 from loom.errors import Conflict, NotFound, PreconditionFailed, ValidationError
 from loom.events import emit
 from loom.identity.principal import Principal
@@ -30,6 +30,7 @@ from loom.records.schemas import UNKNOWN_FIELD, build_schemas, flatten_errors
 from loom.schema.service import LiveVersion
 from loom.schema.tables import desired_indexes
 
+STATE_LOCKED = "is read-only in the record's current state"
 _SQLITE_UNIQUE = re.compile(r"UNIQUE constraint failed: (.+)")
 
 
@@ -102,6 +103,24 @@ class RecordService(RecordReader):
             raise Forbidden(f"you may not change {', '.join(denied)}",
                             errors=[{"field": n, "message": "you may read this field but not change it"} for n in denied])
         return errors
+
+    def _locked(self, conn: sa.Connection, record_id: int) -> set[str]:
+        """Fields the stored record's state makes read-only: those whose ``read_only_when``
+        it meets (checked in SQL, so the condition means what it means in a row scope)."""
+        fields = self.entity.state_locked_fields
+        if not fields or self.principal.is_system:
+            return set()
+        checks = [sa.case((self.access.condition(f.read_only_when, self.table, self.dialect), 1), else_=0).label(f.name)
+                  for f in fields]
+        row = conn.execute(sa.select(*checks).where(self.table.c.id == record_id)).mappings().first()
+        return {name for name, locked in (row or {}).items() if locked}
+
+    def locked_fields(self, record_id: int) -> set[str]:
+        """The fields of a record nobody may change in its current state (``read_only_when``)."""
+        if not self.entity.state_locked_fields:
+            return set()
+        with reading(self.context.engine) as conn:
+            return self._locked(conn, record_id)
 
     def _schemas(self, entity: Entity) -> dict[str, ma.Schema]:
         return self.context.live.derive(f"schemas:{entity.name}", lambda: build_schemas(entity, self.model))
@@ -327,6 +346,7 @@ class RecordService(RecordReader):
         try:
             with write_transaction(self.context.engine) as conn:
                 row = self._fetch_row(conn, record_id, action="update", lock=True)
+                locked = self._locked(conn, record_id)
                 if expected_version is not None and row["version"] != expected_version:
                     raise PreconditionFailed(
                         f"this {self.entity.name} was changed by someone else (now version {row['version']}, "
@@ -351,6 +371,10 @@ class RecordService(RecordReader):
                            if before[name] != after[name] and name not in ("version", "updated_at")}
                 if not changes:
                     raise _NoChange(self._serialize(conn, [row])[0])
+                if locked & changes.keys():
+                    refused = sorted(locked & changes.keys())
+                    raise ValidationError(f"{', '.join(refused)} cannot change while the record is in this state",
+                                          errors=[{"field": n, "message": STATE_LOCKED} for n in refused])
                 reply = after if self._reply_is_full() else self._serialize(conn, [stored])[0]
                 emit(conn, topic="record.updated", actor=self.principal.name, entity=self.entity.name,
                      record_id=record_id, payload={"record": after, "changes": changes})
