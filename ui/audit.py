@@ -66,7 +66,7 @@ def record_history(entity: Entity, record_id: int) -> list[dict[str, Any]]:
     """The record's changes for its timeline, newest first, with field labels, limited
     to what the signed-in user may read."""
     svc = service(entity.name)
-    history = reading.record_history(svc, record_id)
+    history = reading.record_history(svc, record_id, log_read=False)
     for item in history:
         item["rows"] = [(label(entity.all_fields[name]) if name in entity.all_fields else name, old, new)
                         for name, (old, new) in item["changes"].items()]

@@ -122,6 +122,14 @@ def test_audited_reads_and_exports_are_logged(visits, loom_engine):
     export = entries(loom_engine, action="record.export")[0]
     assert export["rows"] == 1 and export["entity"] == "site_visit"
     assert export["detail"]["query"]["filters"] == [["title", "contains", "Read"]]
+    # the history shows values: a read; comments show none of the record's values
+    visits.get(f"/api/v1/site_visit/{record_id}/_history")
+    visits.post(f"/api/v1/site_visit/{record_id}/_comments", json={"body": "checked"})
+    visits.get(f"/api/v1/site_visit/{record_id}/_comments")
+    assert len(entries(loom_engine, action="record.read")) == 2
+    # one view of the record page (values, history, comments) is one read
+    assert visits.get(f"/r/site_visit/{record_id}").status_code == 200
+    assert len(entries(loom_engine, action="record.read")) == 3
 
 
 def test_sign_in_failures_lock_out_tokens_and_user_changes_are_logged(apply_metadata, ticket_doc, loom_app,

@@ -58,7 +58,7 @@ def _reply(row: Any) -> dict[str, Any]:
 def list_comments(service: Any, record_id: int) -> list[dict[str, Any]]:
     """The comments on one record, oldest first, when ``service``'s caller may read it
     (else the record service's NotFound)."""
-    service.get(record_id, ["id"])
+    service.require_readable(record_id)
     t = comments.c
     query = (sa.select(comments).where(t.entity == service.entity.name, t.record_id == record_id).order_by(t.id))
     with reading(service.context.engine) as conn:
@@ -68,7 +68,7 @@ def list_comments(service: Any, record_id: int) -> list[dict[str, Any]]:
 def add_comment(service: Any, record_id: int, body: Any) -> dict[str, Any]:
     """Add a comment from ``service``'s caller to a record they may read."""
     text = _clean(body)
-    service.get(record_id, ["id"])
+    service.require_readable(record_id)
     principal = service.principal
     entity = service.entity.name
     with write_transaction(service.context.engine) as conn:

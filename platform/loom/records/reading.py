@@ -188,6 +188,13 @@ class RecordReader(RecordAudit):
             self._log_refusal(action, exc, record_id)
             raise
 
+    def require_readable(self, record_id: int) -> None:
+        """Refuse (404, or 403 without read access) unless the caller may read the record;
+        reads none of its values, so it is not logged as a read."""
+        self._require("read", record_id)
+        with reading(self.context.engine) as conn:
+            self._fetch_row(conn, record_id)
+
     def get(self, record_id: int, fields: list[str] | None = None) -> dict[str, Any]:
         self._require("read", record_id)
         if fields is not None:
