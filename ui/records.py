@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from flask import flash, request, url_for
+from flask import flash, render_template, request, url_for
 
 from loom.errors import LoomError, ValidationError
 from loom.metadata.model import Entity, Field
@@ -16,6 +16,7 @@ from loom.ui.forms import child_access
 from loom.ui.i18n import gettext, label
 from loom.ui.pages import pages, redirect_to, render_page, wants_fragment
 from loom.ui.screens import default_columns, readable_fields, record_title, service
+from loom.ui.widgets import message_text
 
 RELATED_ROWS = 10
 
@@ -94,23 +95,18 @@ def record_view(entity: str, record_id: int):
 def comment_on_record(entity: str, record_id: int):
     """Add a comment; htmx gets the timeline back (with the error beside the box, 422),
     a plain form post goes back to the record page."""
-    from flask import render_template
-
-    from loom.ui.widgets import message_text
-
     svc = service(entity)
-    body = request.form.get("body", "")
+    body, errors, status = request.form.get("body", ""), [], 200
     try:
         add_comment(svc, record_id, body)
+        body = ""
     except ValidationError as exc:
         if not wants_fragment():
             raise
-        return render_template("_record_timeline.html", entity=svc.entity, record={"id": record_id},
-                               timeline=timeline(svc.entity, record_id), comment=body,
-                               comment_errors=[message_text(e["message"]) for e in exc.errors]), 422
+        errors, status = [message_text(e["message"]) for e in exc.errors], exc.status
     if wants_fragment():
         return render_template("_record_timeline.html", entity=svc.entity, record={"id": record_id},
-                               timeline=timeline(svc.entity, record_id), comment="", comment_errors=[])
+                               timeline=timeline(svc.entity, record_id), comment=body, comment_errors=errors), status
     flash(gettext("Comment added."), "success")
     return redirect_to(url_for("pages.record_view", entity=entity, record_id=record_id) + "#record-timeline")
 
