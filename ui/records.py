@@ -23,7 +23,8 @@ RELATED_ROWS = 10
 
 @dataclass
 class RelatedList:
-    """Records of ``entity`` whose ``field`` links to the record on the page."""
+    """Records of ``entity`` whose ``field`` links to the record on the page; with ``via``,
+    records one of whose rows (of the table field ``via``) links to it."""
 
     entity: Entity
     field: Field
@@ -31,29 +32,43 @@ class RelatedList:
     records: list[dict[str, Any]]
     count: int
     url: str
+    via: Field | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.via.name}.{self.field.name}" if self.via else self.field.name
 
 
 def related_lists(entity: Entity, record_id: int) -> list[RelatedList]:
     """Every list of records linking here that the user may read, through a link field
-    they may read (else even the count would tell them something)."""
+    they may read (else even the count would tell them something). A link from child rows
+    (an order line's product) lists the parents (the orders)."""
     from loom.ui.screens import context
 
+    model = context().live.model
     result = []
-    for source, f in context().live.model.links_to(entity.name):
+    for source, f in model.links_to(entity.name):
+        via = None
         if source.child:
-            continue
+            source, via = model.parents[source.name]
         svc = service(source.name)
-        if not svc.access.allowed("read") or f.name not in svc.access.readable():
+        if not svc.access.allowed("read"):
             continue
-        columns = [c for c in readable_fields(svc, default_columns(source)) if c.name != f.name and c.type != "table"]
+        if via is None and f.name not in svc.access.readable():
+            continue
+        if via is not None and (via.name not in svc.access.readable()
+                                or f.name not in child_access(svc, model.entity(via.target)).readable()):
+            continue
+        columns = [c for c in readable_fields(svc, default_columns(source))
+                   if c.name != f.name and c.type != "table"]
         wanted = ",".join(dict.fromkeys(["id", *(c.name for c in columns)]))
-        key = f"filter[{f.name}][eq]"
+        key = f"filter[{via.name}.{f.name}][eq]" if via else f"filter[{f.name}][eq]"
         try:
             page = svc.list({key: str(record_id), "limit": str(RELATED_ROWS), "fields": wanted, "count": "exact"})
         except LoomError:
             continue
         url = url_for("pages.list_view", entity=source.name, **{key: record_id})
-        result.append(RelatedList(source, f, columns, page.data, page.count or 0, url))
+        result.append(RelatedList(source, f, columns, page.data, page.count or 0, url, via))
     return result
 
 

@@ -166,3 +166,27 @@ def test_fields_locked_in_the_records_state_are_shown_read_only(page_client, dem
     with loom_app.app_context():
         draft = orders.create({"number": "SO-78", "customer": acme, "owner": demo["users"]["wang"]})
     assert 'id="f-customer"' in wang.get(f"/r/sales_order/{draft['id']}/edit").get_data(as_text=True)
+
+
+def test_a_products_page_lists_the_orders_whose_lines_hold_it(page_client, demo, loom_app):
+    from loom.identity.principal import Principal
+    from loom.records.api import record_context
+    from loom.records.service import RecordService
+
+    ac, wm = demo["products"]
+    acme = demo["customers"][0]
+    with loom_app.app_context():
+        orders = RecordService(record_context(Principal.system("test")), "sales_order")
+        for number, products in (("SO-101", [ac, wm]), ("SO-102", [wm]), ("SO-103", [ac])):
+            orders.create({"number": number, "customer": acme, "owner": demo["users"]["wang"],
+                           "lines": [{"product": p, "quantity": "1"} for p in products]})
+    page = page_client("admin").get(f"/r/product/{ac}").get_data(as_text=True)
+    section = page.split('id="related-sales_order-lines-product"')[1].split("</section>")[0]
+    assert "SO-101" in section and "SO-103" in section and "SO-102" not in section
+    assert ": 2)" in section
+    # the full list behind it is the same filter
+    listed = page_client("admin").get(f"/r/sales_order?filter[lines.product][eq]={ac}").get_data(as_text=True)
+    assert "SO-101" in listed and "SO-103" in listed and "SO-102" not in listed
+    # finance reads orders but not their lines: no list, not even a count
+    finance = page_client("zhang").get(f"/r/product/{ac}").get_data(as_text=True)
+    assert "related-sales_order-lines-product" not in finance and "SO-101" not in finance

@@ -36,7 +36,7 @@ def deleted_changes(record: Mapping[str, Any]) -> dict[str, list]:
 
 def describe_query(query: Any) -> dict[str, Any]:
     """A list query as the audit log records it: filters, search, sort and fields."""
-    return {"filters": [[c.field.name, c.op, c.value] for c in query.conditions],
+    return {"filters": [[c.name, c.op, c.value] for c in query.conditions],
             "search": query.search, "sort": [str(k) for k in query.sort], "fields": query.fields}
 
 

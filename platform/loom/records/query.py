@@ -29,6 +29,12 @@ class Condition:
     field: Field
     op: str
     value: Any
+    #: the table field whose rows hold ``field``: the record matches when one of its rows does
+    through: Field | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.through.name}.{self.field.name}" if self.through else self.field.name
 
 
 @dataclass(frozen=True)
@@ -72,9 +78,25 @@ def parse_value(f: Field, raw: str, param: str) -> Any:
         raise _bad(param, f"{param}: {exc}") from None
 
 
+#: table field name -> (its child entity, the child fields the caller may read; None: all)
+Children = Mapping[str, tuple[Entity, "set[str] | None"]]
+
+
 def parse_condition(entity: Entity, name: str, op: str, raw: str,
-                    readable: set[str] | None = None) -> Condition:
-    param = f"filter[{name}][{op}]"
+                    readable: set[str] | None = None, children: Children | None = None,
+                    param: str | None = None) -> Condition:
+    param = param or f"filter[{name}][{op}]"
+    if "." in name:
+        table_name, child_name = name.split(".", 1)
+        table = readable_field(entity, table_name, param, readable)
+        if table.type != "table" or children is None or table_name not in children:
+            raise _bad(param, f"'{table_name}' has no rows to filter on; only a table field's rows can be "
+                              f"filtered as {table_name}.field")
+        child, child_readable = children[table_name]
+        if child_name == "id":
+            raise _unknown(name, param)
+        condition = parse_condition(child, child_name, op, raw, child_readable, param=param)
+        return Condition(condition.field, condition.op, condition.value, through=table)
     f = readable_field(entity, name, param, readable)
     if op not in OPERATORS:
         raise _bad(param, f"unknown operator '{op}'; use one of: {', '.join(OPERATORS)}")
@@ -160,7 +182,8 @@ class Cursors:
 
 
 def parse_list_query(entity: Entity, args: Mapping[str, Any], *, cursors: Cursors,
-                     default_limit: int, max_limit: int, readable: set[str] | None = None) -> ListQuery:
+                     default_limit: int, max_limit: int, readable: set[str] | None = None,
+                     children: Children | None = None) -> ListQuery:
     """Parse list arguments (a werkzeug MultiDict or a plain mapping) into a ``ListQuery``."""
     query = ListQuery(limit=default_limit)
     known = {"sort", "limit", "cursor", "fields", "search", "count"}
@@ -170,7 +193,8 @@ def parse_list_query(entity: Entity, args: Mapping[str, Any], *, cursors: Cursor
             raise _bad(key, f"{key}: query values cannot contain the NUL character")
         match = _FILTER_KEY.match(key)
         if match:
-            query.conditions.append(parse_condition(entity, match.group(1), match.group(2) or "eq", raw, readable))
+            query.conditions.append(parse_condition(entity, match.group(1), match.group(2) or "eq", raw, readable,
+                                                    children))
         elif key not in known:
             raise _bad(key, f"unknown query parameter '{key}'; use filter[field][op], sort, limit, "
                             "cursor, fields, search or count")

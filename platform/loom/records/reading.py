@@ -213,9 +213,13 @@ class RecordReader(RecordAudit):
         """List arguments checked against what the caller may see; refused first when the
         caller may not ``action`` this entity at all."""
         self._require(action)
+        readable = self.access.readable()
+        children = {f.name: (child, self._access_for(child).readable())
+                    for f in self.entity.table_fields if f.name in readable
+                    for child in [self.model.entity(f.target)]}
         return parse_list_query(self.entity, args, cursors=self.context.cursors,
                                 default_limit=self.context.page_size, max_limit=self.context.max_page_size,
-                                readable=self.access.readable())
+                                readable=readable, children=children)
 
     def list(self, query: ListQuery | Mapping[str, Any] | None = None, *, action: str = "read") -> Page:
         """A page of records in the caller's scope for ``action`` (read, or export)."""
@@ -274,6 +278,11 @@ class RecordReader(RecordAudit):
         return where + self._scope(self.access, self.table, action)
 
     def _condition(self, condition: Condition) -> sa.ColumnElement[bool]:
+        if condition.through is not None:
+            rows = self.context.live.tables[condition.through.target]
+            match = condition_sql(rows.c[condition.field.name], condition.field.type, condition.op,
+                                  condition.value, self.dialect)
+            return sa.exists().where(rows.c.parent_id == self.table.c.id, match)
         return condition_sql(self.table.c[condition.field.name], condition.field.type, condition.op,
                              condition.value, self.dialect)
 
