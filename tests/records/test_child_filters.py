@@ -56,3 +56,13 @@ def test_bad_or_forbidden_row_filters_get_a_400_naming_them(kits, client_for, qu
     assert reply.status_code == 400
     assert message in reply.get_json()["detail"]
     assert reply.get_json()["errors"][0]["field"].startswith("filter[")
+
+
+def test_the_api_description_offers_the_row_filters_the_caller_may_use(kits, client_for):
+    from openapi_spec_validator import validate
+
+    spec = client_for("pat").get("/api/openapi.json").get_json()
+    validate(spec)
+    names = {p["name"] for p in spec["paths"]["/api/v1/kit"]["get"]["parameters"]}
+    assert {"filter[rows.part]", "filter[rows.count]", "filter[label]"} <= names
+    assert "filter[rows.cost]" not in names and "filter[rows.id]" not in names

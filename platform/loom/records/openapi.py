@@ -7,7 +7,7 @@ from typing import Any
 
 from loom.metadata.model import AppModel, Entity, label_text
 from loom.permissions import EntityAccess
-from loom.records.query import OPERATORS, UNSORTABLE
+from loom.records.query import OPERATORS
 
 PROBLEM = {"$ref": "#/components/responses/Problem"}
 
@@ -50,7 +50,23 @@ def _record_schema(entity: Entity, model: AppModel, *, writing: bool, visible: s
     return result
 
 
-def _list_parameters(entity: Entity) -> list[dict[str, Any]]:
+def _filter_parameters(entity: Entity, readable: set[str], prefix: str = "") -> list[dict[str, Any]]:
+    params = []
+    for f in entity.all_fields.values():
+        ops = [op for op in OPERATORS if op in f.kind.operators]
+        if not ops or f.name not in readable or (prefix and f.name == "id"):
+            continue
+        params.append({
+            "name": f"filter[{prefix}{f.name}]", "in": "query", "style": "deepObject", "explode": True,
+            "schema": {"type": "object", "properties": {op: {"type": "string"} for op in ops},
+                       "additionalProperties": False},
+            "description": f"operators: {', '.join(ops)}" + ("; matches when one of the rows matches" if prefix else ""),
+        })
+    return params
+
+
+def _list_parameters(entity: Entity, readable: set[str],
+                     children: list[tuple[str, Entity, set[str]]]) -> list[dict[str, Any]]:
     params: list[dict[str, Any]] = [
         {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}},
         {"name": "cursor", "in": "query", "schema": {"type": "string"},
@@ -59,20 +75,13 @@ def _list_parameters(entity: Entity) -> list[dict[str, Any]]:
          "description": "comma-separated fields, '-' for descending; default " + entity.list.sort},
         {"name": "fields", "in": "query", "schema": {"type": "string"}, "description": "comma-separated fields to return"},
         {"name": "search", "in": "query", "schema": {"type": "string"},
-         "description": "text matched in: " + ", ".join(f.name for f in entity.search_fields)},
+         "description": "text matched in: " + ", ".join(f.name for f in entity.search_fields if f.name in readable)},
         {"name": "count", "in": "query", "schema": {"type": "string", "enum": ["exact"]},
          "description": "add the exact number of matching records (costs time on big lists)"},
     ]
-    for f in entity.all_fields.values():
-        ops = [op for op in OPERATORS if op in f.kind.operators]
-        if not ops:
-            continue
-        params.append({
-            "name": f"filter[{f.name}]", "in": "query", "style": "deepObject", "explode": True,
-            "schema": {"type": "object", "properties": {op: {"type": "string"} for op in ops},
-                       "additionalProperties": False},
-            "description": f"operators: {', '.join(ops)}" + ("" if f.type not in UNSORTABLE else ""),
-        })
+    params += _filter_parameters(entity, readable)
+    for table, child, child_readable in children:
+        params += _filter_parameters(child, child_readable, f"{table}.")
     return params
 
 
@@ -121,7 +130,9 @@ def build_openapi(model: AppModel, version: int, access_for: Callable[[Entity], 
         ok = lambda schema, desc="OK": {"description": desc, "content": {"application/json": {"schema": schema}}}  # noqa: E731
         paths[f"/api/v1/{name}"] = {
             "get": {"tags": [tag], "operationId": f"list_{name}", "summary": f"List {tag}",
-                    "parameters": _list_parameters(entity),
+                    "parameters": _list_parameters(entity, readable, [
+                        (f.name, model.entity(f.target), access_for(model.entity(f.target)).readable())
+                        for f in entity.table_fields if f.name in readable]),
                     "responses": {"200": ok(page), "400": PROBLEM}},
             "post": {"tags": [tag], "operationId": f"create_{name}", "summary": f"Create a {tag}",
                      "requestBody": body(f"#/components/schemas/{name}Input"),
