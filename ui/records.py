@@ -6,8 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import sqlalchemy as sa
 from flask import flash, render_template, request, url_for
 
+from loom.db import reading
 from loom.errors import LoomError, ValidationError
 from loom.metadata.model import Entity, Field
 from loom.records.comments import add_comment, list_comments
@@ -76,9 +78,26 @@ def timeline(entity: Entity, record_id: int) -> list[dict[str, Any]]:
     """The record's changes (as far as the user may read them) and its comments, newest first."""
     svc = service(entity.name)
     items = [{**item, "kind": "change"} for item in record_history(entity, record_id)]
-    items += [{"kind": "comment", "at": c["created_at"], "actor": c["author"], "body": c["body"], "id": c["id"]}
-              for c in list_comments(svc, record_id)]
+    items += [{"kind": "comment", "at": c["created_at"], "actor": c["author"], "actor_id": c["author_id"],
+               "body": c["body"], "id": c["id"]} for c in list_comments(svc, record_id)]
+    names = display_names({item["actor_id"] for item in items if item["actor_id"] is not None})
+    for item in items:
+        item["actor"] = names.get(item["actor_id"]) or item["actor"]
     return sorted(items, key=lambda item: item["at"], reverse=True)
+
+
+def display_names(user_ids: set[int]) -> dict[int, str]:
+    """The names people know each other by (the display name, else the username)."""
+    from loom.identity.models import User
+    from loom.ui.screens import context
+
+    if not user_ids:
+        return {}
+    users = User.__table__
+    with reading(context().engine) as conn:
+        rows = conn.execute(sa.select(users.c.id, users.c.display_name, users.c.username)
+                            .where(users.c.id.in_(user_ids)))
+        return {row.id: row.display_name or row.username for row in rows}
 
 
 @pages.get("/r/<entity>/<int:record_id>")

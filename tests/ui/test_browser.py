@@ -107,7 +107,7 @@ def test_comment_on_a_customer_from_its_page(page, screenshots, live_server):
     page.get_by_label("Add a comment").fill(note)
     page.get_by_role("button", name="Post comment").click()
     first = page.locator("#record-timeline .timeline li").first
-    expect(first).to_contain_text("rep · commented")
+    expect(first).to_contain_text("Rep · commented")          # the display name
     expect(first.locator(".comment-body")).to_have_text(note)
     expect(page.get_by_label("Add a comment")).to_have_value("")
     page.screenshot(path=screenshots / "record-comments.png", full_page=True)

@@ -167,6 +167,6 @@ def record_history(service: Any, record_id: int, *, log_read: bool = True) -> li
             changes[name] = pair
         if not changes and row["action"] == "record.update":
             continue
-        history.append({"id": row["seq"], "at": timestamp(row["at"]), "actor": row["actor"],
+        history.append({"id": row["seq"], "at": timestamp(row["at"]), "actor": row["actor"], "actor_id": row["actor_id"],
                         "action": row["action"], "changes": changes})
     return history
