@@ -24,7 +24,7 @@ def test_sign_in_and_the_start_page(page, screenshots):
     expect(page.get_by_role("alert")).to_contain_text("Wrong username or password")
     browser_sign_in(page, "rep")
     expect(page.get_by_role("navigation", name="Main")).to_contain_text("Customer")
-    expect(page.locator(".user-name")).to_have_text("rep")
+    expect(page.locator(".user-name")).to_have_text("Rep")          # the display name
     page.screenshot(path=screenshots / "start.png")
 
 

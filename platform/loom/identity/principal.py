@@ -24,6 +24,8 @@ class Principal:
     read_only: bool = False
     #: a user not bound by roles (still recorded as themselves)
     is_superuser: bool = False
+    #: the name people know the user by, for screens (the log records ``name``)
+    display_name: str | None = None
 
     @classmethod
     def system(cls, name: str) -> Principal:

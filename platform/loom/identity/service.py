@@ -285,7 +285,8 @@ class IdentityService:
         team_ids = self._subtree(conn, user.team_id) if user.team_id is not None else ()
         return Principal(name=user.username, user_id=user.id, locale=user.locale or "en", roles=roles,
                          team_id=user.team_id, team_ids=team_ids, manager_id=user.manager_id,
-                         read_only=read_only, is_superuser=bool(user.is_superuser))
+                         read_only=read_only, is_superuser=bool(user.is_superuser),
+                         display_name=getattr(user, "display_name", None) or None)
 
     def principal_for(self, username: str) -> Principal:
         with self.engine.connect() as conn:
