@@ -34,6 +34,9 @@ from loom.ui.views import SavedViewRow, SavedViews, view_query
 from loom.ui.widgets import NOT_EDITABLE, message_text, read_value
 
 PAGE_SIZES = (25, 50, 100, 200)
+#: a list counts its matches up to here ("More than 10000 records"): counting them all
+#: is what makes a first page slow on a large table
+COUNT_LIMIT = 10_000
 #: arguments only the screen uses; the record service never sees them
 SCREEN_ARGS = {"columns", "view", "ids", "format", "csrf_token"}
 NUMERIC_OR_DATE = {"integer", "decimal", "money", "percent", "date", "datetime"}
@@ -273,6 +276,7 @@ def list_state(entity: str, args: MultiDict, *, count: bool = True) -> ListState
     selected = {"id", *(c.name for c in columns)}
     query.fields = [n for n in svc.entity.all_fields if n in selected]
     query.count = count and query.after is None
+    query.count_limit = COUNT_LIMIT
     page = svc.list(query)
     return ListState(svc, args, columns, query, page, _filter_controls(svc, args), view, saved)
 

@@ -92,3 +92,16 @@ def test_columns_can_be_chosen_and_export_follows_them(page_client, demo):
     # a rep's column choices hold no field they may not read
     liu = page_client("liu").get("/r/customer?columns=name,credit_limit").get_data(as_text=True)
     assert 'value="credit_limit"' not in liu and "Credit limit" not in liu
+
+
+def test_a_list_counts_its_matches_only_up_to_a_limit(page_client, demo, monkeypatch):
+    from loom.ui import lists
+
+    monkeypatch.setattr(lists, "COUNT_LIMIT", 2)
+    admin = page_client("admin")
+    everything = admin.get("/r/customer").get_data(as_text=True)       # three customers
+    assert re.search(r'id="list-count">More than 2 records<', everything)
+    one = admin.get("/r/customer?filter[level][in]=A").get_data(as_text=True)
+    assert re.search(r'id="list-count">1 record<', one)
+    # the API's count=exact is exact
+    assert admin.get("/api/v1/customer?count=exact").get_json()["count"] == 3

@@ -55,6 +55,8 @@ class ListQuery:
     fields: list[str] | None = None
     search: str | None = None
     count: bool = False
+    #: count at most this many matches (a screen's "more than 10,000"); None counts them all
+    count_limit: int | None = None
 
 
 def _bad(field_name: str, message: str) -> BadRequest:

@@ -28,6 +28,8 @@ class Page:
     data: list[dict[str, Any]]
     next_cursor: str | None
     count: int | None = None
+    #: more records match than the query's ``count_limit``, which ``count`` then holds
+    count_exceeds: bool = False
 
 
 #: types whose stored values are already what JSON shows
@@ -237,15 +239,20 @@ class RecordReader(RecordAudit):
             more = len(rows) > query.limit
             rows = rows[:query.limit]
             data = self._serialize(conn, rows, query.fields)
-            count = None
+            count, exceeds = None, False
             if query.count:
-                count = conn.execute(sa.select(sa.func.count()).select_from(self.table).where(*where)).scalar_one()
+                matches = sa.select(sa.literal(1)).select_from(self.table).where(*where)
+                if query.count_limit is not None:
+                    matches = matches.limit(query.count_limit + 1)
+                count = conn.execute(sa.select(sa.func.count()).select_from(matches.subquery())).scalar_one()
+                if query.count_limit is not None and count > query.count_limit:
+                    count, exceeds = query.count_limit, True
         next_cursor = None
         if more and rows:
             last = rows[-1]
             values = [_json(k.field, last[k.field.name]) for k in query.sort]
             next_cursor = self.context.cursors.encode(self.entity, query.sort, values)
-        return Page(data, next_cursor, count)
+        return Page(data, next_cursor, count, exceeds)
 
     def export(self, query: ListQuery) -> Iterator[dict[str, Any]]:
         """Every record the list ``query`` matches, page by page (flat memory), as far as the
