@@ -190,3 +190,25 @@ def test_a_products_page_lists_the_orders_whose_lines_hold_it(page_client, demo,
     # finance reads orders but not their lines: no list, not even a count
     finance = page_client("zhang").get(f"/r/product/{ac}").get_data(as_text=True)
     assert "related-sales_order-lines-product" not in finance and "SO-101" not in finance
+
+
+def test_a_generated_entitys_state_lock_and_comments_on_screen(loom_app, apply_metadata, make_entity, make_user):
+    """Any entity, not only the demo's: its locked fields are read-only in the form, and its
+    record page takes comments."""
+    from .conftest import PASSWORD, sign_in
+
+    apply_metadata(
+        make_entity("permit", [{"name": "holder", "type": "string", "read_only_when": {"stage": {"eq": "issued"}}},
+                               {"name": "stage", "type": "select", "options": [{"value": "draft"}, {"value": "issued"}]},
+                               {"name": "note", "type": "text"}], title_field="holder"),
+        {"kind": "role", "name": "clerk", "permissions": {"permit": {"actions": ["read", "create", "update"]}}},
+    )
+    make_user("kim", roles=["clerk"], password=PASSWORD)
+    kim = sign_in(loom_app, "kim")
+    created = kim.post("/r/permit/new", {"holder": "Harbour Co", "stage": "issued"}, htmx="record-form")
+    record_id = int(re.search(r"/r/permit/(\d+)", created.headers["HX-Location"]).group(1))
+    form = kim.get(f"/r/permit/{record_id}/edit").get_data(as_text=True)
+    assert 'id="f-holder"' not in form and "locked in this state" in form and 'id="f-stage"' in form
+    kim.post(f"/r/permit/{record_id}/comments", {"body": "Stamped by the harbour office"}, htmx="record-timeline")
+    page = kim.get(f"/r/permit/{record_id}").get_data(as_text=True)
+    assert "Stamped by the harbour office" in page and "Harbour Co" in page
