@@ -76,3 +76,17 @@ def test_the_api_description_lists_the_comment_endpoints(notes_app, client_for):
     spec = client_for("ann").get("/api/openapi.json").get_json()
     validate(spec)
     assert set(spec["paths"]["/api/v1/lead/{id}/_comments"]) == {"parameters", "get", "post"}
+
+
+def test_a_read_only_token_reads_comments_but_cannot_add_one(notes_app, client_for, loom_engine):
+    ann = client_for("ann")
+    lead = ann.post("/api/v1/lead", json={"company": "Acme"}).get_json()["data"]["id"]
+    ann.post(f"/api/v1/lead/{lead}/_comments", json={"body": "first"})
+    reader = client_for("ann", read_only=True)
+    assert [c["body"] for c in reader.get(f"/api/v1/lead/{lead}/_comments").get_json()["data"]] == ["first"]
+    refused = reader.post(f"/api/v1/lead/{lead}/_comments", json={"body": "second"})
+    assert refused.status_code == 403 and "read-only token" in refused.get_json()["detail"]
+    with loom_engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM loom_comments")).scalar() == 1
+        denied = conn.execute(sa.text("SELECT outcome FROM loom_audit WHERE action = 'record.comment'")).scalars().all()
+    assert denied == ["denied"]

@@ -1,7 +1,7 @@
 """Comments on records: short notes users leave on a record they may read.
 
 A comment belongs to one record of one entity. Whoever may read the record may read its
-comments and add one; nobody edits or deletes a comment, so the thread stays what people
+comments and add one (not with a read-only API token); nobody edits or deletes a comment, so the thread stays what people
 saw. Adding a comment writes an audit entry (``comment.create``) and an outbox event
 (``record.commented``) in the same transaction.
 """
@@ -17,6 +17,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from loom.db import Base, BigId, reading, utcnow, write_transaction
 from loom.errors import ValidationError
 from loom.events import emit
+from loom.permissions import Forbidden
 
 MAX_LENGTH = 10_000
 
@@ -67,9 +68,13 @@ def list_comments(service: Any, record_id: int) -> list[dict[str, Any]]:
 
 def add_comment(service: Any, record_id: int, body: Any) -> dict[str, Any]:
     """Add a comment from ``service``'s caller to a record they may read."""
+    principal = service.principal
+    if principal.read_only:
+        refusal = Forbidden(f"a read-only token cannot comment on {service.entity.name} records")
+        service._log_refusal("comment", refusal, record_id)
+        raise refusal
     text = _clean(body)
     service.require_readable(record_id)
-    principal = service.principal
     entity = service.entity.name
     with write_transaction(service.context.engine) as conn:
         row = conn.execute(comments.insert().values(
