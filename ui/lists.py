@@ -90,6 +90,22 @@ class FilterControl:
 
 
 @dataclass
+class OtherFilter:
+    """A filter in the URL that the filter panel has no control for (a related list's
+    ``filter[customer][eq]``, a child-row filter): shown as a chip and kept on the form."""
+
+    key: str
+    value: str
+    title: str
+    chip: str
+
+
+#: how a chip writes an operator before its value
+_OPERATOR_SIGNS = {"eq": "", "ne": "≠ ", "lt": "< ", "lte": "≤ ", "gt": "> ", "gte": "≥ ", "in": "", "nin": "≠ ",
+                   "contains": "~ ", "startswith": "^ ", "isnull": ""}
+
+
+@dataclass
 class ListState:
     svc: RecordService
     args: MultiDict
@@ -99,6 +115,7 @@ class ListState:
     filters: list[FilterControl] = field(default_factory=list)
     view: SavedViewRow | None = None
     views: list[SavedViewRow] = field(default_factory=list)
+    other_filters: list[OtherFilter] = field(default_factory=list)
 
     @property
     def entity(self):
@@ -187,6 +204,36 @@ def _filter_controls(svc: RecordService, args: MultiDict) -> list[FilterControl]
         control.chip = _chip_text(control)
         controls.append(control)
     return controls
+
+
+def _other_filters(svc: RecordService, args: MultiDict, controls: list[FilterControl]) -> list[OtherFilter]:
+    """The URL's filters that no control shows; the record service has already checked
+    each of them against what the user may read."""
+    covered = {name for control in controls for name in control.names}
+    result = []
+    for key, value in args.items(multi=True):
+        if not key.startswith("filter[") or key in covered or value == "":
+            continue
+        name, _, op = key[len("filter["):].rstrip("]").partition("][")
+        op = op or "eq"
+        entity, titles = svc.entity, []
+        if "." in name:
+            table_name, name = name.split(".", 1)
+            table = entity.all_fields[table_name]
+            titles.append(label(table))
+            entity = svc.model.entity(table.target)
+        f = entity.all_fields[name]
+        titles.append(label(f))
+        if op == "isnull":
+            text = gettext("empty") if value.lower() in ("true", "1", "yes") else gettext("not empty")
+        elif f.type == "link" and op == "eq":
+            text = link_title(f, value)
+        elif f.type in ("select", "multiselect"):
+            text = ", ".join(option_label(f, v) for v in value.split(","))
+        else:
+            text = value
+        result.append(OtherFilter(key, value, " · ".join(titles), _OPERATOR_SIGNS.get(op, f"{op} ") + text))
+    return result
 
 
 def _chip_text(control: FilterControl) -> str:
@@ -278,7 +325,8 @@ def list_state(entity: str, args: MultiDict, *, count: bool = True) -> ListState
     query.count = count and query.after is None
     query.count_limit = COUNT_LIMIT
     page = svc.list(query)
-    return ListState(svc, args, columns, query, page, _filter_controls(svc, args), view, saved)
+    controls = _filter_controls(svc, args)
+    return ListState(svc, args, columns, query, page, controls, view, saved, _other_filters(svc, args, controls))
 
 
 @pages.get("/r/<entity>")

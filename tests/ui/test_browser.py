@@ -225,6 +225,23 @@ def test_import_a_thousand_rows_with_a_few_bad_ones(page, screenshots, tmp_path)
     assert "Mobile" in report[1] and "choices" in report[2]
 
 
+def test_a_product_leads_to_its_orders_and_the_filter_chip_clears(page):
+    browser_sign_in(page, "boss")
+    page.goto("/r/product")
+    page.locator("#list-rows a").first.click()
+    related = page.locator("section.related[id^=related-sales_order-lines-product]")
+    expect(related).to_be_visible()
+    total = int(re.search(r": (\d+)\)", related.locator("h2").inner_text()).group(1))
+    page.goto(page.url.replace("/r/product/", "/r/sales_order?filter[lines.product][eq]="))
+    expect(page.locator("#list-count")).to_have_text(re.compile(rf"^{total} records?$"))
+    chip = page.locator(".chip", has_text="Lines · Product")
+    expect(chip).to_be_visible()
+    chip.get_by_role("button").click()
+    expect(page.locator(".chip", has_text="Lines · Product")).to_have_count(0)
+    expect(page).not_to_have_url(re.compile(r"lines\.product"))
+    expect(page.locator("#list-count")).not_to_have_text(re.compile(rf"^{total} records?$"))
+
+
 def test_export_the_current_view(page, live_server):
     from openpyxl import load_workbook
 

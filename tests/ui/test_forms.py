@@ -187,6 +187,10 @@ def test_a_products_page_lists_the_orders_whose_lines_hold_it(page_client, demo,
     # the full list behind it is the same filter
     listed = page_client("admin").get(f"/r/sales_order?filter[lines.product][eq]={ac}").get_data(as_text=True)
     assert "SO-101" in listed and "SO-103" in listed and "SO-102" not in listed
+    # the filter shows as a chip (the panel has no control for it) and stays on the form
+    assert re.search(r'<li class="chip">Lines · Product: Air conditioner\s*<button type="button" '
+                     r'data-clear-filter="filter\[lines.product\]\[eq\]"', listed)
+    assert f'<input type="hidden" name="filter[lines.product][eq]" value="{ac}">' in listed
     # finance reads orders but not their lines: no list, not even a count
     finance = page_client("zhang").get(f"/r/product/{ac}").get_data(as_text=True)
     assert "related-sales_order-lines-product" not in finance and "SO-101" not in finance
