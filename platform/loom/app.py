@@ -14,6 +14,7 @@ import pluggy
 import sqlalchemy as sa
 from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from loom import config as settings
 from loom.audit.log import AuditLog
@@ -82,6 +83,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     url = values.get("DATABASE_URL") or f"sqlite:///{instance / 'loom.db'}"
     app.config["DATABASE_URL"] = url
     app.config["BABEL_DEFAULT_TIMEZONE"] = _time_zone(values.get("TIMEZONE") or "UTC")
+    hops = int(values.get("PROXY_HOPS") or 0)
+    if hops > 0:
+        # only as many forwarded entries as there are proxies of ours: a client cannot
+        # choose the address the audit log records by sending the header itself
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
 
     engine = values.get("ENGINE") or create_engine(url)
     metadata = MetadataService(engine, values["METADATA_CHECK_INTERVAL"])

@@ -32,6 +32,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MAX_PAGE_SIZE", 500, "Largest page a list request may ask for.", int),
     Setting("TIMEZONE", "UTC",
             "Time zone the screens show and read times in: an IANA name such as Asia/Shanghai."),
+    Setting("PROXY_HOPS", 0,
+            "Reverse proxies in front of Loom whose X-Forwarded-For and X-Forwarded-Proto headers are "
+            "trusted (the audit log records the client address they report); 0 trusts none.", int),
     Setting("METADATA_CHECK_INTERVAL", 0.0,
             "Seconds a process trusts its cached metadata version before asking the database "
             "again; 0 asks on every request.", float),

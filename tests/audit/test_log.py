@@ -176,3 +176,24 @@ def test_the_table_refuses_updates_and_deletes(visits, loom_engine, statement):
     with pytest.raises(sa.exc.DBAPIError, match="append-only"), loom_engine.begin() as conn:
         conn.execute(sa.text(statement))
     assert len(entries(loom_engine, entity="site_visit")) == 1
+
+
+def test_the_client_address_behind_a_trusted_proxy_is_recorded_and_a_forged_one_is_not(
+        apply_metadata, ticket_doc, loom_app, make_user, loom_engine, tmp_path):
+    from loom.app import create_app
+
+    apply_metadata(*ticket_doc)
+    make_user("admin", superuser=True)
+    token = loom_app.extensions["loom"].identity.create_token("admin").token
+    base = {"ENGINE": loom_engine, "SECRET_KEY": "x", "DISCOVER_PLUGINS": False}
+    direct = create_app({**base, "INSTANCE_PATH": str(tmp_path / "direct")}).test_client()
+    proxied = create_app({**base, "INSTANCE_PATH": str(tmp_path / "proxied"), "PROXY_HOPS": 1}).test_client()
+    headers = {"Authorization": f"Bearer {token}", "X-Forwarded-For": "203.0.113.9, 198.51.100.7"}
+    for client in (direct, proxied):
+        reply = client.post("/api/v1/site_visit", json={"title": "t"}, headers=headers,
+                            environ_base={"REMOTE_ADDR": "10.0.0.2"})
+        assert reply.status_code == 201
+    ips = [e["ip"] for e in entries(loom_engine, action="record.create")]
+    # without proxies the header is the client's word and is ignored; behind one proxy only
+    # the address that proxy appended counts, not what the client put before it
+    assert ips == ["10.0.0.2", "198.51.100.7"]
