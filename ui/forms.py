@@ -17,7 +17,6 @@ from werkzeug.datastructures import MultiDict
 
 from loom.errors import LoomError, NotFound, PreconditionFailed
 from loom.metadata.model import Entity, Field, FormSection
-from loom.permissions import EntityAccess
 from loom.records.service import RecordService
 from loom.ui.attachments import store
 from loom.ui.i18n import gettext, label
@@ -73,12 +72,6 @@ class FormView:
     @property
     def fields(self) -> list[FormField]:
         return [ff for _label, _columns, fields in self.sections for ff in fields]
-
-
-def child_access(svc: RecordService, child: Entity) -> EntityAccess:
-    """What the user may do with the rows of a table field: the parent's actions and
-    rows, the child's field rules."""
-    return EntityAccess(svc.context.policy, svc.principal, child, svc.access)
 
 
 def _sections(entity: Entity) -> tuple[FormSection, ...]:
@@ -141,7 +134,7 @@ def build_form(svc: RecordService, *, record: dict[str, Any] | None = None, form
 
 def _table_rows(svc, ff: FormField, record, form, by_field, action, placed) -> None:
     child = svc.model.entity(ff.field.target)
-    access = child_access(svc, child)
+    access = svc.access_for(child)
     readable, writable = access.readable(), access.writable(action)
     ff.child_fields = [c for c in child.fields if c.name in readable]
     ff.child_read_only = {c.name for c in ff.child_fields if _read_only(svc, c, writable)}
@@ -356,7 +349,7 @@ def _link_field(svc: RecordService, path: str) -> Field:
             raise NotFound(gettext("There is no such field."))
         child = svc.model.entity(f.target)
         f = child.all_fields.get(rest)
-        if f is None or rest not in child_access(svc, child).readable():
+        if f is None or rest not in svc.access_for(child).readable():
             raise NotFound(gettext("There is no such field."))
     if f.type != "link":
         raise NotFound(gettext("There is no such field."))

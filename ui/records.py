@@ -14,7 +14,6 @@ from loom.errors import LoomError, ValidationError
 from loom.metadata.model import Entity, Field
 from loom.records.comments import add_comment, list_comments
 from loom.ui.audit import record_history
-from loom.ui.forms import child_access
 from loom.ui.i18n import gettext, label
 from loom.ui.pages import pages, redirect_to, render_page, wants_fragment
 from loom.ui.screens import default_columns, readable_fields, record_title, service
@@ -59,7 +58,7 @@ def related_lists(entity: Entity, record_id: int) -> list[RelatedList]:
         if via is None and f.name not in svc.access.readable():
             continue
         if via is not None and (via.name not in svc.access.readable()
-                                or f.name not in child_access(svc, model.entity(via.target)).readable()):
+                                or f.name not in svc.access_for(model.entity(via.target)).readable()):
             continue
         columns = [c for c in readable_fields(svc, default_columns(source))
                    if c.name != f.name and c.type != "table"]
@@ -117,7 +116,7 @@ def record_view(entity: str, record_id: int):
     tables = {}
     for f in svc.entity.table_fields:
         child = svc.model.entity(f.target)
-        child_readable = child_access(svc, child).readable()
+        child_readable = svc.access_for(child).readable()
         tables[f.name] = [c for c in child.fields if c.name in child_readable]
     system = [f for f in svc.entity.standard_fields if f.name in readable and f.name not in ("id", "version")]
     return render_page("record.html", entity=svc.entity, record=record, sections=sections, system=system,

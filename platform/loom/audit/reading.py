@@ -151,7 +151,7 @@ def record_history(service: Any, record_id: int, *, log_read: bool = True) -> li
     else:
         service.require_readable(record_id)
     readable = service.access.readable()
-    child_readable = {f.name: service._access_for(service.model.entity(f.target)).readable()
+    child_readable = {f.name: service.access_for(service.model.entity(f.target)).readable()
                       for f in service.entity.table_fields if f.name in readable}
     with reading(service.context.engine) as conn:
         rows = conn.execute(history_query(service.entity.name, record_id)).mappings().all()

@@ -98,13 +98,13 @@ class RecordReader(RecordAudit):
             return True
         entities = [self.entity, *(self.model.entity(f.target) for f in self.entity.table_fields)]
         for entity in entities:
-            access = self._access_for(entity)
+            access = self.access_for(entity)
             if access.readable() != set(entity.all_fields):
                 return False
             for f in entity.fields:
                 if f.type != "link" or f.target == USER_ENTITY:
                     continue
-                target = self._access_for(self.model.entity(f.target))
+                target = self.access_for(self.model.entity(f.target))
                 if (not target.allowed("read") or self._scope(target, self._target_table(f.target), "read")
                         or self.model.entity(f.target).title_field not in target.readable()):
                     return False
@@ -133,7 +133,7 @@ class RecordReader(RecordAudit):
                 title_field = target_entity.field(target_entity.title_field)
                 title_col = table.c[title_field.name]
                 if not full:
-                    access = self._access_for(target_entity)
+                    access = self.access_for(target_entity)
                     if not access.allowed("read") or title_field.name not in access.readable():
                         continue
                     where += self._scope(access, table, "read")
@@ -148,7 +148,7 @@ class RecordReader(RecordAudit):
         for f in fields:
             child = self.model.entity(f.target)
             table = self.context.live.tables[child.name]
-            readable = set(child.all_fields) if full else self._access_for(child).readable()
+            readable = set(child.all_fields) if full else self.access_for(child).readable()
             child_fields = [c for c in child.all_fields.values() if c.name in readable]
             grouped: dict[int, list[dict[str, Any]]] = defaultdict(list)
             if ids:
@@ -216,7 +216,7 @@ class RecordReader(RecordAudit):
         caller may not ``action`` this entity at all."""
         self._require(action)
         readable = self.access.readable()
-        children = {f.name: (child, self._access_for(child).readable())
+        children = {f.name: (child, self.access_for(child).readable())
                     for f in self.entity.table_fields if f.name in readable
                     for child in [self.model.entity(f.target)]}
         return parse_list_query(self.entity, args, cursors=self.context.cursors,

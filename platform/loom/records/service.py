@@ -69,14 +69,16 @@ class RecordService(RecordReader):
         self.principal = context.principal
         self.dialect = context.engine.dialect.name
         self._accesses: dict[str, EntityAccess] = {}
-        self.access = self._access_for(entity)
+        self.access = self.access_for(entity)
         self.audit = context.audit or AuditLog(context.engine)
 
     # -- helpers ------------------------------------------------------------------------
 
-    def _access_for(self, entity: Entity) -> EntityAccess:
+    def access_for(self, entity: Entity) -> EntityAccess:
+        """What the caller may do with ``entity``: this service's own, or (for a child
+        entity) that of its rows, which follow their parent."""
         if entity.name not in self._accesses:
-            parent = self._access_for(self.model.parents[entity.name][0]) if entity.child else None
+            parent = self.access_for(self.model.parents[entity.name][0]) if entity.child else None
             self._accesses[entity.name] = EntityAccess(self.context.policy, self.principal, entity, parent)
         return self._accesses[entity.name]
 
@@ -159,7 +161,7 @@ class RecordService(RecordReader):
                 errors.append({"field": f"{f.name}[{i}]", "message": "expected a JSON object"})
                 continue
             row = dict(row)
-            errors.extend(self._sort_out(self._access_for(child), row, action, f"{f.name}[{i}]."))
+            errors.extend(self._sort_out(self.access_for(child), row, action, f"{f.name}[{i}]."))
             try:
                 loaded.append(schema.load(row))
             except ma.ValidationError as exc:
@@ -181,7 +183,7 @@ class RecordService(RecordReader):
             conditions = [target.c.id.in_(wanted)]
             if f.target != USER_ENTITY:
                 # a record the caller may not read is, to them, a record that does not exist
-                access = self._access_for(self.model.entity(f.target))
+                access = self.access_for(self.model.entity(f.target))
                 conditions += self._scope(access, target, "read") if access.allowed("read") else [sa.false()]
             found = set(conn.execute(sa.select(target.c.id).where(*conditions)).scalars())
             for prefix, row in zip(where, rows, strict=True):
