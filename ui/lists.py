@@ -26,6 +26,7 @@ from loom.ui.screens import (
     context,
     default_columns,
     display,
+    display_names,
     option_label,
     readable_fields,
     service,
@@ -268,10 +269,7 @@ def link_title(f: Field, raw_id: str) -> str:
     except ValueError:
         return raw_id
     if f.target == "user":
-        for user in current_app.extensions["loom"].identity.list_users():
-            if user["id"] == record_id:
-                return user["display_name"] or user["username"]
-        return f"#{record_id}"
+        return display_names({record_id}).get(record_id, f"#{record_id}")
     try:
         target = service(f.target)
         title_field = target.entity.title_field

@@ -6,17 +6,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import sqlalchemy as sa
 from flask import flash, render_template, request, url_for
 
-from loom.db import reading
 from loom.errors import LoomError, ValidationError
 from loom.metadata.model import Entity, Field
 from loom.records.comments import add_comment, list_comments
 from loom.ui.audit import record_history
 from loom.ui.i18n import gettext, label
 from loom.ui.pages import pages, redirect_to, render_page, wants_fragment
-from loom.ui.screens import default_columns, readable_fields, record_title, service
+from loom.ui.screens import default_columns, display_names, readable_fields, record_title, service
 from loom.ui.widgets import message_text
 
 RELATED_ROWS = 10
@@ -83,20 +81,6 @@ def timeline(entity: Entity, record_id: int) -> list[dict[str, Any]]:
     for item in items:
         item["actor"] = names.get(item["actor_id"]) or item["actor"]
     return sorted(items, key=lambda item: item["at"], reverse=True)
-
-
-def display_names(user_ids: set[int]) -> dict[int, str]:
-    """The names people know each other by (the display name, else the username)."""
-    from loom.identity.models import User
-    from loom.ui.screens import context
-
-    if not user_ids:
-        return {}
-    users = User.__table__
-    with reading(context().engine) as conn:
-        rows = conn.execute(sa.select(users.c.id, users.c.display_name, users.c.username)
-                            .where(users.c.id.in_(user_ids)))
-        return {row.id: row.display_name or row.username for row in rows}
 
 
 @pages.get("/r/<entity>/<int:record_id>")

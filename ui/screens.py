@@ -7,9 +7,11 @@ import datetime as dt
 import decimal
 from typing import Any
 
+import sqlalchemy as sa
 from flask import g
 from flask_babel import format_decimal, get_timezone
 
+from loom.db import reading
 from loom.metadata.model import Entity, Field
 from loom.records.service import Context, RecordService
 from loom.ui.i18n import gettext, label
@@ -75,6 +77,19 @@ def display(f: Field, value: Any) -> str:
     if kind in ("json", "table"):
         return ""
     return str(value)
+
+
+def display_names(user_ids: set[int]) -> dict[int, str]:
+    """The names people know each other by (the display name, else the username)."""
+    from loom.identity.models import User
+
+    if not user_ids:
+        return {}
+    users = User.__table__
+    with reading(context().engine) as conn:
+        rows = conn.execute(sa.select(users.c.id, users.c.display_name, users.c.username)
+                            .where(users.c.id.in_(user_ids)))
+        return {row.id: row.display_name or row.username for row in rows}
 
 
 def readable_fields(svc: RecordService, names: list[str] | tuple[str, ...]) -> list[Field]:
