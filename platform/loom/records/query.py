@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,8 +80,9 @@ def parse_value(f: Field, raw: str, param: str) -> Any:
         raise _bad(param, f"{param}: {exc}") from None
 
 
-#: table field name -> (its child entity, the child fields the caller may read; None: all)
-Children = Mapping[str, tuple[Entity, "set[str] | None"]]
+#: a table field -> (its child entity, the child fields the caller may read; None: all),
+#: asked only when a filter names a row field
+Children = Callable[[Field], tuple[Entity, "set[str] | None"]]
 
 
 def parse_condition(entity: Entity, name: str, op: str, raw: str,
@@ -91,10 +92,10 @@ def parse_condition(entity: Entity, name: str, op: str, raw: str,
     if "." in name:
         table_name, child_name = name.split(".", 1)
         table = readable_field(entity, table_name, param, readable)
-        if table.type != "table" or children is None or table_name not in children:
+        if table.type != "table" or children is None:
             raise _bad(param, f"'{table_name}' has no rows to filter on; only a table field's rows can be "
                               f"filtered as {table_name}.field")
-        child, child_readable = children[table_name]
+        child, child_readable = children(table)
         if child_name == "id":
             raise _unknown(name, param)
         condition = parse_condition(child, child_name, op, raw, child_readable, param=param)

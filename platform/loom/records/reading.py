@@ -215,13 +215,13 @@ class RecordReader(RecordAudit):
         """List arguments checked against what the caller may see; refused first when the
         caller may not ``action`` this entity at all."""
         self._require(action)
-        readable = self.access.readable()
-        children = {f.name: (child, self.access_for(child).readable())
-                    for f in self.entity.table_fields if f.name in readable
-                    for child in [self.model.entity(f.target)]}
+        def rows_of(table: Field) -> tuple[Entity, set[str]]:
+            child = self.model.entity(table.target)
+            return child, self.access_for(child).readable()
+
         return parse_list_query(self.entity, args, cursors=self.context.cursors,
                                 default_limit=self.context.page_size, max_limit=self.context.max_page_size,
-                                readable=readable, children=children)
+                                readable=self.access.readable(), children=rows_of)
 
     def list(self, query: ListQuery | Mapping[str, Any] | None = None, *, action: str = "read") -> Page:
         """A page of records in the caller's scope for ``action`` (read, or export)."""
