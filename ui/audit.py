@@ -64,9 +64,9 @@ def _diff(changes: dict[str, Any]) -> list[tuple[str, Any, Any]]:
 
 def record_history(entity: Entity, record_id: int) -> list[dict[str, Any]]:
     """The record's changes for its timeline, newest first, with field labels, limited
-    to what the signed-in user may read."""
+    to what the signed-in user may read (who has just read the record)."""
     svc = service(entity.name)
-    history = reading.record_history(svc, record_id, log_read=False)
+    history = reading.record_history(svc, record_id, checked=True)
     for item in history:
         item["rows"] = [(label(entity.all_fields[name]) if name in entity.all_fields else name, old, new)
                         for name, (old, new) in item["changes"].items()]

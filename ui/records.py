@@ -72,11 +72,12 @@ def related_lists(entity: Entity, record_id: int) -> list[RelatedList]:
 
 
 def timeline(entity: Entity, record_id: int) -> list[dict[str, Any]]:
-    """The record's changes (as far as the user may read them) and its comments, newest first."""
+    """The record's changes (as far as the user may read them) and its comments, newest
+    first; called once the user's access to the record is established (read or commented on)."""
     svc = service(entity.name)
     items = [{**item, "kind": "change"} for item in record_history(entity, record_id)]
     items += [{"kind": "comment", "at": c["created_at"], "actor": c["author"], "actor_id": c["author_id"],
-               "body": c["body"], "id": c["id"]} for c in list_comments(svc, record_id)]
+               "body": c["body"], "id": c["id"]} for c in list_comments(svc, record_id, checked=True)]
     names = display_names({item["actor_id"] for item in items if item["actor_id"] is not None})
     for item in items:
         item["actor"] = names.get(item["actor_id"]) or item["actor"]

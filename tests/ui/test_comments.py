@@ -72,6 +72,9 @@ def test_nobody_comments_on_a_record_they_may_not_read(page_client, demo, loom_e
     wang = page_client("wang")
     assert wang.post(f"/r/customer/{gamma}/comments", {"body": "psst"}, htmx="record-timeline").status_code == 404
     assert wang.post(f"/r/customer/{gamma}/comments", {"body": "psst"}).status_code == 404
+    # an empty comment is not answered with the record's timeline either
+    empty = wang.post(f"/r/customer/{gamma}/comments", {"body": ""}, htmx="record-timeline")
+    assert empty.status_code == 404 and "record-timeline" not in empty.get_data(as_text=True)
     assert _comments(loom_engine) == []
 
 

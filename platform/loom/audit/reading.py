@@ -141,15 +141,13 @@ def history_query(entity: str, record_id: Any) -> sa.Select:
             .order_by(t.seq))
 
 
-def record_history(service: Any, record_id: int, *, log_read: bool = True) -> list[dict[str, Any]]:
+def record_history(service: Any, record_id: int, *, checked: bool = False) -> list[dict[str, Any]]:
     """The changes of one record, oldest first, as ``service``'s caller may see them:
     only when they may read the record, and only the fields they may read. Reading them
-    is a read of the record (logged for ``audit_reads`` entities) unless the caller has
-    just logged one (``log_read=False``: the record page, which has read the record)."""
-    if log_read:
+    is a read of the record (logged for ``audit_reads`` entities); ``checked`` says the
+    caller has just read it through ``service`` (the record page), which did both."""
+    if not checked:
         service.get(record_id, ["id"])
-    else:
-        service.require_readable(record_id)
     readable = service.access.readable()
     child_readable = {f.name: service.access_for(service.model.entity(f.target)).readable()
                       for f in service.entity.table_fields if f.name in readable}
