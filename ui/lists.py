@@ -17,7 +17,7 @@ from werkzeug.datastructures import MultiDict
 
 from loom.errors import BadRequest, LoomError
 from loom.metadata.model import Field
-from loom.records.query import UNSORTABLE, ListQuery
+from loom.records.query import UNSORTABLE, ListQuery, filter_key
 from loom.records.reading import Page
 from loom.records.service import RecordService
 from loom.ui.i18n import gettext, label, ngettext
@@ -51,8 +51,7 @@ def local_times(entity, args: MultiDict) -> MultiDict:
 
     result: MultiDict = MultiDict()
     for key, value in args.items(multi=True):
-        name = key[len("filter["):].split("]")[0] if key.startswith("filter[") else ""
-        f = entity.all_fields.get(name)
+        f = entity.all_fields.get((filter_key(key) or ("", ""))[0])
         if f is not None and f.type == "datetime" and value:
             try:
                 value = local_moment(dt.datetime.fromisoformat(value)).isoformat()
@@ -213,10 +212,10 @@ def _other_filters(svc: RecordService, args: MultiDict, controls: list[FilterCon
     covered = {name for control in controls for name in control.names}
     result = []
     for key, value in args.items(multi=True):
-        if not key.startswith("filter[") or key in covered or value == "":
+        parsed = filter_key(key)
+        if parsed is None or key in covered or value == "":
             continue
-        name, _, op = key[len("filter["):].rstrip("]").partition("][")
-        op = op or "eq"
+        name, op = parsed
         entity, titles = svc.entity, []
         if "." in name:
             table_name, name = name.split(".", 1)

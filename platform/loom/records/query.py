@@ -59,6 +59,13 @@ class ListQuery:
     count_limit: int | None = None
 
 
+def filter_key(key: str) -> tuple[str, str] | None:
+    """The field and operator of a ``filter[field][op]`` argument (``eq`` when the operator
+    is left out); None for any other argument."""
+    match = _FILTER_KEY.match(key)
+    return (match.group(1), match.group(2) or "eq") if match else None
+
+
 def _bad(field_name: str, message: str) -> BadRequest:
     return BadRequest(message, errors=[{"field": field_name, "message": message}])
 
@@ -194,10 +201,9 @@ def parse_list_query(entity: Entity, args: Mapping[str, Any], *, cursors: Cursor
     for key, raw in items:
         if "\x00" in key or "\x00" in raw:
             raise _bad(key, f"{key}: query values cannot contain the NUL character")
-        match = _FILTER_KEY.match(key)
-        if match:
-            query.conditions.append(parse_condition(entity, match.group(1), match.group(2) or "eq", raw, readable,
-                                                    children))
+        parsed = filter_key(key)
+        if parsed:
+            query.conditions.append(parse_condition(entity, *parsed, raw, readable, children))
         elif key not in known:
             raise _bad(key, f"unknown query parameter '{key}'; use filter[field][op], sort, limit, "
                             "cursor, fields, search or count")
