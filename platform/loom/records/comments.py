@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
+from loom.audit.log import timestamp
 from loom.db import Base, BigId, reading, utcnow, write_transaction
 from loom.errors import ValidationError
 from loom.events import emit
@@ -50,8 +51,6 @@ def _clean(body: Any) -> str:
 
 
 def _reply(row: Any) -> dict[str, Any]:
-    from loom.audit.log import timestamp
-
     return {"id": row["id"], "author": row["author"], "author_id": row["author_id"], "body": row["body"],
             "created_at": timestamp(row["created_at"])}
 
