@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from loom import config as settings
+from loom import edge
 from loom.audit.log import AuditLog
 from loom.db import create_engine
 from loom.errors import LoomError
@@ -76,8 +76,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     instance.mkdir(parents=True, exist_ok=True)
     app = Flask("loom", instance_path=str(instance))
     app.config.update(values)
-    app.json.sort_keys = False
-    app.json.ensure_ascii = False
+    # first: hostile input is refused, and the request has its id, before anything reads it
+    edge.install(app)
     app.config["SECRET_KEY"] = values.get("SECRET_KEY") or _secret_key(instance)
     app.config["MAX_CONTENT_LENGTH"] = values["MAX_CONTENT_LENGTH"]
     url = values.get("DATABASE_URL") or f"sqlite:///{instance / 'loom.db'}"
@@ -106,19 +106,17 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from loom.identity.admin import admin
     from loom.identity.api import auth as auth_api
     from loom.records.api import api
+    from loom.records.uploading import uploads_api
     from loom.ui import pages
 
     auth.install(app)
     app.register_blueprint(auth_api)
     app.register_blueprint(admin)
     app.register_blueprint(api)
+    app.register_blueprint(uploads_api)
     app.register_blueprint(audit_api)
     app.register_blueprint(pages)
     _register_error_handlers(app)
-
-    @app.before_request
-    def _request_id() -> None:
-        g.request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
 
     @app.after_request
     def _headers(response):

@@ -20,6 +20,7 @@ import decimal
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -60,11 +61,43 @@ def _default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} cannot be written to the audit log")
 
 
-def canonical_json(value: Any) -> str | None:
-    """The one text form of a JSON value: sorted keys, no spaces, UTF-8 kept."""
+#: characters no database text column takes: NUL (PostgreSQL), and UTF-16 surrogates with no
+#: partner, which cannot be encoded as UTF-8 at all
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+#: the widths of the entry's bounded columns (``loom.audit.models``)
+WIDTHS = {"actor": 200, "ip": 64, "user_agent": 400, "request_id": 64, "action": 64, "entity": 100}
+#: longest text kept of one string in an entry's ``detail`` (a filter, a reason, a name)
+DETAIL_TEXT = 1000
+
+
+def clean_text(value: str | None, width: int | None = None) -> str | None:
+    """``value`` as it can be stored: unstorable characters replaced by U+FFFD, cut to
+    ``width`` characters. Whatever a request sends, its entry can be written."""
     if value is None:
         return None
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_default)
+    value = _UNSTORABLE.sub("\ufffd", str(value))
+    if width is not None and len(value) > width:
+        value = value[:width - 1] + "\u2026"
+    return value
+
+
+def _clean_detail(value: Any) -> Any:
+    if isinstance(value, str):
+        return clean_text(value, DETAIL_TEXT)
+    if isinstance(value, Mapping):
+        return {clean_text(str(k), DETAIL_TEXT): _clean_detail(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_clean_detail(v) for v in value]
+    return value
+
+
+def canonical_json(value: Any) -> str | None:
+    """The one text form of a JSON value: sorted keys, no spaces, UTF-8 kept (a surrogate
+    without its partner, which UTF-8 cannot hold, becomes U+FFFD)."""
+    if value is None:
+        return None
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_default)
+    return _UNSTORABLE.sub("\ufffd", text)
 
 
 def timestamp(value: dt.datetime) -> str:
@@ -114,7 +147,7 @@ def request_context() -> dict[str, str | None]:
 
     if not has_request_context():
         return {"ip": None, "user_agent": None, "request_id": None}
-    return {"ip": request.remote_addr, "user_agent": (request.user_agent.string or None) and request.user_agent.string[:400],
+    return {"ip": request.remote_addr, "user_agent": request.user_agent.string or None,
             "request_id": g.get("request_id")}
 
 
@@ -139,7 +172,19 @@ class AuditLog:
         context = request_context()
         for key, value in context.items():
             values.setdefault(key, value)
-        return Entry(action=action, actor=actor[:200], actor_id=actor_id, **values)
+        # every text from a request is cleaned and bounded here, the one place entries are made,
+        # so that no header, name or filter can make the entry (and so the operation) fail
+        for key in ("ip", "user_agent", "request_id", "entity"):
+            values[key] = clean_text(values.get(key), WIDTHS[key])
+        if values.get("detail") is not None:
+            values["detail"] = _clean_detail(values["detail"])
+        record_id = values.get("record_id")
+        if record_id is not None and not (isinstance(record_id, int) and -2**63 <= record_id < 2**63):
+            # an id no record can have (a URL's digits): kept in the detail, where it fits
+            values["record_id"] = None
+            values["detail"] = {**(values.get("detail") or {}), "record_id": clean_text(str(record_id), 40)}
+        return Entry(action=clean_text(action, WIDTHS["action"]), actor=clean_text(actor, WIDTHS["actor"]),
+                     actor_id=actor_id, **values)
 
     def add(self, conn: sa.Connection, action: str, **values: Any) -> None:
         """Log an operation done in ``conn``'s transaction: written just before it commits."""

@@ -1,0 +1,122 @@
+"""Hostile input stopped at the edge of every request, before any view or service sees it.
+
+Databases refuse some text outright (PostgreSQL takes no NUL; UTF-8 cannot hold a UTF-16
+surrogate without its partner), Python's JSON parser recurses once per nesting level, and
+URL integers can exceed every integer column. Each of these, left to reach a service, ends
+in a 500 somewhere; here they are refused once, for every route, with a 400 that names
+the parameter, header or JSON member to fix.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from flask import Flask, g, request
+from flask.json.provider import DefaultJSONProvider
+from werkzeug.routing import IntegerConverter, ValidationError
+
+from loom.errors import BadRequest
+
+#: a client's X-Request-Id is kept only when it is a plain token that fits the audit column
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+=-]{0,63}$")
+#: text no database column takes: NUL, and surrogates without their partner
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+#: deeper JSON than any record, role or filter needs; deeper is refused before it costs anything
+MAX_JSON_DEPTH = 64
+INT64 = 2**63
+
+
+def bad_input(where: str, message: str) -> BadRequest:
+    """A 400 naming ``where`` (a parameter, header or JSON member) and what to fix."""
+    return BadRequest(f"{where}: {message}", errors=[{"field": where, "message": message}])
+
+
+def _refuse_unstorable(where: str, text: str) -> None:
+    found = _UNSTORABLE.search(text)
+    if found is None:
+        return
+    if found.group() == "\x00":
+        raise bad_input(where, "cannot contain the NUL character")
+    raise bad_input(where, "contains a UTF-16 surrogate without its partner; send valid Unicode text")
+
+
+def request_id() -> str:
+    """The request's id: the client's ``X-Request-Id`` when it is a sane token, else a new one."""
+    sent = request.headers.get("X-Request-Id", "")
+    return sent if _REQUEST_ID.match(sent) else uuid.uuid4().hex
+
+
+def check_request() -> None:
+    """Refuse a request whose path, query, headers or form carry text no column can hold."""
+    _refuse_unstorable("path", request.path)
+    for key, value in request.args.items(multi=True):
+        _refuse_unstorable(key[:100], key)
+        _refuse_unstorable(key[:100], value)
+    for key, value in request.headers.items():
+        _refuse_unstorable(f"header {key[:100]}", value)
+    if request.method not in ("GET", "HEAD", "OPTIONS") and request.mimetype in (
+            "application/x-www-form-urlencoded", "multipart/form-data"):
+        for key, value in request.form.items(multi=True):
+            _refuse_unstorable(key[:100], key)
+            _refuse_unstorable(key[:100], value)
+
+
+def check_json(value: Any) -> None:
+    """Refuse a parsed JSON document nested deeper than ``MAX_JSON_DEPTH`` or holding a
+    string (or member name) no column can hold; the error names the member's path."""
+    stack: list[tuple[Any, str, int]] = [(value, "", 0)]
+    while stack:
+        item, path, depth = stack.pop()
+        if isinstance(item, str):
+            _refuse_unstorable(path or "body", item)
+        elif isinstance(item, dict | list):
+            if depth >= MAX_JSON_DEPTH:
+                raise bad_input("body", f"JSON nested more than {MAX_JSON_DEPTH} levels deep")
+            if isinstance(item, dict):
+                for key, member in item.items():
+                    inner = f"{path}.{key}" if path else key
+                    _refuse_unstorable(inner[:200], key)
+                    stack.append((member, inner[:200], depth + 1))
+            else:
+                stack.extend((member, f"{path}[{i}]"[:200], depth + 1) for i, member in enumerate(item))
+
+
+class JSONProvider(DefaultJSONProvider):
+    """Flask's JSON, reading request bodies defensively: too deep a document or text no
+    column can hold is a 400 (a ``LoomError``, which ``get_json(silent=True)`` lets through)."""
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        try:
+            value = super().loads(s, **kwargs)
+        except RecursionError:
+            raise bad_input("body", f"JSON nested more than {MAX_JSON_DEPTH} levels deep") from None
+        check_json(value)
+        return value
+
+
+class BoundedInt(IntegerConverter):
+    """``<int:...>`` in a URL: a whole number that fits a 64-bit id column; a longer one
+    matches no route (404), instead of reaching the database and overflowing there."""
+
+    def __init__(self, map, fixed_digits=0, min=None, max=INT64 - 1, signed=False):  # noqa: A002
+        super().__init__(map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
+
+    def to_python(self, value: str) -> int:
+        if len(value.lstrip("-0")) > 19:  # also spares int() a number of thousands of digits
+            raise ValidationError()
+        return super().to_python(value)
+
+
+def install(app: Flask) -> None:
+    """Put the checks in front of every request; call before any other ``before_request``."""
+    app.json = JSONProvider(app)
+    app.json.sort_keys = False
+    app.json.ensure_ascii = False
+    app.url_map.converters["int"] = BoundedInt
+
+    @app.before_request
+    def _edge() -> None:
+        g.request_id = request_id()
+        check_request()
