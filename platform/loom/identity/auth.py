@@ -4,6 +4,10 @@ The API never falls back to anonymous access: a request to ``/api`` without a va
 credential gets 401. Requests authenticated by the session cookie must carry the CSRF
 token for every state-changing method; bearer-token requests cannot be forged by a
 browser and need none.
+
+Two more checks guard every write, here rather than in each view so that no route (a
+plugin's included) can forget them: a read-only token changes nothing, anywhere, and the
+JSON API takes JSON bodies only (a browser cannot send those across sites without CORS).
 """
 
 from __future__ import annotations
@@ -12,13 +16,40 @@ from flask import Flask, current_app, g, request, session
 from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
+from loom.errors import LoomError
 from loom.identity.service import Unauthorized
+from loom.permissions import Forbidden
 
 csrf = CSRFProtect()
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 #: endpoints reachable without signing in
 PUBLIC_ENDPOINTS = {"auth.login", "pages.home", "static", "pages.static", "pages.sign_in", "pages.sign_in_submit",
                     "pages.switch_language"}
+#: endpoints a read-only token may POST to: they change nothing the token's user owns
+READ_ONLY_ALLOWED = {
+    "auth.login", "pages.sign_in_submit",  # signing in with a password is its own credential
+    "auth.logout", "pages.sign_out",  # ends a session; a token has none
+    "pages.switch_language",  # the interface language of this browser session only
+    "audit.verify_chain", "pages.audit_verify",  # walks the audit chain: a read sent as POST
+}
+#: the prefix of the JSON API, whose request bodies must be JSON
+API_PREFIX = "/api/"
+_BODY_TYPES_ATTRIBUTE = "loom_body_types"
+
+
+class UnsupportedMediaType(LoomError):
+    status = 415
+    type = "https://loom.dev/problems/unsupported-media-type"
+    title = "Unsupported media type"
+
+
+def accepts_body(*mimetypes: str):
+    """Let an API view take request bodies of ``mimetypes`` besides JSON (a file upload's
+    ``multipart/form-data``, say); without it an API view receives JSON bodies only."""
+    def mark(view):
+        setattr(view, _BODY_TYPES_ATTRIBUTE, frozenset(mimetypes))
+        return view
+    return mark
 
 
 class SessionInterface(SecureCookieSessionInterface):
@@ -53,6 +84,46 @@ def authenticate():
     return None
 
 
+def _has_body() -> bool:
+    return bool(request.content_length) or "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+
+
+def require_json_body() -> None:
+    """Refuse an API request whose body is not JSON (``application/json`` or
+    ``application/*+json``), unless its view accepts that type (``accepts_body``).
+
+    A browser sends ``text/plain``, form and multipart bodies across sites without asking
+    (a signed-in victim's browser, or a sign-in forced on it); JSON it does not."""
+    if request.method in SAFE_METHODS or not request.path.startswith(API_PREFIX) or not _has_body():
+        return
+    mimetype = request.mimetype
+    kind, _, subtype = mimetype.partition("/")
+    if mimetype == "application/json" or (kind == "application" and subtype.endswith("+json")):
+        return
+    view = current_app.view_functions.get(request.endpoint or "")
+    if mimetype in getattr(view, _BODY_TYPES_ATTRIBUTE, ()):
+        return
+    sent = f"a {mimetype} body" if mimetype else "a body without a Content-Type"
+    raise UnsupportedMediaType(f"the API takes JSON only: {sent} cannot be read here; "
+                               "send the body as JSON with the header Content-Type: application/json")
+
+
+def refuse_read_only_writes(principal) -> None:
+    """A read-only principal may not send a state-changing request to any endpoint but
+    those in ``READ_ONLY_ALLOWED``. Checked once for every route, so a new route is
+    covered without doing anything; the refusal is logged like every other."""
+    if principal is None or not principal.read_only or request.method in SAFE_METHODS \
+            or request.endpoint in READ_ONLY_ALLOWED:
+        return
+    refusal = Forbidden(f"a read-only token cannot change anything: {request.method} {request.path} "
+                        "needs a token made without read_only")
+    current_app.extensions["loom"].audit.add_alone(
+        "access", principal=principal, outcome="denied",
+        detail={"method": request.method, "path": request.path, "reason": refusal.detail})
+    refusal.audited = True  # the screens' and the API's error handlers need not log it again
+    raise refusal
+
+
 def install(app: Flask) -> None:
     app.session_interface = SessionInterface()
     app.config["SESSION_COOKIE_HTTPONLY"] = True
@@ -64,14 +135,17 @@ def install(app: Flask) -> None:
     @app.before_request
     def _authenticate():
         g.principal = None
+        require_json_body()
         if request.endpoint in PUBLIC_ENDPOINTS or request.endpoint is None:
             principal = authenticate() if request.endpoint is not None else None
             g.principal = principal
+            refuse_read_only_writes(principal)
             return None
         principal = authenticate()
         if principal is None:
             raise Unauthorized("sign in, or send Authorization: Bearer <token>")
         g.principal = principal
+        refuse_read_only_writes(principal)
         if g.get("auth_method") == "session" and request.method not in SAFE_METHODS:
             csrf.protect()
         return None

@@ -27,6 +27,7 @@ from loom.identity.principal import Principal
 from loom.permissions import Policy
 from loom.records.comments import add_comment, list_comments
 from loom.records.openapi import build_openapi
+from loom.records.query import parse_fields
 from loom.records.service import Context, RecordService
 
 api = Blueprint("api", __name__, url_prefix="/api")
@@ -226,9 +227,10 @@ def bulk_create(entity: str):
 
 @api.get("/v1/<entity>/<int:record_id>")
 def get_record(entity: str, record_id: int):
+    service = record_service(entity)
     fields = request.args.get("fields")
-    names = [n.strip() for n in fields.split(",") if n.strip()] if fields else None
-    record = record_service(entity).get(record_id, names)
+    names = parse_fields(service.entity, fields, service.access.readable()) if fields else None
+    record = service.get(record_id, names)
     return _with_etag(jsonify({"data": record}), record)
 
 

@@ -23,6 +23,20 @@ _FILTER_KEY = re.compile(r"^filter\[([^\]]*)\](?:\[([^\]]*)\])?$")
 UNSORTABLE = {"table", "json", "multiselect", "attachment"}
 OPERATORS = ("eq", "ne", "lt", "lte", "gt", "gte", "in", "nin", "contains", "startswith", "isnull")
 
+# Bounds on what one list request may ask for: the cost of a query (its SQL, its bound
+# parameters, the keyset condition, which grows with the square of the sort keys) stays
+# small whatever the caller sends.
+#: distinct sort keys a caller may give (the id, added last, is not counted)
+MAX_SORT_KEYS = 5
+#: filter[...] parameters in one request
+MAX_FILTERS = 30
+#: values in one ``in`` / ``nin`` filter
+MAX_IN_VALUES = 500
+#: characters of one filter value, of a search, and of a cursor
+MAX_FILTER_TEXT = 10_000
+MAX_SEARCH_TEXT = 200
+MAX_CURSOR_TEXT = 16_384
+
 
 @dataclass(frozen=True)
 class Condition:
@@ -85,6 +99,9 @@ def parse_value(f: Field, raw: str, param: str) -> Any:
         return f.kind.coerce(raw, f)
     except ValueError as exc:
         raise _bad(param, f"{param}: {exc}") from None
+    except ArithmeticError:
+        # OverflowError (a time past year 9999 in UTC), decimal.InvalidOperation ...
+        raise _bad(param, f"{param}: the value is out of range") from None
 
 
 #: a table field -> (its child entity, the child fields the caller may read; None: all),
@@ -118,10 +135,14 @@ def parse_condition(entity: Entity, name: str, op: str, raw: str,
             return Condition(f, op, _boolean(raw))
         except ValueError:
             raise _bad(param, f"{param}: expected true or false") from None
+    if len(raw) > MAX_FILTER_TEXT:
+        raise _bad(param, f"{param}: at most {MAX_FILTER_TEXT} characters")
     if op in ("in", "nin"):
-        parts = [p for p in raw.split(",") if p != ""]
+        parts = list(dict.fromkeys(p for p in raw.split(",") if p != ""))
         if not parts:
             raise _bad(param, f"{param}: give one or more values separated by commas")
+        if len(parts) > MAX_IN_VALUES:
+            raise _bad(param, f"{param}: at most {MAX_IN_VALUES} different values")
         return Condition(f, op, [parse_value(f, p, param) for p in parts])
     if op in ("contains", "startswith"):
         if f.type == "multiselect":
@@ -142,17 +163,33 @@ def _boolean(raw: str) -> bool:
 
 
 def parse_sort(entity: Entity, text: str, readable: set[str] | None = None) -> list[SortKey]:
-    keys = []
+    """Sort keys from ``name,-other``: a field named again adds nothing (its first mention
+    decides), and more than ``MAX_SORT_KEYS`` distinct fields are refused."""
+    keys: dict[str, SortKey] = {}
     for part in text.split(","):
         part = part.strip()
         if not part:
             continue
         name = part.lstrip("-")
+        if name in keys:
+            continue
         f = readable_field(entity, name, "sort", readable)
         if f.type in UNSORTABLE:
             raise _bad("sort", f"a {f.type} field cannot be sorted on")
-        keys.append(SortKey(f, part.startswith("-")))
-    return keys
+        if name != "id" and sum(k != "id" for k in keys) == MAX_SORT_KEYS:
+            raise _bad("sort", f"sort on at most {MAX_SORT_KEYS} fields")
+        keys[name] = SortKey(f, part.startswith("-"))
+    return list(keys.values())
+
+
+def parse_fields(entity: Entity, text: str, readable: set[str] | None = None) -> list[str]:
+    """The fields of ``fields=a,b``: each known and readable, each once."""
+    names = list(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    if len(names) > len(entity.all_fields):
+        raise _bad("fields", f"{entity.name} has only {len(entity.all_fields)} fields")
+    for name in names:
+        readable_field(entity, name, "fields", readable)
+    return names
 
 
 class Cursors:
@@ -203,6 +240,8 @@ def parse_list_query(entity: Entity, args: Mapping[str, Any], *, cursors: Cursor
             raise _bad(key, f"{key}: query values cannot contain the NUL character")
         parsed = filter_key(key)
         if parsed:
+            if len(query.conditions) == MAX_FILTERS:
+                raise _bad(key, f"at most {MAX_FILTERS} filters in one request")
             query.conditions.append(parse_condition(entity, *parsed, raw, readable, children))
         elif key not in known:
             raise _bad(key, f"unknown query parameter '{key}'; use filter[field][op], sort, limit, "
@@ -219,19 +258,20 @@ def parse_list_query(entity: Entity, args: Mapping[str, Any], *, cursors: Cursor
         query.sort.append(SortKey(entity.field("id"), descending))
     if args.get("limit") is not None:
         try:
-            query.limit = int(args["limit"])
+            query.limit = int(args["limit"][:20])
         except ValueError:
             raise _bad("limit", f"limit must be a whole number from 1 to {max_limit}") from None
         if not 1 <= query.limit <= max_limit:
             raise _bad("limit", f"limit must be a whole number from 1 to {max_limit}")
     if args.get("cursor"):
+        if len(args["cursor"]) > MAX_CURSOR_TEXT:
+            raise _bad("cursor", "cursor is not valid for this list; start again without it")
         query.after = cursors.decode(entity, query.sort, args["cursor"])
     if args.get("fields"):
-        names = [n.strip() for n in args["fields"].split(",") if n.strip()]
-        for name in names:
-            readable_field(entity, name, "fields", readable)
-        query.fields = names
+        query.fields = parse_fields(entity, args["fields"], readable)
     if args.get("search"):
+        if len(args["search"]) > MAX_SEARCH_TEXT:
+            raise _bad("search", f"search for at most {MAX_SEARCH_TEXT} characters")
         query.search = args["search"].strip() or None
     if args.get("count"):
         if args["count"] != "exact":
