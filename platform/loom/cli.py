@@ -63,6 +63,7 @@ def main(ctx: click.Context) -> None:
 def init() -> None:
     """Create or upgrade Loom's own tables in the configured database."""
     upgrade(_loom().engine)
+    _loom().metadata.ensure_ids_never_reused(author="loom init")
     click.echo(f"database ready: {_loom().engine.url.render_as_string(hide_password=True)}")
 
 
@@ -70,6 +71,7 @@ def _serve(host: str, port: int, threads: int) -> None:
     from waitress import serve
 
     upgrade(_loom().engine)
+    _loom().metadata.ensure_ids_never_reused(author="loom serve")
     click.echo(f"Loom is running on http://{host}:{port}/  (API: http://{host}:{port}/api/openapi.json)")
     serve(current_app._get_current_object(), host=host, port=port, threads=threads, ident="loom")
 

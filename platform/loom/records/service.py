@@ -24,6 +24,7 @@ from loom.identity.principal import Principal
 from loom.metadata.model import USER_ENTITY, Entity, Field
 from loom.permissions import EntityAccess, Forbidden, Policy
 from loom.records.auditing import created_changes, deleted_changes
+from loom.records.files import check_attachments, claim_uploads
 from loom.records.query import Cursors
 from loom.records.reading import RecordReader
 from loom.records.schemas import UNKNOWN_FIELD, build_schemas, flatten_errors
@@ -227,6 +228,14 @@ class RecordService(RecordReader):
             if payload:
                 conn.execute(table.insert(), payload)
 
+    def _check_files(self, conn: sa.Connection, loaded: Sequence[tuple[dict, dict]], *, indexed: bool = False,
+                     record: Mapping[str, Any] | None = None) -> list[list[str]]:
+        """Attachment values must name the caller's own uploads for that field (see
+        ``loom.records.files``); returns the upload keys each item claims once stored."""
+        prefixes = [f"[{i}]." if indexed else "" for i in range(len(loaded))]
+        return check_attachments(conn, self.principal, self.entity, self.model, self.context.live.tables,
+                                 loaded, prefixes, record)
+
     def _validate_links(self, conn: sa.Connection, loaded: Sequence[tuple[dict, dict]], *,
                         indexed: bool = False) -> None:
         """Check every link of every (values, children) pair; for a batch (``indexed``)
@@ -258,11 +267,13 @@ class RecordService(RecordReader):
                 self.hooks.before_record_create(entity=self.entity, values=values, principal=self.principal,
                                                 connection=conn)
                 self._validate_links(conn, [(values, children)])
+                claims = self._check_files(conn, [(values, children)])
                 now = utcnow()
                 row = {**values, **self._standard_values(now)}
                 row.setdefault("owner", self.principal.user_id)
                 stored = conn.execute(self.table.insert().values(row).returning(*self.table.c)).mappings().one()
                 record_id = stored["id"]
+                claim_uploads(conn, claims[0], record_id)
                 self._insert_children(conn, record_id, children)
                 record = self._serialize(conn, [stored], full=True)[0]
                 reply = record if self._reply_is_full() else self._serialize(conn, [stored])[0]
@@ -300,6 +311,7 @@ class RecordService(RecordReader):
                     self.hooks.before_record_create(entity=self.entity, values=values, principal=self.principal,
                                                     connection=conn)
                 self._validate_links(conn, loaded, indexed=True)
+                claims = self._check_files(conn, loaded, indexed=True)
                 now = utcnow()
                 payload = []
                 for values, _children in loaded:
@@ -310,6 +322,8 @@ class RecordService(RecordReader):
                 payload = [{c: row.get(c) for c in columns} for row in payload]
                 ids = list(conn.execute(self.table.insert().returning(self.table.c.id, sort_by_parameter_order=True),
                                         payload).scalars())
+                for record_id, claim in zip(ids, claims, strict=True):
+                    claim_uploads(conn, claim, record_id)
                 for record_id, (_values, children) in zip(ids, loaded, strict=True):
                     self._insert_children(conn, record_id, children)
                 records = self._serialize(conn, conn.execute(
@@ -357,6 +371,7 @@ class RecordService(RecordReader):
                 self.hooks.before_record_update(entity=self.entity, record=before, changes=values,
                                                 principal=self.principal, connection=conn)
                 self._validate_links(conn, [(values, children)])
+                claims = self._check_files(conn, [(values, children)], record=row)
                 values = {k: v for k, v in values.items() if row[k] != v}
                 if not values and not children:
                     raise _NoChange(self._serialize(conn, [row])[0])
@@ -368,6 +383,7 @@ class RecordService(RecordReader):
                 if stored is None:
                     raise PreconditionFailed(f"this {self.entity.name} was changed by someone else; reload it")
                 self._replace_children(conn, record_id, children)
+                claim_uploads(conn, claims[0], record_id)
                 after = self._serialize(conn, [stored], full=True)[0]
                 changes = {name: [before[name], after[name]] for name in after
                            if before[name] != after[name] and name not in ("version", "updated_at")}

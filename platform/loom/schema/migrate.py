@@ -19,6 +19,7 @@ from loom.db import utcnow
 from loom.metadata.compiler import compile_entity, compile_field
 from loom.metadata.diff import EntityDiff, FieldChange, ModelDiff, diff_entity
 from loom.metadata.model import AppModel, Entity, Field
+from loom.schema.ids import ensure_ids_never_reused
 from loom.schema.models import SetAside
 from loom.schema.tables import build_tables, column_for, desired_indexes, identifier, target_table
 
@@ -253,6 +254,8 @@ class Migration:
             restored = change.action == "add" and change.new.name in self._restored_tables
             if restored or (change.action in ("keep", "rename") and change.needs_ddl):
                 self._migrate_fields(change)
+        rebuilt = ensure_ids_never_reused(self.connection, {e.name: e.table_name for e in self.new.entities.values()})
+        self.notes.extend(f"  {name}: table rebuilt so that no record id is ever used twice" for name in rebuilt)
 
     def _set_aside_table(self, entity: Entity) -> None:
         stored = aside_name(self.version, entity.table_name)

@@ -27,6 +27,7 @@ from loom.metadata.compiler import compile_documents
 from loom.metadata.diff import ModelDiff, diff_models
 from loom.metadata.loader import Document, check_document, load_and_compile
 from loom.metadata.model import EMPTY_MODEL, Alert, AppModel
+from loom.schema.ids import ensure_ids_never_reused
 from loom.schema.migrate import Migration
 from loom.schema.models import MetadataVersion
 from loom.schema.tables import build_tables
@@ -226,6 +227,7 @@ class MetadataService:
                 number, live = self._live_in(conn)
                 diff = diff_models(live, model)
                 if diff.is_empty:
+                    self._ensure_ids_never_reused(conn, live, author, principal)
                     return Plan(number, number, diff, ())
                 migration = Migration(conn, live, model, diff, number + 1)
                 problems = migration.problems()
@@ -248,6 +250,22 @@ class MetadataService:
         self._live = LiveVersion(number + 1, model, tables)
         self._checked_at = time.monotonic()
         return Plan(number, number + 1, diff, tuple(summary))
+
+    def ensure_ids_never_reused(self, *, author: str = "loom", principal: Principal | None = None) -> list[str]:
+        """Bring the live entities' tables up to date so that no record id is ever handed
+        out twice (run at start-up and by every publish); returns the entities converted."""
+        with self._publishing() as conn:
+            _number, live = self._live_in(conn)
+            return self._ensure_ids_never_reused(conn, live, author, principal)
+
+    def _ensure_ids_never_reused(self, conn: sa.Connection, live: AppModel, author: str,
+                                 principal: Principal | None) -> list[str]:
+        rebuilt = ensure_ids_never_reused(conn, {e.name: e.table_name for e in live.entities.values()})
+        if rebuilt:
+            self.audit.add(conn, "metadata.storage", actor=author, principal=principal,
+                           detail={"summary": [f"  {name}: table rebuilt so that no record id is ever used twice"
+                                               for name in rebuilt]})
+        return rebuilt
 
     def rollback(self, number: int, *, author: str, principal: Principal | None = None) -> Plan:
         """Publish the metadata of version ``number`` again as a new version; data set aside

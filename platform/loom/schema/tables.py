@@ -82,7 +82,8 @@ def entity_table(entity: Entity, model: AppModel, metadata: sa.MetaData) -> sa.T
                                  sa.ForeignKey(f"{parent.table_name}.id", ondelete="CASCADE"), nullable=False))
         columns.append(sa.Column("position", sa.Integer, nullable=False))
     columns.extend(column_for(f, model) for f in entity.stored_fields)
-    table = sa.Table(entity.table_name, metadata, *columns)
+    # AUTOINCREMENT: SQLite would otherwise hand a deleted record's id to the next record
+    table = sa.Table(entity.table_name, metadata, *columns, sqlite_autoincrement=True)
     index_objects(entity, table)  # an Index built on a table's columns joins that table
     return table
 
