@@ -244,10 +244,12 @@ ATTACHMENT_KEYS = {"key", "name", "size", "content_type"}
 
 
 def _attachment(value: Any, field: Field) -> dict[str, Any]:
-    if not isinstance(value, dict) or not {"key", "name"} <= set(value) or set(value) - ATTACHMENT_KEYS:
-        raise ValueError("expected an uploaded file: {key, name, size, content_type}")
-    if not all(isinstance(value[k], str) for k in ("key", "name")):
-        raise ValueError("expected an uploaded file: {key, name, size, content_type}")
+    # Only the key counts: the record service puts the upload's own name, size and type in
+    # its place, and refuses a key that is not the caller's upload for this field.
+    if not isinstance(value, dict) or "key" not in value or set(value) - ATTACHMENT_KEYS:
+        raise ValueError("expected an uploaded file: {key} (the key its upload returned)")
+    if not isinstance(value["key"], str):
+        raise ValueError("expected an uploaded file: {key} (the key its upload returned)")
     return dict(value)
 
 
@@ -307,7 +309,8 @@ def _link_schema(field: Field) -> dict:
 
 
 def _attachment_schema(field: Field) -> dict:
-    return {"type": "object", "required": ["key", "name"],
+    return {"type": "object", "required": ["key"],
+            "description": "an uploaded file; on input only its key counts (the key its upload returned)",
             "properties": {"key": {"type": "string"}, "name": {"type": "string"},
                            "size": {"type": "integer"}, "content_type": {"type": "string"}}}
 

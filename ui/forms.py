@@ -169,7 +169,7 @@ def collect(view: FormView, form: MultiDict, files: MultiDict | None = None) -> 
         if ff.field.type == "attachment":
             upload = (files or {}).get(ff.name)
             if upload is not None and upload.filename:
-                data[ff.name] = store(ff.field, upload, ff.name)
+                data[ff.name] = store(view.entity, ff.field, upload, ff.name)
             elif form.get(f"_remove.{ff.name}") == "true":
                 data[ff.name] = None
         elif ff.field.type == "table":

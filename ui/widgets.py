@@ -77,6 +77,10 @@ _ABOUT_RECORDS = (
      lambda m: gettext("Other records still link to this one; change or delete them first.")),
     (re.compile(r"^this \w+ was changed by someone else"),
      lambda m: gettext("Someone else changed this record in the meantime; reload it and try again.")),
+    (re.compile(r"^file type not accepted; use (.+)$"),
+     lambda m: gettext("This file type is not accepted here; use %(types)s.", types=m.group(1))),
+    (re.compile(r"^the file is larger than (\d+) KB$"),
+     lambda m: gettext("The file is larger than %(size)s KB.", size=m.group(1))),
     (re.compile(r"^unknown field '([^']*)' in (\w+)$"),
      lambda m: gettext("There is no field “%(name)s” to use here.", name=m.group(1))),
 )

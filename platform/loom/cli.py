@@ -72,6 +72,7 @@ def _serve(host: str, port: int, threads: int) -> None:
 
     upgrade(_loom().engine)
     _loom().metadata.ensure_ids_never_reused(author="loom serve")
+    _remove_orphan_files()
     click.echo(f"Loom is running on http://{host}:{port}/  (API: http://{host}:{port}/api/openapi.json)")
     serve(current_app._get_current_object(), host=host, port=port, threads=threads, ident="loom")
 
@@ -467,3 +468,28 @@ def lock_audit(role: str) -> None:
             conn.exec_driver_sql(f"REVOKE UPDATE, DELETE, TRUNCATE ON {table} FROM {quoted}")
             conn.exec_driver_sql(f"GRANT SELECT, INSERT ON {table} TO {quoted}")
     click.echo(f"{role} may read and append to the audit log ({len(tables)} tables), not change it")
+
+
+@main.group()
+def files() -> None:
+    """Attachment files."""
+
+
+@files.command("clean")
+@click.option("--grace-hours", default=24, show_default=True, type=click.IntRange(min=0),
+              help="Keep files uploaded more recently than this, attached or not.")
+@with_appcontext
+def clean_files(grace_hours: int) -> None:
+    """Remove uploaded files no record holds (never attached, record deleted, field cleared);
+    ``loom serve`` does this when it starts."""
+    removed = _remove_orphan_files(grace_hours)
+    click.echo(f"{removed} file(s) no record holds removed")
+
+
+def _remove_orphan_files(grace_hours: int = 24) -> int:
+    import datetime as dt
+
+    from loom.records.files import app_files
+
+    live = _loom().metadata.live()
+    return app_files().remove_orphans(live.model, live.tables, grace=dt.timedelta(hours=grace_hours))

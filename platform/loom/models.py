@@ -3,7 +3,7 @@
 import importlib
 
 MODEL_MODULES = ("loom.identity.models", "loom.schema.models", "loom.events", "loom.audit.models",
-                 "loom.records.comments", "loom.ui.models")
+                 "loom.records.comments", "loom.records.files", "loom.ui.models")
 
 
 def import_all() -> None:
