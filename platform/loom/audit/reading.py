@@ -114,6 +114,16 @@ def get(engine: sa.Engine, seq: int) -> dict[str, Any] | None:
     return None if row is None else entry_json(row)
 
 
+def pin(engine: sa.Engine, query: AuditQuery) -> int:
+    """Limit ``query`` to the entries there are now (an export's own entry, written next,
+    is not among them) and count how many match."""
+    with reading(engine) as conn:
+        newest = conn.execute(sa.select(sa.func.max(audit_log.c.seq))).scalar() or 0
+        query.before = min(query.before, newest + 1) if query.before is not None else newest + 1
+        return conn.execute(sa.select(sa.func.count()).select_from(audit_log)
+                            .where(*query.conditions, audit_log.c.seq < query.before)).scalar_one()
+
+
 def stream(engine: sa.Engine, query: AuditQuery, batch: int = 2000) -> Iterator[dict[str, Any]]:
     """Every matching entry, oldest first, fetched in keyset pages: memory stays flat
     however many there are, and no transaction is held open while the client reads."""

@@ -256,23 +256,27 @@ class RecordReader(RecordAudit):
 
     def export(self, query: ListQuery) -> Iterator[dict[str, Any]]:
         """Every record the list ``query`` matches, page by page (flat memory), as far as the
-        caller may export and read them. The audit entry, with the query and the row count,
-        is written when the export ends (also when it is broken off)."""
+        caller may export and read them. The audit entry, with the query and the number of
+        matching records, is written before the first record is read: an export that cannot
+        be logged does not run, and no more records are sent than the entry counts."""
         self._require("export")
         query.limit = EXPORT_PAGE
-        sent, outcome = 0, "error"
-        try:
-            while True:
-                page = self.list(query, action="export")
-                for record in page.data:
-                    yield record
-                    sent += 1
-                if page.next_cursor is None:
-                    outcome = "ok"
-                    return
-                query.after = self.context.cursors.decode(self.entity, query.sort, page.next_cursor)
-        finally:
-            self._log_export(query, sent, outcome)
+        with reading(self.context.engine) as conn:
+            matches = sa.select(sa.literal(1)).select_from(self.table).where(*self.list_conditions(query, "export"))
+            total = conn.execute(sa.select(sa.func.count()).select_from(matches.subquery())).scalar_one()
+        self._log_export(query, total)
+        return self._export_pages(query, total)
+
+    def _export_pages(self, query: ListQuery, total: int) -> Iterator[dict[str, Any]]:
+        sent = 0
+        while sent < total:
+            page = self.list(query, action="export")
+            for record in page.data[:total - sent]:
+                yield record
+                sent += 1
+            if page.next_cursor is None:
+                return
+            query.after = self.context.cursors.decode(self.entity, query.sort, page.next_cursor)
 
     def list_conditions(self, query: ListQuery, action: str = "read") -> list[sa.ColumnElement[bool]]:
         """The WHERE clause of a list: the query's filters and search, within the caller's scope."""
