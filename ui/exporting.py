@@ -3,9 +3,8 @@ streamed, with only the fields the user may read (the record service's export)."
 
 from __future__ import annotations
 
-import csv
 import decimal
-import io
+import json
 import tempfile
 from collections.abc import Iterator
 from typing import Any
@@ -14,6 +13,7 @@ from flask import Response, request, stream_with_context
 
 from loom.errors import BadRequest
 from loom.metadata.model import Field
+from loom.records.csvfile import csv_chunks
 from loom.ui.i18n import gettext, label
 from loom.ui.lists import local_times, service_args
 from loom.ui.pages import pages
@@ -22,7 +22,6 @@ from loom.ui.screens import option_label, readable_fields, service
 FORMATS = {"csv": "text/csv; charset=utf-8",
            "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
 CHUNK = 64 * 1024
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def export_value(f: Field, value: Any) -> Any:
@@ -43,34 +42,13 @@ def export_value(f: Field, value: Any) -> Any:
     if f.type == "attachment":
         return value.get("name")
     if f.type == "json":
-        import json
-
         return json.dumps(value, ensure_ascii=False)
     return value
 
 
-def _safe_text(value: Any) -> Any:
-    """Spreadsheet programs run cells that start like a formula; such text gets a quote."""
-    if isinstance(value, str) and value.startswith(FORMULA_START):
-        try:
-            float(value)
-        except ValueError:
-            return "'" + value
-    return value
-
-
 def _csv(header: list[str], rows: Iterator[list[Any]]) -> Iterator[bytes]:
-    buffer = io.StringIO()
-    buffer.write("\ufeff")  # so spreadsheet programs read the UTF-8 (Chinese) text right
-    writer = csv.writer(buffer)
-    writer.writerow(header)
-    for row in rows:
-        writer.writerow([_safe_text(v) for v in row])
-        if buffer.tell() > CHUNK:
-            yield buffer.getvalue().encode("utf-8")
-            buffer.seek(0)
-            buffer.truncate()
-    yield buffer.getvalue().encode("utf-8")
+    for chunk in csv_chunks(header, rows, bom=True):
+        yield chunk.encode("utf-8")
 
 
 def _xlsx(header: list[str], rows: Iterator[list[Any]], title: str) -> Iterator[bytes]:

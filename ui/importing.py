@@ -26,6 +26,7 @@ from loom.db import reading, utcnow, write_transaction
 from loom.errors import BadRequest, Conflict, LoomError, NotFound, ValidationError
 from loom.identity.principal import Principal
 from loom.metadata.model import Field
+from loom.records.csvfile import csv_chunks
 from loom.records.service import RecordService
 from loom.ui.i18n import current_locale, gettext, label, lazy_gettext
 from loom.ui.models import import_jobs
@@ -449,13 +450,9 @@ def import_rejected(entity: str, job_id: int):
     _importer(entity)
     job = _job(entity, job_id, with_content=True)
     header, _rows = read_table(job["filename"], job["content"])
-    buffer = io.StringIO()
-    buffer.write("\ufeff")
-    writer = csv.writer(buffer)
-    writer.writerow([gettext("Line"), gettext("Reason"), *header])
-    for row in job["rejected"] or []:
-        writer.writerow([row["line"], row["reason"], *row["cells"]])
-    response = Response(buffer.getvalue().encode("utf-8"), mimetype="text/csv; charset=utf-8")
+    rows = ([row["line"], row["reason"], *row["cells"]] for row in job["rejected"] or [])
+    body = "".join(csv_chunks([gettext("Line"), gettext("Reason"), *header], rows, bom=True))
+    response = Response(body.encode("utf-8"), mimetype="text/csv; charset=utf-8")
     response.headers["Content-Disposition"] = f'attachment; filename="{entity}-import-{job_id}-rejected.csv"'
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -5,8 +5,6 @@ Views are thin: parse the request, call the record service, shape the reply.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import re
 from typing import Any
@@ -26,6 +24,7 @@ from loom.errors import BadRequest, PreconditionFailed
 from loom.identity.principal import Principal
 from loom.permissions import Policy
 from loom.records.comments import add_comment, list_comments
+from loom.records.csvfile import csv_lines
 from loom.records.openapi import build_openapi
 from loom.records.query import parse_fields
 from loom.records.service import Context, RecordService
@@ -171,38 +170,6 @@ def export_records(entity: str):
     response = Response(stream_with_context(body), mimetype=mimetype)
     response.headers["Content-Disposition"] = f'attachment; filename="{entity}.{fmt}"'
     return response
-
-
-def csv_cell(value: Any) -> Any:
-    if isinstance(value, dict) and "id" in value:
-        return value["title"] if value.get("title") is not None else f"#{value['id']}"
-    if isinstance(value, list | dict):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@") and not _is_number(value):
-        # spreadsheet programs run cells that start like formulas
-        return "'" + value
-    return value
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def csv_lines(columns: list[str], records):
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(columns)
-    for record in records:
-        writer.writerow([csv_cell(record.get(c)) for c in columns])
-        if buffer.tell() > 64 * 1024:
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-    yield buffer.getvalue()
 
 
 @api.post("/v1/<entity>")
