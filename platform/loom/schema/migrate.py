@@ -17,8 +17,10 @@ from alembic.runtime.migration import MigrationContext
 
 from loom.db import utcnow
 from loom.metadata.compiler import compile_entity, compile_field
+from loom.metadata.conversion import canonical, convert, round_trip, same
 from loom.metadata.diff import EntityDiff, FieldChange, ModelDiff, diff_entity
 from loom.metadata.model import AppModel, Entity, Field
+from loom.metadata.types import FieldType
 from loom.schema.ids import ensure_ids_never_reused
 from loom.schema.models import SetAside
 from loom.schema.tables import build_tables, column_for, desired_indexes, identifier, target_table
@@ -65,6 +67,8 @@ class Migration:
         self.new_tables = build_tables(self.new)
         self._restored_tables: dict[str, _Restore] = {}
         self._restored_fields: dict[tuple[str, str], _Restore] = {}
+        #: (entity, field) -> the set-aside copy a type change back restores values from
+        self._retype_copies: dict[tuple[str, str], _Restore] = {}
         self._find_restorations()
 
     # -- what can be restored -------------------------------------------------------
@@ -91,6 +95,23 @@ class Migration:
                         found = self._aside_rows(change.new.name, fc.new.name)
                         if found:
                             self._restored_fields[(change.new.name, fc.new.name)] = found
+                    elif fc.action == "retype":
+                        found = self._retype_copy(change.new.name, fc.new)
+                        if found:
+                            self._retype_copies[(change.new.name, fc.new.name)] = found
+
+    def _retype_copy(self, entity: str, new: Field) -> _Restore | None:
+        """The column a type change set aside, when this change goes back to its type: the
+        values nobody changed since come back from it exactly as they were."""
+        t = set_aside_table
+        row = self.connection.execute(
+            sa.select(t.c.id, t.c.stored_name, t.c.definition)
+            .where(t.c.entity == entity, t.c.field == new.name, t.c.reason == "retype",
+                   t.c.restored_at.is_(None), t.c.purged_at.is_(None))
+            .order_by(t.c.id.desc()).limit(1)).first()
+        if row is None or compile_field(row.definition).storage_signature() != new.storage_signature():
+            return None
+        return _Restore(row.id, row.stored_name, row.definition)
 
     def _field_changes(self, change: EntityDiff) -> tuple[FieldChange, ...]:
         """Changes to fields that have columns, including those against a restored table's
@@ -143,7 +164,8 @@ class Migration:
                 if source is None or old_field is None:
                     continue
                 if old_field.storage_signature() != fc.new.storage_signature():
-                    found.extend(self._conversion_problems(change.new.name, table, source, old_field, fc.new))
+                    copy = self._retype_copies.get((change.new.name, fc.new.name)) if fc.action == "retype" else None
+                    found.extend(self._conversion_problems(change.new.name, table, source, old_field, fc.new, copy))
         for change in self.diff.entities:
             if change.action == "remove":
                 continue
@@ -165,24 +187,30 @@ class Migration:
             return compile_field(restore.definition) if restore else None
         return fc.old
 
-    def _conversion_problems(self, entity: str, table: str, column: str, old: Field, new: Field) -> list[str]:
-        source = sa.table(table, sa.column("id"), sa.column(column, old.kind.sql_type(old)))
-        rows = self.connection.execute(
-            sa.select(source.c.id, source.c[column]).where(source.c[column].is_not(None))
-            .order_by(source.c.id)).all()
+    def _conversion_problems(self, entity: str, table: str, column: str, old: Field, new: Field,
+                             copy: _Restore | None = None) -> list[str]:
+        """Rows whose value would not come back exactly if the change were undone (values
+        that come back from ``copy`` unchanged need no conversion)."""
         failures = []
-        for row in rows:
+        total = 0
+        for ident, value, kept in self._values(table, column, old, copy):
+            total += 1
+            if kept is not None:
+                continue
             try:
-                new.kind.coerce(row[1], new)
+                round_trip(value, old, new)
             except ValueError as exc:
-                failures.append((row[0], row[1], str(exc)))
+                failures.append((ident, value, str(exc)))
         problems = []
         if failures:
-            samples = "; ".join(f"id {i}: {v!r} ({why})" for i, v, why in failures[:SAMPLES])
-            problems.append(f"{entity}.{new.name}: {len(failures)} of {len(rows)} rows hold values that "
-                            f"cannot become {new.type}, e.g. {samples}. Fix or clear them first.")
-        elif new.type == "link" and rows:
+            samples = "; ".join(f"id {i}: {FieldType.to_json(None, v)!r} ({why})"  # type: ignore[arg-type]
+                                for i, v, why in failures[:SAMPLES])
+            problems.append(f"{entity}.{new.name}: {len(failures)} of {total} rows hold values that "
+                            f"cannot become {new.type} without changing, e.g. {samples}. "
+                            "Fix or clear them first.")
+        elif new.type == "link" and total:
             target = sa.table(target_table(self.new, new.target), sa.column("id"))
+            source = sa.table(table, sa.column(column))
             missing = self.connection.execute(
                 sa.select(sa.func.count()).select_from(source)
                 .where(source.c[column].is_not(None), source.c[column].not_in(sa.select(target.c.id)))).scalar_one()
@@ -306,7 +334,7 @@ class Migration:
         touched = {fc.old.name for fc in field_changes if fc.old is not None and fc.action != "alter"}
         touched |= {fc.new.name for fc in field_changes if fc.new is not None and fc.action != "alter"}
         self._drop_indexes(table, lambda cols: bool(cols & touched) or change.indexes_changed)
-        conversions: list[tuple[str, Field, Field]] = []
+        conversions: list[tuple[str, Field, Field, _Restore | None]] = []
         # Columns leave before others arrive, so a new field may take a removed one's name.
         for fc in field_changes:
             if fc.action == "remove":
@@ -323,7 +351,10 @@ class Migration:
                 self._record_aside(entity.name, fc.new.name, stored,
                                    raw_field_of(self, change, fc.old.name), reason="retype")
                 self._add_column(table, fc.new)
-                conversions.append((stored, fc.old, fc.new))
+                copy = self._retype_copies.get((entity.name, fc.new.name))
+                if copy is not None:
+                    self._mark_restored(copy)
+                conversions.append((stored, fc.old, fc.new, copy))
         for fc in field_changes:
             if fc.action != "add":
                 continue
@@ -338,20 +369,35 @@ class Migration:
                 self._rename_column(table, restore.stored_name, fc.new.name)
             else:
                 self._add_column(table, fc.new)
-                conversions.append((restore.stored_name, previous, fc.new))
-        for source, old, new in conversions:
-            self._convert(table, source, old, new)
+                conversions.append((restore.stored_name, previous, fc.new, None))
+        for source, old, new, copy in conversions:
+            self._convert(table, source, old, new, copy)
         self._create_indexes(entity)
 
-    def _convert(self, table: str, source: str, old: Field, new: Field) -> None:
-        src = sa.table(table, sa.column("id"), sa.column(source, old.kind.sql_type(old)))
-        rows = self.connection.execute(sa.select(src.c.id, src.c[source]).where(src.c[source].is_not(None))).all()
+    def _values(self, table: str, column: str, old: Field, copy: _Restore | None):
+        """(id, value, value kept in ``copy``) for every row holding a value in ``column``;
+        the kept value is None unless the row still holds what the copy converted to."""
+        source = sa.table(table, sa.column("id"), sa.column(column, old.kind.sql_type(old)))
+        kept_field = compile_field(copy.definition) if copy else None
+        selected = [source.c.id, source.c[column]]
+        if copy is not None:
+            selected.append(sa.column(copy.stored_name, kept_field.kind.sql_type(kept_field)))
+        query = sa.select(*selected).select_from(source).where(source.c[column].is_not(None)).order_by(source.c.id)
+        for row in self.connection.execute(query):
+            kept = row[2] if copy is not None else None
+            if kept is not None and not _unchanged(kept, kept_field, row[1], old):
+                kept = None
+            yield row[0], row[1], kept
+
+    def _convert(self, table: str, source: str, old: Field, new: Field, copy: _Restore | None = None) -> None:
+        rows = list(self._values(table, source, old, copy))
         if not rows:
             return
         dst = sa.table(table, sa.column("id"), sa.column(new.name, new.kind.sql_type(new)))
         statement = (dst.update().where(dst.c.id == sa.bindparam("_id"))
                      .values({new.name: sa.bindparam("_v", type_=new.kind.sql_type(new))}))
-        values = [{"_id": ident, "_v": new.kind.coerce(value, new)} for ident, value in rows]
+        values = [{"_id": ident, "_v": kept if kept is not None else convert(value, old, new)}
+                  for ident, value, kept in rows]
         for start in range(0, len(values), 5000):
             self.connection.execute(statement, values[start:start + 5000])
 
@@ -365,6 +411,14 @@ class Migration:
         for name, index in wanted.items():
             if name not in existing:
                 index.create(self.connection)
+
+
+def _unchanged(kept: Any, kept_field: Field, value: Any, field: Field) -> bool:
+    """Whether ``value`` is still what ``kept`` became when its type changed."""
+    try:
+        return same(convert(kept, kept_field, field), canonical(value, field))
+    except ValueError:
+        return False
 
 
 def raw_field_of(migration: Migration, change: EntityDiff, name: str) -> dict[str, Any]:
