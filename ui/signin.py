@@ -15,6 +15,9 @@ def _safe_next(target: str | None) -> str:
     """Only a path on this site: never an open redirect to somewhere else."""
     if not target:
         return url_for("pages.home")
+    if len(target) > 2000 or any(ch < " " or ch == "\x7f" for ch in target):
+        # control characters (CR/LF) cannot go into a Location header; nor do paths of ours hold them
+        return url_for("pages.home")
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") or "\\" in target:
         return url_for("pages.home")

@@ -15,7 +15,8 @@ from typing import Any
 
 from flask import Flask, g, request
 from flask.json.provider import DefaultJSONProvider
-from werkzeug.routing import IntegerConverter, ValidationError
+from werkzeug.exceptions import NotFound
+from werkzeug.routing import IntegerConverter
 
 from loom.errors import BadRequest
 
@@ -30,6 +31,7 @@ INT64 = 2**63
 
 def bad_input(where: str, message: str) -> BadRequest:
     """A 400 naming ``where`` (a parameter, header or JSON member) and what to fix."""
+    where = _UNSTORABLE.sub("\ufffd", where)
     return BadRequest(f"{where}: {message}", errors=[{"field": where, "message": message}])
 
 
@@ -104,8 +106,10 @@ class BoundedInt(IntegerConverter):
         super().__init__(map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
 
     def to_python(self, value: str) -> int:
-        if len(value.lstrip("-0")) > 19:  # also spares int() a number of thousands of digits
-            raise ValidationError()
+        # NotFound, not ValidationError: werkzeug answers a failed conversion of a non-GET
+        # route with 405; and the length check spares int() a number of thousands of digits
+        if len(value.lstrip("0")) > 19 or int(value) >= INT64:
+            raise NotFound("there is no such record: ids are whole numbers below 2^63")
         return super().to_python(value)
 
 

@@ -30,7 +30,8 @@ from loom.records.query import parse_fields
 from loom.records.service import Context, RecordService
 
 api = Blueprint("api", __name__, url_prefix="/api")
-_ETAG = re.compile(r'^(?:W/)?"?(\d+)"?$')
+#: a version fits in 64 bits: longer digits are no ETag Loom sent (and int() of thousands of them fails)
+_ETAG = re.compile(r'^(?:W/)?"?(\d{1,18})"?$')
 
 
 def _loom():

@@ -39,6 +39,9 @@ class TypedField(ma.fields.Field):
             return self.loom_field.kind.coerce(value, self.loom_field)
         except ValueError as exc:
             raise ma.ValidationError(str(exc)) from None
+        except ArithmeticError:
+            # OverflowError (a time past year 9999 once in UTC), decimal.InvalidOperation ...
+            raise ma.ValidationError("the value is out of range") from None
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs):
         return None if value is None else self.loom_field.kind.to_json(value)
