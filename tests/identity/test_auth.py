@@ -119,7 +119,7 @@ def test_repeated_failures_lock_the_account(app_with_customer, anonymous_client,
     assert topics(loom_engine).count("auth.login_failed") == MAX_FAILED_LOGINS + 2
     assert "auth.locked" in topics(loom_engine)
     with loom_engine.begin() as conn:
-        conn.execute(sa.text("UPDATE loom_users SET locked_until = :past"),
+        conn.execute(sa.text("UPDATE loom_sign_in_failures SET locked_until = :past"),
                      {"past": dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)})
     again = anonymous_client.post("/api/v1/_auth/login", json={"username": "wang", "password": "correct horse"})
     assert again.status_code == 200

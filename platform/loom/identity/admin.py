@@ -4,10 +4,16 @@ Each endpoint needs the matching ``admin`` right of a role (users, teams, roles)
 superuser; every change is written to the outbox for the audit log. Roles are metadata
 documents: changing one publishes a new metadata version, which every process picks up
 on its next request.
+
+No admin right can be used to gain power its holder lacks (``_authorise``, the one rule
+every endpoint goes through): only a superuser acts on a superuser's account, an account
+whose roles carry admin rights the caller lacks is out of the caller's reach, and a role
+carrying such rights can be neither assigned nor written by them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import Blueprint, current_app, g, jsonify, request
@@ -23,18 +29,48 @@ def _loom():
     return current_app.extensions["loom"]
 
 
-def _require(right: str) -> None:
+def _policy() -> Policy:
+    live = _loom().metadata.live()
+    return live.derive("policy", lambda: Policy(live.model))
+
+
+def _rights(policy: Policy, roles: Iterable[str]) -> frozenset[str]:
+    """The admin rights ``roles`` carry, inherited ones included (unknown roles carry none)."""
+    known = tuple(sorted(r for r in set(roles) if r in policy.model.roles))
+    return policy.admin(known)
+
+
+def _authorise(right: str | None, *, account: int | None = None, carries: Iterable[str] = (),
+               makes_superuser: bool = False) -> None:
+    """Refuse unless the caller may use the admin ``right`` (None: acting on their own
+    account) for this: on ``account`` (a user id), giving out the admin rights in
+    ``carries`` (through a role), or making a superuser. A superuser or a system
+    principal may do anything; anyone else only within the rights they hold."""
     principal = g.principal
     if principal.is_superuser or principal.is_system:
         return
-    live = _loom().metadata.live()
-    policy = live.derive("policy", lambda: Policy(live.model))
-    if principal.read_only or right not in policy.admin(principal.roles):
+    held = _rights(_policy(), principal.roles)
+    if right is not None and right not in held:
         raise Forbidden(f"managing {right} needs a role with admin: [{right}]")
+    if makes_superuser:
+        raise Forbidden("only a superuser can make a superuser")
+    if account is not None and account != principal.user_id:
+        target = _loom().identity.account(account)
+        if target.is_superuser:
+            raise Forbidden(f"user {account} is a superuser: only a superuser may change their account, "
+                            "password, roles or tokens")
+        beyond = _rights(_policy(), target.roles) - held
+        if beyond:
+            raise Forbidden(f"user {account} has admin rights you do not have ({', '.join(sorted(beyond))}): "
+                            "only someone who has them, or a superuser, may change their account")
+    beyond = frozenset(carries) - held
+    if beyond:
+        raise Forbidden(f"this would give out admin rights you do not have ({', '.join(sorted(beyond))}): "
+                        "only someone who has them, or a superuser, may do that")
 
 
 def _body() -> dict[str, Any]:
-    body = request.get_json(force=True, silent=True)
+    body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise BadRequest("send a JSON object")
     return body
@@ -45,66 +81,70 @@ def _known_role(name: str) -> None:
         raise NotFound(f"there is no role named {name}; see GET /api/v1/_admin/roles")
 
 
+def _role_names(value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(r, str) for r in value):
+        raise BadRequest("roles must be a list of role names", errors=[{"field": "roles",
+                         "message": "a list of role names"}])
+    for role in value:
+        _known_role(role)
+    return value
+
+
 @admin.get("/users")
 def list_users():
-    _require("users")
+    _authorise("users")
     return jsonify({"data": _loom().identity.list_users()})
 
 
 @admin.post("/users")
 def create_user():
-    _require("users")
+    _authorise("users")
     body = _body()
-    if body.get("is_superuser") and not g.principal.is_superuser:
-        raise Forbidden("only a superuser can make a superuser")
-    for role in body.get("roles", []):
-        _known_role(role)
+    roles = _role_names(body.get("roles", []))
+    _authorise("users", carries=_rights(_policy(), roles), makes_superuser=bool(body.get("is_superuser")))
     if not isinstance(body.get("username"), str):
         raise BadRequest("username is required", errors=[{"field": "username", "message": "is required"}])
     user_id = _loom().identity.create_user(
         body["username"], password=body.get("password"), display_name=body.get("display_name", ""),
         email=body.get("email"), mobile=body.get("mobile"), locale=body.get("locale", "en"),
-        team=body.get("team"), roles=body.get("roles", []), is_superuser=bool(body.get("is_superuser")),
+        team=body.get("team"), roles=roles, is_superuser=bool(body.get("is_superuser")),
         actor=g.principal.name)
     return jsonify({"data": {"id": user_id}}), 201
 
 
 @admin.patch("/users/<int:user_id>")
 def update_user(user_id: int):
-    _require("users")
+    _authorise("users", account=user_id)
     _loom().identity.update_user(user_id, _body(), actor=g.principal.name)
     return "", 204
 
 
 @admin.post("/users/<int:user_id>/roles")
 def assign_role(user_id: int):
-    _require("users")
+    _authorise("users", account=user_id)
     role = _body().get("role")
     if not isinstance(role, str):
         raise BadRequest("send {\"role\": name}")
     _known_role(role)
+    _authorise("users", account=user_id, carries=_rights(_policy(), [role]))
     _loom().identity.assign(user_id, role, actor=g.principal.name)
     return "", 204
 
 
 @admin.delete("/users/<int:user_id>/roles/<role>")
 def unassign_role(user_id: int, role: str):
-    _require("users")
+    _authorise("users", account=user_id)
     _loom().identity.unassign(user_id, role, actor=g.principal.name)
     return "", 204
 
 
 @admin.post("/users/<int:user_id>/tokens")
 def create_token(user_id: int):
-    if g.principal.user_id != user_id:
-        _require("users")
-    elif g.principal.read_only:
-        raise Forbidden("a read-only token cannot create tokens")
+    """A token for the caller themselves, or (with the ``users`` right) for someone else."""
+    _authorise(None if g.principal.user_id == user_id else "users", account=user_id)
     body = _body()
     identity = _loom().identity
-    username = next((u["username"] for u in identity.list_users() if u["id"] == user_id), None)
-    if username is None:
-        raise NotFound(f"there is no user with id {user_id}")
+    username = identity.account(user_id).username
     new = identity.create_token(username, name=body.get("name", ""), expires_days=body.get("expires_days"),
                                 read_only=bool(body.get("read_only")), actor=g.principal.name)
     return jsonify({"data": {"id": new.id, "token": new.token,
@@ -113,20 +153,21 @@ def create_token(user_id: int):
 
 @admin.delete("/tokens/<int:token_id>")
 def revoke_token(token_id: int):
-    _require("users")
+    _authorise("users")
+    _authorise("users", account=_loom().identity.token_owner(token_id))
     _loom().identity.revoke_token(token_id, actor=g.principal.name)
     return "", 204
 
 
 @admin.get("/teams")
 def list_teams():
-    _require("teams")
+    _authorise("teams")
     return jsonify({"data": _loom().identity.list_teams()})
 
 
 @admin.post("/teams")
 def create_team():
-    _require("teams")
+    _authorise("teams")
     body = _body()
     if not isinstance(body.get("name"), str):
         raise BadRequest("name is required", errors=[{"field": "name", "message": "is required"}])
@@ -137,14 +178,14 @@ def create_team():
 
 @admin.patch("/teams/<name>")
 def move_team(name: str):
-    _require("teams")
+    _authorise("teams")
     _loom().identity.move_team(name, _body().get("parent"), actor=g.principal.name)
     return "", 204
 
 
 @admin.get("/roles")
 def list_roles():
-    _require("roles")
+    _authorise("roles")
     model = _loom().metadata.live().model
     return jsonify({"data": [d for d in model.documents if d.get("kind") == "role"]})
 
@@ -152,24 +193,27 @@ def list_roles():
 @admin.put("/roles/<name>")
 def put_role(name: str):
     """Create or replace a role document; publishes a new metadata version."""
-    _require("roles")
+    _authorise("roles")
     document = {**_body(), "kind": "role", "name": name}
-    return _publish_roles(lambda docs: [d for d in docs if not _is_role(d, name)] + [document])
+    return _publish_roles(name, lambda docs: [d for d in docs if not _is_role(d, name)] + [document])
 
 
 @admin.delete("/roles/<name>")
 def delete_role(name: str):
-    _require("roles")
+    _authorise("roles")
     _known_role(name)
-    return _publish_roles(lambda docs: [d for d in docs if not _is_role(d, name)])
+    return _publish_roles(name, lambda docs: [d for d in docs if not _is_role(d, name)])
 
 
 def _is_role(document: dict[str, Any], name: str) -> bool:
     return document.get("kind") == "role" and document.get("name") == name
 
 
-def _publish_roles(change):
+def _publish_roles(name: str, change: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]):
+    """Publish the live documents as ``change`` makes them, when the caller holds every admin
+    right the role ``name`` carries before and after (inherited ones included)."""
     service = _loom().metadata
-    documents = change([dict(d) for d in service.live().model.documents])
-    plan = service.apply(model_from_documents(documents, "<request>"), author=g.principal.name)
+    model = model_from_documents(change([dict(d) for d in service.live().model.documents]), "<request>")
+    _authorise("roles", carries=_rights(_policy(), [name]) | _rights(Policy(model), [name]))
+    plan = service.apply(model, author=g.principal.name)
     return jsonify({"data": {"version": plan.to_version, "summary": list(plan.summary)}})

@@ -44,9 +44,22 @@ class User(Base):
     locale: Mapped[str] = mapped_column(sa.String(10), default="en", server_default="en")
     team_id: Mapped[int | None] = mapped_column(sa.BigInteger, sa.ForeignKey("loom_teams.id", ondelete="RESTRICT"))
     manager_id: Mapped[int | None] = mapped_column(sa.BigInteger, sa.ForeignKey("loom_users.id", ondelete="RESTRICT"))
+    last_login_at: Mapped[dt.datetime | None] = mapped_column(TIMESTAMP)
+
+
+class SignInFailure(Base):
+    """Failed sign-ins in a row under one username, and the lock they set. Keyed by the
+    name as sent, whether or not such a user exists, so that an unknown name is counted
+    and locked exactly like a real one and the replies never tell them apart."""
+
+    __tablename__ = "loom_sign_in_failures"
+
+    #: SHA-256 of the username as sent: any text of any length fits, and none is stored
+    username_hash: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     failed_logins: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
     locked_until: Mapped[dt.datetime | None] = mapped_column(TIMESTAMP)
-    last_login_at: Mapped[dt.datetime | None] = mapped_column(TIMESTAMP)
+    #: failures older than the lock duration are forgotten (and their rows removed)
+    last_failed_at: Mapped[dt.datetime] = mapped_column(TIMESTAMP, index=True)
 
 
 class RoleAssignment(Base):

@@ -8,6 +8,7 @@ for the audit log.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import secrets
 import time
@@ -23,7 +24,15 @@ from loom.audit.log import MASK, AuditLog
 from loom.db import reading, utcnow, write_transaction
 from loom.errors import BadRequest, Conflict, LoomError, NotFound, ValidationError
 from loom.events import emit
-from loom.identity.models import ApiToken, RoleAssignment, Session, Team, User
+from loom.identity.models import (
+    TIMESTAMP,
+    ApiToken,
+    RoleAssignment,
+    Session,
+    SignInFailure,
+    Team,
+    User,
+)
 from loom.identity.principal import Principal
 
 users = User.__table__
@@ -31,6 +40,7 @@ teams = Team.__table__
 assignments = RoleAssignment.__table__
 sessions = Session.__table__
 tokens = ApiToken.__table__
+failures = SignInFailure.__table__
 
 #: seconds a process trusts its copy of the team tree
 TEAM_TREE_TTL = 2.0
@@ -76,6 +86,16 @@ class NewToken:
     expires_at: dt.datetime | None
 
 
+@dataclass(frozen=True)
+class Account:
+    """A user as the administration sees them before acting on their account."""
+
+    id: int
+    username: str
+    is_superuser: bool
+    roles: tuple[str, ...]
+
+
 def _with_roles(query: sa.Select) -> sa.Select:
     """``query`` over users, plus each user's roles as one comma-separated column."""
     roles = (sa.select(sa.func.aggregate_strings(assignments.c.role, ","))
@@ -111,8 +131,7 @@ class IdentityService:
             user_id = conn.execute(users.insert().values(
                 username=username, display_name=display_name or username, email=email, mobile=mobile,
                 locale=locale, team_id=team_id, is_active=True, is_superuser=is_superuser,
-                password_hash=_hasher.hash(password) if password else None, failed_logins=0,
-                created_at=utcnow()).returning(users.c.id)).scalar_one()
+                password_hash=_hasher.hash(password) if password else None, created_at=utcnow()).returning(users.c.id)).scalar_one()
             for role in roles:
                 conn.execute(assignments.insert().values(user_id=user_id, role=role, created_at=utcnow()))
             self._log(conn, "user.created", actor=actor, entity="user", record_id=user_id,
@@ -161,8 +180,8 @@ class IdentityService:
             if "password" in changes:
                 self._check_password(changes["password"])
                 values["password_hash"] = _hasher.hash(changes["password"])
-                values["failed_logins"] = 0
-                values["locked_until"] = None
+                # a new password unlocks the account
+                conn.execute(failures.delete().where(failures.c.username_hash == _digest(before["username"])))
             if values:
                 conn.execute(users.update().where(users.c.id == user_id).values(**values))
             if changes.get("is_active") is False or "password" in changes:
@@ -171,6 +190,16 @@ class IdentityService:
             old = {**before, "team": before["team_id"], "manager": before["manager_id"], "password": MASK}
             self._log(conn, "user.updated", actor=actor, entity="user", record_id=user_id, payload={"changes": logged},
                       changes={k: [old.get(k), v] for k, v in logged.items()})
+
+    def account(self, user_id: int) -> Account:
+        """Who a user is, for deciding who may change their account (NotFound if nobody)."""
+        with reading(self.engine) as conn:
+            row = conn.execute(sa.select(users.c.id, users.c.username, users.c.is_superuser)
+                               .where(users.c.id == user_id)).first()
+            if row is None:
+                raise NotFound(f"there is no user with id {user_id}")
+            roles = tuple(self._roles(conn, [user_id]).get(user_id, ()))
+        return Account(row.id, row.username, bool(row.is_superuser), roles)
 
     def list_users(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
@@ -299,44 +328,92 @@ class IdentityService:
 
     def sign_in(self, username: str, password: str, *, ip: str | None, user_agent: str | None) -> tuple[str, Principal]:
         """Check a password and open a session; returns (session token, principal).
-        Failures say nothing about whether the user exists."""
-        wrong = Unauthorized("wrong username or password")
+
+        Unknown, inactive and real users get the same work (an argon2 check, against a
+        dummy hash where there is no real one) and the same replies: failures are counted
+        per username as sent, and ``MAX_FAILED_LOGINS`` in a row lock that name for
+        ``LOCK_DURATION`` whether or not a user has it. Failures are counted in one
+        statement, so parallel attempts cannot slip past the lock, and a right password
+        is refused once the lock is set."""
         now = utcnow()
         context = {"ip": ip, "user_agent": (user_agent or "")[:400]}
-        with write_transaction(self.engine) as conn:
+        key = _digest(username)
+        with reading(self.engine) as conn:
             user = conn.execute(sa.select(users).where(users.c.username == username)).first()
-            if user is None or not user.is_active or not user.password_hash:
-                self._log(conn, "auth.login_failed", actor=f"anonymous:{username}"[:200],
-                     payload={**context, "username": username, "reason": "unknown or inactive user"})
-                failure: LoomError = wrong
-            elif _aware(user.locked_until) and _aware(user.locked_until) > now:
-                wait = int((_aware(user.locked_until) - now).total_seconds()) + 1
-                self._log(conn, "auth.login_failed", actor=username, entity="user", record_id=user.id,
-                     payload={**context, "reason": "locked"})
-                failure = Locked(f"too many failed sign-ins; try again in {wait // 60 + 1} minutes", wait)
-            elif not _verify(user.password_hash, password):
-                failed = user.failed_logins + 1
-                values: dict[str, Any] = {"failed_logins": failed}
-                self._log(conn, "auth.login_failed", actor=username, entity="user", record_id=user.id,
-                     payload={**context, "reason": "wrong password", "failed_in_a_row": failed})
-                if failed >= MAX_FAILED_LOGINS:
-                    values.update(failed_logins=0, locked_until=now + LOCK_DURATION)
-                    self._log(conn, "auth.locked", actor=username, entity="user", record_id=user.id,
-                         payload={**context, "until": (now + LOCK_DURATION).isoformat()})
-                conn.execute(users.update().where(users.c.id == user.id).values(**values))
-                failure = wrong
+            locked_until = _aware(conn.execute(sa.select(failures.c.locked_until)
+                                               .where(failures.c.username_hash == key)).scalar())
+        real = user is not None and user.is_active and bool(user.password_hash)
+        who = _SignInSubject(username, user.id if real else None, context)
+        if locked_until is not None and locked_until > now:
+            # already locked: refused without the password check, for every name alike
+            with write_transaction(self.engine) as conn:
+                refusal = self._locked(conn, who, locked_until, now)
+            raise refusal
+        right = _verify(user.password_hash if real else _dummy_hash(), password) and real
+        with write_transaction(self.engine) as conn:
+            if right:
+                locked_until = _aware(conn.execute(sa.select(failures.c.locked_until).with_for_update()
+                                                   .where(failures.c.username_hash == key)).scalar())
+                if locked_until is not None and locked_until > now:
+                    failure: LoomError = self._locked(conn, who, locked_until, now)
+                else:
+                    return self._open_session(conn, user, password, key, context, now)
             else:
-                token = secrets.token_urlsafe(32)
-                values = {"failed_logins": 0, "locked_until": None, "last_login_at": now}
-                if _hasher.check_needs_rehash(user.password_hash):
-                    values["password_hash"] = _hasher.hash(password)
-                conn.execute(users.update().where(users.c.id == user.id).values(**values))
-                conn.execute(sessions.insert().values(token_hash=_digest(token), user_id=user.id, created_at=now,
-                                                      last_seen_at=now, expires_at=now + SESSION_LIFETIME,
-                                                      ip=ip, user_agent=context["user_agent"]))
-                self._log(conn, "auth.login", actor=username, entity="user", record_id=user.id, payload=context)
-                return token, self.principal(conn, user)
+                failure = self._count_failure(conn, who, key, now)
         raise failure
+
+    def _locked(self, conn: sa.Connection, who: _SignInSubject, until: dt.datetime, now: dt.datetime) -> Locked:
+        """Log a sign-in refused because the name is locked; the error to raise."""
+        self._log(conn, "auth.login_failed", **who.logged, payload={**who.payload, "reason": "locked"})
+        wait = int((until - now).total_seconds()) + 1
+        return Locked(f"too many failed sign-ins; try again in {wait // 60 + 1} minutes", wait)
+
+    def _count_failure(self, conn: sa.Connection, who: _SignInSubject, key: str, now: dt.datetime) -> LoomError:
+        """Count one failed sign-in atomically (an upsert that only an unlocked name
+        passes); the one failure that reaches the limit sets the lock. The error to raise."""
+        stale = now - LOCK_DURATION
+        count = sa.case((failures.c.last_failed_at < stale, 1), else_=failures.c.failed_logins + 1)
+        reaches = count >= MAX_FAILED_LOGINS
+        until = now + LOCK_DURATION
+        upsert = _upsert(conn)(failures).values(username_hash=key, failed_logins=1, locked_until=None,
+                                                last_failed_at=now)
+        upsert = upsert.on_conflict_do_update(
+            index_elements=[failures.c.username_hash],
+            set_={"failed_logins": sa.case((reaches, 0), else_=count),
+                  "locked_until": sa.case((reaches, sa.literal(until, TIMESTAMP)), else_=sa.null()),
+                  "last_failed_at": now},
+            where=sa.or_(failures.c.locked_until.is_(None), failures.c.locked_until <= now))
+        row = conn.execute(upsert.returning(failures.c.failed_logins, failures.c.locked_until)).first()
+        if row is None:  # another attempt has just set the lock
+            locked_until = _aware(conn.execute(sa.select(failures.c.locked_until)
+                                               .where(failures.c.username_hash == key)).scalar())
+            return self._locked(conn, who, locked_until or until, now)
+        set_lock = row.locked_until is not None
+        reason = "wrong password" if who.user_id is not None else "unknown or inactive user"
+        self._log(conn, "auth.login_failed", **who.logged, payload={
+            **who.payload, "reason": reason, "failed_in_a_row": MAX_FAILED_LOGINS if set_lock else row.failed_logins})
+        if set_lock:
+            self._log(conn, "auth.locked", **who.logged, payload={**who.context, "until": until.isoformat()})
+        # forgotten failures of other names: nothing reads them any more
+        conn.execute(failures.delete().where(failures.c.last_failed_at < stale, failures.c.username_hash != key,
+                                             sa.or_(failures.c.locked_until.is_(None),
+                                                    failures.c.locked_until <= now)))
+        return Unauthorized("wrong username or password")
+
+    def _open_session(self, conn: sa.Connection, user: Any, password: str, key: str, context: dict[str, Any],
+                      now: dt.datetime) -> tuple[str, Principal]:
+        """A right password on an unlocked name: forget its failures, open a session."""
+        conn.execute(failures.delete().where(failures.c.username_hash == key))
+        token = secrets.token_urlsafe(32)
+        values: dict[str, Any] = {"last_login_at": now}
+        if _hasher.check_needs_rehash(user.password_hash):
+            values["password_hash"] = _hasher.hash(password)
+        conn.execute(users.update().where(users.c.id == user.id).values(**values))
+        conn.execute(sessions.insert().values(token_hash=_digest(token), user_id=user.id, created_at=now,
+                                              last_seen_at=now, expires_at=now + SESSION_LIFETIME,
+                                              ip=context["ip"], user_agent=context["user_agent"]))
+        self._log(conn, "auth.login", actor=user.username, entity="user", record_id=user.id, payload=context)
+        return token, self.principal(conn, user)
 
     def sign_out(self, token: str, *, actor: str, ip: str | None = None) -> None:
         with write_transaction(self.engine) as conn:
@@ -382,6 +459,15 @@ class IdentityService:
             self._log(conn, "token.revoked", actor=actor, entity="user", record_id=row.user_id,
                  payload={"token_id": token_id})
 
+    def token_owner(self, token_id: int) -> int:
+        """The id of the user an active token belongs to (NotFound if there is no such token)."""
+        with reading(self.engine) as conn:
+            owner = conn.execute(sa.select(tokens.c.user_id).where(tokens.c.id == token_id,
+                                                                   tokens.c.revoked_at.is_(None))).scalar()
+        if owner is None:
+            raise NotFound(f"there is no active token with id {token_id}")
+        return owner
+
     def token_principal(self, token: str) -> Principal | None:
         """The principal of a valid token; its first use is recorded."""
         now = utcnow()
@@ -404,6 +490,42 @@ class IdentityService:
                     self._log(conn, "token.first_used", actor=row.username, entity="user", record_id=row.id,
                          payload={"token_id": row.token_id})
         return principal
+
+
+@dataclass(frozen=True)
+class _SignInSubject:
+    """Who a sign-in attempt names, as the audit log records it: the user when one
+    exists and may sign in, else the name as sent."""
+
+    username: str
+    user_id: int | None
+    context: dict[str, Any]
+
+    @property
+    def logged(self) -> dict[str, Any]:
+        if self.user_id is None:
+            return {"actor": f"anonymous:{self.username}"[:200]}
+        return {"actor": self.username, "entity": "user", "record_id": self.user_id}
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        return {**self.context, "username": self.username} if self.user_id is None else dict(self.context)
+
+
+def _upsert(conn: sa.Connection):
+    """The INSERT ... ON CONFLICT construct of ``conn``'s database."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """An argon2 hash of a random password, made like real ones: checking a password
+    against it costs what checking a real user's does, and never succeeds."""
+    return _hasher.hash(secrets.token_urlsafe(32))
 
 
 #: event topic -> (audit action, outcome)
