@@ -25,6 +25,7 @@ from flask_htmx import HTMX
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
+from loom.audit.refusals import log_refusal
 from loom.errors import LoomError
 from loom.ui import i18n
 from loom.ui.i18n import gettext, lazy_gettext
@@ -124,6 +125,7 @@ def _loom_error(exc: LoomError):
             response.headers["HX-Redirect"] = target
             return response
         return redirect(target, 303)
+    log_refusal(exc)  # a screen's refusal is logged as the API's is
     errors = [{**e, "message": message_text(e.get("message", ""))} for e in exc.errors]
     return _error_page(exc.status, str(ERROR_TITLES.get(exc.status, exc.title)), message_text(exc.detail), errors)
 

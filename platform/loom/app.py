@@ -18,11 +18,11 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from loom import config as settings
 from loom import edge
 from loom.audit.log import AuditLog
+from loom.audit.refusals import log_refusal
 from loom.db import create_engine
 from loom.errors import LoomError
 from loom.identity import auth
 from loom.identity.service import IdentityService
-from loom.permissions import Forbidden
 from loom.plugins import plugin_manager
 from loom.records.query import Cursors
 from loom.schema.service import MetadataService
@@ -145,11 +145,7 @@ def problem(status: int, title: str, detail: str, type_: str = "about:blank", er
 def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(LoomError)
     def _loom_error(exc: LoomError):
-        if isinstance(exc, Forbidden) and not getattr(exc, "audited", False) and g.get("principal") is not None:
-            # a refusal outside the record service (administration, the audit log itself)
-            app.extensions["loom"].audit.add_alone(
-                "access", principal=g.principal, outcome="denied",
-                detail={"method": request.method, "path": request.path, "reason": exc.detail})
+        log_refusal(exc)  # a refusal outside the record service's own logging
         response = problem(exc.status, exc.title, exc.detail, exc.type, exc.errors)
         if getattr(exc, "retry_after", None):
             response.headers["Retry-After"] = str(exc.retry_after)

@@ -154,7 +154,10 @@ class EntityAccess:
     def require(self, action: str) -> None:
         if not self.allowed(action):
             what = "a read-only token cannot" if self.principal.read_only and action in WRITE_ACTIONS else "you may not"
-            raise Forbidden(f"{what} {action} {self.entity.name} records")
+            refusal = Forbidden(f"{what} {action} {self.entity.name} records")
+            # what the refusal's audit entry names, wherever it is logged (API or screen)
+            refusal.action, refusal.entity = action, self.entity.name
+            raise refusal
 
     def _levels(self, action: str) -> dict[str, int]:
         if self.unrestricted:
