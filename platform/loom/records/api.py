@@ -89,7 +89,9 @@ def openapi():
     live = context.live
     service = _access_source(context)
     return jsonify(live.derive(f"openapi:{_caller_key(context.principal)}",
-                               lambda: build_openapi(live.model, live.number, service)))
+                               lambda: build_openapi(live.model, live.number, service,
+                                                     max_limit=context.max_page_size,
+                                                     default_limit=context.page_size)))
 
 
 def _access_source(context: Context):

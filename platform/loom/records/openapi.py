@@ -7,9 +7,28 @@ from typing import Any
 
 from loom.metadata.model import AppModel, Entity, label_text
 from loom.permissions import EntityAccess
-from loom.records.query import OPERATORS
+from loom.records.query import MAX_CURSOR_TEXT, MAX_SEARCH_TEXT, MAX_SORT_KEYS, OPERATORS
 
-PROBLEM = {"$ref": "#/components/responses/Problem"}
+#: every error status the API sends, and when; each operation lists those it can answer
+ERRORS = {
+    "400": "Bad request: a parameter, header or body the server cannot use (the reply names it)",
+    "401": "Not signed in: no credential, or an unknown, expired or revoked token",
+    "403": "Not allowed: the caller's roles (or a read-only token) do not permit this",
+    "404": "Not found, or outside the rows the caller may see",
+    "409": "Conflict: a unique value already taken, or a record still linked from others",
+    "412": "The record changed since the ETag sent in If-Match",
+    "413": "The request body is too large",
+    "415": "The request body is not JSON",
+    "422": "Invalid values: every offending field is listed",
+}
+#: the errors any authenticated operation can answer (hostile input at the edge, credentials, roles)
+ALWAYS = ("400", "401", "403")
+#: the errors of an operation that takes a JSON body
+WITH_BODY = ("413", "415", "422")
+
+
+def _errors(*codes: str) -> dict[str, Any]:
+    return {code: {"$ref": f"#/components/responses/E{code}"} for code in (*ALWAYS, *codes)}
 
 
 def _record_schema(entity: Entity, model: AppModel, *, writing: bool, visible: set[str]) -> dict[str, Any]:
@@ -65,16 +84,20 @@ def _filter_parameters(entity: Entity, readable: set[str], prefix: str = "") -> 
     return params
 
 
-def _list_parameters(entity: Entity, readable: set[str],
-                     children: list[tuple[str, Entity, set[str]]]) -> list[dict[str, Any]]:
+def _list_parameters(entity: Entity, readable: set[str], children: list[tuple[str, Entity, set[str]]],
+                     max_limit: int, default_limit: int) -> list[dict[str, Any]]:
+    # the default order as this caller gets it: a key they may not read is neither used nor named
+    default_sort = ",".join(k for k in entity.list.sort.split(",") if k.lstrip("-") in readable) or "id"
     params: list[dict[str, Any]] = [
-        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}},
-        {"name": "cursor", "in": "query", "schema": {"type": "string"},
+        {"name": "limit", "in": "query",
+         "schema": {"type": "integer", "minimum": 1, "maximum": max_limit, "default": default_limit}},
+        {"name": "cursor", "in": "query", "schema": {"type": "string", "maxLength": MAX_CURSOR_TEXT},
          "description": "next_cursor of the previous page"},
         {"name": "sort", "in": "query", "schema": {"type": "string"},
-         "description": "comma-separated fields, '-' for descending; default " + entity.list.sort},
+         "description": f"comma-separated fields (at most {MAX_SORT_KEYS}), '-' for descending; "
+                        f"default {default_sort}"},
         {"name": "fields", "in": "query", "schema": {"type": "string"}, "description": "comma-separated fields to return"},
-        {"name": "search", "in": "query", "schema": {"type": "string"},
+        {"name": "search", "in": "query", "schema": {"type": "string", "maxLength": MAX_SEARCH_TEXT},
          "description": "text matched in: " + ", ".join(f.name for f in entity.search_fields if f.name in readable)},
         {"name": "count", "in": "query", "schema": {"type": "string", "enum": ["exact"]},
          "description": "add the exact number of matching records (costs time on big lists)"},
@@ -85,9 +108,11 @@ def _list_parameters(entity: Entity, readable: set[str],
     return params
 
 
-def build_openapi(model: AppModel, version: int, access_for: Callable[[Entity], EntityAccess]) -> dict[str, Any]:
-    """A valid OpenAPI 3.1 document of what one caller may use: the entities they may
-    read, with the fields they may read (in replies) and write (in requests)."""
+def build_openapi(model: AppModel, version: int, access_for: Callable[[Entity], EntityAccess], *,
+                  max_limit: int = 500, default_limit: int = 50) -> dict[str, Any]:
+    """A valid OpenAPI 3.1 document of what one caller may do: the entities they may read,
+    with the fields they may read (in replies) and write (in requests), the operations
+    their roles permit, and every status each operation can answer."""
     schemas: dict[str, Any] = {
         "Link": {"type": "object", "required": ["id"],
                  "properties": {"id": {"type": "integer"}, "title": {"type": ["string", "null"]}}},
@@ -103,82 +128,134 @@ def build_openapi(model: AppModel, version: int, access_for: Callable[[Entity], 
         "Comment": {"type": "object", "required": ["id", "author", "body", "created_at"], "properties": {
             "id": {"type": "integer"}, "author": {"type": "string"}, "author_id": {"type": ["integer", "null"]},
             "body": {"type": "string"}, "created_at": {"type": "string", "format": "date-time"}}},
+        "Change": {"type": "object", "required": ["id", "at", "actor", "action", "changes"], "properties": {
+            "id": {"type": "integer"}, "at": {"type": "string"}, "actor": {"type": "string"},
+            "actor_id": {"type": ["integer", "null"]}, "action": {"type": "string"},
+            "changes": {"type": "object"}}},
     }
     paths: dict[str, Any] = {}
     for entity in model.entities.values():
-        name = entity.name
         access = access_for(entity)
         if not access.allowed("read"):
             continue
-        readable = access.readable()
-        schemas[name] = _record_schema(entity, model, writing=False, visible=readable)
-        schemas[f"{name}Input"] = _record_schema(entity, model, writing=True,
-                                                 visible=access.writable("create") | {"id"})
-        if entity.child:
-            continue
-        schemas[f"{name}Patch"] = _record_schema(entity, model, writing=True, visible=access.writable("update"))
-        schemas[f"{name}Patch"].pop("required", None)
-        one = {"type": "object", "required": ["data"], "properties": {"data": {"$ref": f"#/components/schemas/{name}"}}}
-        page = {"type": "object", "required": ["data", "next_cursor"], "properties": {
-            "data": {"type": "array", "items": {"$ref": f"#/components/schemas/{name}"}},
-            "next_cursor": {"type": ["string", "null"]}, "count": {"type": "integer"}}}
-        tag = entity.title("en")
-        id_param = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
-        if_match = {"name": "If-Match", "in": "header", "schema": {"type": "string"},
-                    "description": "the ETag last read; a stale one gets 412"}
-        body = lambda ref: {"required": True, "content": {"application/json": {"schema": {"$ref": ref}}}}  # noqa: E731
-        ok = lambda schema, desc="OK": {"description": desc, "content": {"application/json": {"schema": schema}}}  # noqa: E731
-        paths[f"/api/v1/{name}"] = {
-            "get": {"tags": [tag], "operationId": f"list_{name}", "summary": f"List {tag}",
-                    "parameters": _list_parameters(entity, readable, [
-                        (f.name, model.entity(f.target), access_for(model.entity(f.target)).readable())
-                        for f in entity.table_fields if f.name in readable]),
-                    "responses": {"200": ok(page), "400": PROBLEM}},
-            "post": {"tags": [tag], "operationId": f"create_{name}", "summary": f"Create a {tag}",
-                     "requestBody": body(f"#/components/schemas/{name}Input"),
-                     "responses": {"201": ok(one, "Created"), "400": PROBLEM, "409": PROBLEM,
-                                   "413": PROBLEM, "422": PROBLEM}},
-        }
-        paths[f"/api/v1/{name}/_bulk"] = {
-            "post": {"tags": [tag], "operationId": f"bulk_create_{name}", "summary": f"Create many {tag} at once",
-                     "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                         "type": "array", "items": {"$ref": f"#/components/schemas/{name}Input"}}}}},
-                     "responses": {"201": ok({"type": "object", "properties": {"data": {"type": "array", "items": {
-                         "type": "object", "properties": {"id": {"type": "integer"}}}}}}, "Created"),
-                                   "400": PROBLEM, "409": PROBLEM, "413": PROBLEM, "422": PROBLEM}},
-        }
-        paths[f"/api/v1/{name}/{{id}}"] = {
-            "parameters": [id_param],
-            "get": {"tags": [tag], "operationId": f"get_{name}", "summary": f"Get a {tag}",
-                    "responses": {"200": ok(one), "404": PROBLEM}},
-            "patch": {"tags": [tag], "operationId": f"update_{name}", "summary": f"Change a {tag}",
-                      "parameters": [if_match], "requestBody": body(f"#/components/schemas/{name}Patch"),
-                      "responses": {"200": ok(one), "404": PROBLEM, "409": PROBLEM, "412": PROBLEM, "422": PROBLEM}},
-            "delete": {"tags": [tag], "operationId": f"delete_{name}", "summary": f"Delete a {tag}",
-                       "parameters": [if_match],
-                       "responses": {"204": {"description": "Deleted"}, "404": PROBLEM, "409": PROBLEM,
-                                     "412": PROBLEM}},
-        }
-        comment = {"type": "object", "required": ["data"], "properties": {"data": {"$ref": "#/components/schemas/Comment"}}}
-        paths[f"/api/v1/{name}/{{id}}/_comments"] = {
-            "parameters": [id_param],
-            "get": {"tags": [tag], "operationId": f"list_{name}_comments", "summary": f"Comments on a {tag}",
-                    "responses": {"200": ok({"type": "object", "required": ["data"], "properties": {
-                        "data": {"type": "array", "items": {"$ref": "#/components/schemas/Comment"}}}}),
-                        "404": PROBLEM}},
-            "post": {"tags": [tag], "operationId": f"comment_on_{name}", "summary": f"Comment on a {tag}",
-                     "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                         "type": "object", "required": ["body"], "properties": {"body": {"type": "string"}}}}}},
-                     "responses": {"201": ok(comment, "Created"), "400": PROBLEM, "404": PROBLEM, "422": PROBLEM}},
-        }
+        schemas.update(_entity_schemas(entity, model, access))
+        if not entity.child:
+            paths.update(_entity_paths(entity, model, access, access_for, max_limit, default_limit))
     return {
         "openapi": "3.1.0",
         "info": {"title": "Loom API", "version": f"metadata-{version}",
-                 "description": "Generated from the live metadata; changes when the metadata is published."},
+                 "description": "Generated from the live metadata for the caller who asks: the entities, "
+                                "fields and operations their roles permit. Changes when the metadata is published."},
         "paths": paths,
+        "security": [{"bearer": []}, {"session": []}],
         "components": {
             "schemas": schemas,
-            "responses": {"Problem": {"description": "An error (RFC 9457)", "content": {
-                "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}},
+            "responses": {f"E{code}": {"description": text, "content": {
+                "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+                for code, text in ERRORS.items()},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "an API token (loom token create)"},
+                "session": {"type": "apiKey", "in": "cookie", "name": "session",
+                            "description": "the session of POST /api/v1/_auth/login; writes need X-CSRFToken"},
+            },
         },
     }
+
+
+def _entity_schemas(entity: Entity, model: AppModel, access: EntityAccess) -> dict[str, Any]:
+    name = entity.name
+    schemas = {name: _record_schema(entity, model, writing=False, visible=access.readable()),
+               f"{name}Input": _record_schema(entity, model, writing=True, visible=access.writable("create") | {"id"})}
+    if not entity.child:
+        schemas[f"{name}Patch"] = _record_schema(entity, model, writing=True, visible=access.writable("update"))
+        schemas[f"{name}Patch"].pop("required", None)
+    return schemas
+
+
+def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+def _entity_paths(entity: Entity, model: AppModel, access: EntityAccess,
+                  access_for: Callable[[Entity], EntityAccess], max_limit: int,
+                  default_limit: int) -> dict[str, Any]:
+    """The operations on one entity that ``access`` permits."""
+    name, tag = entity.name, entity.title("en")
+    readable = access.readable()
+    ref = f"#/components/schemas/{name}"
+    one = {"type": "object", "required": ["data"], "properties": {"data": {"$ref": ref}}}
+    page = {"type": "object", "required": ["data", "next_cursor"], "properties": {
+        "data": {"type": "array", "items": {"$ref": ref}},
+        "next_cursor": {"type": ["string", "null"]}, "count": {"type": "integer"}}}
+    id_param = {"name": "id", "in": "path", "required": True,
+                "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}}
+    if_match = {"name": "If-Match", "in": "header", "schema": {"type": "string"},
+                "description": "the ETag last read; a stale one gets 412"}
+    fields = {"name": "fields", "in": "query", "schema": {"type": "string"},
+              "description": "comma-separated fields to return"}
+    children = [(f.name, model.entity(f.target), access_for(model.entity(f.target)).readable())
+                for f in entity.table_fields if f.name in readable]
+    collection: dict[str, Any] = {
+        "get": {"tags": [tag], "operationId": f"list_{name}", "summary": f"List {tag}",
+                "parameters": _list_parameters(entity, readable, children, max_limit, default_limit),
+                "responses": {"200": _json(page), **_errors()}},
+    }
+    record: dict[str, Any] = {
+        "parameters": [id_param],
+        "get": {"tags": [tag], "operationId": f"get_{name}", "summary": f"Get a {tag}", "parameters": [fields],
+                "responses": {"200": _json(one), **_errors("404")}},
+    }
+    comment = {"type": "object", "required": ["data"], "properties": {"data": {"$ref": "#/components/schemas/Comment"}}}
+    comments: dict[str, Any] = {
+        "parameters": [id_param],
+        "get": {"tags": [tag], "operationId": f"list_{name}_comments", "summary": f"Comments on a {tag}",
+                "responses": {"200": _json({"type": "object", "required": ["data"], "properties": {
+                    "data": {"type": "array", "items": {"$ref": "#/components/schemas/Comment"}}}}),
+                    **_errors("404")}},
+    }
+    paths = {f"/api/v1/{name}": collection, f"/api/v1/{name}/{{id}}": record,
+             f"/api/v1/{name}/{{id}}/_comments": comments,
+             f"/api/v1/{name}/{{id}}/_history": {"parameters": [id_param], "get": {
+                 "tags": [tag], "operationId": f"history_of_{name}", "summary": f"Changes of a {tag}",
+                 "responses": {"200": _json({"type": "object", "required": ["data"], "properties": {
+                     "data": {"type": "array", "items": {"$ref": "#/components/schemas/Change"}}}}),
+                     **_errors("404")}}}}
+    if access.allowed("create"):
+        collection["post"] = {
+            "tags": [tag], "operationId": f"create_{name}", "summary": f"Create a {tag}",
+            "requestBody": _body({"$ref": f"{ref}Input"}),
+            "responses": {"201": _json(one, "Created"), **_errors("409", *WITH_BODY)}}
+        paths[f"/api/v1/{name}/_bulk"] = {"post": {
+            "tags": [tag], "operationId": f"bulk_create_{name}", "summary": f"Create many {tag} at once",
+            "requestBody": _body({"type": "array", "items": {"$ref": f"{ref}Input"}}),
+            "responses": {"201": _json({"type": "object", "properties": {"data": {"type": "array", "items": {
+                "type": "object", "properties": {"id": {"type": "integer"}}}}}}, "Created"),
+                **_errors("409", *WITH_BODY)}}}
+    if access.allowed("update"):
+        record["patch"] = {
+            "tags": [tag], "operationId": f"update_{name}", "summary": f"Change a {tag}",
+            "parameters": [if_match], "requestBody": _body({"$ref": f"{ref}Patch"}),
+            "responses": {"200": _json(one), **_errors("404", "409", "412", *WITH_BODY)}}
+    if access.allowed("delete"):
+        record["delete"] = {
+            "tags": [tag], "operationId": f"delete_{name}", "summary": f"Delete a {tag}", "parameters": [if_match],
+            "responses": {"204": {"description": "Deleted"}, **_errors("404", "409", "412")}}
+    if access.allowed("export"):
+        export_params = [p for p in _list_parameters(entity, readable, children, max_limit, default_limit)
+                         if p["name"] not in ("limit", "cursor", "count")]
+        export_params.append({"name": "format", "in": "query", "schema": {"type": "string", "enum": ["csv", "jsonl"]}})
+        paths[f"/api/v1/{name}/_export"] = {"get": {
+            "tags": [tag], "operationId": f"export_{name}", "summary": f"Export {tag}", "parameters": export_params,
+            "responses": {"200": {"description": "The records, streamed", "content": {
+                "text/csv": {"schema": {"type": "string"}}, "application/x-ndjson": {"schema": {"type": "string"}}}},
+                **_errors()}}}
+    if not access.principal.read_only:
+        comments["post"] = {
+            "tags": [tag], "operationId": f"comment_on_{name}", "summary": f"Comment on a {tag}",
+            "requestBody": _body({"type": "object", "required": ["body"], "properties": {"body": {"type": "string"}}}),
+            "responses": {"201": _json(comment, "Created"), **_errors("404", *WITH_BODY)}}
+    return paths
