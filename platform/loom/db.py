@@ -4,12 +4,16 @@ alembic upgrade that creates them."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator
+import logging
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from importlib.resources import files
 
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase
+
+log = logging.getLogger(__name__)
 
 #: predictable constraint and index names, so migrations can refer to them
 NAMING_CONVENTION = {
@@ -73,19 +77,55 @@ def reading(engine: sa.Engine) -> sa.Connection:
     return conn
 
 
+#: the write transaction each thread (or task) has open, per engine: a nested write joins it
+_open_writes: ContextVar[Mapping[sa.Engine, sa.Connection] | None] = ContextVar("loom_open_writes", default=None)
+
+
 @contextmanager
 def write_transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
     """A transaction that will write. On SQLite it takes the write lock at BEGIN, so two
     writers queue instead of one failing half-way when the other commits first. Work
-    registered with ``before_commit`` runs as its last statements."""
+    registered with ``before_commit`` runs as its last statements, work registered with
+    ``after_commit`` once it committed.
+
+    A write begun while the same thread already has one open on ``engine`` (a plugin hook
+    writing another record) joins it as a savepoint, rather than waiting for the outer
+    transaction's lock, which it would never get."""
+    open_writes = _open_writes.get() or {}
+    outer = open_writes.get(engine)
+    if outer is not None:
+        with outer.begin_nested():
+            yield outer
+        return
     with engine.connect() as conn:
         conn.info["write_lock"] = True
+        conn.info["after_commit"] = []
+        token = _open_writes.set({**open_writes, engine: conn})
         try:
             with deferring(conn), conn.begin():
                 yield conn
                 run_before_commit(conn)
+            committed = conn.info["after_commit"]
         finally:
+            _open_writes.reset(token)
             conn.info.pop("write_lock", None)
+            conn.info.pop("after_commit", None)
+    for callback in committed:
+        try:
+            callback()
+        except Exception:
+            # the change is committed: a failing follow-up must not turn it into an error
+            log.exception("work after a commit failed")
+
+
+def after_commit(conn: sa.Connection, callback: Callable[[], None]) -> None:
+    """Run ``callback`` once ``conn``'s transaction has committed (never if it rolls back);
+    at once when ``conn`` was not opened by ``write_transaction``."""
+    pending = conn.info.get("after_commit")
+    if pending is None:
+        callback()
+    else:
+        pending.append(callback)
 
 
 @contextmanager
@@ -138,5 +178,5 @@ def downgrade(engine: sa.Engine, revision: str) -> None:
         command.downgrade(alembic_config(connection), revision)
 
 
-__all__ = ["Base", "BigId", "NAMING_CONVENTION", "before_commit", "create_engine", "deferring", "downgrade",
+__all__ = ["Base", "BigId", "NAMING_CONVENTION", "after_commit", "before_commit", "create_engine", "deferring", "downgrade",
            "reading", "run_before_commit", "upgrade", "utcnow", "write_transaction"]

@@ -9,9 +9,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from loom.audit.log import MASK, AuditLog, mask_secrets
+from loom.errors import LoomError
 from loom.identity.principal import Principal
 from loom.metadata.model import AppModel, Entity
-from loom.permissions import Forbidden
 
 #: standard fields the entry itself records (its actor and time) or that only count edits
 _NOT_LOGGED = frozenset({"id", "version", "created_at", "created_by", "updated_at", "updated_by"})
@@ -69,7 +69,35 @@ class RecordAudit:
             masked[name] = pair
         return masked
 
-    def _log_refusal(self, action: str, exc: Forbidden, record_id: int | None = None) -> None:
+    def _secret_names(self, entity: Entity) -> list[str]:
+        return [f.name for f in entity.fields if f.secret]
+
+    def _event_record(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """A record as outbox events carry it: secret values masked as in the audit log,
+        those of child rows included (events leave Loom, to integrations)."""
+        masked = mask_secrets(record, self._secret_names(self.entity))
+        for f in self.entity.table_fields:
+            if masked.get(f.name):
+                masked[f.name] = self._event_rows(f.target, masked[f.name])
+        return masked
+
+    def _event_rows(self, child: str, rows: list[Mapping[str, Any]] | None) -> list[dict[str, Any]] | None:
+        secret = self._secret_names(self.model.entity(child))
+        return None if rows is None else [mask_secrets(row, secret) for row in rows]
+
+    def _event_changes(self, changes: Mapping[str, list]) -> dict[str, list]:
+        """``{field: [old, new]}`` with secret values masked, as ``_event_record`` does."""
+        masked = {}
+        for name, pair in changes.items():
+            f = self.entity.all_fields.get(name)
+            if f is not None and f.secret:
+                pair = [MASK if v is not None else None for v in pair]
+            elif f is not None and f.type == "table":
+                pair = [self._event_rows(f.target, rows) for rows in pair]
+            masked[name] = pair
+        return masked
+
+    def _log_refusal(self, action: str, exc: LoomError, record_id: int | None = None) -> None:
         """A refused attempt is logged in a transaction of its own, since nothing else commits."""
         if getattr(exc, "audited", False):
             return

@@ -8,16 +8,18 @@ their outbox events; ``after_record_commit`` hooks run once it committed.
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import marshmallow as ma
 import sqlalchemy as sa
+from sqlalchemy.sql import visitors
 
 from loom.audit.log import AuditLog
-from loom.db import reading, utcnow, write_transaction
+from loom.db import after_commit, reading, utcnow, write_transaction
 from loom.errors import Conflict, NotFound, PreconditionFailed, ValidationError
 from loom.events import emit
 from loom.identity.principal import Principal
@@ -33,6 +35,21 @@ from loom.schema.tables import desired_indexes
 
 STATE_LOCKED = "is read-only in the record's current state"
 _SQLITE_UNIQUE = re.compile(r"UNIQUE constraint failed: (.+)")
+log = logging.getLogger(__name__)
+
+
+def whole_version(value: Any) -> int:
+    """A record version given by a client, which must be the whole number it read: 1.5,
+    "1" or true are refused rather than taken as some version."""
+    if type(value) is not int or not 0 <= value < 2**63:
+        raise ValidationError("version must be the whole number of the version you last read",
+                              errors=[{"field": "version", "message": "expected a whole number"}])
+    return value
+
+
+class OutOfScope(ValidationError):
+    """A write that would leave a record outside the rows its writer may reach with that
+    action (a rep with scope ``own`` giving a customer to someone else)."""
 
 
 @dataclass
@@ -193,8 +210,10 @@ class RecordService(RecordReader):
                                    "message": f"there is no {f.target} with id {row[f.name]}"})
         return errors
 
-    def _integrity(self, exc: sa.exc.IntegrityError) -> Conflict:
-        """Turn a database constraint violation into a 409 naming the field."""
+    def _integrity(self, exc: sa.exc.IntegrityError, attempted: Mapping[str, Any] | None = None) -> Conflict:
+        """Turn a database constraint violation into a 409 naming the field, when the caller
+        may read every field of the constraint. Only a record the caller may read is
+        named; of any other, the reply says no more than that the value is in use."""
         names: list[str] = []
         constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
         if constraint:
@@ -205,13 +224,101 @@ class RecordService(RecordReader):
             match = _SQLITE_UNIQUE.search(str(exc.orig))
             if match:
                 names = [part.strip().split(".")[-1] for part in match.group(1).split(",")]
-        names = [n for n in names if n in self.access.readable()]
-        if names:
-            label = ", ".join(names)
-            return Conflict(f"another {self.entity.name} already has this {label}",
-                            errors=[{"field": n, "message": "must be unique; another record has this value"}
+        if not names or not set(names) <= self.access.readable():
+            return Conflict("the change conflicts with other records")
+        label = ", ".join(names)
+        holder = self._visible_holder(names, attempted)
+        if holder is None:
+            return Conflict(f"this {label} is already in use; choose another",
+                            errors=[{"field": n, "message": "must be unique; this value is already in use"}
                                     for n in names])
-        return Conflict("the change conflicts with other records")
+        return Conflict(f"{self.entity.name} {holder} already has this {label}",
+                        errors=[{"field": n, "message": f"must be unique; {self.entity.name} {holder} has this value"}
+                                for n in names])
+
+    def _visible_holder(self, names: Sequence[str], attempted: Mapping[str, Any] | None) -> int | None:
+        """The id of a record the caller may read that holds ``attempted``'s values of
+        ``names``, if there is one."""
+        if attempted is None or any(attempted.get(n) is None for n in names) or not self.access.allowed("read"):
+            return None
+        where = [self.table.c[n] == attempted[n] for n in names]
+        if attempted.get("id") is not None:
+            where.append(self.table.c.id != attempted["id"])
+        with reading(self.context.engine) as conn:
+            return conn.execute(sa.select(self.table.c.id).where(*where, *self._scope(self.access, self.table, "read"))
+                                .limit(1)).scalar()
+
+    def _refuse_out_of_scope(self, conn: sa.Connection, action: str, ids: Sequence[int],
+                             written: Sequence[Iterable[str]], *, indexed: bool = False) -> None:
+        """Refuse a write that leaves a stored record outside the rows the caller may
+        ``action``: checked on the rows as stored, in SQL, so it holds for every scope
+        (own, team, a condition) and whatever hooks changed. Names the fields the scope
+        depends on that the write set (all of them if it set none)."""
+        scope = self._scope(self.access, self.table, action)
+        if not scope or not ids:
+            return
+        inside = sa.func.coalesce(scope[0], sa.false())
+        # a range rather than an IN list: a batch of any size is one short statement
+        found = conn.execute(sa.select(self.table.c.id).where(self.table.c.id.between(min(ids), max(ids)),
+                                                              sa.not_(inside))).scalars()
+        outside = set(found) & set(ids)
+        if not outside:
+            return
+        readable = self.access.readable()
+        deciding = [name for name in self._columns_of(scope[0]) if name in readable]
+        what = f"a {self.entity.name} outside the records you may {action}"
+        errors = []
+        for i, (record_id, names) in enumerate(zip(ids, written, strict=True)):
+            if record_id not in outside:
+                continue
+            prefix = f"[{i}]." if indexed else ""
+            culprits = [n for n in deciding if n in set(names)] or deciding or [""]
+            errors += [{"field": (prefix + n).rstrip("."), "message": f"this value would make this {what}"}
+                       for n in culprits]
+        raise OutOfScope(f"this change would make {what}; moving records between owners is not allowed",
+                         errors=errors)
+
+    def _columns_of(self, clause: sa.ColumnElement) -> list[str]:
+        """The names of this entity's columns a SQL condition reads, in order."""
+        names: list[str] = []
+        for element in visitors.iterate(clause):
+            if isinstance(element, sa.Column) and element.table is self.table and element.name not in names:
+                names.append(element.name)
+        return names
+
+    def _after_commit(self, conn: sa.Connection, action: str, records: Sequence[dict[str, Any]]) -> None:
+        """Call the ``after_record_commit`` hooks once ``conn``'s transaction committed
+        (the outermost one, for a write joined to another). The change has happened by
+        then: a hook that fails is logged and audited, and never turns it into an error."""
+        def notify() -> None:
+            for record in records:
+                kwargs = {"entity": self.entity, "action": action, "record": record, "principal": self.principal}
+                for name, call in self._commit_hooks():
+                    try:
+                        call(kwargs)
+                    except Exception as exc:
+                        self._hook_failed(name, action, record, exc)
+        after_commit(conn, notify)
+
+    def _commit_hooks(self) -> list[tuple[str, Any]]:
+        """Each ``after_record_commit`` implementation as (plugin name, call), in pluggy's
+        order, so that one failing plugin does not keep the others from hearing of a commit."""
+        caller = self.hooks.after_record_commit
+        impls = caller.get_hookimpls()
+        if any(impl.hookwrapper or getattr(impl, "wrapper", False) for impl in impls):
+            return [("after_record_commit", lambda kwargs: caller(**kwargs))]
+        return [(impl.plugin_name, lambda kwargs, impl=impl: impl.function(*(kwargs[a] for a in impl.argnames)))
+                for impl in reversed(impls)]
+
+    def _hook_failed(self, plugin: str, action: str, record: Mapping[str, Any], exc: Exception) -> None:
+        log.exception("after_record_commit of %s failed for %s %s %s", plugin, action, self.entity.name,
+                      record.get("id"))
+        try:
+            self.audit.add_alone("record.commit_hook", principal=self.principal, entity=self.entity.name,
+                                 record_id=record.get("id"), outcome="error",
+                                 detail={"action": action, "plugin": plugin, "error": type(exc).__name__})
+        except Exception:
+            log.exception("could not log the failure of after_record_commit of %s", plugin)
 
     # -- writing ------------------------------------------------------------------------
 
@@ -262,6 +369,7 @@ class RecordService(RecordReader):
         except Forbidden as exc:
             self._log_refusal("create", exc)
             raise
+        row: dict[str, Any] | None = None
         try:
             with write_transaction(self.context.engine) as conn:
                 self.hooks.before_record_create(entity=self.entity, values=values, principal=self.principal,
@@ -274,17 +382,21 @@ class RecordService(RecordReader):
                 stored = conn.execute(self.table.insert().values(row).returning(*self.table.c)).mappings().one()
                 record_id = stored["id"]
                 claim_uploads(conn, claims[0], record_id)
+                self._refuse_out_of_scope(conn, "create", [record_id], [values])
                 self._insert_children(conn, record_id, children)
                 record = self._serialize(conn, [stored], full=True)[0]
                 reply = record if self._reply_is_full() else self._serialize(conn, [stored])[0]
                 emit(conn, topic="record.created", actor=self.principal.name, entity=self.entity.name,
-                     record_id=record_id, payload={"record": record})
+                     record_id=record_id, payload={"record": self._event_record(record)})
                 self.hooks.after_record_create(entity=self.entity, record=record, principal=self.principal,
                                                connection=conn)
                 self._log_change(conn, "create", record_id, created_changes(record))
+                self._after_commit(conn, "created", [record])
+        except OutOfScope as exc:
+            self._log_refusal("create", exc)
+            raise
         except sa.exc.IntegrityError as exc:
-            raise self._integrity(exc) from None
-        self.hooks.after_record_commit(entity=self.entity, action="created", record=record, principal=self.principal)
+            raise self._integrity(exc, row) from None
         return reply
 
     def bulk_create(self, rows: Sequence[Mapping[str, Any]]) -> list[int]:
@@ -322,6 +434,7 @@ class RecordService(RecordReader):
                 payload = [{c: row.get(c) for c in columns} for row in payload]
                 ids = list(conn.execute(self.table.insert().returning(self.table.c.id, sort_by_parameter_order=True),
                                         payload).scalars())
+                self._refuse_out_of_scope(conn, "create", ids, [values for values, _ in loaded], indexed=True)
                 for record_id, claim in zip(ids, claims, strict=True):
                     claim_uploads(conn, claim, record_id)
                 for record_id, (_values, children) in zip(ids, loaded, strict=True):
@@ -331,34 +444,35 @@ class RecordService(RecordReader):
                     full=True)
                 for record in records:
                     emit(conn, topic="record.created", actor=self.principal.name, entity=self.entity.name,
-                         record_id=record["id"], payload={"record": record})
+                         record_id=record["id"], payload={"record": self._event_record(record)})
                     self.hooks.after_record_create(entity=self.entity, record=record, principal=self.principal,
                                                    connection=conn)
                 for record in records:
                     self._log_change(conn, "create", record["id"], created_changes(record))
+                self._after_commit(conn, "created", records)
+        except OutOfScope as exc:
+            self._log_refusal("create", exc)
+            raise
         except sa.exc.IntegrityError as exc:
             raise self._integrity(exc) from None
-        for record in records:
-            self.hooks.after_record_commit(entity=self.entity, action="created", record=record,
-                                           principal=self.principal)
         return ids
 
     def update(self, record_id: int, data: Mapping[str, Any], *, expected_version: int | None = None,
                mode: str = "partial") -> dict[str, Any]:
         """Change a record. With ``expected_version`` (from If-Match or the body's
         ``version``) a change made by someone else in the meantime is refused with 412."""
-        if expected_version is None and isinstance(data, Mapping) and data.get("version") is not None:
-            try:
-                expected_version = int(data["version"])
-            except (TypeError, ValueError):
-                raise ValidationError("version must be a whole number",
-                                      errors=[{"field": "version", "message": "expected a whole number"}]) from None
+        if expected_version is not None:
+            expected_version = whole_version(expected_version)
+        if isinstance(data, Mapping) and data.get("version") is not None:
+            body_version = whole_version(data["version"])
+            expected_version = body_version if expected_version is None else expected_version
         try:
             self.access.require("update")
             values, children = self._load(data, mode)
         except Forbidden as exc:
             self._log_refusal("update", exc, record_id)
             raise
+        attempted: dict[str, Any] | None = None
         try:
             with write_transaction(self.context.engine) as conn:
                 row = self._fetch_row(conn, record_id, action="update", lock=True)
@@ -375,6 +489,7 @@ class RecordService(RecordReader):
                 values = {k: v for k, v in values.items() if row[k] != v}
                 if not values and not children:
                     raise _NoChange(self._serialize(conn, [row])[0])
+                attempted = {**row, **values}
                 stmt = (self.table.update()
                         .where(self.table.c.id == record_id, self.table.c.version == row["version"])
                         .values(**values, version=row["version"] + 1, updated_at=utcnow(),
@@ -382,6 +497,7 @@ class RecordService(RecordReader):
                 stored = conn.execute(stmt.returning(*self.table.c)).mappings().first()
                 if stored is None:
                     raise PreconditionFailed(f"this {self.entity.name} was changed by someone else; reload it")
+                self._refuse_out_of_scope(conn, "update", [record_id], [values])
                 self._replace_children(conn, record_id, children)
                 claim_uploads(conn, claims[0], record_id)
                 after = self._serialize(conn, [stored], full=True)[0]
@@ -395,15 +511,19 @@ class RecordService(RecordReader):
                                           errors=[{"field": n, "message": STATE_LOCKED} for n in refused])
                 reply = after if self._reply_is_full() else self._serialize(conn, [stored])[0]
                 emit(conn, topic="record.updated", actor=self.principal.name, entity=self.entity.name,
-                     record_id=record_id, payload={"record": after, "changes": changes})
+                     record_id=record_id,
+                     payload={"record": self._event_record(after), "changes": self._event_changes(changes)})
                 self.hooks.after_record_update(entity=self.entity, record=after, changes=changes,
                                                principal=self.principal, connection=conn)
                 self._log_change(conn, "update", record_id, changes)
+                self._after_commit(conn, "updated", [after])
         except _NoChange as unchanged:
             return unchanged.record
+        except OutOfScope as exc:
+            self._log_refusal("update", exc, record_id)
+            raise
         except sa.exc.IntegrityError as exc:
-            raise self._integrity(exc) from None
-        self.hooks.after_record_commit(entity=self.entity, action="updated", record=after, principal=self.principal)
+            raise self._integrity(exc, attempted) from None
         return reply
 
     def _replace_children(self, conn: sa.Connection, parent_id: int, children: Mapping[str, list[dict]]) -> None:
@@ -429,6 +549,8 @@ class RecordService(RecordReader):
     def delete(self, record_id: int, *, expected_version: int | None = None) -> dict[str, Any]:
         """Delete a record and its child rows; returns its last values. Refused (409) while
         other records link to it."""
+        if expected_version is not None:
+            expected_version = whole_version(expected_version)
         try:
             self.access.require("delete")
         except Forbidden as exc:
@@ -451,24 +573,50 @@ class RecordService(RecordReader):
                     conn.execute(child.delete().where(child.c.parent_id == record_id))
                 conn.execute(self.table.delete().where(self.table.c.id == record_id))
                 emit(conn, topic="record.deleted", actor=self.principal.name, entity=self.entity.name,
-                     record_id=record_id, payload={"record": record})
+                     record_id=record_id, payload={"record": self._event_record(record)})
                 self.hooks.after_record_delete(entity=self.entity, record=record, principal=self.principal,
                                                connection=conn)
                 self._log_change(conn, "delete", record_id, deleted_changes(record))
+                self._after_commit(conn, "deleted", [record])
         except sa.exc.IntegrityError as exc:
-            raise Conflict(f"this {self.entity.name} is still linked from other records") from exc
-        self.hooks.after_record_commit(entity=self.entity, action="deleted", record=record, principal=self.principal)
+            raise Conflict(f"other records still link to this {self.entity.name}; it cannot be deleted "
+                           "while they do") from exc
         return reply
 
     def _refuse_if_linked(self, conn: sa.Connection, record_id: int) -> None:
+        """Refuse (409) to delete a record others link to. Links the caller may read are
+        counted and named, so they can be changed first; of links in records the caller
+        cannot read, the reply says only that there are some."""
+        hidden = False
         for entity, f in self.model.links_to(self.entity.name):
             table = self.context.live.tables[entity.name]
-            count = conn.execute(sa.select(sa.func.count()).select_from(table)
-                                 .where(table.c[f.name] == record_id)).scalar_one()
-            if count:
-                where = entity.name if not entity.child else f"{self.model.parents[entity.name][0].name} lines"
-                raise Conflict(f"{count} {where} record(s) still link to this {self.entity.name} "
-                               f"through '{f.name}'; change or delete them first")
+            linking = table.c[f.name] == record_id
+            if conn.execute(sa.select(sa.literal(1)).where(linking).limit(1)).first() is None:
+                continue
+            visible = self._readable_links(entity, f.name, table)
+            count = 0 if visible is None else conn.execute(
+                sa.select(sa.func.count()).select_from(table).where(linking, *visible)).scalar_one()
+            if not count:
+                hidden = True
+                continue
+            where = entity.name if not entity.child else f"{self.model.parents[entity.name][0].name} lines"
+            raise Conflict(f"{count} {where} record(s) still link to this {self.entity.name} "
+                           f"through '{f.name}'; change or delete them first")
+        if hidden:
+            raise Conflict(f"other records still link to this {self.entity.name}; it cannot be deleted while they do")
+
+    def _readable_links(self, entity: Entity, field: str, table: sa.Table) -> list[sa.ColumnElement[bool]] | None:
+        """The condition for rows of ``entity`` whose link ``field`` the caller may read
+        (for child rows: rows of parents the caller may read); None when there are none."""
+        access = self.access_for(entity)
+        if not access.allowed("read") or field not in access.readable():
+            return None
+        if not entity.child:
+            return self._scope(access, table, "read")
+        parent = self.model.parents[entity.name][0]
+        parents = self.context.live.tables[parent.name]
+        scope = self._scope(self.access_for(parent), parents, "read")
+        return [table.c.parent_id.in_(sa.select(parents.c.id).where(*scope))] if scope else []
 
 
 class _NoChange(Exception):
