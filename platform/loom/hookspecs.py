@@ -8,8 +8,9 @@ new needs get a new hook or a new optional parameter.
 Record hooks receive the compiled ``entity`` (``loom.metadata.Entity``), the acting
 ``principal`` (``loom.identity.Principal``) and, except ``after_record_commit``, the
 ``connection`` of the transaction the change runs in: anything the hook writes through
-it commits or rolls back with the change. Raising a ``loom.LoomError`` from a
-``before_*`` hook refuses the operation; the client gets that error.
+it commits or rolls back with the change, and so does a record written through the record
+service from inside a hook (it joins the transaction as a savepoint). Raising a
+``loom.LoomError`` from a ``before_*`` hook refuses the operation; the client gets that error.
 """
 
 from __future__ import annotations
@@ -56,4 +57,5 @@ def after_record_delete(entity, record, principal, connection):
 @hookspec
 def after_record_commit(entity, action, record, principal):
     """A change committed. ``action`` is ``created``, ``updated`` or ``deleted``. Runs
-    outside the transaction: for work that must not happen for a change that rolled back."""
+    outside the transaction: for work that must not happen for a change that rolled back.
+    An exception raised here is logged and audited; the committed change stands."""
