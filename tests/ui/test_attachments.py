@@ -63,3 +63,39 @@ def test_an_upload_is_checked_kept_and_served_to_readers_only(loom_app, contract
     version = re.search(r'name="version" value="(\d+)"', edit).group(1)
     assert _upload(clerk, {"version": version, "title": "Deal 2", "_remove.scan": "true"}, record).status_code == 204
     assert clerk.get(f"/r/contract/{record}/_file/scan").status_code == 404
+
+
+def _kept_files(loom_app) -> tuple[list[str], list[str]]:
+    """(upload keys recorded, files in the instance folder)."""
+    import sqlalchemy as sa
+
+    from loom.records.files import app_files, uploads
+
+    with loom_app.app_context(), loom_app.extensions["loom"].engine.connect() as conn:
+        keys = list(conn.execute(sa.select(uploads.c.key)).scalars())
+        folder = app_files().folder
+        return keys, sorted(p.name for p in folder.glob("*/*")) if folder.exists() else []
+
+
+def test_a_failed_form_save_leaves_no_file_behind(loom_app, contracts):
+    admin = sign_in(loom_app, "admin")
+    # the title is missing: the record is refused after the files were kept
+    refused = _upload(admin, {"title": "", "scan": (io.BytesIO(b"%PDF-1.4"), "a.pdf"),
+                              "secret_scan": (io.BytesIO(b"secret"), "s.txt")})
+    assert refused.status_code == 422
+    assert _kept_files(loom_app) == ([], [])
+    # the second file is refused after the first was kept
+    wrong = _upload(admin, {"title": "t", "scan": (io.BytesIO(b"MZ"), "tool.exe"),
+                            "secret_scan": (io.BytesIO(b"secret"), "s.txt")})
+    assert wrong.status_code == 422
+    assert _kept_files(loom_app) == ([], [])
+    saved = _upload(admin, {"title": "t", "scan": (io.BytesIO(b"%PDF-1.4"), "a.pdf")})
+    assert saved.status_code == 204
+    keys, files = _kept_files(loom_app)
+    assert len(keys) == 1 and files == keys
+    # a failed edit (a stale version) keeps the record's file and leaves the new one nowhere
+    record = int(re.search(r"/r/contract/(\d+)", saved.headers["HX-Location"]).group(1))
+    stale = _upload(admin, {"version": "99", "title": "t2", "_base": "{}",
+                            "scan": (io.BytesIO(b"%PDF-1.5"), "b.pdf")}, record)
+    assert stale.status_code == 409
+    assert _kept_files(loom_app) == (keys, files)
