@@ -17,7 +17,7 @@ from werkzeug.datastructures import MultiDict
 
 from loom.errors import LoomError, NotFound, PreconditionFailed
 from loom.metadata.model import Entity, Field, FormSection
-from loom.records.service import RecordService
+from loom.records.service import RecordService, form_version
 from loom.ui.attachments import store
 from loom.ui.i18n import gettext, label
 from loom.ui.pages import htmx, pages, redirect_to, render_page
@@ -298,7 +298,7 @@ def update_record(entity: str, record_id: int):
     svc.access.require("update")
     record = svc.get(record_id)
     version = request.form.get("version", "")
-    expected = int(version) if version.isdigit() else None
+    expected = form_version(version)
     try:
         base = json.loads(request.form.get("_base") or "{}")
     except ValueError:

@@ -11,6 +11,7 @@ from flask import flash, render_template, request, url_for
 from loom.errors import LoomError, ValidationError
 from loom.metadata.model import Entity, Field
 from loom.records.comments import add_comment, list_comments
+from loom.records.service import form_version
 from loom.ui.audit import record_history
 from loom.ui.i18n import gettext, label
 from loom.ui.pages import pages, redirect_to, render_page, wants_fragment
@@ -133,6 +134,6 @@ def comment_on_record(entity: str, record_id: int):
 def delete_record(entity: str, record_id: int):
     svc = service(entity)
     version = request.form.get("version", "")
-    svc.delete(record_id, expected_version=int(version) if version.isdigit() else None)
+    svc.delete(record_id, expected_version=form_version(version))
     flash(gettext("%(entity)s deleted.", entity=label(svc.entity)), "success")
     return redirect_to(url_for("pages.list_view", entity=entity))

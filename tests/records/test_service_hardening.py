@@ -4,6 +4,7 @@ client read, and events leaving through the outbox never carry a secret value.""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import sqlalchemy as sa
@@ -68,3 +69,27 @@ def test_outbox_events_never_carry_secret_values(vault, loom_engine):
     assert updated["changes"]["combination"] == ["***", "***"]
     assert updated["changes"]["lines"][1][0]["pin"] == "***"
     assert deleted["record"]["combination"] == "***"
+
+
+def signed_in(app, username, password):
+    """A browser-like test client signed in through the sign-in form; returns it and its CSRF token."""
+    client = app.test_client()
+    token = re.compile(r'name="csrf_token" value="([^"]+)"')
+    csrf = token.search(client.get("/sign-in").get_data(as_text=True)).group(1)
+    response = client.post("/sign-in", data={"username": username, "password": password, "csrf_token": csrf})
+    assert response.status_code == 303
+    return client, token.search(client.get("/").get_data(as_text=True)).group(1)
+
+
+@pytest.mark.parametrize("version", ["²", "1.5", "9" * 5000, "-1"])
+def test_a_form_version_that_is_not_a_whole_number_is_refused(vault, loom_app, make_user, version):
+    make_user("clerk", superuser=True, password="correct horse battery")
+    client, csrf = signed_in(loom_app, "clerk", "correct horse battery")
+    record_id = vault.post("/api/v1/vault", json={"title": "a"}).get_json()["data"]["id"]
+    edited = client.post(f"/r/vault/{record_id}/edit", data={"version": version, "title": "b", "csrf_token": csrf},
+                         headers={"X-CSRFToken": csrf})
+    assert edited.status_code == 422
+    deleted = client.post(f"/r/vault/{record_id}/delete", data={"version": version, "csrf_token": csrf},
+                          headers={"X-CSRFToken": csrf})
+    assert deleted.status_code == 422
+    assert vault.get(f"/api/v1/vault/{record_id}").get_json()["data"]["title"] == "a"

@@ -47,6 +47,15 @@ def whole_version(value: Any) -> int:
     return value
 
 
+def form_version(text: str) -> int | str | None:
+    """A version as a form sends it: None when empty, the number when the text is one; any
+    other text is passed on for ``whole_version`` to refuse, never read as some version."""
+    text = text.strip()
+    if not text:
+        return None
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 19 else text
+
+
 class OutOfScope(ValidationError):
     """A write that would leave a record outside the rows its writer may reach with that
     action (a rep with scope ``own`` giving a customer to someone else)."""
