@@ -7,7 +7,14 @@ from typing import Any
 
 from loom.metadata.model import AppModel, Entity, label_text
 from loom.permissions import EntityAccess
-from loom.records.query import MAX_CURSOR_TEXT, MAX_SEARCH_TEXT, MAX_SORT_KEYS, OPERATORS
+from loom.records.query import (
+    MAX_CURSOR_TEXT,
+    MAX_FILTER_TEXT,
+    MAX_SEARCH_TEXT,
+    MAX_SORT_KEYS,
+    OPERATORS,
+    UNSORTABLE,
+)
 
 #: every error status the API sends, and when; each operation lists those it can answer
 ERRORS = {
@@ -69,6 +76,40 @@ def _record_schema(entity: Entity, model: AppModel, *, writing: bool, visible: s
     return result
 
 
+_WHOLE = "-?[0-9]{1,18}"
+_TIME = "(19|20)[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])"
+#: a filter value of each type, as the text a query string carries
+_VALUE_PATTERNS = {"integer": _WHOLE, "link": "[1-9][0-9]{0,17}", "date": _TIME,
+                   "datetime": _TIME + "T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]Z"}
+
+
+def _value_schema(f: Any, op: str) -> dict[str, Any]:
+    """The query-string text one filter operator takes on ``f``: as exact as a pattern
+    allows, so a client (or a fuzzer) can tell a value the server takes from one it refuses."""
+    if op == "isnull":
+        return {"type": "string", "enum": ["true", "false"]}
+    if f.options and op in ("eq", "ne", "contains"):
+        return {"type": "string", "enum": list(f.option_values)}
+    if f.type == "boolean":
+        return {"type": "string", "enum": ["true", "false"]}
+    item = _VALUE_PATTERNS.get(f.type)
+    if item is None and f.type in ("decimal", "money", "percent", "number"):
+        item = "-?[0-9]{1,8}(\\.[0-9]{1,2})?"
+    if item is None:
+        if op in ("in", "nin") or f.type not in ("string", "text", "email", "phone", "url"):
+            return {"type": "string", "minLength": 1, "maxLength": MAX_FILTER_TEXT}
+        return {"type": "string", "pattern": "^[^\\x00]+$", "maxLength": MAX_FILTER_TEXT}
+    if op in ("in", "nin"):
+        return {"type": "string", "pattern": f"^{item}(,{item}){{0,20}}$"}
+    return {"type": "string", "pattern": f"^{item}$"}
+
+
+def _names_pattern(names: list[str], most: int, prefix: str = "") -> str:
+    """A comma-separated list of up to ``most`` of ``names``, as a pattern."""
+    one = prefix + "(" + "|".join(sorted(names, key=len, reverse=True)) + ")"
+    return f"^{one}(,{one}){{0,{max(most - 1, 0)}}}$"
+
+
 def _filter_parameters(entity: Entity, readable: set[str], prefix: str = "") -> list[dict[str, Any]]:
     params = []
     for f in entity.all_fields.values():
@@ -77,7 +118,7 @@ def _filter_parameters(entity: Entity, readable: set[str], prefix: str = "") -> 
             continue
         params.append({
             "name": f"filter[{prefix}{f.name}]", "in": "query", "style": "deepObject", "explode": True,
-            "schema": {"type": "object", "properties": {op: {"type": "string"} for op in ops},
+            "schema": {"type": "object", "properties": {op: _value_schema(f, op) for op in ops},
                        "additionalProperties": False},
             "description": f"operators: {', '.join(ops)}" + ("; matches when one of the rows matches" if prefix else ""),
         })
@@ -93,10 +134,13 @@ def _list_parameters(entity: Entity, readable: set[str], children: list[tuple[st
          "schema": {"type": "integer", "minimum": 1, "maximum": max_limit, "default": default_limit}},
         {"name": "cursor", "in": "query", "schema": {"type": "string", "maxLength": MAX_CURSOR_TEXT},
          "description": "next_cursor of the previous page"},
-        {"name": "sort", "in": "query", "schema": {"type": "string"},
+        {"name": "sort", "in": "query", "schema": {"type": "string", "pattern": _names_pattern(
+            [f.name for f in entity.all_fields.values() if f.name in readable and f.type not in UNSORTABLE],
+            MAX_SORT_KEYS, "-?")},
          "description": f"comma-separated fields (at most {MAX_SORT_KEYS}), '-' for descending; "
                         f"default {default_sort}"},
-        {"name": "fields", "in": "query", "schema": {"type": "string"}, "description": "comma-separated fields to return"},
+        {"name": "fields", "in": "query", "schema": {"type": "string", "pattern": _names_pattern(
+            sorted(readable), len(readable))}, "description": "comma-separated fields to return"},
         {"name": "search", "in": "query", "schema": {"type": "string", "maxLength": MAX_SEARCH_TEXT},
          "description": "text matched in: " + ", ".join(f.name for f in entity.search_fields if f.name in readable)},
         {"name": "count", "in": "query", "schema": {"type": "string", "enum": ["exact"]},
