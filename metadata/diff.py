@@ -114,7 +114,7 @@ def _diff_roles(old: AppModel, new: AppModel) -> tuple[str, ...]:
     return tuple(lines)
 
 
-def _pair_renames(old: dict, new: dict) -> dict[str, str]:
+def pair_renames(old: dict, new: dict) -> dict[str, str]:
     """new name -> old name for things renamed between ``old`` and ``new`` (either way:
     a ``renamed_from`` in the new version, or in the old one when going back)."""
     pairs: dict[str, str] = {}
@@ -132,7 +132,7 @@ def _pair_renames(old: dict, new: dict) -> dict[str, str]:
 def diff_entity(old: Entity, new: Entity, action: Literal["rename", "keep"] = "keep") -> EntityDiff:
     old_fields = {f.name: f for f in old.fields}
     new_fields = {f.name: f for f in new.fields}
-    renames = _pair_renames(old_fields, new_fields)
+    renames = pair_renames(old_fields, new_fields)
     changes: list[FieldChange] = []
     renamed_old = set(renames.values())
     for name, f in new_fields.items():
@@ -166,7 +166,7 @@ def _compare_field(old: Field, new: Field) -> list[FieldChange]:
 
 def diff_models(old: AppModel, new: AppModel) -> ModelDiff:
     """Everything that differs between ``old`` and ``new``, entity by entity."""
-    renames = _pair_renames(dict(old.entities), dict(new.entities))
+    renames = pair_renames(dict(old.entities), dict(new.entities))
     renamed_old = set(renames.values())
     result: list[EntityDiff] = []
     for name, entity in new.entities.items():

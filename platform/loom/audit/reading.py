@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +15,7 @@ from loom.audit.log import OUTCOMES, timestamp
 from loom.audit.models import audit_log
 from loom.db import reading
 from loom.errors import BadRequest
+from loom.schema.names import NameSpan, entity_name_spans
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
@@ -142,11 +143,19 @@ def stream(engine: sa.Engine, query: AuditQuery, batch: int = 2000) -> Iterator[
         after = rows[-1]["seq"]
 
 
-def history_query(entity: str, record_id: Any) -> sa.Select:
-    """The changes of one record, oldest first (``record_id`` may be a bind parameter)."""
+def history_query(entity: str, record_id: Any, names: Sequence[NameSpan] = ()) -> sa.Select:
+    """The changes of one record, oldest first (``record_id`` may be a bind parameter).
+    ``names``: the entity's names and when it had them, so that its history follows it
+    through renames and never includes what another entity wrote under one of them."""
     t = audit_log.c
+    entity_is = t.entity == entity
+    if names:
+        entity_is = sa.or_(*(sa.and_(t.entity == span.name,
+                                     *([t.at >= span.since] if span.since is not None else []),
+                                     *([t.at < span.until] if span.until is not None else []))
+                             for span in names))
     return (sa.select(audit_log)
-            .where(t.entity == entity, t.record_id == record_id, t.action.startswith("record."), t.outcome == "ok",
+            .where(entity_is, t.record_id == record_id, t.action.startswith("record."), t.outcome == "ok",
                    t.action != "record.read", t.action != "record.export")
             .order_by(t.seq))
 
@@ -161,8 +170,9 @@ def record_history(service: Any, record_id: int, *, checked: bool = False) -> li
     readable = service.access.readable()
     child_readable = {f.name: service.access_for(service.model.entity(f.target)).readable()
                       for f in service.entity.table_fields if f.name in readable}
+    names = entity_name_spans(service.context.engine, service.context.live).get(service.entity.name, ())
     with reading(service.context.engine) as conn:
-        rows = conn.execute(history_query(service.entity.name, record_id)).mappings().all()
+        rows = conn.execute(history_query(service.entity.name, record_id, names)).mappings().all()
     history = []
     for row in rows:
         changes = {}

@@ -23,6 +23,7 @@ from loom.metadata.model import AppModel, Entity, Field
 from loom.metadata.types import FieldType
 from loom.schema.ids import ensure_ids_never_reused
 from loom.schema.models import SetAside
+from loom.schema.renames import follow_entity_rename, move_comments, rename_table
 from loom.schema.tables import build_tables, column_for, desired_indexes, identifier, target_table
 
 set_aside_table = SetAside.__table__
@@ -209,7 +210,7 @@ class Migration:
                             f"cannot become {new.type} without changing, e.g. {samples}. "
                             "Fix or clear them first.")
         elif new.type == "link" and total:
-            target = sa.table(target_table(self.new, new.target), sa.column("id"))
+            target = sa.table(self._table_now(new.target), sa.column("id"))
             source = sa.table(table, sa.column(column))
             missing = self.connection.execute(
                 sa.select(sa.func.count()).select_from(source)
@@ -217,6 +218,17 @@ class Migration:
             if missing:
                 problems.append(f"{entity}.{new.name}: {missing} rows link to ids that are not {new.target} records")
         return problems
+
+    def _table_now(self, entity: str) -> str:
+        """The table that holds ``entity``'s records before this change runs (a renamed or
+        restored entity's table still has its old name)."""
+        for change in self.diff.entities:
+            if change.new is not None and change.new.name == entity:
+                if change.action == "rename":
+                    return change.old.table_name
+                if change.action == "add" and entity in self._restored_tables:
+                    return self._restored_tables[entity].stored_name
+        return target_table(self.new, entity)
 
     def _uniqueness_problems(self, change: EntityDiff) -> list[str]:
         entity = change.new
@@ -262,13 +274,15 @@ class Migration:
         for change in changes:
             if change.action == "rename":
                 self._drop_indexes(change.old.table_name, lambda cols: True)
-                self.ops.rename_table(change.old.table_name, change.new.table_name)
+                rename_table(self.connection, self.ops, change.old.table_name, change.new.table_name)
+                follow_entity_rename(self.connection, change.old.name, change.new.name)
         created = []
         for change in changes:
             if change.action == "add":
                 restore = self._restored_tables.get(change.new.name)
                 if restore:
-                    self.ops.rename_table(restore.stored_name, change.new.table_name)
+                    rename_table(self.connection, self.ops, restore.stored_name, change.new.table_name)
+                    move_comments(self.connection, restore.stored_name, change.new.name)
                     self._mark_restored(restore)
                     self.notes.append(f"  restored table of {change.new.name} with its data")
                 else:
@@ -288,7 +302,9 @@ class Migration:
     def _set_aside_table(self, entity: Entity) -> None:
         stored = aside_name(self.version, entity.table_name)
         self._drop_indexes(entity.table_name, lambda cols: True)
-        self.ops.rename_table(entity.table_name, stored)
+        rename_table(self.connection, self.ops, entity.table_name, stored)
+        # its comments wait with it, under the stored name, for a restore
+        move_comments(self.connection, entity.name, stored)
         self._record_aside(entity.name, None, stored, raw_entity(self.old, entity.name))
 
     def _record_aside(self, entity: str, field_name: str | None, stored: str, definition: dict, reason: str = "removed") -> None:
