@@ -239,8 +239,8 @@ def _entity_paths(entity: Entity, model: AppModel, access: EntityAccess,
                 "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}}
     if_match = {"name": "If-Match", "in": "header", "schema": {"type": "string"},
                 "description": "the ETag last read; a stale one gets 412"}
-    fields = {"name": "fields", "in": "query", "schema": {"type": "string"},
-              "description": "comma-separated fields to return"}
+    fields = {"name": "fields", "in": "query", "schema": {"type": "string", "pattern": _names_pattern(
+        sorted(readable), len(readable))}, "description": "comma-separated fields to return"}
     children = [(f.name, model.entity(f.target), access_for(model.entity(f.target)).readable())
                 for f in entity.table_fields if f.name in readable]
     collection: dict[str, Any] = {
