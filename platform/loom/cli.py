@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import errno
+import functools
 import getpass
+import logging
+import os
+import socket
 import sys
 from pathlib import Path
 
 import click
+import sqlalchemy as sa
 from flask import current_app
 from flask.cli import FlaskGroup, with_appcontext
 
@@ -24,6 +30,38 @@ def _fail(error: LoomError) -> None:
     for problem in problems:
         click.echo(f"error: {problem}", err=True)
     sys.exit(1)
+
+
+class CommandFailed(click.ClickException):
+    """A failure the person at the terminal can act on: one line, ``error: ...``, exit 1."""
+
+    def show(self, file=None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True, file=file)
+
+
+class LoomGroup(FlaskGroup):
+    """The ``loom`` group: whatever goes wrong in a command ends in one line that says what
+    to do, never a traceback (``LOOM_DEBUG=1`` shows it, for bug reports)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+            raise
+        except LoomError as error:
+            raise CommandFailed(error.detail.replace("\n", "; ")) from error
+        except sa.exc.OperationalError as error:
+            if os.environ.get("LOOM_DEBUG"):
+                raise
+            reason = str(error.orig).strip().splitlines()[0] if error.orig is not None else str(error)
+            raise CommandFailed(f"the database did not answer as expected ({reason}); check LOOM_DATABASE_URL "
+                                "and that the database server is running") from error
+        except Exception as error:
+            if os.environ.get("LOOM_DEBUG"):
+                raise
+            logging.getLogger("loom").debug("command failed", exc_info=True)
+            raise CommandFailed(f"{type(error).__name__}: {error} (run with LOOM_DEBUG=1 to see where; "
+                                "please report it)") from error
 
 
 def _author(author: str | None) -> str:
@@ -44,13 +82,38 @@ def _cli_app():
     return app
 
 
+def has_instance(engine: sa.Engine) -> bool:
+    """Whether ``engine``'s database holds a Loom instance (Loom's own tables). A SQLite
+    file that does not exist is not opened, since opening it would create it."""
+    url = engine.url
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") \
+            and not Path(url.database).exists():
+        return False
+    return sa.inspect(engine).has_table("alembic_version")
+
+
+def needs_instance(command):
+    """For commands that work on an existing instance: refuse, naming where Loom looked,
+    rather than create an empty database (only ``init``, ``demo`` and ``serve`` create one)."""
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        engine = _loom().engine
+        if not has_instance(engine):
+            raise CommandFailed(
+                f"there is no Loom instance in {engine.url.render_as_string(hide_password=True)} "
+                f"(instance folder {current_app.instance_path}); run 'loom init' or 'loom demo' first, "
+                "or set LOOM_INSTANCE_PATH / LOOM_DATABASE_URL to an existing one")
+        return command(*args, **kwargs)
+    return run
+
+
 def _close_apps() -> None:
     """Return the command's database connections when it ends, however it ends."""
     while _apps:
         _apps.pop().extensions["loom"].engine.dispose()
 
 
-@click.group(cls=FlaskGroup, create_app=_cli_app, add_default_commands=False,
+@click.group(cls=LoomGroup, create_app=_cli_app, add_default_commands=False,
              add_version_option=False, load_dotenv=False, set_debug_flag=False)
 @click.pass_context
 def main(ctx: click.Context) -> None:
@@ -67,9 +130,29 @@ def init() -> None:
     click.echo(f"database ready: {_loom().engine.url.render_as_string(hide_password=True)}")
 
 
+def _check_port(host: str, port: int) -> None:
+    """Fail in one line when the server could not listen on ``host:port``."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        raise CommandFailed(f"cannot resolve the host '{host}'; use an address such as 127.0.0.1") from None
+    family, kind, proto, _name, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will
+        try:
+            probe.bind(address)
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise CommandFailed(f"port {port} is in use on {host}; stop what uses it or try "
+                                    f"--port {port + 1}") from None
+            raise CommandFailed(f"cannot listen on {host}:{port} ({error.strerror}); try another --host "
+                                "or --port") from None
+
+
 def _serve(host: str, port: int, threads: int) -> None:
     from waitress import serve
 
+    _check_port(host, port)
     upgrade(_loom().engine)
     _loom().metadata.ensure_ids_never_reused(author="loom serve")
     _remove_orphan_files()
@@ -91,24 +174,30 @@ def serve(host: str, port: int, threads: int) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True)
 @click.option("--serve/--no-serve", "run_server", default=True, help="Start the server after setting up.")
+@click.option("--reset", is_flag=True,
+              help="Publish the demo metadata again over the instance's (data is kept; changed fields are set aside).")
 @with_appcontext
-def demo(host: str, port: int, run_server: bool) -> None:
-    """Set up the demo app (CRM + ERP) with sample data, and serve it."""
-    from loom.seed.setup import install_demo
+def demo(host: str, port: int, run_server: bool, reset: bool) -> None:
+    """Set up the demo app (CRM + ERP) with sample data, and serve it. An instance that
+    already has metadata is used as it is, unless --reset."""
+    from loom.seed.setup import DEMO_USERS, demo_password, install_demo
 
     loom = _loom()
+    if run_server:
+        _check_port(host, port)
+    existing = has_instance(loom.engine)
     upgrade(loom.engine)
-    try:
-        counts = install_demo(loom)
-    except LoomError as error:
-        _fail(error)
-    if counts:
-        click.echo("demo data: " + ", ".join(f"{n} {entity}" for entity, n in counts.items()))
+    live = loom.metadata.live().number
+    if existing and live and not reset:
+        click.echo(f"using the existing instance in {current_app.instance_path} as it is (metadata version {live}); "
+                   "'loom demo --reset' publishes the demo metadata again")
     else:
-        click.echo("demo data already present")
-    from loom.seed.setup import DEMO_USERS, demo_password
-
-    click.echo("sign in as (username / password / role):")
+        counts = install_demo(loom)
+        if counts:
+            click.echo("demo data: " + ", ".join(f"{n} {entity}" for entity, n in counts.items()))
+        else:
+            click.echo("demo metadata published; demo data already present")
+    click.echo("sign in as (username / password / role; passwords as the demo set them):")
     for username, display, role, _team in DEMO_USERS:
         click.echo(f"  {username:<8} {demo_password(username):<20} {role:<14} {display}")
     if run_server:
@@ -146,6 +235,7 @@ def _load(directory: Path):
 @metadata.command("diff")
 @click.argument("directory", type=DIRECTORY)
 @with_appcontext
+@needs_instance
 def diff(directory: Path) -> None:
     """Show what applying DIRECTORY would change; changes nothing."""
     upgrade(_loom().engine)
@@ -166,6 +256,7 @@ def diff(directory: Path) -> None:
 @click.argument("directory", type=DIRECTORY)
 @click.option("--author", help="Who publishes (recorded with the version).")
 @with_appcontext
+@needs_instance
 def apply(directory: Path, author: str | None) -> None:
     """Publish DIRECTORY as the live metadata, migrating the database."""
     upgrade(_loom().engine)
@@ -184,6 +275,7 @@ def apply(directory: Path, author: str | None) -> None:
 @metadata.command("export")
 @click.argument("directory", type=DIRECTORY)
 @with_appcontext
+@needs_instance
 def export(directory: Path) -> None:
     """Write the live metadata as files into DIRECTORY."""
     written = _loom().metadata.export(directory)
@@ -192,6 +284,7 @@ def export(directory: Path) -> None:
 
 @metadata.command("history")
 @with_appcontext
+@needs_instance
 def history() -> None:
     """List the published versions, newest first."""
     versions = _loom().metadata.history()
@@ -207,6 +300,7 @@ def history() -> None:
 @click.argument("version", type=int)
 @click.option("--author", help="Who rolls back (recorded with the version).")
 @with_appcontext
+@needs_instance
 def rollback(version: int, author: str | None) -> None:
     """Publish the metadata of VERSION again; data set aside since then comes back."""
     try:
@@ -234,6 +328,7 @@ def user() -> None:
 @click.option("--email")
 @click.option("--superuser", is_flag=True, help="Not bound by roles.")
 @with_appcontext
+@needs_instance
 def create_user(username: str, roles: tuple[str, ...], team: str | None, display_name: str,
                 email: str | None, superuser: bool) -> None:
     """Create USERNAME. The password is read from standard input, or generated and printed."""
@@ -267,6 +362,7 @@ def token() -> None:
 @click.option("--read-only", is_flag=True, help="The token may only read.")
 @click.option("--name", default="", help="What the token is for.")
 @with_appcontext
+@needs_instance
 def create_token(username: str, days: int | None, read_only: bool, name: str) -> None:
     """Create an API token for USERNAME and print it (alone on one line; it is not shown again)."""
     upgrade(_loom().engine)
@@ -288,6 +384,7 @@ def team() -> None:
 @click.option("--parent", help="The team above this one.")
 @click.option("--label", default="")
 @with_appcontext
+@needs_instance
 def create_team(name: str, parent: str | None, label: str) -> None:
     """Create team NAME (optionally below PARENT)."""
     upgrade(_loom().engine)
@@ -305,6 +402,7 @@ def role() -> None:
 
 @role.command("list")
 @with_appcontext
+@needs_instance
 def list_roles() -> None:
     """List the roles of the live metadata with what they grant."""
     model = _loom().metadata.live().model
@@ -331,6 +429,7 @@ def perm() -> None:
 @click.argument("action", default="read")
 @click.option("--record", "record_id", type=int, help="Also say whether this record is within reach.")
 @with_appcontext
+@needs_instance
 def explain_permission(username: str, entity: str, action: str, record_id: int | None) -> None:
     """Say why USERNAME may or may not ACTION (default read) ENTITY records. Exits 1 when refused."""
     from loom.permissions import Policy
@@ -376,6 +475,7 @@ def _anchor(text: str | None) -> tuple[int, str] | None:
               help="Also walk the archive files in this folder (from the first entry ever written).")
 @click.option("--expect", help="SEQ:HASH noted down earlier: the chain must still contain that entry.")
 @with_appcontext
+@needs_instance
 def verify_audit(archive_dir: Path | None, expect: str | None) -> None:
     """Walk the hash chain. Exits 1 naming the first entry edited, removed or moved."""
     from loom.audit.chain import check
@@ -398,6 +498,7 @@ def verify_audit(archive_dir: Path | None, expect: str | None) -> None:
 @click.option("--to", "directory", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the compressed JSON Lines files.")
 @with_appcontext
+@needs_instance
 def archive_audit(before, directory: Path) -> None:
     """Move old months of the log into compressed JSON Lines files, keeping the chain checkable."""
     from loom.audit.chain import archive
@@ -418,6 +519,7 @@ def archive_audit(before, directory: Path) -> None:
 @click.option("--since", help="From this date or time (UTC).")
 @click.option("--until", help="Before this date or time (UTC).")
 @with_appcontext
+@needs_instance
 def export_audit(fmt: str, output, since: str | None, until: str | None) -> None:
     """Write the log (oldest first) as JSON Lines or CSV, streamed."""
     import json
@@ -449,6 +551,7 @@ def export_audit(fmt: str, output, since: str | None, until: str | None) -> None
 @audit.command("lock")
 @click.argument("role")
 @with_appcontext
+@needs_instance
 def lock_audit(role: str) -> None:
     """PostgreSQL: take UPDATE, DELETE and TRUNCATE on the audit log away from ROLE, the
     database role the application connects as (it keeps SELECT and INSERT)."""
@@ -479,6 +582,7 @@ def files() -> None:
 @click.option("--grace-hours", default=24, show_default=True, type=click.IntRange(min=0),
               help="Keep files uploaded more recently than this, attached or not.")
 @with_appcontext
+@needs_instance
 def clean_files(grace_hours: int) -> None:
     """Remove uploaded files no record holds (never attached, record deleted, field cleared);
     ``loom serve`` does this when it starts."""

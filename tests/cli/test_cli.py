@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
+import sqlalchemy as sa
 import yaml
 from click.testing import CliRunner
 
@@ -20,6 +23,7 @@ def loom_cli(loom_database_url, tmp_path, monkeypatch):
         result = runner.invoke(main, list(args), catch_exceptions=False)
         assert result.exit_code == code, result.output
         return result.output
+    run("init")
     yield run
 
 
@@ -75,3 +79,77 @@ def test_demo_metadata_installs_with_generated_records(loom_app, loom_client):
     assert order["lines"] and order["customer"]["title"]
     customers = loom_client.get("/api/v1/customer?filter[level][eq]=A&count=exact&limit=1").get_json()
     assert customers["count"] > 0
+
+
+@pytest.fixture
+def bare_cli(loom_database_url, tmp_path, monkeypatch):
+    """The ``loom`` command pointed at a database where no instance was ever made."""
+    monkeypatch.setenv("LOOM_DATABASE_URL", loom_database_url)
+    monkeypatch.setenv("LOOM_INSTANCE_PATH", str(tmp_path / "instance"))
+    monkeypatch.setenv("LOOM_SECRET_KEY", "cli-test")
+    monkeypatch.delenv("LOOM_DEBUG", raising=False)
+
+    def run(*args: str):
+        return CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return run
+
+
+@pytest.mark.parametrize("command", [
+    ["metadata", "history"], ["metadata", "diff", "."], ["metadata", "apply", "."], ["metadata", "rollback", "1"],
+    ["metadata", "export", "out"], ["user", "create", "x"], ["token", "create", "x"], ["team", "create", "t"],
+    ["role", "list"], ["perm", "explain", "x", "customer"], ["audit", "verify"], ["audit", "export"],
+    ["files", "clean"],
+])
+def test_commands_outside_an_instance_refuse_and_create_nothing(bare_cli, loom_database_url, tmp_path, command):
+    result = bare_cli(*command)
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: there is no Loom instance in ")
+    assert str(tmp_path / "instance") in lines[0] and "loom init" in lines[0]
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "loom-test.db").exists() or loom_database_url.startswith("postgresql")
+    engine = sa.create_engine(loom_database_url)
+    try:
+        assert not sa.inspect(engine).has_table("alembic_version")
+    finally:
+        engine.dispose()
+
+
+def test_init_creates_the_instance_the_others_then_use(bare_cli):
+    assert bare_cli("init").exit_code == 0
+    result = bare_cli("metadata", "history")
+    assert result.exit_code == 0 and "no metadata published yet" in result.output
+
+
+def test_a_busy_port_is_one_line_that_says_what_to_do(bare_cli):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for command in (["serve", "--port", str(port)], ["demo", "--port", str(port)]):
+            result = bare_cli(*command)
+            assert result.exit_code == 1
+            assert result.output.strip() == (f"error: port {port} is in use on 127.0.0.1; stop what uses it or "
+                                             f"try --port {port + 1}")
+
+
+def test_an_unreachable_database_is_one_line(bare_cli, monkeypatch):
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setenv("LOOM_DATABASE_URL", f"postgresql+psycopg://nobody@127.0.0.1:{port}/none")
+    result = bare_cli("init")
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: the database did not answer as expected")
+    assert "LOOM_DATABASE_URL" in lines[0]
+
+
+def test_demo_reuses_an_existing_instance_as_it_is(loom_cli, tmp_path):
+    app = tmp_path / "app"
+    write(app, "note.yaml", {"kind": "entity", "name": "note", "fields": [{"name": "text", "type": "string"}]})
+    loom_cli("metadata", "apply", str(app), "--author", "admin")
+    output = loom_cli("demo", "--no-serve")
+    assert "using the existing instance" in output and "metadata version 1" in output and "--reset" in output
+    history = loom_cli("metadata", "history")
+    assert "   2 " not in history and "admin" in history

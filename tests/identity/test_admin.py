@@ -104,6 +104,7 @@ def test_cli_user_token_role_and_perm_explain(loom_database_url, tmp_path, monke
         assert result.exit_code == code, result.output
         return result.output
 
+    run("init")
     run("metadata", "apply", str(app))
     assert "seller: " in run("role", "list") and "deal: read, update; scope own" in run("role", "list")
     assert "there is no role named ghost" in run("user", "create", "x", "--role", "ghost", code=1)
