@@ -125,12 +125,53 @@ def chromium():
         browser.close()
 
 
+def _live_server_class():
+    """A threaded test server that ends every connection and request thread on close.
+
+    werkzeug's threaded server runs each connection in a daemon thread it does not track:
+    a browser's kept-alive connection outlives ``shutdown()``, and its socket, collected
+    later, raises a ResourceWarning in whatever test then runs. This one tracks its
+    connections, shuts them down on close and joins their threads, so nothing is left."""
+    import socket
+
+    from werkzeug.serving import ThreadedWSGIServer
+
+    class LiveWSGIServer(ThreadedWSGIServer):
+        daemon_threads = False  # socketserver tracks the threads and joins them in server_close()
+        block_on_close = True
+
+        def __init__(self, *args, **kwargs):
+            self.connections: set[socket.socket] = set()
+            self.connections_lock = threading.Lock()
+            super().__init__(*args, **kwargs)
+
+        def process_request(self, request, client_address):
+            with self.connections_lock:
+                self.connections.add(request)
+            super().process_request(request, client_address)
+
+        def shutdown_request(self, request):
+            with self.connections_lock:
+                self.connections.discard(request)
+            super().shutdown_request(request)
+
+        def server_close(self):
+            with self.connections_lock:
+                open_connections = list(self.connections)
+            for connection in open_connections:
+                try:
+                    connection.shutdown(socket.SHUT_RDWR)  # its thread's read returns; the thread ends
+                except OSError:
+                    pass
+            super().server_close()
+
+    return LiveWSGIServer
+
+
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory):
     """The demo app (SQLite) served over HTTP on a free port, with an English-speaking
     sales rep (``rep``) and a superuser (``boss``) besides the demo users."""
-    from werkzeug.serving import make_server
-
     from loom.app import create_app
     from loom.db import create_engine, upgrade
     from loom.seed.setup import install_demo
@@ -145,14 +186,14 @@ def live_server(tmp_path_factory):
     install_demo(loom)
     loom.identity.create_user("rep", password=PASSWORD, display_name="Rep", roles=["sales_rep"], team="shanghai")
     loom.identity.create_user("boss", password=PASSWORD, display_name="Boss", is_superuser=True)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+    server = _live_server_class()("127.0.0.1", 0, app)
     thread = threading.Thread(target=server.serve_forever, name="loom-live-server", daemon=True)
     thread.start()
     try:
         yield LiveServer(f"http://127.0.0.1:{server.server_port}", app, {"rep": PASSWORD, "boss": PASSWORD})
     finally:
         server.shutdown()
-        thread.join(5)
+        thread.join()
         server.server_close()
         engine.dispose()
 
