@@ -107,3 +107,22 @@ def test_a_hook_cannot_move_a_record_out_of_scope_either(world, loom_app, loom_e
     loom_app.extensions["loom"].plugins.register(GiveAway())
     assert_refused(world["client"].post("/api/v1/deal", json={"title": "hand over"}), "owner")
     assert deals(loom_engine) == []
+
+
+def test_an_import_rejects_only_the_rows_that_leave_the_scope(world, loom_app, loom_engine):
+    from flask import g
+
+    from loom.records.api import record_context
+    from loom.records.service import RecordService
+    from loom.ui.importing import import_chunk
+
+    ids = world["ids"]
+    principal = loom_app.extensions["loom"].identity.principal_for("wang")
+    with loom_app.test_request_context():
+        g.principal = principal
+        svc = RecordService(record_context(principal), "deal")
+        imported, rejected = import_chunk(svc, [(2, ["kept"], {"title": "kept"}),
+                                                (3, ["given"], {"title": "given", "owner": ids["sun"]})])
+    assert imported == 1 and [row["line"] for row in rejected] == [3]
+    assert "outside the records you may create" in rejected[0]["reason"]
+    assert deals(loom_engine) == [("kept", ids["wang"], None)]
