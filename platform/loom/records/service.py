@@ -275,16 +275,15 @@ class RecordService(RecordReader):
             return
         readable = self.access.readable()
         deciding = [name for name in self._columns_of(scope[0]) if name in readable]
-        what = f"a {self.entity.name} outside the records you may {action}"
+        what = f"this {self.entity.name} outside the records you may {action}"
         errors = []
         for i, (record_id, names) in enumerate(zip(ids, written, strict=True)):
             if record_id not in outside:
                 continue
             prefix = f"[{i}]." if indexed else ""
             culprits = [n for n in deciding if n in set(names)] or deciding or [""]
-            errors += [{"field": (prefix + n).rstrip("."), "message": f"this value would make this {what}"}
-                       for n in culprits]
-        raise OutOfScope(f"this change would make {what}; moving records between owners is not allowed",
+            errors += [{"field": (prefix + n).rstrip("."), "message": f"would put {what}"} for n in culprits]
+        raise OutOfScope(f"this change would put {what}; you may not move records out of your reach",
                          errors=errors)
 
     def _columns_of(self, clause: sa.ColumnElement) -> list[str]:
@@ -339,9 +338,13 @@ class RecordService(RecordReader):
         for field_name, rows in children.items():
             f = self.entity.field(field_name)
             table = self.context.live.tables[f.target]
-            payload = [{**{k: v for k, v in row.items() if k != "id"}, "parent_id": parent_id, "position": i}
-                       for i, row in enumerate(rows)]
-            if payload:
+            # one statement per set of columns: rows that leave out different fields keep
+            # each column's default rather than a NULL in its place
+            batches: dict[frozenset[str], list[dict[str, Any]]] = {}
+            for i, row in enumerate(rows):
+                values = {**{k: v for k, v in row.items() if k != "id"}, "parent_id": parent_id, "position": i}
+                batches.setdefault(frozenset(values), []).append(values)
+            for payload in batches.values():
                 conn.execute(table.insert(), payload)
 
     def _check_files(self, conn: sa.Connection, loaded: Sequence[tuple[dict, dict]], *, indexed: bool = False,
