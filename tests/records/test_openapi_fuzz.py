@@ -68,12 +68,7 @@ def _schema(app, headers):
     return schemathesis.openapi.from_wsgi("/api/openapi.json", app, headers=headers)
 
 
-# A superuser's POST with table rows that leave out different child fields is a 500 (the
-# rows' insert gets differing keys, in the record service); found by this test, not yet fixed.
-ROWS_BUG = pytest.mark.xfail(reason="child rows with differing keys: 500 in the record service's insert")
-
-
-@pytest.mark.parametrize("username", ["clara", pytest.param("admin", marks=ROWS_BUG)])
+@pytest.mark.parametrize("username", ["clara", "admin"])
 def test_every_operation_answers_as_documented(shop, username):
     headers = _token(shop, username)
     schema = _schema(shop, headers)

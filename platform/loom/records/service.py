@@ -3,39 +3,36 @@
 Every read and write of entity records (API, screens, import, flows, plugins) goes
 through ``RecordService``, so validation, hooks, events (and, as they arrive,
 permissions and audit) cannot be bypassed. Writes run in one transaction together with
-their outbox events; ``after_record_commit`` hooks run once it committed.
+their outbox events; ``after_record_commit`` hooks run once it committed. The checks a
+write passes before commit are in ``guards``, the commit hooks in ``committing``.
 """
 
 from __future__ import annotations
 
-import logging
-import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import marshmallow as ma
 import sqlalchemy as sa
-from sqlalchemy.sql import visitors
 
 from loom.audit.log import AuditLog
-from loom.db import after_commit, reading, utcnow, write_transaction
+from loom.db import reading, utcnow, write_transaction
 from loom.errors import Conflict, NotFound, PreconditionFailed, ValidationError
 from loom.events import emit
 from loom.identity.principal import Principal
 from loom.metadata.model import USER_ENTITY, Entity, Field
 from loom.permissions import EntityAccess, Forbidden, Policy
 from loom.records.auditing import created_changes, deleted_changes
+from loom.records.committing import CommitHooks
 from loom.records.files import check_attachments, claim_uploads
+from loom.records.guards import OutOfScope, WriteGuards
 from loom.records.query import Cursors
 from loom.records.reading import RecordReader
 from loom.records.schemas import UNKNOWN_FIELD, build_schemas, flatten_errors
 from loom.schema.service import LiveVersion
-from loom.schema.tables import desired_indexes
 
 STATE_LOCKED = "is read-only in the record's current state"
-_SQLITE_UNIQUE = re.compile(r"UNIQUE constraint failed: (.+)")
-log = logging.getLogger(__name__)
 
 
 def whole_version(value: Any) -> int:
@@ -56,11 +53,6 @@ def form_version(text: str) -> int | str | None:
     return int(text) if text.isascii() and text.isdigit() and len(text) <= 19 else text
 
 
-class OutOfScope(ValidationError):
-    """A write that would leave a record outside the rows its writer may reach with that
-    action (a rep with scope ``own`` giving a customer to someone else)."""
-
-
 @dataclass
 class Context:
     """What a record operation runs with: the database, the live metadata, who acts,
@@ -79,7 +71,7 @@ class Context:
     audit: AuditLog | None = None
 
 
-class RecordService(RecordReader):
+class RecordService(WriteGuards, CommitHooks, RecordReader):
     """Records of one entity, as seen by ``context.principal``: only the actions, rows and
     fields its roles allow."""
 
@@ -218,115 +210,6 @@ class RecordService(RecordReader):
                     errors.append({"field": prefix + f.name,
                                    "message": f"there is no {f.target} with id {row[f.name]}"})
         return errors
-
-    def _integrity(self, exc: sa.exc.IntegrityError, attempted: Mapping[str, Any] | None = None) -> Conflict:
-        """Turn a database constraint violation into a 409 naming the field, when the caller
-        may read every field of the constraint. Only a record the caller may read is
-        named; of any other, the reply says no more than that the value is in use."""
-        names: list[str] = []
-        constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
-        if constraint:
-            for index_name, (columns, _unique) in desired_indexes(self.entity).items():
-                if index_name == constraint:
-                    names = [c for c, _ in columns]
-        else:
-            match = _SQLITE_UNIQUE.search(str(exc.orig))
-            if match:
-                names = [part.strip().split(".")[-1] for part in match.group(1).split(",")]
-        if not names or not set(names) <= self.access.readable():
-            return Conflict("the change conflicts with other records")
-        label = ", ".join(names)
-        holder = self._visible_holder(names, attempted)
-        if holder is None:
-            return Conflict(f"this {label} is already in use; choose another",
-                            errors=[{"field": n, "message": "must be unique; this value is already in use"}
-                                    for n in names])
-        return Conflict(f"{self.entity.name} {holder} already has this {label}",
-                        errors=[{"field": n, "message": f"must be unique; {self.entity.name} {holder} has this value"}
-                                for n in names])
-
-    def _visible_holder(self, names: Sequence[str], attempted: Mapping[str, Any] | None) -> int | None:
-        """The id of a record the caller may read that holds ``attempted``'s values of
-        ``names``, if there is one."""
-        if attempted is None or any(attempted.get(n) is None for n in names) or not self.access.allowed("read"):
-            return None
-        where = [self.table.c[n] == attempted[n] for n in names]
-        if attempted.get("id") is not None:
-            where.append(self.table.c.id != attempted["id"])
-        with reading(self.context.engine) as conn:
-            return conn.execute(sa.select(self.table.c.id).where(*where, *self._scope(self.access, self.table, "read"))
-                                .limit(1)).scalar()
-
-    def _refuse_out_of_scope(self, conn: sa.Connection, action: str, ids: Sequence[int],
-                             written: Sequence[Iterable[str]], *, indexed: bool = False) -> None:
-        """Refuse a write that leaves a stored record outside the rows the caller may
-        ``action``: checked on the rows as stored, in SQL, so it holds for every scope
-        (own, team, a condition) and whatever hooks changed. Names the fields the scope
-        depends on that the write set (all of them if it set none)."""
-        scope = self._scope(self.access, self.table, action)
-        if not scope or not ids:
-            return
-        inside = sa.func.coalesce(scope[0], sa.false())
-        # a range rather than an IN list: a batch of any size is one short statement
-        found = conn.execute(sa.select(self.table.c.id).where(self.table.c.id.between(min(ids), max(ids)),
-                                                              sa.not_(inside))).scalars()
-        outside = set(found) & set(ids)
-        if not outside:
-            return
-        readable = self.access.readable()
-        deciding = [name for name in self._columns_of(scope[0]) if name in readable]
-        what = f"this {self.entity.name} outside the records you may {action}"
-        errors = []
-        for i, (record_id, names) in enumerate(zip(ids, written, strict=True)):
-            if record_id not in outside:
-                continue
-            prefix = f"[{i}]." if indexed else ""
-            culprits = [n for n in deciding if n in set(names)] or deciding or [""]
-            errors += [{"field": (prefix + n).rstrip("."), "message": f"would put {what}"} for n in culprits]
-        raise OutOfScope(f"this change would put {what}; you may not move records out of your reach",
-                         errors=errors)
-
-    def _columns_of(self, clause: sa.ColumnElement) -> list[str]:
-        """The names of this entity's columns a SQL condition reads, in order."""
-        names: list[str] = []
-        for element in visitors.iterate(clause):
-            if isinstance(element, sa.Column) and element.table is self.table and element.name not in names:
-                names.append(element.name)
-        return names
-
-    def _after_commit(self, conn: sa.Connection, action: str, records: Sequence[dict[str, Any]]) -> None:
-        """Call the ``after_record_commit`` hooks once ``conn``'s transaction committed
-        (the outermost one, for a write joined to another). The change has happened by
-        then: a hook that fails is logged and audited, and never turns it into an error."""
-        def notify() -> None:
-            for record in records:
-                kwargs = {"entity": self.entity, "action": action, "record": record, "principal": self.principal}
-                for name, call in self._commit_hooks():
-                    try:
-                        call(kwargs)
-                    except Exception as exc:
-                        self._hook_failed(name, action, record, exc)
-        after_commit(conn, notify)
-
-    def _commit_hooks(self) -> list[tuple[str, Any]]:
-        """Each ``after_record_commit`` implementation as (plugin name, call), in pluggy's
-        order, so that one failing plugin does not keep the others from hearing of a commit."""
-        caller = self.hooks.after_record_commit
-        impls = caller.get_hookimpls()
-        if any(impl.hookwrapper or getattr(impl, "wrapper", False) for impl in impls):
-            return [("after_record_commit", lambda kwargs: caller(**kwargs))]
-        return [(impl.plugin_name, lambda kwargs, impl=impl: impl.function(*(kwargs[a] for a in impl.argnames)))
-                for impl in reversed(impls)]
-
-    def _hook_failed(self, plugin: str, action: str, record: Mapping[str, Any], exc: Exception) -> None:
-        log.exception("after_record_commit of %s failed for %s %s %s", plugin, action, self.entity.name,
-                      record.get("id"))
-        try:
-            self.audit.add_alone("record.commit_hook", principal=self.principal, entity=self.entity.name,
-                                 record_id=record.get("id"), outcome="error",
-                                 detail={"action": action, "plugin": plugin, "error": type(exc).__name__})
-        except Exception:
-            log.exception("could not log the failure of after_record_commit of %s", plugin)
 
     # -- writing ------------------------------------------------------------------------
 
@@ -594,42 +477,6 @@ class RecordService(RecordReader):
             raise Conflict(f"other records still link to this {self.entity.name}; it cannot be deleted "
                            "while they do") from exc
         return reply
-
-    def _refuse_if_linked(self, conn: sa.Connection, record_id: int) -> None:
-        """Refuse (409) to delete a record others link to. Links the caller may read are
-        counted and named, so they can be changed first; of links in records the caller
-        cannot read, the reply says only that there are some."""
-        hidden = False
-        for entity, f in self.model.links_to(self.entity.name):
-            table = self.context.live.tables[entity.name]
-            linking = table.c[f.name] == record_id
-            if conn.execute(sa.select(sa.literal(1)).where(linking).limit(1)).first() is None:
-                continue
-            visible = self._readable_links(entity, f.name, table)
-            count = 0 if visible is None else conn.execute(
-                sa.select(sa.func.count()).select_from(table).where(linking, *visible)).scalar_one()
-            if not count:
-                hidden = True
-                continue
-            where = entity.name if not entity.child else f"{self.model.parents[entity.name][0].name} lines"
-            raise Conflict(f"{count} {where} record(s) still link to this {self.entity.name} "
-                           f"through '{f.name}'; change or delete them first")
-        if hidden:
-            raise Conflict(f"other records still link to this {self.entity.name}; it cannot be deleted while they do")
-
-    def _readable_links(self, entity: Entity, field: str, table: sa.Table) -> list[sa.ColumnElement[bool]] | None:
-        """The condition for rows of ``entity`` whose link ``field`` the caller may read
-        (for child rows: rows of parents the caller may read); None when there are none."""
-        access = self.access_for(entity)
-        if not access.allowed("read") or field not in access.readable():
-            return None
-        if not entity.child:
-            return self._scope(access, table, "read")
-        parent = self.model.parents[entity.name][0]
-        parents = self.context.live.tables[parent.name]
-        scope = self._scope(self.access_for(parent), parents, "read")
-        return [table.c.parent_id.in_(sa.select(parents.c.id).where(*scope))] if scope else []
-
 
 class _NoChange(Exception):
     """An update that turned out to change nothing: roll back, return the record as it was."""
