@@ -1,0 +1,61 @@
+"""``after_record_commit``: called once a record write committed, each plugin on its own,
+so that a failing plugin neither fails the committed change nor silences the others.
+Part of the record service."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from loom.audit.log import AuditLog
+from loom.db import after_commit
+from loom.identity.principal import Principal
+from loom.metadata.model import Entity
+
+log = logging.getLogger("loom.records.service")
+
+
+class CommitHooks:
+    """The commit hooks of ``RecordService`` (which sets the attributes used here)."""
+
+    audit: AuditLog
+    entity: Entity
+    hooks: Any
+    principal: Principal
+
+    def _after_commit(self, conn: sa.Connection, action: str, records: Sequence[dict[str, Any]]) -> None:
+        """Call the ``after_record_commit`` hooks once ``conn``'s transaction committed
+        (the outermost one, for a write joined to another). The change has happened by
+        then: a hook that fails is logged and audited, and never turns it into an error."""
+        def notify() -> None:
+            for record in records:
+                kwargs = {"entity": self.entity, "action": action, "record": record, "principal": self.principal}
+                for name, call in self._commit_hooks():
+                    try:
+                        call(kwargs)
+                    except Exception as exc:
+                        self._hook_failed(name, action, record, exc)
+        after_commit(conn, notify)
+
+    def _commit_hooks(self) -> list[tuple[str, Any]]:
+        """Each ``after_record_commit`` implementation as (plugin name, call), in pluggy's
+        order, so that one failing plugin does not keep the others from hearing of a commit."""
+        caller = self.hooks.after_record_commit
+        impls = caller.get_hookimpls()
+        if any(impl.hookwrapper or getattr(impl, "wrapper", False) for impl in impls):
+            return [("after_record_commit", lambda kwargs: caller(**kwargs))]
+        return [(impl.plugin_name, lambda kwargs, impl=impl: impl.function(*(kwargs[a] for a in impl.argnames)))
+                for impl in reversed(impls)]
+
+    def _hook_failed(self, plugin: str, action: str, record: Mapping[str, Any], exc: Exception) -> None:
+        log.exception("after_record_commit of %s failed for %s %s %s", plugin, action, self.entity.name,
+                      record.get("id"))
+        try:
+            self.audit.add_alone("record.commit_hook", principal=self.principal, entity=self.entity.name,
+                                 record_id=record.get("id"), outcome="error",
+                                 detail={"action": action, "plugin": plugin, "error": type(exc).__name__})
+        except Exception:
+            log.exception("could not log the failure of after_record_commit of %s", plugin)
