@@ -60,10 +60,13 @@ def test_an_excel_import_maps_labels_and_resolves_links_by_title(page_client, de
     # the audit log has the import with its file and counts, beside each created row
     with loom_app.extensions["loom"].engine.connect() as conn:
         logged = conn.exec_driver_sql("SELECT actor, entity, rows, outcome, detail FROM loom_audit "
-                                      "WHERE action = 'record.import'").one()
+                                      "WHERE action = 'record.import' AND outcome = 'ok'").one()
+        refused = conn.exec_driver_sql("SELECT actor, entity FROM loom_audit "
+                                       "WHERE action = 'record.import' AND outcome = 'denied'").all()
         created = conn.exec_driver_sql("SELECT count(*) FROM loom_audit WHERE action = 'record.create' "
                                        "AND entity = 'contact'").scalar()
     assert logged[:4] == ("admin", "contact", 2, "ok") and created == 2
+    assert [tuple(r) for r in refused] == [("wang", "contact")]  # wang's look at the job was refused
     assert json.loads(logged[4]) == {"file": "contacts.xlsx", "job": job, "accepted": 2, "rejected": 1}
 
 
