@@ -119,3 +119,31 @@ def test_cli_user_token_role_and_perm_explain(loom_database_url, tmp_path, monke
     assert "fields it may read but not update: amount" in explained
     refused = run("perm", "explain", "ann", "deal", "delete", code=1)
     assert "REFUSED: no role of ann grants delete on deal" in refused and "seller grants only: read, update" in refused
+
+
+def test_wrong_json_types_in_the_admin_api_are_a_400_naming_the_member(apply_metadata, make_user, loom_client,
+                                                                       loom_engine):
+    apply_metadata(NOTE, *ROLES)
+    user = make_user("x", roles=["reader"])
+    with loom_engine.connect() as conn:
+        users_before = conn.execute(sa.text("SELECT count(*) FROM loom_users")).scalar()
+    for method, url, body, field in [
+        ("post", "/api/v1/_admin/users", {"username": "y", "password": 12345678}, "password"),
+        ("post", "/api/v1/_admin/users", {"username": ["y"]}, "username"),
+        ("post", "/api/v1/_admin/users", {"username": "y", "is_superuser": "no"}, "is_superuser"),
+        ("post", "/api/v1/_admin/users", {"username": "y", "roles": "reader"}, "roles"),
+        ("patch", f"/api/v1/_admin/users/{user}", {"is_active": "false"}, "is_active"),
+        ("patch", f"/api/v1/_admin/users/{user}", {"display_name": 5}, "display_name"),
+        ("post", f"/api/v1/_admin/users/{user}/roles", {"role": 1}, "role"),
+        ("post", f"/api/v1/_admin/users/{user}/tokens", {"expires_days": "30"}, "expires_days"),
+        ("post", f"/api/v1/_admin/users/{user}/tokens", {"expires_days": True}, "expires_days"),
+        ("post", "/api/v1/_admin/teams", {"name": "t", "parent": 3}, "parent"),
+        ("patch", "/api/v1/_admin/teams/t", {"parent": []}, "parent"),
+    ]:
+        reply = getattr(loom_client, method)(url, json=body)
+        assert reply.status_code == 400, (method, url, body)
+        assert reply.get_json()["errors"][0]["field"] == field
+    too_long = loom_client.post(f"/api/v1/_admin/users/{user}/tokens", json={"expires_days": 10**20})
+    assert too_long.status_code == 422
+    with loom_engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM loom_users")).scalar() == users_before

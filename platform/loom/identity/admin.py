@@ -69,10 +69,20 @@ def _authorise(right: str | None, *, account: int | None = None, carries: Iterab
                         "only someone who has them, or a superuser, may do that")
 
 
-def _body() -> dict[str, Any]:
+TEXT, OPTIONAL_TEXT, FLAG = (str,), (str, type(None)), (bool,)
+_TYPE_NAMES = {str: "text", bool: "true or false", int: "a whole number", list: "a list", type(None): "null"}
+
+
+def _body(**expected: tuple[type, ...]) -> dict[str, Any]:
+    """The request's JSON object; each member named in ``expected`` that is present must
+    have one of its types (exactly: ``true`` is not a number), else 400 naming them all."""
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise BadRequest("send a JSON object")
+    wrong = [{"field": name, "message": "must be " + " or ".join(_TYPE_NAMES[t] for t in types)}
+             for name, types in expected.items() if name in body and type(body[name]) not in types]
+    if wrong:
+        raise BadRequest(f"wrong JSON types: {', '.join(e['field'] for e in wrong)}", errors=wrong)
     return body
 
 
@@ -99,10 +109,11 @@ def list_users():
 @admin.post("/users")
 def create_user():
     _authorise("users")
-    body = _body()
+    body = _body(username=TEXT, password=OPTIONAL_TEXT, display_name=TEXT, email=OPTIONAL_TEXT,
+                 mobile=OPTIONAL_TEXT, locale=TEXT, team=OPTIONAL_TEXT, roles=(list,), is_superuser=FLAG)
     roles = _role_names(body.get("roles", []))
     _authorise("users", carries=_rights(_policy(), roles), makes_superuser=bool(body.get("is_superuser")))
-    if not isinstance(body.get("username"), str):
+    if body.get("username") is None:
         raise BadRequest("username is required", errors=[{"field": "username", "message": "is required"}])
     user_id = _loom().identity.create_user(
         body["username"], password=body.get("password"), display_name=body.get("display_name", ""),
@@ -115,16 +126,18 @@ def create_user():
 @admin.patch("/users/<int:user_id>")
 def update_user(user_id: int):
     _authorise("users", account=user_id)
-    _loom().identity.update_user(user_id, _body(), actor=g.principal.name)
+    body = _body(display_name=TEXT, email=OPTIONAL_TEXT, mobile=OPTIONAL_TEXT, locale=TEXT, is_active=FLAG,
+                 team=OPTIONAL_TEXT, manager=OPTIONAL_TEXT, password=TEXT)
+    _loom().identity.update_user(user_id, body, actor=g.principal.name)
     return "", 204
 
 
 @admin.post("/users/<int:user_id>/roles")
 def assign_role(user_id: int):
     _authorise("users", account=user_id)
-    role = _body().get("role")
-    if not isinstance(role, str):
-        raise BadRequest("send {\"role\": name}")
+    role = _body(role=TEXT).get("role")
+    if role is None:
+        raise BadRequest("send {\"role\": name}", errors=[{"field": "role", "message": "is required"}])
     _known_role(role)
     _authorise("users", account=user_id, carries=_rights(_policy(), [role]))
     _loom().identity.assign(user_id, role, actor=g.principal.name)
@@ -142,7 +155,7 @@ def unassign_role(user_id: int, role: str):
 def create_token(user_id: int):
     """A token for the caller themselves, or (with the ``users`` right) for someone else."""
     _authorise(None if g.principal.user_id == user_id else "users", account=user_id)
-    body = _body()
+    body = _body(name=TEXT, expires_days=(int, type(None)), read_only=FLAG)
     identity = _loom().identity
     username = identity.account(user_id).username
     new = identity.create_token(username, name=body.get("name", ""), expires_days=body.get("expires_days"),
@@ -168,8 +181,8 @@ def list_teams():
 @admin.post("/teams")
 def create_team():
     _authorise("teams")
-    body = _body()
-    if not isinstance(body.get("name"), str):
+    body = _body(name=TEXT, label=TEXT, parent=OPTIONAL_TEXT)
+    if body.get("name") is None:
         raise BadRequest("name is required", errors=[{"field": "name", "message": "is required"}])
     team_id = _loom().identity.create_team(body["name"], label=body.get("label", ""), parent=body.get("parent"),
                                            actor=g.principal.name)
@@ -179,7 +192,7 @@ def create_team():
 @admin.patch("/teams/<name>")
 def move_team(name: str):
     _authorise("teams")
-    _loom().identity.move_team(name, _body().get("parent"), actor=g.principal.name)
+    _loom().identity.move_team(name, _body(parent=OPTIONAL_TEXT).get("parent"), actor=g.principal.name)
     return "", 204
 
 

@@ -48,6 +48,8 @@ TEAM_TREE_TTL = 2.0
 MAX_FAILED_LOGINS = 5
 LOCK_DURATION = dt.timedelta(minutes=15)
 SESSION_LIFETIME = dt.timedelta(hours=12)
+#: the longest a token can be made to last (ten years)
+MAX_TOKEN_DAYS = 3650
 TOKEN_PREFIX = "loom_"
 _hasher = PasswordHasher()
 
@@ -436,9 +438,10 @@ class IdentityService:
     def create_token(self, username: str, *, name: str = "", expires_days: int | None = None,
                      read_only: bool = False, actor: str = "system") -> NewToken:
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        if expires_days is not None and not 1 <= expires_days <= MAX_TOKEN_DAYS:
+            raise ValidationError("invalid expiry", errors=[{"field": "expires",
+                                  "message": f"1 to {MAX_TOKEN_DAYS} days"}])
         expires_at = utcnow() + dt.timedelta(days=expires_days) if expires_days else None
-        if expires_days is not None and expires_days < 1:
-            raise ValidationError("invalid expiry", errors=[{"field": "expires", "message": "at least 1 day"}])
         with write_transaction(self.engine) as conn:
             user_id = self.user_id(conn, username)
             token_id = conn.execute(tokens.insert().values(
