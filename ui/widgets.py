@@ -36,6 +36,7 @@ _KERNEL_MESSAGES = {
     "write a comment": lazy_gettext("Write a comment first."),
     "is read-only in the record's current state": lazy_gettext("This field cannot change in the record's current state."),
     "must be unique; another record has this value": lazy_gettext("Another record already has this value."),
+    "must be unique; this value is already in use": lazy_gettext("Another record already has this value."),
     "not an email address (expected name@example.com)": lazy_gettext("Enter an email address like name@example.com."),
     "not a web address (expected http:// or https:// and a host)":
         lazy_gettext("Enter a web address starting with http:// or https://."),
@@ -77,6 +78,8 @@ _ABOUT_RECORDS = (
      lambda m: gettext("Other records still link to this one; change or delete them first.")),
     (re.compile(r"^this \w+ was changed by someone else"),
      lambda m: gettext("Someone else changed this record in the meantime; reload it and try again.")),
+    (re.compile(r"^must be unique; \w+ \d+ has this value$"),
+     lambda m: gettext("Another record already has this value.")),
     (re.compile(r"^file type not accepted; use (.+)$"),
      lambda m: gettext("This file type is not accepted here; use %(types)s.", types=m.group(1))),
     (re.compile(r"^the file is larger than (\d+) KB$"),
