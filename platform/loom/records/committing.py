@@ -31,9 +31,10 @@ class CommitHooks:
         (the outermost one, for a write joined to another). The change has happened by
         then: a hook that fails is logged and audited, and never turns it into an error."""
         def notify() -> None:
+            hooks = self._commit_hooks()
             for record in records:
                 kwargs = {"entity": self.entity, "action": action, "record": record, "principal": self.principal}
-                for name, call in self._commit_hooks():
+                for name, call in hooks:
                     try:
                         call(kwargs)
                     except Exception as exc:
@@ -51,6 +52,8 @@ class CommitHooks:
                 for impl in reversed(impls)]
 
     def _hook_failed(self, plugin: str, action: str, record: Mapping[str, Any], exc: Exception) -> None:
+        """Log a failed commit hook with its traceback, and audit it (naming the exception's
+        type only: its text may quote record values)."""
         log.exception("after_record_commit of %s failed for %s %s %s", plugin, action, self.entity.name,
                       record.get("id"))
         try:
