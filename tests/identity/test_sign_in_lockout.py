@@ -114,3 +114,16 @@ def test_old_failures_are_forgotten(loom_app, make_user, loom_engine):
     assert client.post(LOGIN, json={"username": "wang", "password": "correct horse"}).status_code == 200
     with loom_engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM loom_sign_in_failures")).scalar() == 0
+
+
+def test_the_lock_says_the_same_wait_in_its_text_and_its_retry_after(loom_app, make_user):
+    make_user("wang", password="correct horse")
+    client = loom_app.test_client()
+    for _ in range(MAX_FAILED_LOGINS):
+        client.post(LOGIN, json={"username": "wang", "password": "wrong"})
+    locked = client.post(LOGIN, json={"username": "wang", "password": "wrong"})
+    assert locked.status_code == 429
+    seconds = int(locked.headers["Retry-After"])
+    assert 0 < seconds <= 15 * 60
+    minutes = -(-seconds // 60)
+    assert f"try again in {minutes} minute" in locked.get_json()["detail"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
+import math
 import secrets
 import time
 from collections.abc import Iterable
@@ -367,8 +368,9 @@ class IdentityService:
     def _locked(self, conn: sa.Connection, who: _SignInSubject, until: dt.datetime, now: dt.datetime) -> Locked:
         """Log a sign-in refused because the name is locked; the error to raise."""
         self._log(conn, "auth.login_failed", **who.logged, payload={**who.payload, "reason": "locked"})
-        wait = int((until - now).total_seconds()) + 1
-        return Locked(f"too many failed sign-ins; try again in {wait // 60 + 1} minutes", wait)
+        wait = max(1, math.ceil((until - now).total_seconds()))
+        minutes = math.ceil(wait / 60)
+        return Locked(f"too many failed sign-ins; try again in {minutes} minute{'s' if minutes > 1 else ''}", wait)
 
     def _count_failure(self, conn: sa.Connection, who: _SignInSubject, key: str, now: dt.datetime) -> LoomError:
         """Count one failed sign-in atomically (an upsert that only an unlocked name
