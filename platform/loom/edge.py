@@ -60,9 +60,17 @@ def check_request() -> None:
         _refuse_unstorable(f"header {key[:100]}", value)
     if request.method not in ("GET", "HEAD", "OPTIONS") and request.mimetype in (
             "application/x-www-form-urlencoded", "multipart/form-data"):
+        # a multipart part's name may be missing or undecodable (werkzeug then gives None)
         for key, value in request.form.items(multi=True):
+            if key is None:
+                raise bad_input("form", "every part of the form needs a name")
             _refuse_unstorable(key[:100], key)
             _refuse_unstorable(key[:100], value)
+        for key, upload in request.files.items(multi=True):
+            if key is None:
+                raise bad_input("form", "every part of the form needs a name")
+            _refuse_unstorable(key[:100], key)
+            _refuse_unstorable(f"{key[:100]} file name", upload.filename or "")
 
 
 def check_json(value: Any) -> None:

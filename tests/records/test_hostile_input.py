@@ -228,3 +228,15 @@ def test_any_list_query_is_answered_or_refused_never_a_500(shop, query):
     assert reply.status_code in (200, 400), (query, reply.get_data(as_text=True)[:300])
     if reply.status_code == 400:
         assert reply.mimetype == PROBLEM
+
+
+def test_a_multipart_part_without_a_usable_name_is_a_400(apply_metadata, make_entity, loom_client):
+    apply_metadata(make_entity("folder", [{"name": "scan", "type": "attachment"}]))
+    boundary = "b0und"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data\r\n\r\nvalue\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\n\r\nhello\r\n"
+            f"--{boundary}--\r\n").encode()
+    response = loom_client.post("/api/v1/folder/_files/scan", data=body,
+                                content_type=f"multipart/form-data; boundary={boundary}")
+    assert response.status_code == 400 and response.mimetype == PROBLEM
+    assert "needs a name" in response.get_json()["detail"]

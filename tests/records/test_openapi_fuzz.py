@@ -39,6 +39,7 @@ def shop(apply_metadata, make_entity, make_user, client_for, loom_app):
             {"name": "client", "type": "link", "target": "client"},
             {"name": "placed_at", "type": "datetime"},
             {"name": "note", "type": "text"},
+            {"name": "receipt", "type": "attachment", "max_size": 2048},
             {"name": "lines", "type": "table", "target": "sale_line"},
         ], title_field="title"),
         make_entity("sale_line", [
@@ -118,7 +119,13 @@ def test_the_restricted_document_describes_only_what_the_caller_may_do(shop):
     assert "/api/v1/client/_bulk" not in spec["paths"] and "/api/v1/client/_export" not in spec["paths"]
     assert set(spec["paths"]["/api/v1/client/{id}"]) == {"parameters", "get"}
     assert set(spec["paths"]["/api/v1/sale/{id}"]) == {"parameters", "get", "patch"}
-    assert set(spec["components"]["schemas"]["salePatch"]["properties"]) == {"placed_at", "note", "lines", "owner"}
+    assert set(spec["components"]["schemas"]["salePatch"]["properties"]) == {"placed_at", "note", "receipt", "lines",
+                                                                              "owner"}
+    # uploads: only for the attachment field the caller may set, never for a read-only token
+    assert "post" in spec["paths"]["/api/v1/sale/_files/receipt"]
+    read_only = shop.extensions["loom"].identity.create_token("clara", read_only=True).token
+    looking = shop.test_client().get("/api/openapi.json", headers={"Authorization": f"Bearer {read_only}"})
+    assert "/api/v1/sale/_files/receipt" not in looking.get_json()["paths"]
     assert "credit" not in spec["components"]["schemas"]["client"]["properties"]
     patch = spec["paths"]["/api/v1/sale/{id}"]["patch"]["responses"]
     assert {"400", "401", "403", "404", "409", "412", "413", "415", "422"} <= set(patch)

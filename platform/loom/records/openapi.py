@@ -297,9 +297,29 @@ def _entity_paths(entity: Entity, model: AppModel, access: EntityAccess,
             "responses": {"200": {"description": "The records, streamed", "content": {
                 "text/csv": {"schema": {"type": "string"}}, "application/x-ndjson": {"schema": {"type": "string"}}}},
                 **_errors()}}}
+    paths.update(_upload_paths(entity, access, tag))
     if not access.principal.read_only:
         comments["post"] = {
             "tags": [tag], "operationId": f"comment_on_{name}", "summary": f"Comment on a {tag}",
             "requestBody": _body({"type": "object", "required": ["body"], "properties": {"body": {"type": "string"}}}),
             "responses": {"201": _json(comment, "Created"), **_errors("404", *WITH_BODY)}}
     return paths
+
+
+def _upload_paths(entity: Entity, access: EntityAccess, tag: str) -> dict[str, Any]:
+    """``POST /api/v1/{entity}/_files/{field}`` for each attachment field the caller may set."""
+    if access.principal.read_only:
+        return {}
+    settable = {f for action in ("create", "update") if access.allowed(action) for f in access.writable(action)}
+    uploaded = {"type": "object", "required": ["data"], "properties": {"data": {
+        "type": "object", "required": ["key", "name", "size"], "properties": {
+            "key": {"type": "string"}, "name": {"type": "string"}, "size": {"type": "integer"},
+            "content_type": {"type": ["string", "null"]}}}}}
+    return {f"/api/v1/{entity.name}/_files/{f.name}": {"post": {
+        "tags": [tag], "operationId": f"upload_{entity.name}_{f.name}",
+        "summary": f"Upload a file for {f.title('en')}; put its key in the field",
+        "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+            "type": "object", "required": ["file"], "properties": {"file": {"type": "string",
+                                                                              "contentMediaType": "application/octet-stream"}}}}}},
+        "responses": {"201": _json(uploaded, "Stored; attach it by its key"), **_errors("404", *WITH_BODY)}}}
+        for f in entity.fields if f.type == "attachment" and f.name in settable}
