@@ -37,6 +37,10 @@ _KERNEL_MESSAGES = {
     "is read-only in the record's current state": lazy_gettext("This field cannot change in the record's current state."),
     "must be unique; another record has this value": lazy_gettext("Another record already has this value."),
     "must be unique; this value is already in use": lazy_gettext("Another record already has this value."),
+    "there is no upload of yours with this key for this field; upload the file first":
+        lazy_gettext("Upload the file here first, then save."),
+    "this file is attached to another record; upload it again to attach it here":
+        lazy_gettext("This file belongs to another record; upload it again to attach it here."),
     "not an email address (expected name@example.com)": lazy_gettext("Enter an email address like name@example.com."),
     "not a web address (expected http:// or https:// and a host)":
         lazy_gettext("Enter a web address starting with http:// or https://."),
