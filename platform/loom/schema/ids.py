@@ -46,10 +46,19 @@ def rebuild_with_autoincrement(conn: sa.Connection, table: str) -> None:
 def highest_known_id(conn: sa.Connection, entity: str, table: str) -> int:
     """The highest id entity ``entity`` is known to have used: its table's, or one its
     history or comments mention (the record may have been deleted since)."""
-    known = [sa.select(sa.func.max(sa.table(table, sa.column("id")).c.id)).scalar_subquery()]
-    for log in (_audit, _comments):
-        known.append(sa.select(sa.func.max(log.c.record_id)).where(log.c.entity == entity).scalar_subquery())
-    return max(value or 0 for value in conn.execute(sa.select(*known)).one())
+    own = conn.execute(sa.select(sa.func.max(sa.table(table, sa.column("id")).c.id))).scalar() or 0
+    mentioned = [sa.select(sa.func.max(log.c.record_id)).where(log.c.entity == entity).scalar_subquery()
+                 for log in (_audit, _comments)]
+    if conn.dialect.name == "postgresql":
+        # Read outside ``conn``'s transaction: a lock it kept on the audit log until commit
+        # would stop that transaction's own audit entry from creating the month's partition
+        # (creating one needs the parent table to itself). Both logs only grow, so a read
+        # that sees what is committed is enough.
+        with conn.engine.connect() as other:
+            logged = other.execute(sa.select(*mentioned)).one()
+    else:
+        logged = conn.execute(sa.select(*mentioned)).one()
+    return max([own, *(value or 0 for value in logged)])
 
 
 def skip_used_ids(conn: sa.Connection, entity: str, table: str) -> None:
