@@ -120,7 +120,7 @@ def test_the_restricted_document_describes_only_what_the_caller_may_do(shop):
     assert set(spec["paths"]["/api/v1/client/{id}"]) == {"parameters", "get"}
     assert set(spec["paths"]["/api/v1/sale/{id}"]) == {"parameters", "get", "patch"}
     assert set(spec["components"]["schemas"]["salePatch"]["properties"]) == {"placed_at", "note", "receipt", "lines",
-                                                                              "owner"}
+                                                                              "owner", "version"}
     # uploads: only for the attachment field the caller may set, never for a read-only token
     assert "post" in spec["paths"]["/api/v1/sale/_files/receipt"]
     read_only = shop.extensions["loom"].identity.create_token("clara", read_only=True).token

@@ -213,6 +213,9 @@ def _entity_schemas(entity: Entity, model: AppModel, access: EntityAccess) -> di
     if not entity.child:
         schemas[f"{name}Patch"] = _record_schema(entity, model, writing=True, visible=access.writable("update"))
         schemas[f"{name}Patch"].pop("required", None)
+        schemas[f"{name}Patch"]["properties"]["version"] = {
+            "type": "integer", "minimum": 0, "maximum": 2**63 - 1,
+            "description": "the version last read (as If-Match does): a stale one gets 412, a non-integer 422"}
     return schemas
 
 
