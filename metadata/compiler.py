@@ -246,6 +246,7 @@ class _Compiler:
             help=_label(data.get("help")), app=data.get("app"), title_field=title_field,
             child=child, renamed_from=data.get("renamed_from"), indexes=tuple(indexes),
             form=tuple(sections), list=list_view, audit_reads=bool(data.get("audit_reads", False)),
+            label_plural=_label(data.get("label_plural")), nav_order=data.get("nav_order"),
         )
         for f in entity.state_locked_fields:
             path = ("fields", seen[f.name], "read_only_when")

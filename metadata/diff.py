@@ -11,7 +11,8 @@ from typing import Literal
 
 from loom.metadata.model import AppModel, Entity, Field
 
-_LAYOUT = ("label", "help", "app", "title_field", "form", "list", "audit_reads")
+_LAYOUT = ("label", "help", "app", "title_field", "form", "list", "audit_reads", "label_plural",
+           "nav_order")
 _STORAGE_NEUTRAL = tuple(f.name for f in fields(Field) if f.name not in ("name", "renamed_from", "unique", "index"))
 
 

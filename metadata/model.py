@@ -118,6 +118,8 @@ class FormSection:
     fields: tuple[str, ...]
     label: Mapping[str, str] = dc_field(default_factory=lambda: EMPTY)
     columns: int = 1
+    #: the section Loom adds for fields the declared layout leaves out
+    trailing: bool = False
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,10 @@ class Entity:
     list: ListView = dc_field(default_factory=ListView)
     #: every read of one record is written to the audit log
     audit_reads: bool = False
+    #: the label of several records ("Customers"), for list headings and related lists
+    label_plural: Mapping[str, str] = dc_field(default_factory=lambda: EMPTY)
+    #: the entity's place in the navigation; entities without one follow, in declaration order
+    nav_order: int | None = None
 
     @property
     def table_name(self) -> str:
@@ -192,11 +198,34 @@ class Entity:
             result.insert(0, title)
         return tuple(result)
 
+    @cached_property
+    def unplaced_fields(self) -> tuple[Field, ...]:
+        """Declared fields a declared form layout leaves out: forms and record pages show
+        them in a trailing section, so a field added later always gets an input."""
+        if not self.form:
+            return ()
+        placed = {name for section in self.form for name in section.fields}
+        return tuple(f for f in self.fields if f.name not in placed)
+
+    @cached_property
+    def layout(self) -> tuple[FormSection, ...]:
+        """The form's sections: the declared ones plus a trailing, unlabelled one holding
+        the unplaced fields; without a declared layout, one section with every field."""
+        if not self.form:
+            return (FormSection(fields=tuple(f.name for f in self.fields)),)
+        if not self.unplaced_fields:
+            return self.form
+        return (*self.form, FormSection(fields=tuple(f.name for f in self.unplaced_fields), trailing=True))
+
     def field(self, name: str) -> Field:
         return self.all_fields[name]
 
     def title(self, locale: str = "en") -> str:
         return label_text(self.label, locale, self.name.replace("_", " ").capitalize())
+
+    def plural_title(self, locale: str = "en") -> str:
+        """The plural label in ``locale``; the singular one where none is declared."""
+        return label_text(self.label_plural, locale, "") or self.title(locale)
 
 
 ACCESS_LEVELS = {"none": 0, "read": 1, "write": 2}
@@ -280,6 +309,14 @@ class AppModel:
 
     def entity(self, name: str) -> Entity:
         return self.entities[name]
+
+    @cached_property
+    def layout_notes(self) -> tuple[str, ...]:
+        """Where the fields a declared form layout leaves out will appear, one line per
+        entity, so whoever publishes knows a new field is not lost at the form's end."""
+        return tuple(f"{e.name}: {', '.join(f.name for f in e.unplaced_fields)} not in form.sections; "
+                     "shown in a last section \"More\" on the form and the record page"
+                     for e in self.entities.values() if e.unplaced_fields)
 
     @cached_property
     def parents(self) -> Mapping[str, tuple[Entity, Field]]:

@@ -20,6 +20,7 @@ from loom.metadata.model import Entity, Field, FormSection
 from loom.records.service import RecordService, form_version
 from loom.ui.attachments import store
 from loom.ui.i18n import gettext, label
+from loom.ui.links import LinkReader, shown_link
 from loom.ui.pages import htmx, pages, redirect_to, render_page
 from loom.ui.screens import display, record_title, service
 from loom.ui.widgets import input_value, message_text, read_rows, read_value
@@ -74,10 +75,11 @@ class FormView:
         return [ff for _label, _columns, fields in self.sections for ff in fields]
 
 
-def _sections(entity: Entity) -> tuple[FormSection, ...]:
-    if entity.form:
-        return entity.form
-    return (FormSection(fields=tuple(f.name for f in entity.fields)),)
+def section_label(section: FormSection) -> str:
+    """A section's heading: its label, "More" for the fields the layout leaves out."""
+    if section.trailing:
+        return gettext("More")
+    return label(section) if section.label else ""
 
 
 def _read_only(svc: RecordService, f: Field, writable: set[str]) -> bool:
@@ -87,8 +89,7 @@ def _read_only(svc: RecordService, f: Field, writable: set[str]) -> bool:
 def submitted_value(f: Field, form: MultiDict, name: str) -> Any:
     """What the user typed, for showing it again: links keep the title they picked."""
     if f.type == "link":
-        raw = form.get(name, "")
-        return {"id": raw, "title": form.get(f"_title.{name}") or None} if raw else None
+        return shown_link(f, form, name)
     return read_value(f, form, name)
 
 
@@ -104,7 +105,7 @@ def build_form(svc: RecordService, *, record: dict[str, Any] | None = None, form
         by_field.setdefault(error.get("field", ""), []).append(message_text(error.get("message", "")))
     placed: set[str] = set()
     sections = []
-    for section in _sections(entity):
+    for section in entity.layout:
         fields = []
         for name in section.fields:
             f = entity.all_fields.get(name)
@@ -123,7 +124,7 @@ def build_form(svc: RecordService, *, record: dict[str, Any] | None = None, form
                 _table_rows(svc, ff, record, form, by_field, action, placed)
             fields.append(ff)
         if fields:
-            sections.append((label(section) if section.label else "", section.columns, fields))
+            sections.append((section_label(section), section.columns, fields))
     other = [message for name, messages in by_field.items() if name not in placed for message in messages]
     view = FormView(entity, sections, other_errors=other)
     if record is not None:
@@ -161,8 +162,10 @@ def _table_rows(svc, ff: FormField, record, form, by_field, action, placed) -> N
 
 def collect(view: FormView, form: MultiDict, files: MultiDict | None = None) -> dict[str, Any]:
     """The values to send to the record service: every field the form lets the user edit.
-    An attachment changes only when a file was chosen or its removal ticked."""
+    An attachment changes only when a file was chosen or its removal ticked; a link whose
+    text names no record refuses the whole save (422)."""
     data: dict[str, Any] = {}
+    links = LinkReader(form)
     for ff in view.fields:
         if ff.read_only:
             continue
@@ -174,9 +177,12 @@ def collect(view: FormView, form: MultiDict, files: MultiDict | None = None) -> 
                 data[ff.name] = None
         elif ff.field.type == "table":
             editable = [c for c in ff.child_fields if c.name not in ff.child_read_only]
-            data[ff.name] = read_rows(ff.field, editable, form)
+            data[ff.name] = links.rows(ff.field, editable, read_rows(ff.field, editable, form))
+        elif ff.field.type == "link":
+            data[ff.name] = links.value(ff.field, ff.name)
         else:
             data[ff.name] = read_value(ff.field, form, ff.name)
+    links.check()
     return data
 
 

@@ -13,6 +13,7 @@ from loom.metadata.model import Entity, Field
 from loom.records.comments import add_comment, list_comments
 from loom.records.service import form_version
 from loom.ui.audit import record_history
+from loom.ui.forms import section_label
 from loom.ui.i18n import gettext, label
 from loom.ui.pages import pages, redirect_to, render_page, wants_fragment
 from loom.ui.screens import default_columns, display_names, readable_fields, record_title, service
@@ -91,14 +92,11 @@ def record_view(entity: str, record_id: int):
     record = svc.get(record_id)
     readable = svc.access.readable()
     sections = []
-    for section in svc.entity.form or ():
+    for section in svc.entity.layout:
         fields = [svc.entity.all_fields[n] for n in section.fields if n in readable and n in svc.entity.all_fields]
         if fields:
-            sections.append((label(section) if section.label else "", fields))
-    placed = {f.name for _label, fields in sections for f in fields}
-    rest = [f for f in svc.entity.fields if f.name in readable and f.name not in placed]
-    if rest:
-        sections.append(("" if not sections else gettext("More"), rest))
+            # the trailing section needs no heading when it is the only one shown
+            sections.append(("" if section.trailing and not sections else section_label(section), fields))
     tables = {}
     for f in svc.entity.table_fields:
         child = svc.model.entity(f.target)

@@ -223,6 +223,8 @@ def validate(directory: Path) -> None:
     except MetadataError as error:
         _fail(error)
     click.echo(f"ok: {len(model.entities)} entities in {len(model.documents)} documents")
+    for note in model.layout_notes:
+        click.echo(f"note: {note}")
 
 
 def _load(directory: Path):
@@ -260,8 +262,9 @@ def diff(directory: Path) -> None:
 def apply(directory: Path, author: str | None) -> None:
     """Publish DIRECTORY as the live metadata, migrating the database."""
     upgrade(_loom().engine)
+    model = _load(directory)
     try:
-        plan = _loom().metadata.apply(_load(directory), author=_author(author))
+        plan = _loom().metadata.apply(model, author=_author(author))
     except LoomError as error:
         _fail(error)
     if plan.is_empty:
@@ -270,6 +273,8 @@ def apply(directory: Path, author: str | None) -> None:
     click.echo(f"published version {plan.to_version}:")
     for line in plan.summary:
         click.echo(f"  {line}")
+    for note in model.layout_notes:
+        click.echo(f"note: {note}")
 
 
 @metadata.command("export")

@@ -216,3 +216,28 @@ def test_a_generated_entitys_state_lock_and_comments_on_screen(loom_app, apply_m
     kim.post(f"/r/permit/{record_id}/comments", {"body": "Stamped by the harbour office"}, htmx="record-timeline")
     page = kim.get(f"/r/permit/{record_id}").get_data(as_text=True)
     assert "Stamped by the harbour office" in page and "Harbour Co" in page
+
+
+def test_a_field_left_out_of_the_form_layout_still_gets_an_input(loom_app, make_user, make_entity, apply_metadata):
+    """A field published after the layout was written (not in ``form.sections``) gets an
+    input in a trailing section on the new and the edit form, is saved, and shows once on
+    the record page."""
+    from .conftest import PASSWORD, sign_in
+
+    fields = [{"name": "name", "type": "string", "required": True}, {"name": "city", "type": "string"}]
+    layout = {"sections": [{"label": {"en": "Basics", "zh": "基本"}, "fields": ["name", "city"]}]}
+    apply_metadata(make_entity("depot", fields, form=layout))
+    apply_metadata(make_entity("depot", [*fields, {"name": "dock_count", "type": "integer", "label": "Docks"},
+                                          {"name": "remarks", "type": "text"}], form=layout))
+    make_user("boss", superuser=True, password=PASSWORD)
+    client = sign_in(loom_app, "boss")
+    new = client.get("/r/depot/new").get_data(as_text=True)
+    assert 'id="f-dock_count" name="dock_count"' in new and 'id="f-remarks" name="remarks"' in new
+    assert "<legend>More</legend>" in new
+    created = client.post("/r/depot/new", {"name": "North", "city": "Xi'an", "dock_count": "4", "remarks": "gate B"})
+    assert created.status_code == 303
+    record_url = created.headers["Location"]
+    edit = client.get(record_url + "/edit").get_data(as_text=True)
+    assert 'id="f-dock_count" name="dock_count" value="4"' in edit and ">gate B</textarea>" in edit
+    page = client.get(record_url).get_data(as_text=True)
+    assert page.count("<dt>Docks</dt>") == 1 and "<h2>More</h2>" in page and "gate B" in page
