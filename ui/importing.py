@@ -14,7 +14,9 @@ import datetime as dt
 import io
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import PurePath
 from typing import Any
 
@@ -37,6 +39,8 @@ from loom.ui.widgets import NOT_EDITABLE, message_text
 EXTENSIONS = (".csv", ".xlsx")
 CHUNK_ROWS = 250
 PREVIEW_ROWS = 5
+#: rows the preview tries to import (and rolls back) to say which will be refused
+PREVIEW_CHECK_ROWS = 500
 #: a running job not heard from for this long was cut off (its process stopped)
 STALE_AFTER = dt.timedelta(minutes=2)
 _ROW_INDEX = re.compile(r"^\[(\d+)\]\.?(.*)$")
@@ -249,6 +253,66 @@ def import_chunk(svc: RecordService, rows: list[tuple[int, list[str], dict[str, 
     return imported, rejected
 
 
+@dataclass
+class Tally:
+    """Where an import (or its preview) stands: rows read, imported, rejected with the
+    reason, and the lines whose chunk was carried out (each row in it imported or rejected)."""
+
+    processed: int = 0
+    imported: int = 0
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    finished: set[int] = field(default_factory=set)
+
+
+def import_rows(svc: RecordService, converter: Converter, rows: Iterable[tuple[int, list[str]]], tally: Tally,
+                after_chunk: Callable[[Tally], None] = lambda tally: None) -> None:
+    """Convert and create ``(line, cells)`` rows chunk by chunk through the record service,
+    counting in ``tally``; the one way rows are imported, shared by the import and its preview."""
+    chunk: list[tuple[int, list[str], dict[str, Any]]] = []
+
+    def carry_out() -> None:
+        done, refused = import_chunk(svc, chunk)
+        tally.imported += done
+        tally.rejected += refused
+        tally.finished.update(line for line, _cells, _data in chunk)
+        chunk.clear()
+
+    for line, cells in rows:
+        try:
+            chunk.append((line, cells, converter.row(cells)))
+        except RowProblem as exc:
+            tally.rejected.append({"line": line, "cells": cells, "reason": str(exc)})
+        tally.processed += 1
+        if tally.processed % CHUNK_ROWS == 0:
+            carry_out()
+            after_chunk(tally)
+    carry_out()
+    tally.rejected.sort(key=lambda r: r["line"])
+
+
+class _TriedOnly(Exception):
+    """Ends a preview's transaction so that it rolls back."""
+
+
+def preview_import(svc: RecordService, job: Mapping[str, Any]) -> Tally:
+    """Import the file's first ``PREVIEW_CHECK_ROWS`` rows exactly as the import will, in a
+    transaction that is then rolled back: the same conversion and the record service's own
+    checks (required values, formats, links, the row scope, uniqueness against stored
+    records and the file's earlier rows), so the preview refuses what the import would."""
+    _header, rows = read_table(job["filename"], job["content"])
+    by_name = {f.name: f for f in importable_fields(svc)}
+    converter = Converter(svc, [by_name.get(name) for name in job["mapping"]])
+    tally = Tally()
+    try:
+        # every write of the service joins this transaction (as a savepoint) and goes with it
+        with write_transaction(svc.context.engine):
+            import_rows(svc, converter, islice(enumerate(rows, start=2), PREVIEW_CHECK_ROWS), tally)
+            raise _TriedOnly
+    except _TriedOnly:
+        pass
+    return tally
+
+
 def run_import(app: Flask, job_id: int, principal: Principal, locale: str) -> None:
     """Import a mapped job as ``principal``: chunk by chunk, saving progress after each."""
     from loom.records.api import record_context
@@ -258,40 +322,25 @@ def run_import(app: Flask, job_id: int, principal: Principal, locale: str) -> No
         g.principal = principal
         with reading(engine) as conn:
             job = conn.execute(sa.select(import_jobs).where(import_jobs.c.id == job_id)).mappings().one()
-        imported, rejected = 0, []
-        #: lines whose chunk was carried out (each row in it imported or rejected)
-        finished: set[int] = set()
+        tally = Tally()
         try:
             svc = RecordService(record_context(principal), job["entity"])
             svc.access.require("import")
             header, rows = read_table(job["filename"], job["content"])
             by_name = {f.name: f for f in importable_fields(svc)}
             converter = Converter(svc, [by_name.get(name) for name in job["mapping"]])
-            processed = 0
-            chunk: list[tuple[int, list[str], dict[str, Any]]] = []
-            for line, cells in enumerate(rows, start=2):
-                try:
-                    chunk.append((line, cells, converter.row(cells)))
-                except RowProblem as exc:
-                    rejected.append({"line": line, "cells": cells, "reason": str(exc)})
-                processed += 1
-                if processed % CHUNK_ROWS == 0:
-                    done, refused = import_chunk(svc, chunk)
-                    imported, rejected = imported + done, rejected + refused
-                    finished.update(line for line, _cells, _data in chunk)
-                    chunk = []
-                    _save(engine, job_id, processed=processed, imported=imported, rejected=rejected)
-            done, refused = import_chunk(svc, chunk)
-            imported, rejected = imported + done, rejected + refused
-            rejected.sort(key=lambda r: r["line"])
-            _save(engine, job_id, status="done", processed=processed, imported=imported, rejected=rejected)
-            _log_import(app, principal, job, imported, len(rejected), "ok")
+            import_rows(svc, converter, enumerate(rows, start=2), tally,
+                        lambda t: _save(engine, job_id, processed=t.processed, imported=t.imported,
+                                        rejected=t.rejected))
+            _save(engine, job_id, status="done", processed=tally.processed, imported=tally.imported,
+                  rejected=tally.rejected)
+            _log_import(app, principal, job, tally.imported, len(tally.rejected), "ok")
         except Exception as exc:  # the job must end with a state and a reason, whatever failed
             app.logger.exception("import job %s failed", job_id)
             message = exc.detail if isinstance(exc, LoomError) else gettext("The import stopped on an unexpected error.")
-            rejected = _with_unfinished(job, rejected, finished)
-            _save(engine, job_id, status="failed", message=message, imported=imported, rejected=rejected)
-            _log_import(app, principal, job, imported, len(rejected), "error", str(message))
+            rejected = _with_unfinished(job, tally.rejected, tally.finished)
+            _save(engine, job_id, status="failed", message=message, imported=tally.imported, rejected=rejected)
+            _log_import(app, principal, job, tally.imported, len(rejected), "error", str(message))
 
 
 def _with_unfinished(job: Any, rejected: list[dict[str, Any]], finished: set[int]) -> list[dict[str, Any]]:
@@ -391,20 +440,14 @@ def import_upload(entity: str):
 def import_job(entity: str, job_id: int):
     svc = _importer(entity)
     job = _job(entity, job_id, with_content=True)
-    preview, header = [], []
+    preview, header, tried = [], [], None
     if job["status"] == "mapping":
         header, rows = read_table(job["filename"], job["content"])
-        by_name = {f.name: f for f in importable_fields(svc)}
-        converter = Converter(svc, [by_name.get(name) for name in job["mapping"]])
-        for _, cells in zip(range(PREVIEW_ROWS), rows, strict=False):
-            try:
-                converter.row(cells)
-                problem = ""
-            except RowProblem as exc:
-                problem = str(exc)
-            preview.append((cells, problem))
+        tried = preview_import(svc, job)
+        reasons = {row["line"]: row["reason"] for row in tried.rejected}
+        preview = [(cells, reasons.get(line, "")) for line, cells in islice(enumerate(rows, start=2), PREVIEW_ROWS)]
     job.pop("content")
-    return render_page("import_job.html", entity=svc.entity, job=job, header=header, preview=preview,
+    return render_page("import_job.html", entity=svc.entity, job=job, header=header, preview=preview, tried=tried,
                        fields=importable_fields(svc))
 
 
