@@ -21,6 +21,7 @@ from loom.records.query import UNSORTABLE, ListQuery, filter_key
 from loom.records.reading import Page
 from loom.records.service import RecordService
 from loom.ui.i18n import gettext, label, ngettext
+from loom.ui.links import read_link
 from loom.ui.pages import htmx, pages, render_page
 from loom.ui.screens import (
     context,
@@ -395,7 +396,8 @@ def bulk_update(entity: str):
     chosen = next((f for f in bulk_fields(svc) if f.name == name), None)
     if chosen is None:
         raise BadRequest(gettext("Choose a field to change."))
-    value = read_value(chosen, request.form, "bulk_value")
+    value = (read_link(chosen, request.form, "bulk_value") if chosen.type == "link"
+             else read_value(chosen, request.form, "bulk_value"))
     done, failures = 0, []
     for record_id in _selected_ids():
         try:

@@ -57,11 +57,14 @@
     }
   });
 
-  // Link fields: picking a suggestion fills the hidden id and the visible text.
+  // Link fields: picking a suggestion fills the hidden id and the visible text, and the
+  // picker remembers the pair: the id stands only while the text still reads as its title.
   on("click", "[data-pick-id]", function (event, option) {
     event.preventDefault();
     var picker = option.closest("[data-link-picker]");
     picker.querySelector("input[type=hidden]").value = option.getAttribute("data-pick-id");
+    picker.setAttribute("data-picked-id", option.getAttribute("data-pick-id"));
+    picker.setAttribute("data-picked-title", option.getAttribute("data-pick-title"));
     var text = picker.querySelector("input[type=search]");
     // a suggestion request still on its way must not reopen the list
     if (window.htmx) window.htmx.trigger(text, "htmx:abort");
@@ -72,13 +75,19 @@
     text.dispatchEvent(new Event("change", { bubbles: true }));
   });
   on("input", "[data-link-picker] input[type=search]", function (event, text) {
-    // typing a new name forgets the record picked before, until one is picked again
+    // any edit of the name (typing over it, appending, pasting, clearing) forgets the
+    // record picked before, unless the text is back to exactly that record's title
     var picker = text.closest("[data-link-picker]");
-    if (text.value === "") picker.querySelector("input[type=hidden]").value = "";
+    var same = picker.hasAttribute("data-picked-id") && text.value === picker.getAttribute("data-picked-title");
+    picker.querySelector("input[type=hidden]").value = same ? picker.getAttribute("data-picked-id") : "";
   });
   function closeSuggestions(except) {
     document.querySelectorAll("[data-suggestions]").forEach(function (list) {
-      if (list.closest("[data-link-picker]") !== except) list.innerHTML = "";
+      var picker = list.closest("[data-link-picker]");
+      if (picker === except) return;
+      list.innerHTML = "";
+      var text = picker && picker.querySelector("input[type=search]");
+      if (text) text.setAttribute("aria-expanded", "false");
     });
   }
   document.addEventListener("click", function (event) {
@@ -86,6 +95,10 @@
   });
   on("keydown", "[data-link-picker]", function (event, picker) {
     if (event.key === "Escape") {
+      // Esc closes the suggestions and keeps the pick: without this, Chrome empties a
+      // search box on Esc, wiping the picked record
+      event.preventDefault();
+      if (window.htmx) window.htmx.trigger(picker.querySelector("input[type=search]"), "htmx:abort");
       closeSuggestions(null);
       picker.querySelector("input[type=search]").focus();
     }
