@@ -9,8 +9,9 @@ import tempfile
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Response, request, stream_with_context
+from flask import request, stream_with_context
 
+from loom.downloads import download
 from loom.errors import BadRequest
 from loom.metadata.model import Field
 from loom.records.csvfile import csv_chunks
@@ -19,8 +20,7 @@ from loom.ui.lists import local_times, service_args
 from loom.ui.pages import pages
 from loom.ui.screens import option_label, readable_fields, service
 
-FORMATS = {"csv": "text/csv; charset=utf-8",
-           "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
+FORMATS = ("csv", "xlsx")
 CHUNK = 64 * 1024
 
 
@@ -107,7 +107,4 @@ def export_view(entity: str):
 
     header = [label(f) for f in columns]
     body = _csv(header, rows()) if fmt == "csv" else _xlsx(header, rows(), label(svc.entity))
-    response = Response(stream_with_context(body), mimetype=FORMATS[fmt])
-    response.headers["Content-Disposition"] = f'attachment; filename="{entity}.{fmt}"'
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return download(stream_with_context(body), f"{entity}.{fmt}", fmt)

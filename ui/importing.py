@@ -21,10 +21,11 @@ from pathlib import PurePath
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Flask, Response, current_app, g, render_template, request, url_for
+from flask import Flask, current_app, g, render_template, request, url_for
 from flask_babel import force_locale
 
 from loom.db import reading, utcnow, write_transaction
+from loom.downloads import download
 from loom.errors import BadRequest, Conflict, LoomError, NotFound, ValidationError
 from loom.identity.principal import Principal
 from loom.metadata.model import Field
@@ -495,7 +496,4 @@ def import_rejected(entity: str, job_id: int):
     header, _rows = read_table(job["filename"], job["content"])
     rows = ([row["line"], row["reason"], *row["cells"]] for row in job["rejected"] or [])
     body = "".join(csv_chunks([gettext("Line"), gettext("Reason"), *header], rows, bom=True))
-    response = Response(body.encode("utf-8"), mimetype="text/csv; charset=utf-8")
-    response.headers["Content-Disposition"] = f'attachment; filename="{entity}-import-{job_id}-rejected.csv"'
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return download(body.encode("utf-8"), f"{entity}-import-{job_id}-rejected.csv", "csv")

@@ -136,3 +136,27 @@ def test_an_import_that_stops_reports_every_row_it_did_not_import(page_client, d
     report = client.get(f"/r/customer/_import/{job}/rejected.csv").get_data(as_text=True)
     lines = report.lstrip("\ufeff").splitlines()
     assert len(lines) == 351 and lines[1].startswith("252,Not imported")
+
+
+def test_every_download_declares_its_type_and_charset_once(page_client, demo):
+    client = page_client("admin")
+    job_url = _upload(client, "product", "p.csv", b"sku,name,price\nAC-1,Duplicate,1\n").headers["Location"]
+    job = int(job_url.rsplit("/", 1)[1])
+    client.post(job_url, {"column-0": "sku", "column-1": "name", "column-2": "price"})
+    assert "1 rejected" in _wait_for(client, "product", job)
+    downloads = {
+        "/r/customer/_export?format=csv": "text/csv; charset=utf-8",
+        "/r/customer/_export?format=xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        f"/r/product/_import/{job}/rejected.csv": "text/csv; charset=utf-8",
+        "/api/v1/customer/_export?format=csv": "text/csv; charset=utf-8",
+        "/api/v1/customer/_export?format=jsonl": "application/x-ndjson",
+        "/api/v1/_audit/_export?format=csv": "text/csv; charset=utf-8",
+        "/api/v1/_audit/_export?format=jsonl": "application/x-ndjson",
+    }
+    for url, content_type in downloads.items():
+        with client.get(url) as response:
+            assert response.status_code == 200, url
+            assert response.headers.getlist("Content-Type") == [content_type], url
+            assert response.headers["Content-Disposition"].startswith("attachment; filename="), url
+            assert response.headers["Cache-Control"] == "no-store", url
+            assert response.data, url

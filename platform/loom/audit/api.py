@@ -7,9 +7,10 @@ import itertools
 import json
 from collections.abc import Iterable, Iterator
 
-from flask import Blueprint, Response, current_app, g, jsonify, request, stream_with_context
+from flask import Blueprint, current_app, g, jsonify, request, stream_with_context
 
 from loom.audit import chain, reading
+from loom.downloads import download
 from loom.errors import BadRequest, NotFound
 from loom.permissions import Forbidden, Policy
 
@@ -90,9 +91,7 @@ def export_entries():
 
     body = csv_lines(entries()) if fmt == "csv" else (
         json.dumps(e, ensure_ascii=False) + "\n" for e in entries())
-    response = Response(stream_with_context(body), mimetype="text/csv" if fmt == "csv" else "application/x-ndjson")
-    response.headers["Content-Disposition"] = f'attachment; filename="audit.{fmt}"'
-    return response
+    return download(stream_with_context(body), f"audit.{fmt}", fmt)
 
 
 def csv_lines(entries: Iterable[dict]) -> Iterator[str]:

@@ -11,7 +11,6 @@ from typing import Any
 
 from flask import (
     Blueprint,
-    Response,
     current_app,
     g,
     jsonify,
@@ -20,6 +19,7 @@ from flask import (
     url_for,
 )
 
+from loom.downloads import download
 from loom.errors import BadRequest, PreconditionFailed
 from loom.identity.principal import Principal
 from loom.permissions import Policy
@@ -169,10 +169,7 @@ def export_records(entity: str):
 
     body = csv_lines(columns, records()) if fmt == "csv" else (
         json.dumps({c: r.get(c) for c in columns}, ensure_ascii=False) + "\n" for r in records())
-    mimetype = "text/csv" if fmt == "csv" else "application/x-ndjson"
-    response = Response(stream_with_context(body), mimetype=mimetype)
-    response.headers["Content-Disposition"] = f'attachment; filename="{entity}.{fmt}"'
-    return response
+    return download(stream_with_context(body), f"{entity}.{fmt}", fmt)
 
 
 @api.post("/v1/<entity>")
