@@ -11,7 +11,8 @@ from loom.audit import chain, reading
 from loom.audit.api import may_read_audit, require_auditor
 from loom.errors import NotFound
 from loom.metadata.model import Entity
-from loom.ui.i18n import gettext, label, lazy_gettext
+from loom.ui.changes import describe_all
+from loom.ui.i18n import gettext, lazy_gettext
 from loom.ui.navigation import add_nav_link
 from loom.ui.pages import pages, render_page
 from loom.ui.screens import service
@@ -63,11 +64,11 @@ def _diff(changes: dict[str, Any]) -> list[tuple[str, Any, Any]]:
 
 
 def record_history(entity: Entity, record_id: int) -> list[dict[str, Any]]:
-    """The record's changes for its timeline, newest first, with field labels, limited
-    to what the signed-in user may read (who has just read the record)."""
+    """The record's changes for its timeline, newest first, as a person reads them (see
+    ``loom.ui.changes``), limited to what the signed-in user may read (who has just read
+    the record)."""
     svc = service(entity.name)
     history = reading.record_history(svc, record_id, checked=True)
-    for item in history:
-        item["rows"] = [(label(entity.all_fields[name]) if name in entity.all_fields else name, old, new)
-                        for name, (old, new) in item["changes"].items()]
+    for item, lines in zip(history, describe_all(entity, history), strict=True):
+        item["lines"] = lines
     return list(reversed(history))
