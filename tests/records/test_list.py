@@ -165,7 +165,13 @@ def test_default_sort_comes_from_metadata(things, loom_client):
 
 def test_fields_selects_and_count_is_opt_in(things, loom_client):
     body = loom_client.get("/api/v1/thing?fields=title,kind&limit=3").get_json()
-    assert set(body["data"][0]) == {"id", "title", "kind"}
+    assert set(body["data"][0]) == {"id", "version", "title", "kind"}  # the version, for If-Match
+    first = body["data"][0]
+    single = loom_client.get(f"/api/v1/thing/{first['id']}?fields=title").get_json()["data"]
+    assert single == {"id": first["id"], "version": first["version"], "title": first["title"]}
+    changed = loom_client.patch(f"/api/v1/thing/{first['id']}", json={"title": "Renamed"},
+                                headers={"If-Match": f'"{single["version"]}"'})
+    assert changed.status_code == 200, changed.get_json()
     assert "count" not in body
     counted = loom_client.get("/api/v1/thing?filter[kind][eq]=a&count=exact&limit=1").get_json()
     assert counted["count"] == sum(1 for r in things if r["kind"] == "a")

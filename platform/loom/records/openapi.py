@@ -140,7 +140,7 @@ def _list_parameters(entity: Entity, readable: set[str], children: list[tuple[st
          "description": f"comma-separated fields (at most {MAX_SORT_KEYS}), '-' for descending; "
                         f"default {default_sort}"},
         {"name": "fields", "in": "query", "schema": {"type": "string", "pattern": _names_pattern(
-            sorted(readable), len(readable))}, "description": "comma-separated fields to return"},
+            sorted(readable), len(readable))}, "description": "comma-separated fields to return (id and version always come with them)"},
         {"name": "search", "in": "query", "schema": {"type": "string", "maxLength": MAX_SEARCH_TEXT},
          "description": "text matched in: " + ", ".join(f.name for f in entity.search_fields if f.name in readable)},
         {"name": "count", "in": "query", "schema": {"type": "string", "enum": ["exact"]},
@@ -243,7 +243,7 @@ def _entity_paths(entity: Entity, model: AppModel, access: EntityAccess,
     if_match = {"name": "If-Match", "in": "header", "schema": {"type": "string"},
                 "description": "the ETag last read; a stale one gets 412"}
     fields = {"name": "fields", "in": "query", "schema": {"type": "string", "pattern": _names_pattern(
-        sorted(readable), len(readable))}, "description": "comma-separated fields to return"}
+        sorted(readable), len(readable))}, "description": "comma-separated fields to return (id and version always come with them)"}
     children = [(f.name, model.entity(f.target), access_for(model.entity(f.target)).readable())
                 for f in entity.table_fields if f.name in readable]
     collection: dict[str, Any] = {

@@ -68,7 +68,8 @@ class RecordReader(RecordAudit):
         """Rows as JSON records: only fields the caller may read, unless ``full`` (for
         events and hooks, which see the whole record)."""
         entity = self.entity
-        wanted = set(entity.all_fields) if names is None else {"id", *names}
+        # with the id always comes the version, which a later If-Match needs
+        wanted = set(entity.all_fields) if names is None else {"id", "version", *names}
         if not full:
             wanted &= self.access.readable()
         fields = [f for f in entity.all_fields.values() if f.name in wanted]
