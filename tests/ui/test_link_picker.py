@@ -168,3 +168,89 @@ def test_the_refusal_is_in_chinese(loom_app, purchasing):
     assert response.status_code == 422
     error = re.search(r'id="f-supplier-error">([^<]*)<', response.get_data(as_text=True)).group(1)
     assert "请从列表中选择供应商" in error and "无此公司" in error
+
+
+# -- in the browser --------------------------------------------------------------------------------
+
+def _pick(page, box, typed: str, nth: int = 0) -> tuple[str, str]:
+    """Types into a link box and picks the nth suggestion; returns its (id, title)."""
+    box.fill(typed)
+    options = page.locator(f"#{box.get_attribute('id')}-options [data-pick-id]")
+    expect(options.nth(nth)).to_be_visible()
+    option = options.nth(nth)
+    chosen = option.get_attribute("data-pick-id"), option.get_attribute("data-pick-title")
+    option.click()
+    expect(box).to_have_value(chosen[1])
+    return chosen
+
+
+def test_typing_over_a_picked_customer_forgets_it(page, live_server):
+    browser_sign_in(page, "boss")
+    page.goto("/r/sales_order/new")
+    page.get_by_label("Order number").fill("SO-LINK-1")
+    box = page.locator("#f-customer")
+    hidden = page.locator("#field-customer input[type=hidden][name=customer]")
+    first_id, first_title = _pick(page, box, "有限公司")
+    expect(hidden).to_have_value(first_id)
+    # appending to the name forgets the pick; going back to the exact title restores it
+    box.press("End")
+    box.press_sequentially("X")
+    expect(hidden).to_have_value("")
+    box.press("Backspace")
+    expect(hidden).to_have_value(first_id)
+    # select the text and type another company's name without picking: nothing is saved
+    box.select_text()
+    box.press_sequentially("另一家没有的公司")
+    expect(hidden).to_have_value("")
+    page.keyboard.press("Escape")
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator("#f-customer-error")).to_contain_text("Choose the customer from the list")
+    expect(box).to_have_value("另一家没有的公司")
+    expect(box).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("h1")).to_have_text("New Sales order")
+    # picking again saves the record picked
+    second_id, second_title = _pick(page, box, "有限公司", nth=1)
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator("h1")).to_have_text("SO-LINK-1")
+    expect(page.locator("dl.values").first).to_contain_text(second_title)
+    assert second_id != first_id
+
+
+def test_escape_closes_the_suggestions_and_keeps_the_pick(page, live_server):
+    browser_sign_in(page, "boss")
+    page.goto("/r/sales_order/new")
+    box = page.locator("#f-customer")
+    hidden = page.locator("#field-customer input[type=hidden][name=customer]")
+    chosen_id, chosen_title = _pick(page, box, "有限公司")
+    # the suggestions open again on typing the same title back; Esc closes them, keeps the pick
+    box.press("End")
+    box.press_sequentially("X")
+    box.press("Backspace")
+    expect(page.locator("#f-customer-options [data-pick-id]").first).to_be_visible()
+    box.press("Escape")
+    expect(page.locator("#f-customer-options [data-pick-id]")).to_have_count(0)
+    expect(box).to_have_value(chosen_title)
+    expect(hidden).to_have_value(chosen_id)
+    expect(box).to_have_attribute("aria-expanded", "false")
+    box.press("Escape")                  # a second Esc, with nothing open, keeps it too
+    expect(box).to_have_value(chosen_title)
+    expect(hidden).to_have_value(chosen_id)
+
+
+def test_quick_search_follows_paste_and_clear(page, live_server):
+    browser_sign_in(page, "boss")
+    page.goto("/r/customer")
+    count = page.locator("#list-count")
+    everything = count.inner_text()
+    name = page.locator("#list-rows tr td:nth-child(2)").first.inner_text().strip()
+    search = page.locator("#quick-search")
+    # a paste with the mouse: the text arrives with no key pressed
+    search.focus()
+    page.keyboard.insert_text(name)
+    expect(page).to_have_url(re.compile(r"[?&]search="))
+    expect(count).not_to_have_text(everything)
+    expect(page.locator("#list-rows tr").first).to_contain_text(name)
+    # the box's clear button: an input event with the box empty, no key pressed
+    search.evaluate("box => { box.value = ''; box.dispatchEvent(new Event('input', {bubbles: true})); }")
+    expect(page).not_to_have_url(re.compile(r"[?&]search="))
+    expect(count).to_have_text(everything)
