@@ -16,7 +16,7 @@ from flask import current_app, flash, render_template, request, url_for
 from werkzeug.datastructures import MultiDict
 
 from loom.errors import LoomError, NotFound, PreconditionFailed
-from loom.metadata.model import Entity, Field, FormSection
+from loom.metadata.model import USER_ENTITY, Entity, Field, FormSection
 from loom.records.service import RecordService, form_version
 from loom.ui.attachments import store
 from loom.ui.i18n import gettext, label
@@ -94,7 +94,7 @@ def submitted_value(f: Field, form: MultiDict, name: str) -> Any:
 
 
 def build_form(svc: RecordService, *, record: dict[str, Any] | None = None, form: MultiDict | None = None,
-               errors: list[dict[str, Any]] | None = None) -> FormView:
+               errors: list[dict[str, Any]] | None = None, initial: dict[str, Any] | None = None) -> FormView:
     entity = svc.entity
     action = "update" if record is not None else "create"
     readable, writable = svc.access.readable(), svc.access.writable(action)
@@ -116,6 +116,8 @@ def build_form(svc: RecordService, *, record: dict[str, Any] | None = None, form
                 value = None if f.type == "table" else submitted_value(f, form, name)
             elif record is not None:
                 value = record.get(name)
+            elif initial and name in initial and not read_only:
+                value = initial[name]
             else:
                 value = f.default
             ff = FormField(f, name, value, read_only, by_field.get(name, []), locked=name in locked)
@@ -267,11 +269,29 @@ def _render_form(view: FormView, status: int = 200, record: dict[str, Any] | Non
     return render_page("form.html", status, **context)
 
 
+def prefilled_links(svc: RecordService, args: MultiDict) -> dict[str, Any]:
+    """Links given in the new form's address (``/new?customer=7``, from a related list on
+    the customer's page), with the linked record's title; a record the user may not read
+    is left out, the field then stays empty."""
+    values: dict[str, Any] = {}
+    for name, raw in args.items():
+        f = svc.entity.all_fields.get(name)
+        if f is None or f.type != "link" or f.system or f.target == USER_ENTITY or not raw.isdigit():
+            continue
+        target = service(f.target)
+        try:
+            linked = target.get(int(raw))
+        except LoomError:
+            continue
+        values[name] = {"id": linked["id"], "title": record_title(target.entity, linked)}
+    return values
+
+
 @pages.get("/r/<entity>/new")
 def new_record(entity: str):
     svc = service(entity)
     svc.access.require("create")
-    return _render_form(build_form(svc))
+    return _render_form(build_form(svc, initial=prefilled_links(svc, request.args)))
 
 
 @pages.post("/r/<entity>/new")

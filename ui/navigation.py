@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from flask import g, url_for
 
-from loom.ui.i18n import label, lazy_gettext
+from loom.ui.i18n import current_locale, label, lazy_gettext
 
 #: app name -> its label; an app not listed here shows its name
 APP_LABELS = {"crm": lazy_gettext("CRM"), "erp": lazy_gettext("ERP")}
@@ -32,6 +32,12 @@ def add_nav_link(endpoint: str, label: Callable[[], str], visible: Callable[[obj
     """Show a link to ``endpoint`` in the navigation for principals ``visible`` accepts,
     e.g. ``add_nav_link("audit.log", lambda: gettext("Audit log"), lambda p, areas: "audit" in areas)``."""
     EXTRA_LINKS.append(NavLink(endpoint, label, visible))
+
+
+def plural_label(entity) -> str:
+    """The label of several records of ``entity`` ("Customers") in the interface language:
+    list headings, related lists and the navigation use it."""
+    return entity.plural_title(current_locale())
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from loom.audit.refusals import log_refusal
 from loom.errors import LoomError
 from loom.ui import i18n
 from loom.ui.i18n import gettext, lazy_gettext
-from loom.ui.navigation import navigation
+from loom.ui.navigation import navigation, plural_label
 
 log = logging.getLogger("loom.ui")
 
@@ -50,7 +50,8 @@ def _install(state) -> None:
     i18n.install(app)
     from loom.ui import importing, lists, screens, widgets
 
-    app.jinja_env.globals.update(navigation=navigation, display=screens.display, local_time=screens.local_time,
+    app.jinja_env.globals.update(navigation=navigation, plural_label=plural_label, display=screens.display,
+                                 local_time=screens.local_time,
                                  input_type=widgets.input_type,
                                  input_value=widgets.input_value, step=widgets.step, bulk_fields=lists.bulk_fields,
                                  page_sizes=lists.PAGE_SIZES, status_label=importing.status_label)

@@ -34,6 +34,8 @@ class RelatedList:
     count: int
     url: str
     via: Field | None = None
+    #: the new form of ``entity`` with the link filled in, where the user may create one
+    new_url: str | None = None
 
     @property
     def key(self) -> str:
@@ -69,7 +71,10 @@ def related_lists(entity: Entity, record_id: int) -> list[RelatedList]:
         except LoomError:
             continue
         url = url_for("pages.list_view", entity=source.name, **{key: record_id})
-        result.append(RelatedList(source, f, columns, page.data, page.count or 0, url, via))
+        new_url = (url_for("pages.new_record", entity=source.name, **{f.name: record_id})
+                   if via is None and svc.access.allowed("create") and f.name in svc.access.writable("create")
+                   else None)
+        result.append(RelatedList(source, f, columns, page.data, page.count or 0, url, via, new_url))
     return result
 
 
