@@ -11,15 +11,71 @@ from loom.audit import chain, reading
 from loom.audit.api import may_read_audit, require_auditor
 from loom.errors import NotFound
 from loom.metadata.model import Entity
-from loom.ui.changes import describe_all
-from loom.ui.i18n import gettext, lazy_gettext
+from loom.ui.changes import describe_all, describe_entry
+from loom.ui.i18n import gettext, label, lazy_gettext
 from loom.ui.navigation import add_nav_link
 from loom.ui.pages import pages, render_page
-from loom.ui.screens import service
+from loom.ui.screens import context, service
 
 OUTCOME_LABELS = {"ok": lazy_gettext("ok"), "denied": lazy_gettext("denied"), "error": lazy_gettext("error")}
 
+#: what each logged action means, for a person; an action not listed (a plugin's) shows its code
+ACTION_LABELS = {
+    "access": lazy_gettext("Request refused"),
+    "alert": lazy_gettext("Alert"),
+    "audit.archive": lazy_gettext("Audit log archived"),
+    "audit.export": lazy_gettext("Audit log exported"),
+    "audit.verify": lazy_gettext("Audit chain checked"),
+    "auth.locked": lazy_gettext("Sign-in locked"),
+    "auth.sign_in": lazy_gettext("Signed in"),
+    "auth.sign_in_failed": lazy_gettext("Sign-in failed"),
+    "auth.sign_out": lazy_gettext("Signed out"),
+    "comment.create": lazy_gettext("Comment added"),
+    "metadata.publish": lazy_gettext("Metadata published"),
+    "metadata.rollback": lazy_gettext("Metadata rolled back"),
+    "metadata.storage": lazy_gettext("Tables rebuilt"),
+    "record.approve": lazy_gettext("Record approved"),
+    "record.commit_hook": lazy_gettext("After-save step failed"),
+    "record.create": lazy_gettext("Record created"),
+    "record.delete": lazy_gettext("Record deleted"),
+    "record.export": lazy_gettext("Records exported"),
+    "record.import": lazy_gettext("Records imported"),
+    "record.read": lazy_gettext("Record read"),
+    "record.update": lazy_gettext("Record changed"),
+    "role.assign": lazy_gettext("Role assigned"),
+    "role.unassign": lazy_gettext("Role removed"),
+    "team.create": lazy_gettext("Team created"),
+    "team.move": lazy_gettext("Team moved"),
+    "token.create": lazy_gettext("API token created"),
+    "token.first_use": lazy_gettext("API token first used"),
+    "token.revoke": lazy_gettext("API token revoked"),
+    "user.create": lazy_gettext("User created"),
+    "user.update": lazy_gettext("User changed"),
+}
+#: the entities of Loom's own tables that entries name
+SYSTEM_ENTITY_LABELS = {"user": lazy_gettext("User"), "team": lazy_gettext("Team")}
+
 add_nav_link("pages.audit_log", lambda: gettext("Audit log"), lambda principal, areas: may_read_audit(principal))
+
+
+def action_label(action: str | None) -> str:
+    """An entry's action as a person says it, in the interface language."""
+    return str(ACTION_LABELS.get(action or "", action or ""))
+
+
+def entity_label(name: str | None) -> str:
+    """An entry's entity by its label (from the live metadata), else by its name."""
+    if not name:
+        return ""
+    model = context().live.model
+    if name in model.entities:
+        return label(model.entity(name))
+    return str(SYSTEM_ENTITY_LABELS.get(name, name))
+
+
+def _labels() -> dict[str, Any]:
+    return {"outcomes": OUTCOME_LABELS, "action_label": action_label, "entity_label": entity_label,
+            "action_labels": ACTION_LABELS}
 
 
 def _engine():
@@ -38,7 +94,7 @@ def audit_log():
     template = "_audit_rows.html" if request.args.get("cursor") and request.headers.get("HX-Request") else \
         "audit_log.html"
     return render_page(template, entries=entries, filters=filters, more_args=more_args,
-                       outcomes=OUTCOME_LABELS, title=gettext("Audit log"))
+                       title=gettext("Audit log"), **_labels())
 
 
 @pages.get("/audit/<int:seq>")
@@ -47,8 +103,8 @@ def audit_entry(seq: int):
     entry = reading.get(_engine(), seq)
     if entry is None:
         raise NotFound(gettext("There is no audit entry %(seq)s.", seq=seq))
-    return render_page("audit_entry.html", entry=entry, diff=_diff(entry.get("changes") or {}),
-                       title=gettext("Audit entry %(seq)s", seq=seq))
+    return render_page("audit_entry.html", entry=entry, lines=describe_entry(entry.get("entity"), entry.get("changes")),
+                       title=gettext("Audit entry %(seq)s", seq=seq), **_labels())
 
 
 @pages.post("/audit/verify")
@@ -57,10 +113,6 @@ def audit_verify():
     require_auditor()
     verdict = chain.check(_engine(), current_app.extensions["loom"].audit, principal=g.principal)
     return render_page("_audit_verify.html", verdict=verdict)
-
-
-def _diff(changes: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-    return [(name, pair[0], pair[1]) for name, pair in changes.items() if isinstance(pair, list) and len(pair) == 2]
 
 
 def record_history(entity: Entity, record_id: int) -> list[dict[str, Any]]:

@@ -199,3 +199,14 @@ def describe_all(entity: Entity, items: Iterable[Mapping[str, Any]]) -> list[lis
         collect(entity, item.get("changes") or {}, titles)
     titles.resolve()
     return [describe(entity, item.get("changes") or {}, titles) for item in items]
+
+
+def describe_entry(entity_name: str | None, changes: Mapping[str, Any] | None) -> list[FieldChange]:
+    """An audit entry's changes described: by the entity's metadata where it is one,
+    else (users, teams, a removed entity) by field name with the values as logged."""
+    changes = changes or {}
+    model = context().live.model
+    if entity_name in model.entities:
+        return describe_all(model.entity(entity_name), [{"changes": changes}])[0]
+    return [FieldChange(name, _text(None, pair[0]), _text(None, pair[1])) for name, pair in sorted(changes.items())
+            if isinstance(pair, list) and len(pair) == 2]

@@ -3,6 +3,10 @@ on its page, limited to what the reader may see."""
 
 from __future__ import annotations
 
+import datetime as dt
+import re
+from zoneinfo import ZoneInfo
+
 import pytest
 
 from tests.ui.conftest import PASSWORD, sign_in
@@ -74,3 +78,45 @@ def test_the_record_page_shows_its_history_without_unreadable_fields(loom_app, p
     assert 'id="record-timeline"' in html
     assert "654321" not in html and "654,321" not in html
     assert "Acme Trading" in html and "Acme Wholesale" in html     # the rename, before and after
+
+
+def test_the_log_shows_labels_and_local_times_not_codes(loom_app, auditor, demo):
+    """Actions, entities and fields by their labels (in the interface language), times in
+    the configured time zone, hashes shortened with the whole value on hover."""
+    loom_app.extensions["babel"].default_timezone = "Asia/Shanghai"
+    from loom.audit import reading
+    from loom.identity.principal import Principal
+    from loom.records.api import record_context
+    from loom.records.service import RecordService
+
+    with loom_app.app_context():
+        RecordService(record_context(Principal.system("test")), "customer").update(
+            demo["customers"][0], {"level": "B"})
+        with loom_app.extensions["loom"].engine.connect() as conn:
+            seq = conn.exec_driver_sql("SELECT max(seq) FROM loom_audit WHERE action = 'record.update'").scalar()
+        at = reading.get(loom_app.extensions["loom"].engine, seq)["at"]
+    local = dt.datetime.fromisoformat(at).astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d %H:%M:%S")
+    log = auditor.get("/audit").get_data(as_text=True)
+    assert ">Signed in<" in log and ">Record changed<" in log and ">Customer #" in log
+    assert ">auth.sign_in<" not in log and ">customer #" not in log
+    assert f"{local} CST" in log and "Time (UTC)" not in log
+    entry = auditor.get(f"/audit/{seq}").get_data(as_text=True)
+    assert f"{local} CST" in entry and "Record changed" in entry
+    assert '<th scope="row">Level</th>' in entry and '<th scope="row">level</th>' not in entry
+    full = re.search(r'<code class="hash" title="([0-9a-f]{64})">([0-9a-f]{12})…</code>', entry)
+    assert full and full.group(1).startswith(full.group(2))
+    assert auditor.post("/language", {"locale": "zh_CN"}).status_code == 303
+    chinese = auditor.get("/audit").get_data(as_text=True)
+    assert ">登录<" in chinese and ">记录已修改<" in chinese and ">客户 #" in chinese
+
+
+def test_an_auditors_home_lists_the_audit_log(auditor):
+    home = auditor.get("/").get_data(as_text=True)
+    assert "There is nothing here you may open yet" not in home
+    assert 'id="home-links"' in home and 'href="/audit"' in home
+
+
+def test_a_user_with_nothing_to_open_is_told_so(loom_app, demo, make_user):
+    make_user("nobody", password=PASSWORD)
+    home = sign_in(loom_app, "nobody").get("/").get_data(as_text=True)
+    assert "There is nothing here you may open yet" in home and 'id="home-links"' not in home
