@@ -41,9 +41,14 @@ def option_label(f: Field, value: Any) -> str:
     return str(value)
 
 
-def local_time(value: str, seconds: bool = False) -> str:
-    """An ISO 8601 moment (``...Z`` or with an offset) in the interface's time zone."""
-    moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(get_timezone())
+def local_time(value: str | dt.datetime, seconds: bool = False) -> str:
+    """An ISO 8601 moment (``...Z`` or with an offset), or a datetime (naive ones are UTC, as
+    stored), in the interface's time zone: the one way every screen shows a time."""
+    if isinstance(value, dt.datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    else:
+        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    moment = moment.astimezone(get_timezone())
     return f"{moment:%Y-%m-%d %H:%M:%S} {moment.tzname()}" if seconds else f"{moment:%Y-%m-%d %H:%M} {moment.tzname()}"
 
 
