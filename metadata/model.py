@@ -160,7 +160,7 @@ class Entity:
     audit_reads: bool = False
     #: the label of several records ("Customers"), for list headings and related lists
     label_plural: Mapping[str, str] = dc_field(default_factory=lambda: EMPTY)
-    #: the entity's place in the navigation; entities without one follow, in declaration order
+    #: the entity's place in the navigation, lowest first; entities without one follow, by name
     nav_order: int | None = None
 
     @property
@@ -224,7 +224,13 @@ class Entity:
         return label_text(self.label, locale, self.name.replace("_", " ").capitalize())
 
     def plural_title(self, locale: str = "en") -> str:
-        """The plural label in ``locale``; the singular one where none is declared."""
+        """The plural label in ``locale``; where it has none in that language, the singular
+        label in it (a Chinese list never heads with an English plural)."""
+        lang = locale.replace("-", "_").split("_")[0]
+        for labels in (self.label_plural, self.label):
+            text = labels.get(locale) or labels.get(lang)
+            if text:
+                return text
         return label_text(self.label_plural, locale, "") or self.title(locale)
 
 

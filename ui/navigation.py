@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from flask import g, url_for
 
-from loom.ui.i18n import current_locale, label, lazy_gettext
+from loom.ui.i18n import current_locale, lazy_gettext
 
 #: app name -> its label; an app not listed here shows its name
 APP_LABELS = {"crm": lazy_gettext("CRM"), "erp": lazy_gettext("ERP")}
@@ -32,6 +32,12 @@ def add_nav_link(endpoint: str, label: Callable[[], str], visible: Callable[[obj
     """Show a link to ``endpoint`` in the navigation for principals ``visible`` accepts,
     e.g. ``add_nav_link("audit.log", lambda: gettext("Audit log"), lambda p, areas: "audit" in areas)``."""
     EXTRA_LINKS.append(NavLink(endpoint, label, visible))
+
+
+def nav_order(entities) -> list:
+    """Entities in their declared navigation order (``nav_order``, lowest first), then
+    the others by name: the same in every language, never sorted by a translated label."""
+    return sorted(entities, key=lambda e: (e.nav_order is None, e.nav_order or 0, e.name))
 
 
 def plural_label(entity) -> str:
@@ -59,14 +65,15 @@ def navigation() -> dict:
 
         ctx = context()
         groups: dict[str, list[NavEntity]] = {}
-        for entity in ctx.live.model.entities.values():
+        for entity in nav_order(ctx.live.model.entities.values()):
             if entity.child or not _readable(ctx, entity):
                 continue
             groups.setdefault(entity.app or "", []).append(
-                NavEntity(entity.name, label(entity), url_for("pages.list_view", entity=entity.name)))
-        for app_name in sorted(groups, key=lambda a: (a == "", a)):
+                NavEntity(entity.name, plural_label(entity), url_for("pages.list_view", entity=entity.name)))
+        # apps in the order of their first entity; entities without an app last
+        for app_name in sorted(groups, key=lambda a: a == ""):
             title = str(APP_LABELS.get(app_name, app_name.upper() if app_name else lazy_gettext("Other")))
-            result["groups"].append((title, sorted(groups[app_name], key=lambda e: e.label)))
+            result["groups"].append((title, groups[app_name]))
         areas = frozenset(ctx.policy.admin(principal.roles)) if ctx.policy is not None else frozenset()
         if principal.is_superuser:
             areas = areas | {"*"}

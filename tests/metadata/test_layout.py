@@ -55,3 +55,21 @@ def test_apply_says_where_fields_out_of_the_layout_will_appear(tmp_path, monkeyp
     result = runner.invoke(main, ["metadata", "apply", str(folder)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "published version 1" in result.output and "note: depot: city, docks not in form.sections" in result.output
+
+
+def test_plural_label_and_nav_order_are_optional_and_checked():
+    depot = _model(yaml.safe_dump({**DEPOT, "label": {"en": "Depot", "zh": "仓库"},
+                                   "label_plural": {"en": "Depots"}, "nav_order": 3})).entity("depot")
+    assert depot.plural_title("en") == "Depots" and depot.plural_title("zh_CN") == "仓库" and depot.nav_order == 3
+    plain = _model(yaml.safe_dump({**DEPOT, "label": "Depot"})).entity("depot")
+    assert plain.plural_title("en") == "Depot" and plain.nav_order is None
+    _documents, problems = load_text(yaml.safe_dump({**DEPOT, "nav_order": "first"}))
+    assert any("nav_order" in str(p) for p in problems)
+
+
+def test_a_new_plural_label_is_a_change_to_publish():
+    from loom.metadata.diff import diff_entity
+
+    before = _model(yaml.safe_dump(DEPOT)).entity("depot")
+    after = _model(yaml.safe_dump({**DEPOT, "label_plural": "Depots", "nav_order": 2})).entity("depot")
+    assert set(diff_entity(before, after).layout) == {"label_plural", "nav_order"}

@@ -109,3 +109,38 @@ def test_static_files_are_served_without_signing_in(loom_app):
     for path in ("/static/loom/vendor/htmx.min.js", "/static/loom/loom.js", "/static/loom/loom.css"):
         with client.get(path) as response:
             assert response.status_code == 200, path
+
+
+def _nav_entities(html: str) -> list[str]:
+    nav = html.split('<nav', 1)[1].split("</nav>", 1)[0]
+    return re.findall(r'href="/r/(\w+)"', nav)
+
+
+def test_the_navigation_keeps_one_order_in_every_language(loom_app, make_user, make_entity, apply_metadata):
+    """Labels sort differently in English and Chinese; the navigation follows ``nav_order``,
+    then the entities' names, in both."""
+    fields = [{"name": "name", "type": "string"}]
+    apply_metadata(
+        make_entity("kiwi", fields, app="shop", label={"en": "Apples", "zh": "甲"}),
+        make_entity("fig", fields, app="shop", label={"en": "Zebras", "zh": "乙"}),
+        make_entity("plum", fields, app="shop", label={"en": "Mangoes", "zh": "丙"}, nav_order=1),
+        make_entity("lime", fields, app="back", label={"en": "Bananas", "zh": "丁"}, nav_order=5),
+    )
+    make_user("boss", superuser=True, password=PASSWORD)
+    client = sign_in(loom_app, "boss")
+    english = _nav_entities(client.get("/").get_data(as_text=True))
+    client.post("/language", {"locale": "zh_CN"})
+    chinese = _nav_entities(client.get("/").get_data(as_text=True))
+    assert english == chinese == ["plum", "fig", "kiwi", "lime"]
+
+
+def test_lists_are_headed_by_the_plural_label(loom_app, make_user, make_entity, apply_metadata, demo):
+    client = sign_in(loom_app, "admin")
+    customers = client.get("/r/customer").get_data(as_text=True)
+    assert "<h1>Customers</h1>" in customers and "<title>Customers" in customers
+    nav = customers.split("<nav", 1)[1].split("</nav>", 1)[0]
+    assert re.findall(r'href="/r/\w+"[^>]*>([^<]+)</a>', nav) == [
+        "Customers", "Contacts", "Sales orders", "Service tickets", "Products"]
+    # without a plural label the singular one heads the list
+    apply_metadata(make_entity("depot", [{"name": "name", "type": "string"}], label={"en": "Depot", "zh": "仓库"}))
+    assert "<h1>Depot</h1>" in client.get("/r/depot").get_data(as_text=True)
