@@ -373,11 +373,21 @@ def bulk_delete(entity: str):
     return _bulk_reply(done, failures, ngettext("Deleted %(num)s record.", "Deleted %(num)s records.", done))
 
 
+def names_each_record(entity, f: Field) -> bool:
+    """Whether ``f`` tells records apart (the title, or unique on its own): one value set
+    on many records would make them alike or be refused on all but one."""
+    return (f.name == entity.title_field or f.unique
+            or any(index.unique and [column for column, _desc in index.columns] == [f.name]
+                   for index in entity.indexes))
+
+
 def bulk_fields(svc: RecordService) -> list[Field]:
-    """The fields a bulk update may set: writable, plain-valued fields."""
+    """The fields a bulk update may set: writable, plain-valued fields that do not name
+    each record (the title, unique fields)."""
     writable = svc.access.writable("update")
     return [f for f in svc.entity.fields
-            if f.name in writable and not f.read_only and f.type not in NOT_EDITABLE | {"table"}]
+            if f.name in writable and not f.read_only and f.type not in NOT_EDITABLE | {"table"}
+            and not names_each_record(svc.entity, f)]
 
 
 @pages.get("/r/<entity>/_bulk/value")
@@ -395,6 +405,10 @@ def bulk_update(entity: str):
     name = request.form.get("bulk_field", "")
     chosen = next((f for f in bulk_fields(svc) if f.name == name), None)
     if chosen is None:
+        own = svc.entity.all_fields.get(name)
+        if own is not None and name in svc.access.readable() and names_each_record(svc.entity, own):
+            raise BadRequest(gettext("%(field)s tells the records apart: change it on each record, not on many "
+                                     "at once.", field=label(own)))
         raise BadRequest(gettext("Choose a field to change."))
     value = (read_link(chosen, request.form, "bulk_value") if chosen.type == "link"
              else read_value(chosen, request.form, "bulk_value"))

@@ -242,3 +242,47 @@ def test_a_field_left_out_of_the_form_layout_still_gets_an_input(loom_app, make_
     assert 'id="f-dock_count" name="dock_count" value="4"' in edit and ">gate B</textarea>" in edit
     page = client.get(record_url).get_data(as_text=True)
     assert page.count("<dt>Docks</dt>") == 1 and "<h2>More</h2>" in page and "gate B" in page
+
+
+def test_a_read_only_field_without_a_value_shows_a_dash(page_client, demo):
+    """A sales rep may read but not set the credit limit: the new form shows "—" beside its
+    label and help, not the help text alone."""
+    html = page_client("wang").get("/r/customer/new").get_data(as_text=True)
+    field = re.search(r'id="field-credit_limit".*?</div>\s*</div>', html, re.S).group(0)
+    read_only = re.search(r'<div class="read-only"[^>]*>(.*?)</div>', field, re.S).group(1)
+    assert read_only.strip() == '<span class="muted empty">—</span>'
+    assert 'name="credit_limit"' not in field
+
+
+def test_bulk_set_offers_no_field_that_tells_records_apart(loom_app, make_user, make_entity, apply_metadata):
+    """The title and unique fields (on their own or by a unique index) are neither offered
+    nor accepted by bulk "Set": one value on many rows would make them alike."""
+    from loom.identity.principal import Principal
+    from loom.records.api import record_context
+    from loom.records.service import RecordService
+
+    from .conftest import PASSWORD, sign_in
+
+    apply_metadata(make_entity("part", [
+        {"name": "label", "type": "string"}, {"name": "serial", "type": "string", "unique": True},
+        {"name": "batch", "type": "string"}, {"name": "bin", "type": "string"}, {"name": "colour", "type": "string"}],
+        title_field="label", indexes=[{"fields": ["batch"], "unique": True}, {"fields": ["bin", "colour"], "unique": True}]))
+    make_user("boss", superuser=True, password=PASSWORD)
+    with loom_app.app_context():
+        ids = RecordService(record_context(Principal.system("seed")), "part").bulk_create(
+            [{"label": "A", "serial": "1", "batch": "x", "bin": "b1"}, {"label": "B", "serial": "2", "batch": "y", "bin": "b2"}])
+    client = sign_in(loom_app, "boss")
+    page = client.get("/r/part").get_data(as_text=True)
+    offered = re.findall(r'<option value="(\w+)">', page.split('name="bulk_field"', 1)[1].split("</select>", 1)[0])
+    assert offered == ["bin", "colour"]
+    for name in ("label", "serial", "batch"):
+        refused = client.post("/r/part/_bulk/update", {"ids": ids, "bulk_field": name, "bulk_value": "same"},
+                              htmx="list-results")
+        assert refused.status_code == 400
+        assert "tells the records apart" in refused.get_data(as_text=True)
+    with loom_app.app_context():
+        parts = RecordService(record_context(Principal.system("seed")), "part")
+        records = [parts.get(i) for i in ids]
+    assert [r["label"] for r in records] == ["A", "B"] and [r["serial"] for r in records] == ["1", "2"]
+    assert client.post("/r/part/_bulk/update", {"ids": ids, "bulk_field": "colour", "bulk_value": "red"},
+                       htmx="list-results").status_code == 200
