@@ -246,6 +246,8 @@ def merge_conflict(view: FormView, base: dict[str, Any], current: dict[str, Any]
         theirs, before = theirs_all.get(ff.name), base.get(ff.name)
         if theirs == before or theirs == mine:
             continue
+        # what this user's form held, before a field they left alone takes the other value
+        yours = ff.value
         if mine == before:
             outcome = "theirs"
             if ff.field.type == "table":
@@ -255,7 +257,7 @@ def merge_conflict(view: FormView, base: dict[str, Any], current: dict[str, Any]
         else:
             outcome = "both"
         changes.append({"field": ff.field, "theirs": current.get(ff.name), "outcome": outcome,
-                        "mine": None if ff.field.type == "table" else ff.value})
+                        "mine": None if ff.field.type == "table" else yours})
     return changes
 
 

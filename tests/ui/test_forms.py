@@ -102,6 +102,11 @@ def test_an_edit_conflict_merges_instead_of_overwriting(page_client, demo):
     assert "Someone else saved this record" in html
     assert 'name="phone" value="021-999"' in html  # only they changed it: theirs
     assert ">mine</textarea>" in html and "yours — check it" in html  # both changed it: mine, flagged
+    # "Yours" holds what this user's form held: nothing for the phone they left alone
+    phone = re.search(r'<th scope="row">Phone</th>\s*<td>([^<]*)</td>\s*<td>([^<]*)</td>', html)
+    assert phone.group(1).strip() == "021-999" and phone.group(2).strip() == "—"
+    notes = re.search(r'<th scope="row">Notes</th>\s*<td>([^<]*)</td>\s*<td>([^<]*)</td>', html)
+    assert notes.group(1).strip() == "theirs" and notes.group(2).strip() == "mine"
     new_version = re.search(r'name="version" value="(\d+)"', html).group(1)
     assert new_version != version
     again = client.post(f"/r/customer/{acme}/edit", {"version": new_version, "name": "Acme Trading",
