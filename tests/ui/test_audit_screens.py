@@ -120,3 +120,15 @@ def test_a_user_with_nothing_to_open_is_told_so(loom_app, demo, make_user):
     make_user("nobody", password=PASSWORD)
     home = sign_in(loom_app, "nobody").get("/").get_data(as_text=True)
     assert "There is nothing here you may open yet" in home and 'id="home-links"' not in home
+
+
+def test_a_user_with_only_admin_rights_is_shown_what_they_may_use(loom_app, demo, make_user, apply_metadata):
+    loom = loom_app.extensions["loom"]
+    documents = [*loom.metadata.live().model.documents,
+                 {"kind": "role", "name": "user_admin", "admin": ["users", "teams"]}]
+    apply_metadata(*documents)
+    make_user("uma", roles=["user_admin"], password=PASSWORD)
+    home = sign_in(loom_app, "uma").get("/").get_data(as_text=True)
+    assert "There is nothing here you may open yet" not in home
+    assert 'id="home-admin-areas"' in home and "/api/v1/_admin/users" in home and "/api/v1/_admin/teams" in home
+    assert "/api/v1/_admin/roles" not in home
