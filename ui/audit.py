@@ -74,8 +74,12 @@ def entity_label(name: str | None) -> str:
 
 
 def _labels() -> dict[str, Any]:
+    """What the audit templates need to show codes as labels (and to suggest codes by label)."""
+    model = context().live.model
+    entities = {name: label(entity) for name, entity in model.entities.items() if not entity.child}
+    entities.update({name: str(text) for name, text in SYSTEM_ENTITY_LABELS.items()})
     return {"outcomes": OUTCOME_LABELS, "action_label": action_label, "entity_label": entity_label,
-            "action_labels": ACTION_LABELS}
+            "action_labels": ACTION_LABELS, "entity_labels": entities}
 
 
 def _engine():

@@ -100,6 +100,8 @@ def test_the_log_shows_labels_and_local_times_not_codes(loom_app, auditor, demo)
     assert ">Signed in<" in log and ">Record changed<" in log and ">Customer #" in log
     assert ">auth.sign_in<" not in log and ">customer #" not in log
     assert f"{local} CST" in log and "Time (UTC)" not in log
+    assert '<option value="customer" label="Customer">' in log          # the filters suggest codes by label
+    assert '<option value="auth.sign_in" label="Signed in">' in log
     entry = auditor.get(f"/audit/{seq}").get_data(as_text=True)
     assert f"{local} CST" in entry and "Record changed" in entry
     assert '<th scope="row">Level</th>' in entry and '<th scope="row">level</th>' not in entry
