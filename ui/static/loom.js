@@ -67,7 +67,7 @@
     picker.setAttribute("data-picked-title", option.getAttribute("data-pick-title"));
     var text = picker.querySelector("input[type=search]");
     // a suggestion request still on its way must not reopen the list
-    if (window.htmx) window.htmx.trigger(text, "htmx:abort");
+    picker.setAttribute("data-suggestions-closed", "");
     text.value = option.getAttribute("data-pick-title");
     picker.querySelector("[data-suggestions]").innerHTML = "";
     text.setAttribute("aria-expanded", "false");
@@ -78,8 +78,22 @@
     // any edit of the name (typing over it, appending, pasting, clearing) forgets the
     // record picked before, unless the text is back to exactly that record's title
     var picker = text.closest("[data-link-picker]");
+    picker.removeAttribute("data-suggestions-closed");
     var same = picker.hasAttribute("data-picked-id") && text.value === picker.getAttribute("data-picked-title");
     picker.querySelector("input[type=hidden]").value = same ? picker.getAttribute("data-picked-id") : "";
+  });
+  // Suggestions that arrive after the list was closed (a pick, Esc) stay closed until the
+  // user types again. (Aborting the request instead would log an error in the console.)
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var target = event.detail.target;
+    var picker = target && target.closest && target.closest("[data-link-picker]");
+    if (picker && picker.hasAttribute("data-suggestions-closed")) event.detail.shouldSwap = false;
+  });
+  document.addEventListener("htmx:afterSwap", function (event) {
+    var list = event.detail.target;
+    var picker = list && list.matches && list.matches("[data-suggestions]") ? list.closest("[data-link-picker]") : null;
+    var text = picker && picker.querySelector("input[type=search]");
+    if (text) text.setAttribute("aria-expanded", String(list.children.length > 0));
   });
   function closeSuggestions(except) {
     document.querySelectorAll("[data-suggestions]").forEach(function (list) {
@@ -98,7 +112,7 @@
       // Esc closes the suggestions and keeps the pick: without this, Chrome empties a
       // search box on Esc, wiping the picked record
       event.preventDefault();
-      if (window.htmx) window.htmx.trigger(picker.querySelector("input[type=search]"), "htmx:abort");
+      picker.setAttribute("data-suggestions-closed", "");
       closeSuggestions(null);
       picker.querySelector("input[type=search]").focus();
     }

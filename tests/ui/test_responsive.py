@@ -1,0 +1,149 @@
+"""The main screens at a laptop's width (1366 px) and a phone's (390 px), in English and
+Chinese, for the demo entities and for a generated app: nothing scrolls sideways, lists and
+child tables become cards on a phone, inputs fill their column. Screenshots of the list,
+record, form and import screens go to ``LOOM_SCREENSHOTS`` (kept by CI)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from .conftest import PASSWORD, LiveServer, _live_server_class, browser_sign_in
+
+try:
+    from playwright.sync_api import expect
+except ImportError:  # the chromium fixture skips (or, under CI, fails) every test, saying why
+    expect = None
+
+WIDTHS = {"wide": {"width": 1366, "height": 800}, "phone": {"width": 390, "height": 844}}
+LANGUAGES = {"en": "English", "zh_CN": "中文"}
+
+#: a generated app: long names, many list columns, a date range filter and a child table
+SUPPLIER = {
+    "kind": "entity", "name": "supplier", "app": "crm", "title_field": "name",
+    "label": {"en": "Supplier", "zh": "供应商"},
+    "fields": [
+        {"name": "name", "type": "string", "label": {"en": "Supplier name", "zh": "供应商名称"}, "required": True},
+        {"name": "contact_person", "type": "string", "label": {"en": "Contact person", "zh": "联系人"}},
+        {"name": "city", "type": "string", "label": {"en": "City", "zh": "城市"}},
+        {"name": "rating", "type": "select", "label": {"en": "Rating", "zh": "评级"},
+         "options": [{"value": "preferred", "label": {"en": "Preferred supplier", "zh": "优选供应商"}},
+                     {"value": "approved", "label": {"en": "Approved supplier", "zh": "合格供应商"}}]},
+        {"name": "since", "type": "date", "label": {"en": "Supplier since", "zh": "合作起始日"}},
+        {"name": "annual_volume", "type": "money", "currency": "CNY", "label": {"en": "Annual volume", "zh": "年采购额"}},
+        {"name": "main_customer", "type": "link", "target": "customer", "label": {"en": "Main customer", "zh": "主要客户"}},
+        {"name": "items", "type": "table", "target": "supplier_item", "label": {"en": "Items", "zh": "供货品项"}},
+    ],
+    "list": {"columns": ["name", "contact_person", "city", "rating", "since", "annual_volume", "main_customer"],
+             "filters": ["rating", "since", "annual_volume"]},
+}
+SUPPLIER_ITEM = {
+    "kind": "entity", "name": "supplier_item", "app": "crm", "child": True,
+    "label": {"en": "Supplier item", "zh": "供货品项"},
+    "fields": [
+        {"name": "product", "type": "link", "target": "product", "label": {"en": "Product", "zh": "产品"}, "required": True},
+        {"name": "description", "type": "string", "label": {"en": "Description", "zh": "说明"}},
+        {"name": "lead_days", "type": "integer", "label": {"en": "Lead time (days)", "zh": "交货周期（天）"}},
+        {"name": "price", "type": "money", "currency": "CNY", "label": {"en": "Price", "zh": "价格"}},
+    ],
+}
+LONG_NAME = "浙江省杭州市余杭区未来科技城精密机电设备制造有限责任公司"
+
+#: the document's width, and every element that scrolls sideways inside it
+OVERFLOW = """() => {
+  const wide = [];
+  for (const el of document.querySelectorAll('body *')) {
+    const style = getComputedStyle(el);
+    if (['auto', 'scroll'].includes(style.overflowX) && el.scrollWidth > el.clientWidth + 1)
+      wide.push((el.id ? '#' + el.id : el.tagName.toLowerCase() + '.' + el.className) + ' ' + el.scrollWidth + '>' + el.clientWidth);
+  }
+  return {page: document.documentElement.scrollWidth, view: window.innerWidth, wide: wide};
+}"""
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory):
+    """The demo app plus a generated supplier entity (with a child table), served on a free
+    port, with a superuser ``boss``; records with long names in both."""
+    from loom.app import create_app
+    from loom.db import create_engine, upgrade
+    from loom.identity.principal import Principal
+    from loom.records.api import record_context
+    from loom.records.service import RecordService
+    from loom.schema.service import model_from_documents
+    from loom.seed.setup import install_demo
+
+    instance = tmp_path_factory.mktemp("responsive")
+    url = f"sqlite:///{instance / 'loom.db'}"
+    engine = create_engine(url)
+    upgrade(engine)
+    app = create_app({"ENGINE": engine, "DATABASE_URL": url, "INSTANCE_PATH": str(instance),
+                      "SECRET_KEY": "browser-tests", "DISCOVER_PLUGINS": False})
+    loom = app.extensions["loom"]
+    install_demo(loom)
+    demo = loom.metadata.documents_of(loom.metadata.live().number)
+    loom.metadata.apply(model_from_documents([*demo, SUPPLIER, SUPPLIER_ITEM]), author="test")
+    loom.identity.create_user("boss", password=PASSWORD, display_name="Boss", is_superuser=True)
+    ids = {}
+    with app.app_context():
+        context = record_context(Principal.system("test"))
+        customer = RecordService(context, "customer").create({"name": LONG_NAME, "level": "A", "region": "east"})["id"]
+        product = RecordService(context, "product").create({"sku": "LONG-1", "name": "工业级变频离心式冷水机组（双压缩机）",
+                                                            "price": "128000.00"})["id"]
+        ids["customer"] = customer
+        ids["sales_order"] = RecordService(context, "sales_order").create({
+            "number": "SO-PHONE-0001", "customer": customer, "order_date": "2026-11-02", "total": "256000.00",
+            "lines": [{"product": product, "quantity": "2", "unit_price": "128000.00", "amount": "256000.00"},
+                      {"product": product, "quantity": "1", "unit_price": "0.00", "amount": "0.00"}]})["id"]
+        ids["service_ticket"] = RecordService(context, "service_ticket").list({"limit": "1"}).data[0]["id"]
+        ids["supplier"] = RecordService(context, "supplier").create({
+            "name": LONG_NAME + "供应部", "contact_person": "欧阳明月", "city": "杭州", "rating": "preferred",
+            "since": "2020-03-01", "annual_volume": "12345678.90", "main_customer": customer,
+            "items": [{"product": product, "description": "含安装调试及三年质保服务", "lead_days": 45, "price": "128000.00"}]})["id"]
+    server = _live_server_class()("127.0.0.1", 0, app)
+    thread = threading.Thread(target=server.serve_forever, name="loom-responsive-server", daemon=True)
+    thread.start()
+    try:
+        yield LiveServer(f"http://127.0.0.1:{server.server_port}", app, {"boss": PASSWORD, "ids": ids})
+    finally:
+        server.shutdown()
+        thread.join()
+        server.server_close()
+        engine.dispose()
+
+
+def assert_fits(page, what: str) -> None:
+    """Nothing on the page scrolls sideways: not the page, not a box inside it."""
+    page.wait_for_load_state("networkidle")
+    measured = page.evaluate(OVERFLOW)
+    assert measured["page"] <= measured["view"], f"{what}: the page is {measured['page']} px wide in a {measured['view']} px window"
+    assert not measured["wide"], f"{what}: scrolls sideways inside {measured['wide']}"
+
+
+def screens(ids: dict[str, int]) -> list[tuple[str, str]]:
+    """Every main screen of the demo entities and the generated one: (name, url)."""
+    urls = [("home", "/")]
+    for entity in ("customer", "sales_order", "service_ticket", "supplier"):
+        record = ids[entity]
+        urls += [(f"{entity}-list", f"/r/{entity}"), (f"{entity}-record", f"/r/{entity}/{record}"),
+                 (f"{entity}-new", f"/r/{entity}/new"), (f"{entity}-edit", f"/r/{entity}/{record}/edit"),
+                 (f"{entity}-import", f"/r/{entity}/_import")]
+    return urls
+
+
+#: the screens kept as screenshots: list, record, form (with a table field) and import
+KEPT = {"customer-list": "list", "sales_order-record": "record", "sales_order-edit": "form",
+        "customer-import": "import", "supplier-list": "generated-list", "supplier-edit": "generated-form"}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("width", WIDTHS)
+def test_no_screen_scrolls_sideways(page, live_server, screenshots, width, language):
+    page.set_viewport_size(WIDTHS[width])
+    browser_sign_in(page, "boss", language=LANGUAGES[language])
+    for name, url in screens(live_server.users["ids"]):
+        page.goto(url)
+        assert_fits(page, f"{name} at {WIDTHS[width]['width']} px ({language})")
+        if name in KEPT:
+            page.screenshot(path=screenshots / f"{KEPT[name]}-{width}-{language}.png", full_page=True)
