@@ -11,7 +11,7 @@ from importlib.resources import files
 
 from babel import support
 from flask import Flask, g, request, session
-from flask_babel import Babel, Domain, get_locale, gettext, lazy_gettext, ngettext
+from flask_babel import Babel, Domain, get_locale, gettext, lazy_gettext, ngettext, pgettext
 
 from loom.metadata.model import label_text
 
@@ -19,7 +19,8 @@ from loom.metadata.model import label_text
 LANGUAGES = {"en": "English", "zh_CN": "中文"}
 SESSION_KEY = "locale"
 
-__all__ = ["LANGUAGES", "current_locale", "gettext", "install", "label", "lazy_gettext", "ngettext"]
+__all__ = ["LANGUAGES", "current_locale", "gettext", "install", "join", "label", "lazy_gettext", "ngettext",
+           "pgettext"]
 
 
 def normalise(locale: str | None) -> str | None:
@@ -54,6 +55,13 @@ def label(thing, locale: str | None = None) -> str:
     return label_text(getattr(thing, "label", {}), locale, getattr(thing, "value", str(thing)))
 
 
+def join(items) -> str:
+    """Items of a list as one phrase in the interface language: Chinese separates them with
+    the enumeration comma 、, not the ASCII comma English uses."""
+    separator = "、" if current_locale() == "zh_CN" else ", "
+    return separator.join(str(item) for item in items)
+
+
 def help_text(thing) -> str:
     return label_text(getattr(thing, "help", {}), current_locale(), "")
 
@@ -85,3 +93,4 @@ def install(app: Flask) -> None:
     babel.domain_instance = CatalogueDomain(domain="messages")
     app.jinja_env.globals.update(label=label, help_text=help_text, current_locale=current_locale,
                                  LANGUAGES=LANGUAGES)
+    app.jinja_env.filters["join_phrase"] = join

@@ -20,7 +20,7 @@ from loom.metadata.model import Field
 from loom.records.query import UNSORTABLE, ListQuery, filter_key
 from loom.records.reading import Page
 from loom.records.service import RecordService
-from loom.ui.i18n import gettext, label, ngettext
+from loom.ui.i18n import gettext, join, label, ngettext
 from loom.ui.links import read_link
 from loom.ui.pages import htmx, pages, render_page
 from loom.ui.screens import (
@@ -163,7 +163,7 @@ class ListState:
     @property
     def search_labels(self) -> str:
         readable = self.svc.access.readable()
-        return ", ".join(label(f) for f in self.entity.search_fields if f.name in readable)
+        return join(label(f) for f in self.entity.search_fields if f.name in readable)
 
     @property
     def query_string(self) -> str:
@@ -230,7 +230,7 @@ def _other_filters(svc: RecordService, args: MultiDict, controls: list[FilterCon
         elif f.type == "link" and op == "eq":
             text = link_title(f, value)
         elif f.type in ("select", "multiselect"):
-            text = ", ".join(option_label(f, v) for v in value.split(","))
+            text = join(option_label(f, v) for v in value.split(","))
         else:
             text = value
         result.append(OtherFilter(key, value, " · ".join(titles), _OPERATOR_SIGNS.get(op, f"{op} ") + text))
@@ -241,7 +241,7 @@ def _chip_text(control: FilterControl) -> str:
     f, values = control.field, control.values
     if control.widget == "options":
         chosen = values[control.names[0]]
-        return ", ".join(option_label(f, v) for v in chosen)
+        return join(option_label(f, v) for v in chosen)
     if control.widget == "boolean":
         chosen = values[control.names[0]]
         return "" if not chosen else (gettext("Yes") if chosen[0] == "true" else gettext("No"))

@@ -110,13 +110,14 @@ ERROR_TITLES = {400: lazy_gettext("The request cannot be carried out"), 401: laz
                 403: lazy_gettext("Not allowed"), 404: lazy_gettext("Not found"),
                 409: lazy_gettext("Conflict with other records"),
                 412: lazy_gettext("Changed by someone else"), 422: lazy_gettext("Invalid values"),
+                405: lazy_gettext("Not possible here"), 413: lazy_gettext("Too large"),
                 423: lazy_gettext("Locked")}
 
 
 @pages.errorhandler(LoomError)
 def _loom_error(exc: LoomError):
     from loom.identity.service import Unauthorized
-    from loom.ui.widgets import message_text
+    from loom.ui.widgets import message_text, refusal_text
 
     if isinstance(exc, Unauthorized) and g.get("principal") is None:
         target = url_for("pages.sign_in", next=request.full_path if request.method == "GET" else None)
@@ -128,7 +129,8 @@ def _loom_error(exc: LoomError):
         return redirect(target, 303)
     log_refusal(exc)  # a screen's refusal is logged as the API's is
     errors = [{**e, "message": message_text(e.get("message", ""))} for e in exc.errors]
-    return _error_page(exc.status, str(ERROR_TITLES.get(exc.status, exc.title)), message_text(exc.detail), errors)
+    return _error_page(exc.status, str(ERROR_TITLES.get(exc.status, exc.title)), refusal_text(exc.status, exc.detail),
+                       errors)
 
 
 @pages.errorhandler(CSRFError)
@@ -139,11 +141,29 @@ def _csrf_error(exc: CSRFError):
 
 @pages.errorhandler(HTTPException)
 def _http_error(exc: HTTPException):
-    detail = exc.description or exc.name
-    if exc.code == 413:
+    from loom.ui.widgets import refusal_text
+
+    status = exc.code or 500
+    # werkzeug's own title and description are English: the interface language says them
+    title = str(ERROR_TITLES.get(status, ERROR_TITLES[400]))
+    detail = refusal_text(status, "") or exc.description or exc.name
+    if status == 413:
         detail = gettext("The upload is larger than %(size)s MB.",
-                              size=current_app.config["MAX_CONTENT_LENGTH"] // (1024 * 1024))
-    return _error_page(exc.code or 500, exc.name, detail)
+                         size=current_app.config["MAX_CONTENT_LENGTH"] // (1024 * 1024))
+    return _error_page(status, title, detail)
+
+
+@pages.app_errorhandler(404)
+@pages.app_errorhandler(405)
+def _unrouted(exc: HTTPException):
+    """An address no route answers: a browser gets the error page in its language, an API
+    client (or anything under /api/) the problem reply every other API error gets."""
+    if request.blueprint is None and not request.path.startswith("/api/") \
+            and request.accept_mimetypes.accept_html:
+        return _http_error(exc)
+    from loom.app import problem
+
+    return problem(exc.code or 404, exc.name, exc.description or exc.name)
 
 
 @pages.errorhandler(Exception)

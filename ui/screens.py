@@ -14,7 +14,7 @@ from flask_babel import format_decimal, get_timezone
 from loom.db import reading
 from loom.metadata.model import Entity, Field
 from loom.records.service import Context, RecordService
-from loom.ui.i18n import gettext, label
+from loom.ui.i18n import gettext, join, label
 
 #: how many option labels a multiselect cell shows before "+n"
 MULTI_SHOWN = 3
@@ -60,7 +60,7 @@ def display(f: Field, value: Any) -> str:
     if kind == "select":
         return option_label(f, value)
     if kind == "multiselect":
-        return ", ".join(option_label(f, v) for v in value)
+        return join(option_label(f, v) for v in value)
     if kind == "boolean":
         return gettext("Yes") if value else gettext("No")
     if kind == "link":

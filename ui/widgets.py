@@ -22,6 +22,7 @@ INPUT_TYPES = {"string": "text", "email": "email", "phone": "tel", "url": "url",
 #: types the screens show but do not edit
 NOT_EDITABLE = {"json", "attachment"}
 ROW_KEY = re.compile(r"^[A-Za-z0-9_]{1,20}$")
+_CHINESE = re.compile(r"[\u4e00-\u9fff]")
 
 #: the record service's messages, as the interface shows them
 _KERNEL_MESSAGES = {
@@ -34,6 +35,7 @@ _KERNEL_MESSAGES = {
     "expected true or false": lazy_gettext("Choose yes or no."),
     "is read-only": lazy_gettext("This field cannot be changed."),
     "write a comment": lazy_gettext("Write a comment first."),
+    "you may read this field but not change it": lazy_gettext("You may read this field but not change it."),
     "is read-only in the record's current state": lazy_gettext("This field cannot change in the record's current state."),
     "must be unique; another record has this value": lazy_gettext("Another record already has this value."),
     "must be unique; this value is already in use": lazy_gettext("Another record already has this value."),
@@ -66,6 +68,10 @@ _PATTERNS = (
 )
 
 
+#: the admin rights a refusal may name (roles declare them as ``admin: [...]``)
+ADMIN_RIGHT_LABELS = {"audit": lazy_gettext("audit log"), "users": lazy_gettext("users"),
+                      "teams": lazy_gettext("teams"), "roles": lazy_gettext("roles"),
+                      "metadata": lazy_gettext("metadata")}
 ACTION_LABELS = {"read": lazy_gettext("read"), "create": lazy_gettext("create"), "update": lazy_gettext("change"),
                  "delete": lazy_gettext("delete"), "export": lazy_gettext("export"), "import": lazy_gettext("import")}
 _ABOUT_RECORDS = (
@@ -78,8 +84,27 @@ _ABOUT_RECORDS = (
     (re.compile(r"^(\d+) .+ record\(s\) still link to this \w+ through '\w+'; change or delete them first$"),
      lambda m: gettext("%(count)s other record(s) still link to this one; change or delete them first.",
                        count=m.group(1))),
-    (re.compile(r"^this \w+ is still linked from other records$"),
+    (re.compile(r"^(?:this \w+ is still linked from other records|other records still link to this \w+; .*)$"),
      lambda m: gettext("Other records still link to this one; change or delete them first.")),
+    (re.compile(r"^a read-only token cannot (\w+) (\w+) records$"),
+     lambda m: gettext("A read-only token may not %(action)s %(entity)s records.",
+                       action=ACTION_LABELS.get(m.group(1), m.group(1)), entity=_entity_label(m.group(2)))),
+    (re.compile(r"^you may not change (.+)$"),
+     lambda m: gettext("You may read some of these fields but not change them.")),
+    (re.compile(r"^you may not set (\w+) on (\w+) records$"),
+     lambda m: gettext("You may not set %(field)s on %(entity)s records.",
+                       field=_field_label(m.group(2), m.group(1)), entity=_entity_label(m.group(2)))),
+    (re.compile(r"needs a role with admin: \[(\w+)\]$"),
+     lambda m: gettext("This needs a role with the admin right “%(right)s”.",
+                       right=str(ADMIN_RIGHT_LABELS.get(m.group(1), m.group(1))))),
+    (re.compile(r"^there is no entity named '([^']*)'$"),
+     lambda m: gettext("There is no record type “%(name)s”; check the address.", name=m.group(1))),
+    (re.compile(r"^there is no such record: "),
+     lambda m: gettext("There is no such record; check the address.")),
+    (re.compile(r"^there is no audit entry (\d+)$"),
+     lambda m: gettext("There is no audit entry %(seq)s.", seq=m.group(1))),
+    (re.compile(r"^\w+ has no attachment field named '[^']*'$"),
+     lambda m: gettext("There is no such file.")),
     (re.compile(r"^this \w+ was changed by someone else"),
      lambda m: gettext("Someone else changed this record in the meantime; reload it and try again.")),
     (re.compile(r"^must be unique; \w+ \d+ has this value$"),
@@ -99,6 +124,39 @@ def _entity_label(name: str) -> str:
 
     entity = context().live.model.entities.get(name)
     return label(entity) if entity is not None else name
+
+
+def _field_label(entity_name: str, field_name: str) -> str:
+    from loom.ui.i18n import label
+    from loom.ui.screens import context
+
+    entity = context().live.model.entities.get(entity_name)
+    f = entity.all_fields.get(field_name) if entity is not None else None
+    return label(f) if f is not None else field_name
+
+
+#: what a refusal says when Loom has no translation of its detail: said whole in the
+#: interface language rather than half in English
+_REFUSALS = {400: lazy_gettext("Loom cannot use what was sent; check the address or the form and try again."),
+             403: lazy_gettext("Your roles do not allow this."),
+             404: lazy_gettext("There is no such page or record; check the address."),
+             405: lazy_gettext("This address does not take this kind of request."),
+             409: lazy_gettext("This conflicts with other records."),
+             412: lazy_gettext("Someone else changed this record in the meantime; reload it and try again."),
+             422: lazy_gettext("Some values are not valid."),
+             423: lazy_gettext("This is locked for now; try again later.")}
+
+
+def refusal_text(status: int, message: str) -> str:
+    """A refusal's detail in the interface language, whole: the translation of a message
+    Loom knows, else (outside English) what the status means, never English mixed in."""
+    from loom.ui.i18n import current_locale
+
+    text = message_text(message)
+    # a screen's own refusal is already in the interface language (Chinese text in zh_CN)
+    if text == message and current_locale() != "en" and not _CHINESE.search(message):
+        return str(_REFUSALS.get(status, _REFUSALS[400]))
+    return text
 
 
 def message_text(message: str) -> str:

@@ -15,11 +15,11 @@ def _interface_texts() -> set[str]:
     ui = files("loom.ui")
     with open(ui / "babel.cfg") as config:
         method_map, options_map = parse_mapping_cfg(config)
-    keywords = {"_": None, "gettext": None, "lazy_gettext": None, "ngettext": (1, 2)}
+    keywords = {"_": None, "gettext": None, "lazy_gettext": None, "ngettext": (1, 2), "pgettext": ((1, "c"), 2)}
     found = set()
     for _filename, _line, message, _comments, _context in extract_from_dir(
             str(ui), method_map, options_map, keywords=keywords):
-        found.add(message[0] if isinstance(message, tuple) else message)
+        found.add((message[0] if isinstance(message, tuple) else message, _context))
     return found
 
 
@@ -31,10 +31,10 @@ def test_every_interface_text_has_a_chinese_translation():
     assert len(texts) > 100
     for catalogue in (source, compiled):
         missing = []
-        for text in texts:
-            message = catalogue.get(text)
+        for text, context in texts:
+            message = catalogue.get(text, context=context)
             translation = message.string[0] if message is not None and isinstance(message.string, tuple) \
                 else (message.string if message is not None else "")
             if not translation or (message is not None and message.fuzzy):
-                missing.append(text)
+                missing.append(f"{context}|{text}" if context else text)
         assert not missing, f"untranslated: {sorted(missing)}"
