@@ -5,6 +5,7 @@ Importing this package adds all screens to the ``pages`` blueprint.
 """
 
 from loom.ui import attachments, audit, exporting, forms, importing, lists, records, signin  # noqa: F401  (each adds its routes)
+from loom.ui import flashes  # noqa: F401  (refreshes the message area after an htmx post)
 from loom.ui.navigation import add_nav_link
 from loom.ui.pages import pages
 

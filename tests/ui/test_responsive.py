@@ -5,6 +5,7 @@ record, form and import screens go to ``LOOM_SCREENSHOTS`` (kept by CI)."""
 
 from __future__ import annotations
 
+import re
 import threading
 
 import pytest
@@ -147,3 +148,74 @@ def test_no_screen_scrolls_sideways(page, live_server, screenshots, width, langu
         assert_fits(page, f"{name} at {WIDTHS[width]['width']} px ({language})")
         if name in KEPT:
             page.screenshot(path=screenshots / f"{KEPT[name]}-{width}-{language}.png", full_page=True)
+
+
+def test_lists_and_child_tables_are_cards_on_a_phone(page, live_server):
+    ids = live_server.users["ids"]
+    page.set_viewport_size(WIDTHS["phone"])
+    browser_sign_in(page, "boss")
+    for entity in ("customer", "service_ticket", "supplier"):
+        page.goto(f"/r/{entity}")
+        title = page.locator("#list-rows tr td.card-title").first
+        # the title spans the card (a ticket's title was one character wide), the rest are label: value
+        assert title.bounding_box()["width"] > 300, entity
+        other = page.locator("#list-rows tr").first.locator("td[data-label]:not(.card-title)").first
+        shown = other.evaluate("el => getComputedStyle(el, '::before').content")
+        assert other.get_attribute("data-label") in shown, f"{entity}: a card's value has no label ({shown})"
+    page.goto(f"/r/sales_order/{ids['sales_order']}/edit")
+    rows = page.locator("#f-lines-rows tr")
+    expect(rows).to_have_count(2)
+    for row in (rows.nth(0), rows.nth(1)):
+        assert row.locator("input[name$='.quantity']").bounding_box()["width"] > 250
+        product = row.locator("input[type=search]")
+        assert product.evaluate("el => el.scrollWidth <= el.clientWidth"), "the product's name is cut off"
+        remove = row.get_by_role("button", name="Remove this row").bounding_box()
+        assert remove["x"] + remove["width"] <= WIDTHS["phone"]["width"]
+    assert_fits(page, "the order's edit form")
+
+
+def test_inputs_fill_their_column_and_filters_stay_out_of_the_way(page, live_server):
+    page.set_viewport_size(WIDTHS["wide"])
+    browser_sign_in(page, "boss")
+    page.goto(f"/r/supplier/{live_server.users['ids']['supplier']}/edit")
+    for name in ("contact_person", "rating", "since", "annual_volume"):
+        field = page.locator(f"#field-{name}").bounding_box()
+        box = page.locator(f"#f-{name}").bounding_box()
+        assert box["width"] > field["width"] * 0.75, f"{name} is {box['width']} px in a {field['width']} px column"
+    # the filter panel starts closed, and opens when a filter is set
+    page.goto("/r/sales_order")
+    panel = page.locator("details.filter-panel")
+    expect(panel).not_to_have_attribute("open", "")
+    page.get_by_text("Filters", exact=False).first.click()
+    order_date = page.locator(".filters fieldset").filter(has_text="Order date")
+    for bound in ("from", "to"):
+        date = order_date.get_by_label(f"Order date {bound}")
+        expect(order_date.locator("label").get_by_text(bound, exact=True)).to_be_visible()
+        assert date.bounding_box()["width"] >= 150, "a date is cut off"
+    order_date.get_by_label("Order date from").fill("2026-01-01")
+    expect(page).to_have_url(re.compile(r"order_date"))
+    page.reload()
+    expect(page.locator("details.filter-panel")).to_have_attribute("open", "")
+    # the column chooser opens in a row of its own, not over the views
+    page.goto("/r/customer")
+    page.locator(".column-chooser summary").click()
+    chooser = page.locator(".column-chooser .checks").bounding_box()
+    views = page.locator("details.views summary").bounding_box()
+    assert views["y"] >= chooser["y"] + chooser["height"], "the column chooser lies over the views"
+    assert_fits(page, "the open column chooser")
+
+
+def test_a_comment_clears_the_saved_message_and_its_error_reads_as_one(page, live_server):
+    browser_sign_in(page, "boss")
+    page.goto(f"/r/customer/{live_server.users['ids']['customer']}/edit")
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator(".message-success")).to_be_visible()
+    page.get_by_role("button", name="Post comment").click()
+    error = page.locator("#comment-body-error")
+    expect(error).to_have_attribute("role", "alert")
+    assert error.evaluate("el => getComputedStyle(el).color") == "rgb(180, 35, 24)"   # --danger
+    expect(page.locator(".message-success")).to_have_count(0)
+    page.get_by_label("Add a comment").fill("Called, will order in May")
+    page.get_by_role("button", name="Post comment").click()
+    expect(page.locator("#record-timeline .comment-body").first).to_have_text("Called, will order in May")
+    expect(page.locator("#messages .message")).to_have_count(0)
