@@ -182,6 +182,9 @@ def test_inputs_fill_their_column_and_filters_stay_out_of_the_way(page, live_ser
         field = page.locator(f"#field-{name}").bounding_box()
         box = page.locator(f"#f-{name}").bounding_box()
         assert box["width"] > field["width"] * 0.75, f"{name} is {box['width']} px in a {field['width']} px column"
+    page.goto(f"/r/sales_order/{live_server.users['ids']['sales_order']}/edit")
+    for product in page.locator("#f-lines-rows input[type=search]").all():
+        assert product.evaluate("el => el.scrollWidth <= el.clientWidth"), "the product's name is cut off"
     # the filter panel starts closed, and opens when a filter is set
     page.goto("/r/sales_order")
     panel = page.locator("details.filter-panel")
