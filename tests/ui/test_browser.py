@@ -232,7 +232,7 @@ def test_a_product_leads_to_its_orders_and_the_filter_chip_clears(page):
     page.locator("#list-rows a").first.click()
     related = page.locator("section.related[id^=related-sales_order-lines-product]")
     expect(related).to_be_visible()
-    total = int(re.search(r": (\d+)\)", related.locator("h2").inner_text()).group(1))
+    total = int(re.search(r"\((\d+)\)", related.locator("h2").inner_text()).group(1))
     page.goto(page.url.replace("/r/product/", "/r/sales_order?filter[lines.product][eq]="))
     expect(page.locator("#list-count")).to_have_text(re.compile(rf"^{total} records?$"))
     chip = page.locator(".chip", has_text="Lines · Product")
