@@ -124,7 +124,7 @@ def assert_fits(page, what: str) -> None:
 
 def screens(ids: dict[str, int]) -> list[tuple[str, str]]:
     """Every main screen of the demo entities and the generated one: (name, url)."""
-    urls = [("home", "/")]
+    urls = [("home", "/"), ("audit-log", "/audit"), ("audit-entry", "/audit/1")]
     for entity in ("customer", "sales_order", "service_ticket", "supplier"):
         record = ids[entity]
         urls += [(f"{entity}-list", f"/r/{entity}"), (f"{entity}-record", f"/r/{entity}/{record}"),
