@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import re
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib.resources import as_file, files
 from pathlib import Path
@@ -186,16 +188,26 @@ def live_server(tmp_path_factory):
     install_demo(loom)
     loom.identity.create_user("rep", password=PASSWORD, display_name="Rep", roles=["sales_rep"], team="shanghai")
     loom.identity.create_user("boss", password=PASSWORD, display_name="Boss", is_superuser=True)
+    try:
+        with serving(app, {"rep": PASSWORD, "boss": PASSWORD}, "loom-live-server") as server:
+            yield server
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def serving(app, logins: dict, name: str) -> Iterator[LiveServer]:
+    """``app`` served on a free local port in a thread, for as long as the block runs;
+    stopping it ends its connections and joins its threads."""
     server = _live_server_class()("127.0.0.1", 0, app)
-    thread = threading.Thread(target=server.serve_forever, name="loom-live-server", daemon=True)
+    thread = threading.Thread(target=server.serve_forever, name=name, daemon=True)
     thread.start()
     try:
-        yield LiveServer(f"http://127.0.0.1:{server.server_port}", app, {"rep": PASSWORD, "boss": PASSWORD})
+        yield LiveServer(f"http://127.0.0.1:{server.server_port}", app, logins)
     finally:
         server.shutdown()
         thread.join()
         server.server_close()
-        engine.dispose()
 
 
 @pytest.fixture

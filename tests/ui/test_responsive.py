@@ -6,11 +6,10 @@ record, form and import screens go to ``LOOM_SCREENSHOTS`` (kept by CI)."""
 from __future__ import annotations
 
 import re
-import threading
 
 import pytest
 
-from .conftest import PASSWORD, LiveServer, _live_server_class, browser_sign_in
+from .conftest import PASSWORD, browser_sign_in, serving
 
 try:
     from playwright.sync_api import expect
@@ -102,15 +101,10 @@ def live_server(tmp_path_factory):
             "name": LONG_NAME + "供应部", "contact_person": "欧阳明月", "city": "杭州", "rating": "preferred",
             "since": "2020-03-01", "annual_volume": "12345678.90", "main_customer": customer,
             "items": [{"product": product, "description": "含安装调试及三年质保服务", "lead_days": 45, "price": "128000.00"}]})["id"]
-    server = _live_server_class()("127.0.0.1", 0, app)
-    thread = threading.Thread(target=server.serve_forever, name="loom-responsive-server", daemon=True)
-    thread.start()
     try:
-        yield LiveServer(f"http://127.0.0.1:{server.server_port}", app, {"boss": PASSWORD, "ids": ids})
+        with serving(app, {"boss": PASSWORD, "ids": ids}, "loom-responsive-server") as server:
+            yield server
     finally:
-        server.shutdown()
-        thread.join()
-        server.server_close()
         engine.dispose()
 
 
