@@ -174,18 +174,8 @@ def _live_server_class():
 def live_server(tmp_path_factory):
     """The demo app (SQLite) served over HTTP on a free port, with an English-speaking
     sales rep (``rep``) and a superuser (``boss``) besides the demo users."""
-    from loom.app import create_app
-    from loom.db import create_engine, upgrade
-    from loom.seed.setup import install_demo
-
-    instance = tmp_path_factory.mktemp("live")
-    url = f"sqlite:///{instance / 'loom.db'}"
-    engine = create_engine(url)
-    upgrade(engine)
-    app = create_app({"ENGINE": engine, "DATABASE_URL": url, "INSTANCE_PATH": str(instance),
-                      "SECRET_KEY": "browser-tests", "DISCOVER_PLUGINS": False})
+    app, engine = demo_app(tmp_path_factory.mktemp("live"))
     loom = app.extensions["loom"]
-    install_demo(loom)
     loom.identity.create_user("rep", password=PASSWORD, display_name="Rep", roles=["sales_rep"], team="shanghai")
     loom.identity.create_user("boss", password=PASSWORD, display_name="Boss", is_superuser=True)
     try:
@@ -193,6 +183,22 @@ def live_server(tmp_path_factory):
             yield server
     finally:
         engine.dispose()
+
+
+def demo_app(instance: Path):
+    """An app with the demo installed on a SQLite file in ``instance``, for a live server;
+    returns (app, engine)."""
+    from loom.app import create_app
+    from loom.db import create_engine, upgrade
+    from loom.seed.setup import install_demo
+
+    url = f"sqlite:///{instance / 'loom.db'}"
+    engine = create_engine(url)
+    upgrade(engine)
+    app = create_app({"ENGINE": engine, "DATABASE_URL": url, "INSTANCE_PATH": str(instance),
+                      "SECRET_KEY": "browser-tests", "DISCOVER_PLUGINS": False})
+    install_demo(app.extensions["loom"])
+    return app, engine
 
 
 @contextmanager

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from .conftest import PASSWORD, browser_sign_in, serving
+from .conftest import PASSWORD, browser_sign_in, demo_app, serving
 
 try:
     from playwright.sync_api import expect
@@ -66,22 +66,13 @@ OVERFLOW = """() => {
 def live_server(tmp_path_factory):
     """The demo app plus a generated supplier entity (with a child table), served on a free
     port, with a superuser ``boss``; records with long names in both."""
-    from loom.app import create_app
-    from loom.db import create_engine, upgrade
     from loom.identity.principal import Principal
     from loom.records.api import record_context
     from loom.records.service import RecordService
     from loom.schema.service import model_from_documents
-    from loom.seed.setup import install_demo
 
-    instance = tmp_path_factory.mktemp("responsive")
-    url = f"sqlite:///{instance / 'loom.db'}"
-    engine = create_engine(url)
-    upgrade(engine)
-    app = create_app({"ENGINE": engine, "DATABASE_URL": url, "INSTANCE_PATH": str(instance),
-                      "SECRET_KEY": "browser-tests", "DISCOVER_PLUGINS": False})
+    app, engine = demo_app(tmp_path_factory.mktemp("responsive"))
     loom = app.extensions["loom"]
-    install_demo(loom)
     demo = loom.metadata.documents_of(loom.metadata.live().number)
     loom.metadata.apply(model_from_documents([*demo, SUPPLIER, SUPPLIER_ITEM]), author="test")
     loom.identity.create_user("boss", password=PASSWORD, display_name="Boss", is_superuser=True)
