@@ -20,13 +20,14 @@ import sqlalchemy as sa
 import yaml
 
 from loom.db import deferring, reading, run_before_commit, utcnow
-from loom.errors import MetadataError, NotFound
+from loom.errors import BadRequest, Conflict, MetadataError, NotFound
 from loom.events import emit
 from loom.identity.principal import Principal
 from loom.metadata.compiler import compile_documents
 from loom.metadata.diff import ModelDiff, diff_models
 from loom.metadata.loader import Document, check_document, load_and_compile
 from loom.metadata.model import EMPTY_MODEL, Alert, AppModel
+from loom.schema.changes import DocumentEdits, changes_between
 from loom.schema.ids import ensure_ids_never_reused
 from loom.schema.migrate import Migration
 from loom.schema.models import MetadataVersion
@@ -219,12 +220,19 @@ class MetadataService:
         return Plan(number, number + 1, diff, tuple(summary), tuple(problems))
 
     def apply(self, model: AppModel, *, author: str, source: str = "apply",
-              principal: Principal | None = None) -> Plan:
+              principal: Principal | None = None, base_version: int | None = None) -> Plan:
         """Publish ``model`` as the new live version. Raises ``MetadataError`` (and changes
-        nothing) when the change cannot be made without losing or corrupting data."""
+        nothing) when the change cannot be made without losing or corrupting data.
+
+        With ``base_version`` (the version ``model`` was made from) it is a compare-and-set:
+        ``Conflict`` (409), naming what changed meanwhile, unless that version is still live
+        (or another version with the very same documents is), checked under the publish lock."""
+        base_version = _version_number(base_version)
         try:
             with self._publishing() as conn:
                 number, live = self._live_in(conn)
+                if base_version is not None and base_version != number:
+                    self._refuse_if_changed_since(conn, base_version, number, model)
                 diff = diff_models(live, model)
                 if diff.is_empty:
                     self._ensure_ids_never_reused(conn, live, author, principal)
@@ -267,6 +275,62 @@ class MetadataService:
                                                for name in rebuilt]})
         return rebuilt
 
+    def change(self, edits: DocumentEdits | Mapping[str, Any], base_version: int, *, author: str,
+               source: str = "change", principal: Principal | None = None) -> Plan:
+        """Publish ``edits`` (``{"put": [documents], "remove": [[kind, name]]}``, see
+        ``DocumentEdits``) made on top of the metadata of version ``base_version``.
+
+        Compare-and-set: when another version has been published since ``base_version``,
+        the change is refused with ``Conflict`` (409) whose message and ``errors`` name every
+        document added, changed or removed meanwhile, and nothing is published. The check
+        and the publish happen under one lock in one transaction, so of two changes made on
+        the same version exactly one goes through, on every database.
+
+        A stale edit is refused even when the documents it touches were left alone
+        meanwhile: documents depend on one another (a role that lets its users write every
+        field of an entity also grants a field someone else has just added to it), so only
+        the editor, looking at the new version, can tell whether their change still means
+        what they meant. The one exception is a live version whose documents are exactly
+        those of ``base_version`` (say, a publish undone by a rollback): nothing changed."""
+        model = self.changed_model(edits, base_version)
+        return self.apply(model, author=author, source=source, principal=principal, base_version=base_version)
+
+    def changed_model(self, edits: DocumentEdits | Mapping[str, Any], base_version: int) -> AppModel:
+        """The model ``change`` would publish: version ``base_version``'s documents with
+        ``edits`` made, checked and compiled; publishes nothing. For a caller that must
+        look at the result before it is published (who may publish these roles?)."""
+        parsed = DocumentEdits.parse(edits)
+        base_version = _version_number(base_version)
+        if base_version is None:
+            raise BadRequest("base_version is required: the version the change was made on",
+                             errors=[{"field": "base_version", "message": "is required"}])
+        documents = [] if base_version == 0 else self.documents_of(base_version)
+        return parsed.model_on(documents, base_version)
+
+    def _refuse_if_changed_since(self, conn: sa.Connection, base_version: int, live_number: int,
+                                 model: AppModel) -> None:
+        """Raise ``Conflict`` naming what versions after ``base_version`` changed, unless
+        the live documents are still exactly those of ``base_version``."""
+        if base_version > live_number:
+            raise NotFound(f"there is no metadata version {base_version}; version {live_number} is the latest")
+        stored = dict(conn.execute(sa.select(versions.c.number, versions.c.documents)
+                                   .where(versions.c.number.in_([base_version, live_number]))).all())
+        base_documents = stored.get(base_version, [])
+        meanwhile = changes_between(base_documents, stored.get(live_number, []))
+        if not meanwhile:
+            return
+        authors = conn.execute(sa.select(versions.c.author).distinct()
+                               .where(versions.c.number > base_version, versions.c.number <= live_number)
+                               .order_by(versions.c.author)).scalars().all()
+        edited = {(c.kind, c.name) for c in changes_between(base_documents, model.documents)}
+        raise Conflict(
+            f"the metadata changed since version {base_version}: version {live_number} is live now "
+            f"(published by {', '.join(authors)}); meanwhile {', '.join(str(c) for c in meanwhile)}. "
+            f"Nothing was published: make the change again on version {live_number}.",
+            errors=[{"kind": c.kind, "name": c.name, "change": c.change,
+                     "in_your_change": (c.kind, c.name) in edited,
+                     "message": f"{c} since version {base_version}"} for c in meanwhile])
+
     def rollback(self, number: int, *, author: str, principal: Principal | None = None) -> Plan:
         """Publish the metadata of version ``number`` again as a new version; data set aside
         since then comes back."""
@@ -274,4 +338,12 @@ class MetadataService:
         return self.apply(model, author=author, source=f"rollback to {number}", principal=principal)
 
 
-__all__ = ["LiveVersion", "MetadataService", "Plan", "VersionInfo", "model_from_documents"]
+def _version_number(value: Any) -> int | None:
+    """``value`` when it can name a version (a whole number, 0 or more) or is None; 400 otherwise."""
+    if value is None or (type(value) is int and value >= 0):
+        return value
+    raise BadRequest(f"base_version must be a version number (0 or more), not {value!r}",
+                     errors=[{"field": "base_version", "message": "must be a version number"}])
+
+
+__all__ = ["DocumentEdits", "LiveVersion", "MetadataService", "Plan", "VersionInfo", "model_from_documents"]
