@@ -257,14 +257,16 @@ def diff(directory: Path) -> None:
 @metadata.command("apply")
 @click.argument("directory", type=DIRECTORY)
 @click.option("--author", help="Who publishes (recorded with the version).")
+@click.option("--base-version", type=click.IntRange(min=0),
+              help="The version DIRECTORY was made from (e.g. exported); refused if another has been published since.")
 @with_appcontext
 @needs_instance
-def apply(directory: Path, author: str | None) -> None:
+def apply(directory: Path, author: str | None, base_version: int | None) -> None:
     """Publish DIRECTORY as the live metadata, migrating the database."""
     upgrade(_loom().engine)
     model = _load(directory)
     try:
-        plan = _loom().metadata.apply(model, author=_author(author))
+        plan = _loom().metadata.apply(model, author=_author(author), base_version=base_version)
     except LoomError as error:
         _fail(error)
     if plan.is_empty:
@@ -283,8 +285,10 @@ def apply(directory: Path, author: str | None) -> None:
 @needs_instance
 def export(directory: Path) -> None:
     """Write the live metadata as files into DIRECTORY."""
-    written = _loom().metadata.export(directory)
-    click.echo(f"wrote {len(written)} files to {directory}")
+    number = _loom().metadata.live().number
+    written = _loom().metadata.export(directory, number)
+    click.echo(f"wrote {len(written)} files to {directory} (version {number}; "
+               f"publish them edited with --base-version {number})")
 
 
 @metadata.command("history")

@@ -162,12 +162,17 @@ class MetadataService:
             raise NotFound(f"there is no metadata version {number}; see 'loom metadata history'")
         return documents
 
-    def export(self, directory: str | Path) -> list[Path]:
-        """Write the live metadata as files, one per document; applying them back changes nothing."""
+    def export(self, directory: str | Path, number: int | None = None) -> list[Path]:
+        """Write the metadata of version ``number`` (default: the live one) as files, one per
+        document; applying them back changes nothing."""
         target = Path(directory)
         target.mkdir(parents=True, exist_ok=True)
         written = []
-        for doc in self.live().model.documents:
+        if number is None:
+            documents = self.live().model.documents
+        else:
+            documents = self.documents_of(number) if number else []
+        for doc in documents:
             folder = target / doc["kind"]
             folder.mkdir(exist_ok=True)
             path = folder / f"{doc['name']}.yaml"
