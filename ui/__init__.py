@@ -1,12 +1,13 @@
 """Loom's screens: server-rendered pages with htmx, generated from the metadata.
 
 Every screen reads and writes records through the record service, as the signed-in user.
-Importing this package adds all screens to the ``pages`` blueprint.
+Importing this package adds all screens to the ``pages`` blueprint. The screens are a
+built-in plugin (``loom.ui.plugin``): the engine never imports this package; the plugin
+host registers them in every app.
 """
 
 # each adds its routes; flashes refreshes the message area after an htmx post
 from loom.ui import attachments, audit, exporting, flashes, forms, importing, lists, records, signin  # noqa: F401
-from loom.ui.navigation import add_nav_link
 from loom.ui.pages import pages
 
-__all__ = ["add_nav_link", "pages"]
+__all__ = ["pages"]

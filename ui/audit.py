@@ -8,12 +8,11 @@ from typing import Any
 from flask import current_app, g, request
 
 from loom.audit import chain, reading
-from loom.audit.api import may_read_audit, require_auditor
+from loom.audit.api import require_auditor
 from loom.errors import NotFound
 from loom.metadata.model import Entity
 from loom.ui.changes import describe_all, describe_entry
 from loom.ui.i18n import gettext, label, lazy_gettext
-from loom.ui.navigation import add_nav_link
 from loom.ui.pages import pages, render_page
 from loom.ui.screens import context, service
 
@@ -54,8 +53,6 @@ ACTION_LABELS = {
 }
 #: the entities of Loom's own tables that entries name
 SYSTEM_ENTITY_LABELS = {"user": lazy_gettext("User"), "team": lazy_gettext("Team")}
-
-add_nav_link("pages.audit_log", lambda: gettext("Audit log"), lambda principal, areas: may_read_audit(principal))
 
 
 def action_label(action: str | None) -> str:

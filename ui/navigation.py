@@ -1,37 +1,21 @@
-"""The navigation: the entities the signed-in user may read, grouped by app, plus links
-other parts of Loom add for users allowed to see them."""
+"""The navigation: the entities the signed-in user may read, grouped by app, plus the
+links plugins add for them (``navigation_links`` hook; the screens' own audit log link
+comes through it too)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
 from dataclasses import dataclass
 
-from flask import g, url_for
+from flask import current_app, g, url_for
 
+from loom.plugins import call_each
 from loom.ui.i18n import current_locale, lazy_gettext
+
+log = logging.getLogger(__name__)
 
 #: app name -> its label; an app not listed here shows its name
 APP_LABELS = {"crm": lazy_gettext("CRM"), "erp": lazy_gettext("ERP")}
-
-
-@dataclass(frozen=True)
-class NavLink:
-    """A link beside the entities, shown to principals ``visible`` accepts: it is called
-    with the principal and the admin areas its roles grant (``{'audit', 'users', ...}``)."""
-
-    endpoint: str
-    label: Callable[[], str]
-    visible: Callable[[object, frozenset[str]], bool]
-
-
-#: links added by other subsystems with ``add_nav_link``
-EXTRA_LINKS: list[NavLink] = []
-
-
-def add_nav_link(endpoint: str, label: Callable[[], str], visible: Callable[[object, frozenset[str]], bool]) -> None:
-    """Show a link to ``endpoint`` in the navigation for principals ``visible`` accepts,
-    e.g. ``add_nav_link("audit.log", lambda: gettext("Audit log"), lambda p, areas: "audit" in areas)``."""
-    EXTRA_LINKS.append(NavLink(endpoint, label, visible))
 
 
 def nav_order(entities) -> list:
@@ -78,10 +62,24 @@ def navigation() -> dict:
         if principal.is_superuser:
             areas = areas | {"*"}
         result["admin_areas"] = areas
-        result["links"] = [(url_for(link.endpoint), link.label()) for link in EXTRA_LINKS
-                           if link.visible(principal, areas)]
+        result["links"] = plugin_links(principal)
     g.navigation = result
     return result
+
+
+def plugin_links(principal) -> list[tuple[str, str]]:
+    """The links plugins show ``principal``, as (url, label). A plugin whose hook fails, or
+    whose link cannot be built (an unknown endpoint), is logged and its link left out:
+    the navigation is on every page, and one plugin's bug must not take the pages down."""
+    hook = current_app.extensions["loom"].plugins.hook.navigation_links
+    links = []
+    for plugin, answer in call_each(hook, principal=principal):
+        for link in answer:
+            try:
+                links.append((link.href(), str(link.label)))
+            except Exception:
+                log.exception("navigation link %r of plugin %s cannot be shown", link, plugin)
+    return links
 
 
 def _readable(ctx, entity) -> bool:

@@ -16,6 +16,7 @@ from loom.ui.audit import record_history
 from loom.ui.forms import section_label
 from loom.ui.i18n import gettext, label
 from loom.ui.pages import pages, redirect_to, render_page, wants_fragment
+from loom.ui.panels import record_panels
 from loom.ui.screens import default_columns, display_names, readable_fields, record_title, service
 from loom.ui.widgets import message_text
 
@@ -110,7 +111,8 @@ def record_view(entity: str, record_id: int):
     system = [f for f in svc.entity.standard_fields if f.name in readable and f.name not in ("id", "version")]
     return render_page("record.html", entity=svc.entity, record=record, sections=sections, system=system,
                        title=record_title(svc.entity, record), related=related_lists(svc.entity, record_id),
-                       timeline=timeline(svc.entity, record_id), access=svc.access, tables=tables)
+                       timeline=timeline(svc.entity, record_id), access=svc.access, tables=tables,
+                       panels=record_panels(svc.entity, record))
 
 
 @pages.post("/r/<entity>/<int:record_id>/comments")

@@ -14,13 +14,16 @@ from loom.errors import (
 )
 from loom.hookspecs import hookimpl
 from loom.identity.principal import Principal
+from loom.plugins.declarations import NavLink, Panel
 
 __all__ = [
     "BadRequest",
     "Conflict",
     "LoomError",
     "MetadataError",
+    "NavLink",
     "NotFound",
+    "Panel",
     "PreconditionFailed",
     "Principal",
     "ValidationError",

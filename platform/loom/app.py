@@ -23,7 +23,7 @@ from loom.db import create_engine
 from loom.errors import LoomError
 from loom.identity import auth
 from loom.identity.service import IdentityService
-from loom.plugins import plugin_manager
+from loom.plugins import flatten, plugin_manager
 from loom.records.query import Cursors
 from loom.schema.service import MetadataService
 
@@ -43,6 +43,10 @@ class Loom:
     cursors: Cursors
     page_size: int
     max_page_size: int
+    #: endpoints reachable without signing in: Loom's own and those plugins open
+    public_endpoints: frozenset[str] = frozenset()
+    #: endpoints a read-only token may write to: Loom's own and those plugins name
+    read_only_endpoints: frozenset[str] = frozenset()
 
 
 def _secret_key(instance: Path) -> str:
@@ -91,15 +95,18 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     engine = values.get("ENGINE") or create_engine(url)
     metadata = MetadataService(engine, values["METADATA_CHECK_INTERVAL"])
+    plugins = plugin_manager(values.get("PLUGINS", ()), discover=values.get("DISCOVER_PLUGINS", True))
     app.extensions["loom"] = Loom(
         engine=engine,
         metadata=metadata,
         identity=IdentityService(engine, metadata.audit),
         audit=metadata.audit,
-        plugins=plugin_manager(values.get("PLUGINS", ()), discover=values.get("DISCOVER_PLUGINS", True)),
+        plugins=plugins,
         cursors=Cursors(app.config["SECRET_KEY"]),
         page_size=values["PAGE_SIZE"],
         max_page_size=values["MAX_PAGE_SIZE"],
+        public_endpoints=auth.PUBLIC_ENDPOINTS | frozenset(flatten(plugins.hook.public_endpoints())),
+        read_only_endpoints=auth.READ_ONLY_ALLOWED | frozenset(flatten(plugins.hook.read_only_endpoints())),
     )
 
     from loom.audit.api import audit_api
@@ -107,7 +114,6 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from loom.identity.api import auth as auth_api
     from loom.records.api import api
     from loom.records.uploading import uploads_api
-    from loom.ui import pages
 
     auth.install(app)
     app.register_blueprint(auth_api)
@@ -115,7 +121,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(api)
     app.register_blueprint(uploads_api)
     app.register_blueprint(audit_api)
-    app.register_blueprint(pages)
+    for blueprint in flatten(plugins.hook.register_blueprints()):
+        app.register_blueprint(blueprint)
+    plugins.hook.register_commands(cli=app.cli)
     _register_error_handlers(app)
 
     @app.after_request
@@ -124,6 +132,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         return response
 
+    plugins.hook.startup(app=app)
     return app
 
 

@@ -3,7 +3,13 @@
 Plugins are discovered through the ``loom.plugins`` entry-point group and implement
 these hooks with ``@loom.hookimpl``. Every parameter is passed by keyword, and an
 implementation accepts only the parameters it uses. A hook's signature never breaks:
-new needs get a new hook or a new optional parameter.
+new needs get a new hook or a new optional parameter. Hooks that return something are
+called for every plugin and get a list of the non-None answers; a hook that returns a
+list of things may return an empty list or None.
+
+The hooks come in groups: the record lifecycle (first), the app (startup, routes,
+webhooks, commands, screens), data that plugins ship (metadata, migrations, settings)
+and background work (outbox consumers, scheduled jobs).
 
 Record hooks receive the compiled ``entity`` (``loom.metadata.Entity``), the acting
 ``principal`` (``loom.identity.Principal``) and, except ``after_record_commit``, the
@@ -59,3 +65,59 @@ def after_record_commit(entity, action, record, principal):
     """A change committed. ``action`` is ``created``, ``updated`` or ``deleted``. Runs
     outside the transaction: for work that must not happen for a change that rolled back.
     An exception raised here is logged and audited; the committed change stands."""
+
+
+# -- the app ---------------------------------------------------------------------------------
+
+@hookspec
+def startup(app):
+    """The Flask ``app`` was built, with every blueprint and command registered; called once
+    per app, before it serves a request. For one-time setup: warming a cache, checking that
+    the plugin's settings are complete (log what is missing; raising stops the app)."""
+
+
+@hookspec
+def register_blueprints():
+    """A list of Flask blueprints to register on the app. Their routes need a signed-in
+    user (session or token) like every other route; a session-authenticated write needs
+    the CSRF token. ``public_endpoints`` opens endpoints to anonymous requests."""
+
+
+@hookspec
+def public_endpoints():
+    """Endpoint names (``blueprint.view``) reachable without signing in, such as a sign-in
+    page. Every other endpoint answers 401 to a request without a credential."""
+
+
+@hookspec
+def read_only_endpoints():
+    """Endpoint names a read-only API token may send POST, PUT, PATCH or DELETE to: reads
+    sent as POST, signing in and out. A read-only token is refused on every other write."""
+
+
+@hookspec
+def register_commands(cli):
+    """Add commands to the ``loom`` command: ``cli`` is a click group; commands added with
+    ``@cli.command()`` run inside the app (``flask.current_app``) as ``loom <name>``. A
+    command named like one of Loom's own is never reached."""
+
+
+@hookspec
+def model_modules():
+    """Names of modules that declare tables of Loom's own migration tree; they are
+    imported before alembic compares or migrates. For built-in plugins (the screens); an
+    installed plugin keeps its tables in its own branch (``migration_folders``)."""
+
+
+@hookspec
+def navigation_links(principal):
+    """A list of ``loom.NavLink(label, url=... or endpoint=...)`` to show in the navigation
+    to ``principal`` (who is signed in). Return only links this principal may follow."""
+
+
+@hookspec
+def record_panels(entity, record, principal):
+    """A list of ``loom.Panel(title, body)`` to show on the record page of ``record`` (its
+    JSON form, holding only the fields ``principal`` may read). ``body`` is escaped unless
+    it is ``markupsafe.Markup``: build Markup only from escaped parts. A panel hook that
+    raises is logged and its panels left out; the page still shows."""

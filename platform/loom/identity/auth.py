@@ -22,16 +22,18 @@ from loom.permissions import Forbidden
 
 csrf = CSRFProtect()
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
-#: endpoints reachable without signing in
-PUBLIC_ENDPOINTS = {"auth.login", "pages.home", "static", "pages.static", "pages.sign_in", "pages.sign_in_submit",
-                    "pages.switch_language"}
-#: endpoints a read-only token may POST to: they change nothing the token's user owns
-READ_ONLY_ALLOWED = {
-    "auth.login", "pages.sign_in_submit",  # signing in with a password is its own credential
-    "auth.logout", "pages.sign_out",  # ends a session; a token has none
-    "pages.switch_language",  # the interface language of this browser session only
-    "audit.verify_chain", "pages.audit_verify",  # walks the audit chain: a read sent as POST
-}
+#: endpoints reachable without signing in; plugins add theirs (``public_endpoints`` hook)
+PUBLIC_ENDPOINTS = frozenset({"auth.login", "static"})
+#: endpoints whose requests carry a credential of their own (a webhook's signature): no
+#: session or token is read for them, so no CSRF token either
+SIGNED_ENDPOINTS = frozenset({"webhooks.receive"})
+#: endpoints a read-only token may POST to: they change nothing the token's user owns;
+#: plugins add theirs (``read_only_endpoints`` hook)
+READ_ONLY_ALLOWED = frozenset({
+    "auth.login",  # signing in with a password is its own credential
+    "auth.logout",  # ends a session; a token has none
+    "audit.verify_chain",  # walks the audit chain: a read sent as POST
+})
 #: the prefix of the JSON API, whose request bodies must be JSON
 API_PREFIX = "/api/"
 _BODY_TYPES_ATTRIBUTE = "loom_body_types"
@@ -110,10 +112,10 @@ def require_json_body() -> None:
 
 def refuse_read_only_writes(principal) -> None:
     """A read-only principal may not send a state-changing request to any endpoint but
-    those in ``READ_ONLY_ALLOWED``. Checked once for every route, so a new route is
-    covered without doing anything; the refusal is logged like every other."""
+    those in ``READ_ONLY_ALLOWED`` and those plugins name. Checked once for every route, so
+    a new route is covered without doing anything; the refusal is logged like every other."""
     if principal is None or not principal.read_only or request.method in SAFE_METHODS \
-            or request.endpoint in READ_ONLY_ALLOWED:
+            or request.endpoint in current_app.extensions["loom"].read_only_endpoints:
         return
     refusal = Forbidden(f"a read-only token cannot change anything: {request.method} {request.path} "
                         "needs a token made without read_only")
@@ -132,11 +134,15 @@ def install(app: Flask) -> None:
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)
     csrf.init_app(app)
 
+    public = app.extensions["loom"].public_endpoints
+
     @app.before_request
     def _authenticate():
         g.principal = None
         require_json_body()
-        if request.endpoint in PUBLIC_ENDPOINTS or request.endpoint is None:
+        if request.endpoint in SIGNED_ENDPOINTS:
+            return None
+        if request.endpoint in public or request.endpoint is None:
             principal = authenticate() if request.endpoint is not None else None
             g.principal = principal
             refuse_read_only_writes(principal)

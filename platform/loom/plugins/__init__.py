@@ -1,0 +1,79 @@
+"""The plugin host: a pluggy manager with Loom's hook specifications, loaded with the
+built-in plugins and the plugins installed under the ``loom.plugins`` entry-point group.
+
+Built-in features that fit the hooks (the screens) are plugins too. They are named here
+as module names and imported by name, so the engine has no import edge to them: the
+layers point one way, from the plugins down to the engine.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import pluggy
+
+from loom import hookspecs
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "loom.plugins"
+#: modules registered as plugins in every app, before the installed ones
+BUILTIN_PLUGINS = ("loom.ui.plugin",)
+
+
+def plugin_manager(extra: Iterable[object] = (), *, discover: bool = True) -> pluggy.PluginManager:
+    """A manager with the built-in plugins, every installed plugin (unless ``discover`` is
+    false), and the ``extra`` plugin objects (used by tests and embedding code). An object
+    given in ``extra`` that discovery registered already is not registered twice. A plugin
+    implementing a hook Loom does not declare (a misspelt name) is refused here, at once."""
+    manager = pluggy.PluginManager("loom")
+    manager.add_hookspecs(hookspecs)
+    for name in BUILTIN_PLUGINS:
+        manager.register(importlib.import_module(name), name=name)
+    if discover:
+        manager.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+    for plugin in extra:
+        if not manager.is_registered(plugin):
+            manager.register(plugin)
+    manager.check_pending()
+    return manager
+
+
+def plugin_name(manager: pluggy.PluginManager, plugin: object) -> str:
+    """How logs and listings name ``plugin``: its entry-point name, its module name, or
+    its class name for a plugin object."""
+    name = manager.get_name(plugin) or ""
+    if name.isdigit():  # pluggy names an object without __name__ by its id
+        return type(plugin).__name__
+    return name
+
+
+def call_each(hook: pluggy.HookCaller, **kwargs: Any) -> list[tuple[str, Any]]:
+    """Call each implementation of ``hook`` on its own, as (plugin name, answer) for the
+    answers that are not None, in pluggy's order. One that raises is logged and left out:
+    for hooks whose answers decorate a page, where one plugin's bug must not take the
+    page (or the other plugins' contributions) down with it."""
+    answers = []
+    for impl in reversed(hook.get_hookimpls()):
+        try:
+            answer = impl.function(*(kwargs[name] for name in impl.argnames))
+        except Exception:
+            log.exception("the %s hook of plugin %s failed; its contribution is left out", hook.name,
+                          impl.plugin_name)
+            continue
+        if answer is not None:
+            answers.append((impl.plugin_name, answer))
+    return answers
+
+
+def flatten(answers: Iterable[Iterable[Any] | None]) -> Iterator[Any]:
+    """The items of each plugin's list answer, in plugin order (None answers skipped)."""
+    for answer in answers:
+        if answer is not None:
+            yield from answer
+
+
+__all__ = ["BUILTIN_PLUGINS", "ENTRY_POINT_GROUP", "call_each", "flatten", "plugin_manager", "plugin_name"]

@@ -1,0 +1,43 @@
+"""The screens as a built-in plugin: the host registers this module in every app (by
+name, from ``loom.plugins.BUILTIN_PLUGINS``), and it hands the app the page blueprint,
+the pages open without signing in, its tables and its navigation links, through the same
+hooks an installed plugin uses."""
+
+from __future__ import annotations
+
+from loom import NavLink, hookimpl
+from loom.ui import pages
+from loom.ui.i18n import lazy_gettext
+
+
+@hookimpl
+def register_blueprints():
+    return [pages]
+
+
+@hookimpl
+def public_endpoints():
+    # the start page shows the sign-in form to a visitor; switching the language is the
+    # browser session's own choice, before signing in too
+    return ["pages.home", "pages.static", "pages.sign_in", "pages.sign_in_submit", "pages.switch_language"]
+
+
+@hookimpl
+def read_only_endpoints():
+    # signing in with a password is its own credential; signing out ends a session, which a
+    # token has none of; the language is this browser's; the chain check is a read sent as POST
+    return ["pages.sign_in_submit", "pages.sign_out", "pages.switch_language", "pages.audit_verify"]
+
+
+@hookimpl
+def model_modules():
+    return ["loom.ui.models"]
+
+
+@hookimpl
+def navigation_links(principal):
+    from loom.audit.api import may_read_audit
+
+    if may_read_audit(principal):
+        return [NavLink(lazy_gettext("Audit log"), endpoint="pages.audit_log")]
+    return []
