@@ -6,7 +6,7 @@ from __future__ import annotations
 from importlib.resources import as_file, files
 
 from loom.identity.principal import Principal
-from loom.records.service import Context, RecordService
+from loom.records.door import record_service
 from loom.seed.demo import populate
 
 #: (name, label, parent)
@@ -59,14 +59,12 @@ def install_demo(loom, *, scale: int = 1) -> dict[str, int]:
         model = loom.metadata.load_directory(folder)
     loom.metadata.apply(model, author="system:demo", source="demo")
     people = _ensure_people(loom.identity)
-    live = loom.metadata.live()
-    context = Context(engine=loom.engine, live=live, principal=Principal.system("demo"), hooks=loom.plugins.hook,
-                      cursors=loom.cursors)
-    if RecordService(context, "customer").list({"limit": "1"}).data:
+    demo = Principal.system("demo")
+    if record_service("customer", demo, app=loom).list({"limit": "1"}).data:
         return {}
 
     def create(entity: str, rows: list[dict]) -> list[int]:
-        return RecordService(context, entity).bulk_create(rows)
+        return record_service(entity, demo, app=loom).bulk_create(rows)
 
     reps = {region: [people[u] for u in names] for region, names in DEMO_REPS.items()}
     return populate(create, user_ids=[people[u] for u in ("wang", "zhao", "sun")], scale=scale, reps=reps)

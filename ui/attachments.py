@@ -54,7 +54,7 @@ def attachment(entity: str, record_id: int, field_name: str):
     record holds it through that field."""
     svc = service(entity)
     f = svc.entity.all_fields.get(field_name)
-    if f is None or f.type != "attachment" or field_name not in svc.access.readable():
+    if f is None or f.type != "attachment" or field_name not in svc.readable():
         raise NotFound(gettext("There is no such file."))
     value = svc.get(record_id, [field_name]).get(field_name)
     files = app_files()

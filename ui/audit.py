@@ -121,7 +121,7 @@ def record_history(entity: Entity, record_id: int) -> list[dict[str, Any]]:
     ``loom.ui.changes``), limited to what the signed-in user may read (who has just read
     the record)."""
     svc = service(entity.name)
-    history = reading.record_history(svc, record_id, checked=True)
+    history = svc.history(record_id, checked=True)
     for item, lines in zip(history, describe_all(entity, history), strict=True):
         item["lines"] = lines
     return list(reversed(history))

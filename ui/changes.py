@@ -72,7 +72,7 @@ class Titles:
             return
         svc = service(target)
         title = model.entity(target).title_field
-        if not svc.access.allowed("read") or title == "id" or title not in svc.access.readable():
+        if not svc.allowed("read") or title == "id" or title not in svc.readable():
             return
         title_field = model.entity(target).all_fields[title]
         batch = max(1, min(LOOKUP_BATCH, svc.context.max_page_size))

@@ -97,7 +97,7 @@ def build_form(svc: RecordService, *, record: dict[str, Any] | None = None, form
                errors: list[dict[str, Any]] | None = None, initial: dict[str, Any] | None = None) -> FormView:
     entity = svc.entity
     action = "update" if record is not None else "create"
-    readable, writable = svc.access.readable(), svc.access.writable(action)
+    readable, writable = svc.readable(), svc.writable(action)
     locked = svc.locked_fields(record["id"]) if record is not None else set()
     writable = writable - locked
     by_field: dict[str, list[str]] = {}
@@ -137,8 +137,7 @@ def build_form(svc: RecordService, *, record: dict[str, Any] | None = None, form
 
 def _table_rows(svc, ff: FormField, record, form, by_field, action, placed) -> None:
     child = svc.model.entity(ff.field.target)
-    access = svc.access_for(child)
-    readable, writable = access.readable(), access.writable(action)
+    readable, writable = svc.readable(child), svc.writable(action, child)
     ff.child_fields = [c for c in child.fields if c.name in readable]
     ff.child_read_only = {c.name for c in ff.child_fields if _read_only(svc, c, writable)}
     if form is not None and not ff.read_only:
@@ -292,14 +291,14 @@ def prefilled_links(svc: RecordService, args: MultiDict) -> dict[str, Any]:
 @pages.get("/r/<entity>/new")
 def new_record(entity: str):
     svc = service(entity)
-    svc.access.require("create")
+    svc.require("create")
     return _render_form(build_form(svc, initial=prefilled_links(svc, request.args)))
 
 
 @pages.post("/r/<entity>/new")
 def create_record(entity: str):
     svc = service(entity)
-    svc.access.require("create")
+    svc.require("create")
     view = build_form(svc)
     try:
         record = svc.create(collect(view, request.form, request.files))
@@ -315,7 +314,7 @@ def create_record(entity: str):
 @pages.get("/r/<entity>/<int:record_id>/edit")
 def edit_record(entity: str, record_id: int):
     svc = service(entity)
-    svc.access.require("update")
+    svc.require("update", record_id)
     record = svc.get(record_id)
     return _render_form(build_form(svc, record=record), record=record)
 
@@ -323,7 +322,7 @@ def edit_record(entity: str, record_id: int):
 @pages.post("/r/<entity>/<int:record_id>/edit")
 def update_record(entity: str, record_id: int):
     svc = service(entity)
-    svc.access.require("update")
+    svc.require("update", record_id)
     record = svc.get(record_id)
     version = request.form.get("version", "")
     expected = form_version(version)
@@ -356,7 +355,7 @@ def new_row(entity: str, field_name: str):
     """One empty row of a table field, added to the form in place."""
     svc = service(entity)
     f = svc.entity.all_fields.get(field_name)
-    if f is None or f.type != "table" or field_name not in svc.access.readable():
+    if f is None or f.type != "table" or field_name not in svc.readable():
         raise NotFound(gettext("There is no such table on this form."))
     ff = FormField(f, field_name, None, False)
     _table_rows(svc, ff, None, None, {}, "update" if request.args.get("record") else "create", set())
@@ -370,14 +369,14 @@ def _link_field(svc: RecordService, path: str) -> Field:
     """``customer`` or, for a table's rows, ``lines.product``: a link field the user may read."""
     head, _, rest = path.partition(".")
     f = svc.entity.all_fields.get(head)
-    if f is None or head not in svc.access.readable():
+    if f is None or head not in svc.readable():
         raise NotFound(gettext("There is no such field."))
     if rest:
         if f.type != "table":
             raise NotFound(gettext("There is no such field."))
         child = svc.model.entity(f.target)
         f = child.all_fields.get(rest)
-        if f is None or rest not in svc.access_for(child).readable():
+        if f is None or rest not in svc.readable(child):
             raise NotFound(gettext("There is no such field."))
     if f.type != "link":
         raise NotFound(gettext("There is no such field."))
@@ -401,7 +400,7 @@ def link_options(entity: str, field_path: str):
     else:
         target = service(f.target)
         title = target.entity.title_field
-        if target.access.allowed("read") and title in target.access.readable():
+        if target.allowed("read") and title in target.readable():
             args = {"limit": str(LINK_OPTIONS), "fields": title}
             if typed:
                 args["search"] = typed

@@ -30,6 +30,7 @@ from loom.errors import BadRequest, Conflict, LoomError, NotFound, ValidationErr
 from loom.identity.principal import Principal
 from loom.metadata.model import Field
 from loom.records.csvfile import csv_chunks
+from loom.records.door import record_service
 from loom.records.service import RecordService
 from loom.ui.i18n import current_locale, gettext, label, lazy_gettext
 from loom.ui.models import import_jobs
@@ -96,7 +97,7 @@ def read_table(filename: str, content: bytes) -> tuple[list[str], Iterator[list[
 # -- mapping ------------------------------------------------------------------------------------
 
 def importable_fields(svc: RecordService) -> list[Field]:
-    writable = svc.access.writable("create")
+    writable = svc.writable("create")
     return [f for f in svc.entity.fields
             if f.name in writable and not f.read_only and f.type not in NOT_EDITABLE | {"table"}]
 
@@ -192,9 +193,9 @@ class Converter:
                 if text in (user["username"], user["display_name"]):
                     return user["id"]
             return None
-        other = RecordService(self.svc.context, target)
+        other = self.svc.other(target)
         title = other.entity.title_field
-        if not other.access.allowed("read") or title not in other.access.readable():
+        if not other.allowed("read") or title not in other.readable():
             return None
         page = other.list({f"filter[{title}][eq]": text, "limit": "2", "fields": "id"})
         return page.data[0]["id"] if len(page.data) == 1 else None
@@ -316,8 +317,6 @@ def preview_import(svc: RecordService, job: Mapping[str, Any]) -> Tally:
 
 def run_import(app: Flask, job_id: int, principal: Principal, locale: str) -> None:
     """Import a mapped job as ``principal``: chunk by chunk, saving progress after each."""
-    from loom.records.api import record_context
-
     engine = app.extensions["loom"].engine
     with app.test_request_context(), force_locale(locale):
         g.principal = principal
@@ -325,8 +324,8 @@ def run_import(app: Flask, job_id: int, principal: Principal, locale: str) -> No
             job = conn.execute(sa.select(import_jobs).where(import_jobs.c.id == job_id)).mappings().one()
         tally = Tally()
         try:
-            svc = RecordService(record_context(principal), job["entity"])
-            svc.access.require("import")
+            svc = record_service(job["entity"], principal, app=app)
+            svc.require("import")
             header, rows = read_table(job["filename"], job["content"])
             by_name = {f.name: f for f in importable_fields(svc)}
             converter = Converter(svc, [by_name.get(name) for name in job["mapping"]])
@@ -395,8 +394,8 @@ def _job(entity: str, job_id: int, *, with_content: bool = False) -> dict[str, A
 
 def _importer(entity: str) -> RecordService:
     svc = service(entity)
-    svc.access.require("import")
-    svc.access.require("create")
+    svc.require("import")
+    svc.require("create")
     return svc
 
 

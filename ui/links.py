@@ -108,7 +108,7 @@ def _titles(f: Field, picked: str) -> set[str]:
         return titles | ({name} if name else set())
     target = service(f.target)
     title = target.entity.title_field
-    if not target.access.allowed("read") or title not in target.access.readable():
+    if not target.allowed("read") or title not in target.readable():
         return titles
     try:
         page = target.list({"filter[id][eq]": picked, "fields": title, "limit": "1"})
@@ -129,7 +129,7 @@ def _exact_matches(f: Field, text: str) -> list[int]:
                 if u["is_active"] and text in (u["display_name"] or u["username"], u["username"])][:MATCHES_CHECKED]
     target = service(f.target)
     title = target.entity.title_field
-    if not target.access.allowed("read") or title not in target.access.readable():
+    if not target.allowed("read") or title not in target.readable():
         return []
     title_field = target.entity.field(title)
     try:

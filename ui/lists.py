@@ -162,7 +162,7 @@ class ListState:
 
     @property
     def search_labels(self) -> str:
-        readable = self.svc.access.readable()
+        readable = self.svc.readable()
         return join(label(f) for f in self.entity.search_fields if f.name in readable)
 
     @property
@@ -273,7 +273,7 @@ def link_title(f: Field, raw_id: str) -> str:
     try:
         target = service(f.target)
         title_field = target.entity.title_field
-        if title_field not in target.access.readable():
+        if title_field not in target.readable():
             return f"#{record_id}"
         record = target.get(record_id, [title_field])
     except LoomError:
@@ -284,7 +284,7 @@ def link_title(f: Field, raw_id: str) -> str:
 
 def column_choices(svc: RecordService) -> list[Field]:
     """The fields a list can show as columns: every readable field but tables."""
-    readable = svc.access.readable()
+    readable = svc.readable()
     return [f for f in svc.entity.all_fields.values()
             if f.name in readable and f.type not in ("table", "json") and f.name != "version"]
 
@@ -301,7 +301,7 @@ def _columns(svc: RecordService, args: MultiDict) -> list[Field]:
 def list_state(entity: str, args: MultiDict, *, count: bool = True) -> ListState:
     """Resolve a list request: saved view, columns, filters, the page of records."""
     svc = service(entity)
-    svc.access.require("read")
+    svc.require("read")
     principal = g.principal
     views = SavedViews(context().engine, principal.user_id, entity) if principal.user_id else None
     view = None
@@ -362,7 +362,7 @@ def _bulk_reply(done: int, failures: list[tuple[int, str]], done_message: str):
 @pages.post("/r/<entity>/_bulk/delete")
 def bulk_delete(entity: str):
     svc = service(entity)
-    svc.access.require("delete")
+    svc.require("delete")
     done, failures = 0, []
     for record_id in _selected_ids():
         try:
@@ -384,7 +384,7 @@ def names_each_record(entity, f: Field) -> bool:
 def bulk_fields(svc: RecordService) -> list[Field]:
     """The fields a bulk update may set: writable, plain-valued fields that do not name
     each record (the title, unique fields)."""
-    writable = svc.access.writable("update")
+    writable = svc.writable("update")
     return [f for f in svc.entity.fields
             if f.name in writable and not f.read_only and f.type not in NOT_EDITABLE | {"table"}
             and not names_each_record(svc.entity, f)]
@@ -401,12 +401,12 @@ def bulk_value_widget(entity: str):
 @pages.post("/r/<entity>/_bulk/update")
 def bulk_update(entity: str):
     svc = service(entity)
-    svc.access.require("update")
+    svc.require("update")
     name = request.form.get("bulk_field", "")
     chosen = next((f for f in bulk_fields(svc) if f.name == name), None)
     if chosen is None:
         own = svc.entity.all_fields.get(name)
-        if own is not None and name in svc.access.readable() and names_each_record(svc.entity, own):
+        if own is not None and name in svc.readable() and names_each_record(svc.entity, own):
             raise BadRequest(gettext("%(field)s tells the records apart: change it on each record, not on many "
                                      "at once.", field=label(own)))
         raise BadRequest(gettext("Choose a field to change."))
@@ -427,7 +427,7 @@ def bulk_update(entity: str):
 
 def _views(entity: str) -> SavedViews:
     svc = service(entity)
-    svc.access.require("read")
+    svc.require("read")
     if g.principal.user_id is None:
         abort(403)
     return SavedViews(context().engine, g.principal.user_id, entity)

@@ -85,4 +85,4 @@ def plugin_links(principal) -> list[tuple[str, str]]:
 def _readable(ctx, entity) -> bool:
     from loom.records.service import RecordService
 
-    return RecordService(ctx, entity.name).access.allowed("read")
+    return RecordService(ctx, entity.name).allowed("read")

@@ -10,7 +10,6 @@ from flask import flash, render_template, request, url_for
 
 from loom.errors import LoomError, ValidationError
 from loom.metadata.model import Entity, Field
-from loom.records.comments import add_comment, list_comments
 from loom.records.service import form_version
 from loom.ui.audit import record_history
 from loom.ui.forms import section_label
@@ -56,12 +55,12 @@ def related_lists(entity: Entity, record_id: int) -> list[RelatedList]:
         if source.child:
             source, via = model.parents[source.name]
         svc = service(source.name)
-        if not svc.access.allowed("read"):
+        if not svc.allowed("read"):
             continue
-        if via is None and f.name not in svc.access.readable():
+        if via is None and f.name not in svc.readable():
             continue
-        if via is not None and (via.name not in svc.access.readable()
-                                or f.name not in svc.access_for(model.entity(via.target)).readable()):
+        if via is not None and (via.name not in svc.readable()
+                                or f.name not in svc.readable(model.entity(via.target))):
             continue
         columns = [c for c in readable_fields(svc, default_columns(source))
                    if c.name != f.name and c.type != "table"]
@@ -73,7 +72,7 @@ def related_lists(entity: Entity, record_id: int) -> list[RelatedList]:
             continue
         url = url_for("pages.list_view", entity=source.name, **{key: record_id})
         new_url = (url_for("pages.new_record", entity=source.name, **{f.name: record_id})
-                   if via is None and svc.access.allowed("create") and f.name in svc.access.writable("create")
+                   if via is None and svc.allowed("create") and f.name in svc.writable("create")
                    else None)
         result.append(RelatedList(source, f, columns, page.data, page.count or 0, url, via, new_url))
     return result
@@ -85,7 +84,7 @@ def timeline(entity: Entity, record_id: int) -> list[dict[str, Any]]:
     svc = service(entity.name)
     items = [{**item, "kind": "change"} for item in record_history(entity, record_id)]
     items += [{"kind": "comment", "at": c["created_at"], "actor": c["author"], "actor_id": c["author_id"],
-               "body": c["body"], "id": c["id"]} for c in list_comments(svc, record_id, checked=True)]
+               "body": c["body"], "id": c["id"]} for c in svc.comments(record_id, checked=True)]
     names = display_names({item["actor_id"] for item in items if item["actor_id"] is not None})
     for item in items:
         item["actor"] = names.get(item["actor_id"]) or item["actor"]
@@ -96,7 +95,7 @@ def timeline(entity: Entity, record_id: int) -> list[dict[str, Any]]:
 def record_view(entity: str, record_id: int):
     svc = service(entity)
     record = svc.get(record_id)
-    readable = svc.access.readable()
+    readable = svc.readable()
     sections = []
     for section in svc.entity.layout:
         fields = [svc.entity.all_fields[n] for n in section.fields if n in readable and n in svc.entity.all_fields]
@@ -106,12 +105,12 @@ def record_view(entity: str, record_id: int):
     tables = {}
     for f in svc.entity.table_fields:
         child = svc.model.entity(f.target)
-        child_readable = svc.access_for(child).readable()
+        child_readable = svc.readable(child)
         tables[f.name] = [c for c in child.fields if c.name in child_readable]
     system = [f for f in svc.entity.standard_fields if f.name in readable and f.name not in ("id", "version")]
     return render_page("record.html", entity=svc.entity, record=record, sections=sections, system=system,
                        title=record_title(svc.entity, record), related=related_lists(svc.entity, record_id),
-                       timeline=timeline(svc.entity, record_id), access=svc.access, tables=tables,
+                       timeline=timeline(svc.entity, record_id), access=svc, tables=tables,
                        panels=record_panels(svc.entity, record))
 
 
@@ -122,7 +121,7 @@ def comment_on_record(entity: str, record_id: int):
     svc = service(entity)
     body, errors, status = request.form.get("body", ""), [], 200
     try:
-        add_comment(svc, record_id, body)
+        svc.add_comment(record_id, body)
         body = ""
     except ValidationError as exc:
         if not wants_fragment():

@@ -13,6 +13,7 @@ from flask_babel import format_decimal, get_timezone
 
 from loom.db import reading
 from loom.metadata.model import Entity, Field
+from loom.records.door import record_context
 from loom.records.service import Context, RecordService
 from loom.ui.i18n import gettext, join, label
 
@@ -23,8 +24,6 @@ MULTI_SHOWN = 3
 def context() -> Context:
     """The record context of this request (who acts, the live metadata), made once."""
     if "record_context" not in g:
-        from loom.records.api import record_context
-
         g.record_context = record_context()
     return g.record_context
 
@@ -98,7 +97,7 @@ def display_names(user_ids: set[int]) -> dict[int, str]:
 
 
 def readable_fields(svc: RecordService, names: list[str] | tuple[str, ...]) -> list[Field]:
-    readable = svc.access.readable()
+    readable = svc.readable()
     entity = svc.entity
     return [entity.all_fields[n] for n in names if n in entity.all_fields and n in readable]
 

@@ -82,25 +82,35 @@ _open_writes: ContextVar[Mapping[sa.Engine, sa.Connection] | None] = ContextVar(
 
 
 @contextmanager
-def write_transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
+def write_transaction(engine: sa.Engine, join: sa.Connection | None = None) -> Iterator[sa.Connection]:
     """A transaction that will write. On SQLite it takes the write lock at BEGIN, so two
     writers queue instead of one failing half-way when the other commits first. Work
     registered with ``before_commit`` runs as its last statements, work registered with
-    ``after_commit`` once it committed.
+    ``after_commit`` once it committed, work registered with ``after_end`` once it ended
+    either way.
 
-    A write begun while the same thread already has one open on ``engine`` (a plugin hook
-    writing another record) joins it as a savepoint, rather than waiting for the outer
-    transaction's lock, which it would never get."""
+    With ``join`` (a connection whose transaction the caller owns) the write is a
+    savepoint in that transaction: it commits or rolls back with it. A write begun while
+    the same thread already has one open on ``engine`` (a plugin hook writing another
+    record) joins it the same way, rather than waiting for the outer transaction's lock,
+    which it would never get."""
     open_writes = _open_writes.get() or {}
-    outer = open_writes.get(engine)
+    outer = join if join is not None else open_writes.get(engine)
     if outer is not None:
-        with outer.begin_nested():
-            yield outer
+        _follow(outer)
+        token = _open_writes.set({**open_writes, engine: outer})
+        try:
+            with outer.begin_nested():
+                yield outer
+        finally:
+            _open_writes.reset(token)
         return
     with engine.connect() as conn:
         conn.info["write_lock"] = True
         conn.info["after_commit"] = []
+        conn.info["after_end"] = []
         token = _open_writes.set({**open_writes, engine: conn})
+        committed: list[Callable[[], None]] = []
         try:
             with deferring(conn), conn.begin():
                 yield conn
@@ -108,14 +118,58 @@ def write_transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
             committed = conn.info["after_commit"]
         finally:
             _open_writes.reset(token)
+            ended = conn.info.pop("after_end", [])
             conn.info.pop("write_lock", None)
             conn.info.pop("after_commit", None)
-    for callback in committed:
+            # the connection is back in the pool before follow-up work opens its own
+        _run(committed + ended)
+
+
+def open_write(engine: sa.Engine) -> sa.Connection | None:
+    """The write transaction this thread has open on ``engine``, if any: reads made while
+    it is open use it, so they see what it has written."""
+    return (_open_writes.get() or {}).get(engine)
+
+
+def _follow(conn: sa.Connection) -> None:
+    """Give a connection that ``write_transaction`` did not open (one a caller joined) the
+    same follow-up lists. SQLAlchemy announces a commit or rollback before it happens, so
+    the work runs once it has: when the connection begins its next transaction or goes
+    back to the pool, whichever comes first."""
+    if "after_commit" in conn.info:
+        return
+    conn.info["after_commit"], conn.info["after_end"] = [], []
+    outcome: list[bool] = []
+
+    def ended(committed: bool) -> None:
+        outcome[:] = [committed]
+
+    def run_pending(*_args) -> None:
+        if not outcome:
+            return
+        work = (conn.info.pop("after_commit", []) if outcome[0] else []) + conn.info.pop("after_end", [])
+        conn.info.pop("after_commit", None)
+        for target, name, fn in listeners:
+            if sa.event.contains(target, name, fn):
+                sa.event.remove(target, name, fn)
+        _run(work)
+
+    dbapi = conn.connection.dbapi_connection
+    listeners = [(conn, "commit", lambda _c: ended(True)), (conn, "rollback", lambda _c: ended(False)),
+                 (conn, "begin", run_pending),
+                 (conn.engine.pool, "checkin", lambda dbapi_conn, _rec: dbapi_conn is dbapi and run_pending())]
+    for target, name, fn in listeners:
+        sa.event.listen(target, name, fn)
+
+
+def _run(work: list[Callable[[], None]]) -> None:
+    for callback in work:
         try:
             callback()
         except Exception:
-            # the change is committed: a failing follow-up must not turn it into an error
-            log.exception("work after a commit failed")
+            # the change is committed (or rolled back): a failing follow-up must not turn
+            # the outcome into an error
+            log.exception("work after a transaction failed")
 
 
 def after_commit(conn: sa.Connection, callback: Callable[[], None]) -> None:
@@ -126,6 +180,19 @@ def after_commit(conn: sa.Connection, callback: Callable[[], None]) -> None:
         callback()
     else:
         pending.append(callback)
+
+
+def after_end(engine: sa.Engine, callback: Callable[[], None]) -> bool:
+    """Run ``callback`` once the write transaction this thread has open on ``engine`` has
+    ended, committed or rolled back; False (and nothing registered) when none is open.
+    For what must be written whatever becomes of that transaction, such as the audit entry
+    of a refusal met inside it."""
+    conn = open_write(engine)
+    pending = conn.info.get("after_end") if conn is not None else None
+    if pending is None:
+        return False
+    pending.append(callback)
+    return True
 
 
 @contextmanager
@@ -178,5 +245,5 @@ def downgrade(engine: sa.Engine, revision: str) -> None:
         command.downgrade(alembic_config(connection), revision)
 
 
-__all__ = ["Base", "BigId", "NAMING_CONVENTION", "after_commit", "before_commit", "create_engine", "deferring", "downgrade",
-           "reading", "run_before_commit", "upgrade", "utcnow", "write_transaction"]
+__all__ = ["Base", "BigId", "NAMING_CONVENTION", "after_commit", "after_end", "before_commit", "create_engine", "deferring", "downgrade",
+           "open_write", "reading", "run_before_commit", "upgrade", "utcnow", "write_transaction"]

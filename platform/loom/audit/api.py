@@ -99,11 +99,3 @@ def csv_lines(entries: Iterable[dict]) -> Iterator[str]:
     from loom.records.csvfile import csv_lines as record_lines
 
     return record_lines(list(reading.COLUMNS), entries)
-
-
-@audit_api.get("/v1/<entity>/<int:record_id>/_history")
-def record_history(entity: str, record_id: int):
-    """The record's changes, oldest first, limited to the fields the caller may read."""
-    from loom.records.api import record_service
-
-    return jsonify({"data": reading.record_history(record_service(entity), record_id)})

@@ -27,7 +27,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from loom.audit.models import audit_head, audit_log
-from loom.db import before_commit, utcnow, write_transaction
+from loom.db import after_end, before_commit, utcnow, write_transaction
 from loom.events import emit
 from loom.identity.principal import Principal
 from loom.metadata.model import Alert
@@ -200,14 +200,22 @@ class AuditLog:
         pending["audit"].entries.append(entry)
 
     def add_alone(self, action: str, **values: Any) -> None:
-        """Log in a transaction of its own: for refusals and reads, which change nothing."""
+        """Log in a transaction of its own: for refusals and reads, which change nothing.
+        Met inside a write this thread has open (a plugin's nested write refused), the entry
+        is written once that write has ended, so that its rollback does not take the entry
+        with it."""
         entry = self.entry(action, **values)
-        try:
-            with write_transaction(self.engine) as conn:
-                self.add_entry(conn, entry)
-        except sa.exc.DBAPIError:
-            log.exception("could not write the audit entry for %s by %s", entry.action, entry.actor)
-            raise
+
+        def write() -> None:
+            try:
+                with write_transaction(self.engine) as conn:
+                    self.add_entry(conn, entry)
+            except sa.exc.DBAPIError:
+                log.exception("could not write the audit entry for %s by %s", entry.action, entry.actor)
+                raise
+
+        if not after_end(self.engine, write):
+            write()
 
     # -- writing --------------------------------------------------------------------
 

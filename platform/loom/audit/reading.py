@@ -160,19 +160,19 @@ def history_query(entity: str, record_id: Any, names: Sequence[NameSpan] = ()) -
             .order_by(t.seq))
 
 
-def record_history(service: Any, record_id: int, *, checked: bool = False) -> list[dict[str, Any]]:
-    """The changes of one record, oldest first, as ``service``'s caller may see them:
-    only when they may read the record, and only the fields they may read. Reading them
-    is a read of the record (logged for ``audit_reads`` entities); ``checked`` says the
-    caller has just read it through ``service`` (the record page), which did both."""
-    if not checked:
-        service.get(record_id, ["id"])
-    readable = service.access.readable()
-    child_readable = {f.name: service.access_for(service.model.entity(f.target)).readable()
-                      for f in service.entity.table_fields if f.name in readable}
-    names = entity_name_spans(service.context.engine, service.context.live).get(service.entity.name, ())
-    with reading(service.context.engine) as conn:
-        rows = conn.execute(history_query(service.entity.name, record_id, names)).mappings().all()
+def record_changes(engine: sa.Engine, live: Any, entity: str, record_id: int,
+                   readable: set[str] | frozenset[str], child_readable: Mapping[str, frozenset[str]],
+                   connection: sa.Connection | None = None) -> list[dict[str, Any]]:
+    """The logged changes of one record, oldest first, showing only the fields in
+    ``readable`` (and, for child rows, ``child_readable`` per table field). The record
+    service's ``history`` decides who may ask and which fields they read."""
+    names = entity_name_spans(engine, live).get(entity, ())
+    query = history_query(entity, record_id, names)
+    if connection is not None:
+        rows = connection.execute(query).mappings().all()
+    else:
+        with reading(engine) as conn:
+            rows = conn.execute(query).mappings().all()
     history = []
     for row in rows:
         changes = {}

@@ -12,7 +12,6 @@ from typing import Any
 from flask import (
     Blueprint,
     current_app,
-    g,
     jsonify,
     request,
     stream_with_context,
@@ -22,9 +21,8 @@ from flask import (
 from loom.downloads import download
 from loom.errors import BadRequest, PreconditionFailed
 from loom.identity.principal import Principal
-from loom.permissions import Policy
-from loom.records.comments import add_comment, list_comments
 from loom.records.csvfile import csv_lines
+from loom.records.door import record_context
 from loom.records.openapi import build_openapi
 from loom.records.query import parse_fields
 from loom.records.service import Context, RecordService
@@ -38,18 +36,8 @@ def _loom():
     return current_app.extensions["loom"]
 
 
-def record_context(principal: Principal | None = None) -> Context:
-    """What the record service needs for this request: the live metadata and its
-    permissions, and who is acting (the signed-in principal)."""
-    loom = _loom()
-    live = loom.metadata.live()
-    return Context(engine=loom.engine, live=live, principal=principal or g.principal,
-                   hooks=loom.plugins.hook, cursors=loom.cursors, page_size=loom.page_size,
-                   max_page_size=loom.max_page_size, policy=live.derive("policy", lambda: Policy(live.model)),
-                   audit=loom.audit)
-
-
 def record_service(entity: str) -> RecordService:
+    """The record service of ``entity`` for this request's principal."""
     return RecordService(record_context(), entity)
 
 
@@ -216,7 +204,7 @@ def delete_record(entity: str, record_id: int):
 @api.get("/v1/<entity>/<int:record_id>/_comments")
 def record_comments(entity: str, record_id: int):
     """The record's comments, oldest first, for anyone who may read the record."""
-    return jsonify({"data": list_comments(record_service(entity), record_id)})
+    return jsonify({"data": record_service(entity).comments(record_id)})
 
 
 @api.post("/v1/<entity>/<int:record_id>/_comments")
@@ -224,5 +212,11 @@ def comment_on_record(entity: str, record_id: int):
     body = _json_body()
     if not isinstance(body, dict):
         raise BadRequest('send the comment as a JSON object: {"body": "..."}')
-    comment = add_comment(record_service(entity), record_id, body.get("body"))
+    comment = record_service(entity).add_comment(record_id, body.get("body"))
     return jsonify({"data": comment}), 201
+
+
+@api.get("/v1/<entity>/<int:record_id>/_history")
+def record_history(entity: str, record_id: int):
+    """The record's changes, oldest first, limited to the fields the caller may read."""
+    return jsonify({"data": record_service(entity).history(record_id)})

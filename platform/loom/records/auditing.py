@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from loom.audit.log import MASK, AuditLog, mask_secrets
+from loom.audit.reading import record_changes
 from loom.errors import LoomError
 from loom.identity.principal import Principal
 from loom.metadata.model import AppModel, Entity
@@ -47,6 +48,9 @@ class RecordAudit:
     entity: Entity
     model: AppModel
     principal: Principal
+    context: Any
+    get: Any
+    readable: Any
 
     def _log_change(self, conn: sa.Connection, action: str, record_id: int, changes: Mapping[str, list]) -> None:
         """The audit entry of a change, in its transaction; secret values are masked."""
@@ -104,6 +108,18 @@ class RecordAudit:
         exc.audited = True
         self.audit.add_alone(f"record.{action}", principal=self.principal, entity=self.entity.name,
                              record_id=record_id, outcome="denied", detail={"reason": exc.detail})
+
+    def history(self, record_id: int, *, checked: bool = False) -> list[dict[str, Any]]:
+        """The changes of one record, oldest first, as the caller may see them: only when
+        they may read the record, and only the fields they may read. Reading them is a read
+        of the record (logged for ``audit_reads`` entities); ``checked`` says the caller has
+        just read it through this service (the record page), which did both."""
+        if not checked:
+            self.get(record_id, ["id"])
+        readable = self.readable()
+        child_readable = {f.name: self.readable(f.target) for f in self.entity.table_fields if f.name in readable}
+        return record_changes(self.context.engine, self.context.live, self.entity.name, record_id, readable,
+                              child_readable, self.context.connection)
 
     def _log_read(self, record_id: int) -> None:
         if self.entity.audit_reads:

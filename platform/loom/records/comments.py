@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from loom.audit.log import timestamp
-from loom.db import Base, BigId, reading, utcnow, write_transaction
+from loom.db import Base, BigId, utcnow
 from loom.errors import ValidationError
 from loom.events import emit
 from loom.permissions import Forbidden
@@ -55,33 +55,49 @@ def _reply(row: Any) -> dict[str, Any]:
             "created_at": timestamp(row["created_at"])}
 
 
-def list_comments(service: Any, record_id: int, *, checked: bool = False) -> list[dict[str, Any]]:
-    """The comments on one record, oldest first, when ``service``'s caller may read it
-    (else the record service's NotFound); ``checked``: the caller has just made sure."""
-    if not checked:
-        service.require_readable(record_id)
-    t = comments.c
-    query = (sa.select(comments).where(t.entity == service.entity.name, t.record_id == record_id).order_by(t.id))
-    with reading(service.context.engine) as conn:
-        return [_reply(row) for row in conn.execute(query).mappings()]
+class Discussion:
+    """Comments, as methods of ``RecordService`` (which sets the attributes used here)."""
 
+    context: Any
+    entity: Any
+    principal: Any
+    audit: Any
+    require_readable: Any
+    _log_refusal: Any
+    _writing: Any
+    _reading: Any
+    _after_commit: Any
 
-def add_comment(service: Any, record_id: int, body: Any) -> dict[str, Any]:
-    """Add a comment from ``service``'s caller to a record they may read."""
-    principal = service.principal
-    if principal.read_only:
-        refusal = Forbidden(f"a read-only token cannot comment on {service.entity.name} records")
-        service._log_refusal("comment", refusal, record_id)
-        raise refusal
-    service.require_readable(record_id)
-    text = _clean(body)
-    entity = service.entity.name
-    with write_transaction(service.context.engine) as conn:
-        row = conn.execute(comments.insert().values(
-            entity=entity, record_id=record_id, author_id=principal.user_id, author=principal.name[:200],
-            body=text, created_at=utcnow()).returning(*comments.c)).mappings().one()
-        emit(conn, topic="record.commented", actor=principal.name, entity=entity, record_id=record_id,
-             payload={"comment_id": row["id"], "body": text})
-        service.audit.add(conn, "comment.create", principal=principal, entity=entity, record_id=record_id,
-                          detail={"comment_id": row["id"], "body": text})
-    return _reply(row)
+    def comments(self, record_id: int, *, checked: bool = False) -> list[dict[str, Any]]:
+        """The comments on one record, oldest first, when the caller may read it (else the
+        record's NotFound); ``checked``: the caller has just made sure."""
+        if not checked:
+            self.require_readable(record_id)
+        t = comments.c
+        query = sa.select(comments).where(t.entity == self.entity.name, t.record_id == record_id).order_by(t.id)
+        with self._reading() as conn:
+            return [_reply(row) for row in conn.execute(query).mappings()]
+
+    def add_comment(self, record_id: int, body: Any) -> dict[str, Any]:
+        """Add a comment from the caller to a record they may read: an outbox event
+        (``record.commented``) and an audit entry (``comment.create``) in its transaction,
+        and ``after_record_commit`` (action ``commented``) once it committed."""
+        principal = self.principal
+        if principal.read_only:
+            refusal = Forbidden(f"a read-only token cannot comment on {self.entity.name} records")
+            self._log_refusal("comment", refusal, record_id)
+            raise refusal
+        self.require_readable(record_id)
+        text = _clean(body)
+        entity = self.entity.name
+        with self._writing() as conn:
+            row = conn.execute(comments.insert().values(
+                entity=entity, record_id=record_id, author_id=principal.user_id, author=principal.name[:200],
+                body=text, created_at=utcnow()).returning(*comments.c)).mappings().one()
+            emit(conn, topic="record.commented", actor=principal.name, entity=entity, record_id=record_id,
+                 payload={"comment_id": row["id"], "body": text})
+            self.audit.add(conn, "comment.create", principal=principal, entity=entity, record_id=record_id,
+                           detail={"comment_id": row["id"], "body": text})
+            reply = _reply(row)
+            self._after_commit(conn, "commented", [{"id": record_id, "comment": reply}])
+        return reply

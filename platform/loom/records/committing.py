@@ -1,5 +1,9 @@
-"""``after_record_commit``: called once a record write committed, each plugin on its own,
-so that a failing plugin neither fails the committed change nor silences the others.
+"""The committed-change step every record write ends in, and ``after_record_commit``.
+
+Each change, once written, passes through one step in its transaction: its secret values
+masked, an outbox event, the plugins' ``after_record_*`` hook, the audit entry; then,
+once the outermost transaction committed, ``after_record_commit``, each plugin on its
+own, so that a failing plugin neither fails the committed change nor silences the others.
 Part of the record service."""
 
 from __future__ import annotations
@@ -12,8 +16,13 @@ import sqlalchemy as sa
 
 from loom.audit.log import AuditLog
 from loom.db import after_commit
+from loom.events import emit
 from loom.identity.principal import Principal
 from loom.metadata.model import Entity
+from loom.records.auditing import created_changes, deleted_changes
+
+#: each record action: (outbox topic and after_record_commit action, audit action)
+_PAST = {"create": "created", "update": "updated", "delete": "deleted"}
 
 log = logging.getLogger("loom.records.service")
 
@@ -25,6 +34,35 @@ class CommitHooks:
     entity: Entity
     hooks: Any
     principal: Principal
+    _event_record: Any
+    _event_changes: Any
+    _log_change: Any
+
+    def _committed(self, conn: sa.Connection, action: str, records: Sequence[dict[str, Any]],
+                   changes: Sequence[Mapping[str, list]] | None = None) -> None:
+        """The one step after a record write (``action``: create, update or delete), in its
+        transaction: per record, mask secrets -> outbox event -> ``after_record_<action>``
+        hooks -> audit entry; then ``after_record_commit`` once the change committed.
+        ``records`` are full JSON forms (the last values, for a delete); ``changes`` the
+        ``{field: [old, new]}`` of each updated record."""
+        past = _PAST[action]
+        hook = getattr(self.hooks, f"after_record_{action}")
+        for i, record in enumerate(records):
+            payload: dict[str, Any] = {"record": self._event_record(record)}
+            kwargs: dict[str, Any] = {"entity": self.entity, "record": record, "principal": self.principal,
+                                      "connection": conn}
+            if action == "update":
+                assert changes is not None
+                payload["changes"] = self._event_changes(changes[i])
+                kwargs["changes"] = changes[i]
+                logged = changes[i]
+            else:
+                logged = created_changes(record) if action == "create" else deleted_changes(record)
+            emit(conn, topic=f"record.{past}", actor=self.principal.name, entity=self.entity.name,
+                 record_id=record["id"], payload=payload)
+            hook(**kwargs)
+            self._log_change(conn, action, record["id"], logged)
+        self._after_commit(conn, past, records)
 
     def _after_commit(self, conn: sa.Connection, action: str, records: Sequence[dict[str, Any]]) -> None:
         """Call the ``after_record_commit`` hooks once ``conn``'s transaction committed

@@ -11,7 +11,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.sql import visitors
 
-from loom.db import reading
 from loom.errors import Conflict, ValidationError
 from loom.metadata.model import AppModel, Entity
 from loom.permissions import EntityAccess
@@ -68,7 +67,7 @@ class WriteGuards:
         where = [self.table.c[n] == attempted[n] for n in names]
         if attempted.get("id") is not None:
             where.append(self.table.c.id != attempted["id"])
-        with reading(self.context.engine) as conn:
+        with self._reading() as conn:
             return conn.execute(sa.select(self.table.c.id).where(*where, *self._scope(self.access, self.table, "read"))
                                 .limit(1)).scalar()
 

@@ -10,11 +10,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from loom.db import reading
 from loom.errors import BadRequest, NotFound
 from loom.metadata.model import USER_ENTITY, Entity, Field
-from loom.permissions import EntityAccess, Forbidden
+from loom.permissions import EntityAccess
 from loom.records.auditing import RecordAudit
+from loom.records.gate import Gate
 from loom.records.query import Condition, ListQuery, SortKey, parse_list_query
 from loom.records.sql import condition_sql
 
@@ -41,7 +41,7 @@ def _json(field: Field, value: Any) -> Any:
     return None if value is None else field.kind.to_json(value)
 
 
-class RecordReader(RecordAudit):
+class RecordReader(Gate, RecordAudit):
     """The reading half of ``RecordService`` (which sets the attributes used here)."""
 
     entity: Entity
@@ -183,30 +183,22 @@ class RecordReader(RecordAudit):
             raise missing
         return row
 
-    def _require(self, action: str, record_id: int | None = None) -> None:
-        """Refuse (and log the refusal) when the caller may not ``action`` this entity."""
-        try:
-            self.access.require(action)
-        except Forbidden as exc:
-            self._log_refusal(action, exc, record_id)
-            raise
-
     def require_readable(self, record_id: int) -> None:
         """Refuse (404, or 403 without read access) unless the caller may read the record;
         reads none of its values, so it is not logged as a read."""
-        self._require("read", record_id)
-        with reading(self.context.engine) as conn:
+        self.require("read", record_id)
+        with self._reading() as conn:
             self._fetch_row(conn, record_id)
 
     def get(self, record_id: int, fields: list[str] | None = None) -> dict[str, Any]:
-        self._require("read", record_id)
+        self.require("read", record_id)
         if fields is not None:
             readable = self.access.readable()
             for name in fields:
                 if name not in readable:
                     raise BadRequest(f"unknown field '{name}' in fields",
                                      errors=[{"field": "fields", "message": f"unknown field '{name}' in fields"}])
-        with reading(self.context.engine) as conn:
+        with self._reading() as conn:
             row = self._fetch_row(conn, record_id)
             record = self._serialize(conn, [row], fields)[0]
         self._log_read(record_id)
@@ -215,7 +207,7 @@ class RecordReader(RecordAudit):
     def parse_query(self, args: Mapping[str, Any], action: str = "read") -> ListQuery:
         """List arguments checked against what the caller may see; refused first when the
         caller may not ``action`` this entity at all."""
-        self._require(action)
+        self.require(action)
         def rows_of(table: Field) -> tuple[Entity, set[str]]:
             child = self.model.entity(table.target)
             return child, self.access_for(child).readable()
@@ -226,7 +218,7 @@ class RecordReader(RecordAudit):
 
     def list(self, query: ListQuery | Mapping[str, Any] | None = None, *, action: str = "read") -> Page:
         """A page of records in the caller's scope for ``action`` (read, or export)."""
-        self._require(action)
+        self.require(action)
         if not isinstance(query, ListQuery):
             query = self.parse_query(query or {})
         where = self.list_conditions(query, action)
@@ -235,7 +227,7 @@ class RecordReader(RecordAudit):
         if query.after is not None:
             stmt = stmt.where(*self._after(query.sort, query.after))
         stmt = stmt.order_by(*self._order(query.sort)).limit(query.limit + 1)
-        with reading(self.context.engine) as conn:
+        with self._reading() as conn:
             rows = conn.execute(stmt).mappings().all()
             more = len(rows) > query.limit
             rows = rows[:query.limit]
@@ -260,9 +252,9 @@ class RecordReader(RecordAudit):
         caller may export and read them. The audit entry, with the query and the number of
         matching records, is written before the first record is read: an export that cannot
         be logged does not run, and no more records are sent than the entry counts."""
-        self._require("export")
+        self.require("export")
         query.limit = EXPORT_PAGE
-        with reading(self.context.engine) as conn:
+        with self._reading() as conn:
             matches = sa.select(sa.literal(1)).select_from(self.table).where(*self.list_conditions(query, "export"))
             total = conn.execute(sa.select(sa.func.count()).select_from(matches.subquery())).scalar_one()
         self._log_export(query, total)

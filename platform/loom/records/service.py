@@ -17,13 +17,12 @@ import marshmallow as ma
 import sqlalchemy as sa
 
 from loom.audit.log import AuditLog
-from loom.db import reading, utcnow, write_transaction
+from loom.db import utcnow
 from loom.errors import Conflict, NotFound, PreconditionFailed, ValidationError
-from loom.events import emit
 from loom.identity.principal import Principal
 from loom.metadata.model import USER_ENTITY, Entity, Field
 from loom.permissions import EntityAccess, Forbidden, Policy
-from loom.records.auditing import created_changes, deleted_changes
+from loom.records.comments import Discussion
 from loom.records.committing import CommitHooks
 from loom.records.files import check_attachments, claim_uploads
 from loom.records.guards import OutOfScope, WriteGuards
@@ -69,9 +68,11 @@ class Context:
     policy: Policy | None = None
     #: where operations are logged; by default the database's log, without alert rules
     audit: AuditLog | None = None
+    #: a transaction to work in (writes are savepoints in it), instead of one of its own
+    connection: sa.Connection | None = None
 
 
-class RecordService(WriteGuards, CommitHooks, RecordReader):
+class RecordService(WriteGuards, CommitHooks, Discussion, RecordReader):
     """Records of one entity, as seen by ``context.principal``: only the actions, rows and
     fields its roles allow."""
 
@@ -90,6 +91,10 @@ class RecordService(WriteGuards, CommitHooks, RecordReader):
         self._accesses: dict[str, EntityAccess] = {}
         self.access = self.access_for(entity)
         self.audit = context.audit or AuditLog(context.engine)
+
+    def other(self, entity_name: str) -> RecordService:
+        """The service of another entity, for the same caller and in the same transaction."""
+        return RecordService(self.context, entity_name)
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -140,7 +145,7 @@ class RecordService(WriteGuards, CommitHooks, RecordReader):
         """The fields of a record nobody may change in its current state (``read_only_when``)."""
         if not self.entity.state_locked_fields:
             return set()
-        with reading(self.context.engine) as conn:
+        with self._reading() as conn:
             return self._locked(conn, record_id)
 
     def _schemas(self, entity: Entity) -> dict[str, ma.Schema]:
@@ -266,7 +271,7 @@ class RecordService(WriteGuards, CommitHooks, RecordReader):
             raise
         row: dict[str, Any] | None = None
         try:
-            with write_transaction(self.context.engine) as conn:
+            with self._writing() as conn:
                 self.hooks.before_record_create(entity=self.entity, values=values, principal=self.principal,
                                                 connection=conn)
                 self._validate_links(conn, [(values, children)])
@@ -281,12 +286,7 @@ class RecordService(WriteGuards, CommitHooks, RecordReader):
                 self._insert_children(conn, record_id, children)
                 record = self._serialize(conn, [stored], full=True)[0]
                 reply = record if self._reply_is_full() else self._serialize(conn, [stored])[0]
-                emit(conn, topic="record.created", actor=self.principal.name, entity=self.entity.name,
-                     record_id=record_id, payload={"record": self._event_record(record)})
-                self.hooks.after_record_create(entity=self.entity, record=record, principal=self.principal,
-                                               connection=conn)
-                self._log_change(conn, "create", record_id, created_changes(record))
-                self._after_commit(conn, "created", [record])
+                self._committed(conn, "create", [record])
         except OutOfScope as exc:
             self._log_refusal("create", exc)
             raise
@@ -313,7 +313,7 @@ class RecordService(WriteGuards, CommitHooks, RecordReader):
         if not loaded:
             return []
         try:
-            with write_transaction(self.context.engine) as conn:
+            with self._writing() as conn:
                 for values, _children in loaded:
                     self.hooks.before_record_create(entity=self.entity, values=values, principal=self.principal,
                                                     connection=conn)
@@ -337,14 +337,7 @@ class RecordService(WriteGuards, CommitHooks, RecordReader):
                 records = self._serialize(conn, conn.execute(
                     sa.select(self.table).where(self.table.c.id.in_(ids)).order_by(self.table.c.id)).mappings().all(),
                     full=True)
-                for record in records:
-                    emit(conn, topic="record.created", actor=self.principal.name, entity=self.entity.name,
-                         record_id=record["id"], payload={"record": self._event_record(record)})
-                    self.hooks.after_record_create(entity=self.entity, record=record, principal=self.principal,
-                                                   connection=conn)
-                for record in records:
-                    self._log_change(conn, "create", record["id"], created_changes(record))
-                self._after_commit(conn, "created", records)
+                self._committed(conn, "create", records)
         except OutOfScope as exc:
             self._log_refusal("create", exc)
             raise
@@ -369,7 +362,7 @@ class RecordService(WriteGuards, CommitHooks, RecordReader):
             raise
         attempted: dict[str, Any] | None = None
         try:
-            with write_transaction(self.context.engine) as conn:
+            with self._writing() as conn:
                 row = self._fetch_row(conn, record_id, action="update", lock=True)
                 locked = self._locked(conn, record_id)
                 if expected_version is not None and row["version"] != expected_version:
@@ -405,13 +398,7 @@ class RecordService(WriteGuards, CommitHooks, RecordReader):
                     raise ValidationError(f"{', '.join(refused)} cannot change while the record is in this state",
                                           errors=[{"field": n, "message": STATE_LOCKED} for n in refused])
                 reply = after if self._reply_is_full() else self._serialize(conn, [stored])[0]
-                emit(conn, topic="record.updated", actor=self.principal.name, entity=self.entity.name,
-                     record_id=record_id,
-                     payload={"record": self._event_record(after), "changes": self._event_changes(changes)})
-                self.hooks.after_record_update(entity=self.entity, record=after, changes=changes,
-                                               principal=self.principal, connection=conn)
-                self._log_change(conn, "update", record_id, changes)
-                self._after_commit(conn, "updated", [after])
+                self._committed(conn, "update", [after], [changes])
         except _NoChange as unchanged:
             return unchanged.record
         except OutOfScope as exc:
@@ -452,7 +439,7 @@ class RecordService(WriteGuards, CommitHooks, RecordReader):
             self._log_refusal("delete", exc, record_id)
             raise
         try:
-            with write_transaction(self.context.engine) as conn:
+            with self._writing() as conn:
                 row = self._fetch_row(conn, record_id, action="delete", lock=True)
                 if expected_version is not None and row["version"] != expected_version:
                     raise PreconditionFailed(
@@ -467,12 +454,7 @@ class RecordService(WriteGuards, CommitHooks, RecordReader):
                     child = self.context.live.tables[f.target]
                     conn.execute(child.delete().where(child.c.parent_id == record_id))
                 conn.execute(self.table.delete().where(self.table.c.id == record_id))
-                emit(conn, topic="record.deleted", actor=self.principal.name, entity=self.entity.name,
-                     record_id=record_id, payload={"record": self._event_record(record)})
-                self.hooks.after_record_delete(entity=self.entity, record=record, principal=self.principal,
-                                               connection=conn)
-                self._log_change(conn, "delete", record_id, deleted_changes(record))
-                self._after_commit(conn, "deleted", [record])
+                self._committed(conn, "delete", [record])
         except sa.exc.IntegrityError as exc:
             raise Conflict(f"other records still link to this {self.entity.name}; it cannot be deleted "
                            "while they do") from exc

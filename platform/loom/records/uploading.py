@@ -25,11 +25,12 @@ def upload_file(entity: str, field_name: str):
     changing a record; 422 when the field's type or size limit refuses it."""
     service = record_service(entity)
     f = service.entity.all_fields.get(field_name)
-    if f is None or f.type != "attachment" or field_name not in service.access.readable():
+    if f is None or f.type != "attachment" or field_name not in service.readable():
         raise NotFound(f"{entity} has no attachment field named '{field_name}'")
-    access = service.access
-    if not any(access.allowed(action) and field_name in access.writable(action) for action in ("create", "update")):
-        raise Forbidden(f"you may not set {field_name} on {entity} records")
+    if not any(service.allowed(action) and field_name in service.writable(action) for action in ("create", "update")):
+        refusal = Forbidden(f"you may not set {field_name} on {entity} records")
+        service.refused("upload", refusal)
+        raise refusal
     upload = request.files.get("file")
     if upload is None or not upload.filename:
         raise BadRequest("send the file as the multipart/form-data part named 'file'",
