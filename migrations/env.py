@@ -1,5 +1,5 @@
-"""Alembic environment for Loom's own tables (entity tables are managed by the metadata
-service, not by revisions here)."""
+"""Alembic environment for Loom's own tables and for plugins' revision trees (entity tables
+are managed by the metadata service, not by revisions here)."""
 
 from alembic import context
 
@@ -22,7 +22,11 @@ def run() -> None:
 
 
 def _migrate(connection) -> None:
-    context.configure(connection=connection, target_metadata=target_metadata,
+    # a plugin's tree (loom.plugins.migrations) runs here too, recorded in its own version
+    # table; its tables are not on Loom's metadata, so it has none to compare against
+    plugin_tree = config.attributes.get("plugin_tree")
+    context.configure(connection=connection, target_metadata=None if plugin_tree else target_metadata,
+                      version_table=config.attributes.get("version_table", "alembic_version"),
                       render_as_batch=connection.dialect.name == "sqlite")
     with context.begin_transaction():
         context.run_migrations()

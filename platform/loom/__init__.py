@@ -15,6 +15,9 @@ from loom.errors import (
 from loom.hookspecs import hookimpl
 from loom.identity.principal import Principal
 from loom.plugins.declarations import NavLink, Panel
+from loom.plugins.settings import plugin_settings
+from loom.plugins.webhooks import Webhook, WebhookCall
+from loom.records.door import record_service
 
 __all__ = [
     "BadRequest",
@@ -27,5 +30,9 @@ __all__ = [
     "PreconditionFailed",
     "Principal",
     "ValidationError",
+    "Webhook",
+    "WebhookCall",
     "hookimpl",
+    "plugin_settings",
+    "record_service",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,8 @@ from loom.errors import LoomError
 from loom.identity import auth
 from loom.identity.service import IdentityService
 from loom.plugins import flatten, plugin_manager
+from loom.plugins import webhooks as plugin_webhooks
+from loom.plugins.settings import PluginSettings
 from loom.records.query import Cursors
 from loom.schema.service import MetadataService
 
@@ -47,6 +49,10 @@ class Loom:
     public_endpoints: frozenset[str] = frozenset()
     #: endpoints a read-only token may write to: Loom's own and those plugins name
     read_only_endpoints: frozenset[str] = frozenset()
+    #: every plugin's settings (``plugin_settings_schema`` hook)
+    settings: PluginSettings | None = None
+    #: inbound webhooks by (plugin, name) (``webhooks`` hook)
+    webhooks: dict[tuple[str, str], plugin_webhooks.Webhook] = field(default_factory=dict)
 
 
 def _secret_key(instance: Path) -> str:
@@ -107,6 +113,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         max_page_size=values["MAX_PAGE_SIZE"],
         public_endpoints=auth.PUBLIC_ENDPOINTS | frozenset(flatten(plugins.hook.public_endpoints())),
         read_only_endpoints=auth.READ_ONLY_ALLOWED | frozenset(flatten(plugins.hook.read_only_endpoints())),
+        settings=PluginSettings(engine, app.config["SECRET_KEY"], plugins, metadata.audit),
+        webhooks=plugin_webhooks.collect(flatten(plugins.hook.webhooks())),
     )
 
     from loom.audit.api import audit_api
@@ -121,6 +129,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(api)
     app.register_blueprint(uploads_api)
     app.register_blueprint(audit_api)
+    app.register_blueprint(plugin_webhooks.webhooks)
     for blueprint in flatten(plugins.hook.register_blueprints()):
         app.register_blueprint(blueprint)
     plugins.hook.register_commands(cli=app.cli)

@@ -1,10 +1,9 @@
-"""The ``loom`` command: init, serve, demo, metadata, users, tokens, roles, permissions and the audit log."""
+"""The ``loom`` command: init, serve, demo, metadata, users, tokens, roles, permissions and the audit log;
+the plugin host's groups (plugin, outbox, jobs) and the commands plugins add."""
 
 from __future__ import annotations
 
 import errno
-import functools
-import getpass
 import logging
 import os
 import socket
@@ -17,26 +16,27 @@ from flask import current_app
 from flask.cli import FlaskGroup, with_appcontext
 
 from loom.app import create_app
-from loom.db import upgrade
+from loom.commands import (
+    CommandFailed,
+    author_name,
+    current_loom,
+    fail,
+    has_instance,
+    needs_instance,
+)
 from loom.errors import LoomError, MetadataError
+from loom.plugins.commands import plugin_group
+from loom.plugins.migrations import upgrade as upgrade_with_plugins
 
 
-def _loom():
-    return current_app.extensions["loom"]
+def upgrade(engine: sa.Engine) -> None:
+    """Loom's own tables, then those of the app's plugins (their own revision trees)."""
+    upgrade_with_plugins(engine, current_loom().plugins)
 
 
-def _fail(error: LoomError) -> None:
-    problems = getattr(error, "problems", None) or [error.detail]
-    for problem in problems:
-        click.echo(f"error: {problem}", err=True)
-    sys.exit(1)
-
-
-class CommandFailed(click.ClickException):
-    """A failure the person at the terminal can act on: one line, ``error: ...``, exit 1."""
-
-    def show(self, file=None) -> None:
-        click.echo(f"error: {self.format_message()}", err=True, file=file)
+_loom = current_loom
+_fail = fail
+_author = author_name
 
 
 class LoomGroup(FlaskGroup):
@@ -64,15 +64,6 @@ class LoomGroup(FlaskGroup):
                                 "please report it)") from error
 
 
-def _author(author: str | None) -> str:
-    if author:
-        return author
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli"
-
-
 _apps: list = []
 
 
@@ -80,31 +71,6 @@ def _cli_app():
     app = create_app()
     _apps.append(app)
     return app
-
-
-def has_instance(engine: sa.Engine) -> bool:
-    """Whether ``engine``'s database holds a Loom instance (Loom's own tables). A SQLite
-    file that does not exist is not opened, since opening it would create it."""
-    url = engine.url
-    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") \
-            and not Path(url.database).exists():
-        return False
-    return sa.inspect(engine).has_table("alembic_version")
-
-
-def needs_instance(command):
-    """For commands that work on an existing instance: refuse, naming where Loom looked,
-    rather than create an empty database (only ``init``, ``demo`` and ``serve`` create one)."""
-    @functools.wraps(command)
-    def run(*args, **kwargs):
-        engine = _loom().engine
-        if not has_instance(engine):
-            raise CommandFailed(
-                f"there is no Loom instance in {engine.url.render_as_string(hide_password=True)} "
-                f"(instance folder {current_app.instance_path}); run 'loom init' or 'loom demo' first, "
-                "or set LOOM_INSTANCE_PATH / LOOM_DATABASE_URL to an existing one")
-        return command(*args, **kwargs)
-    return run
 
 
 def _close_apps() -> None:
@@ -606,3 +572,6 @@ def _remove_orphan_files(grace_hours: int = 24) -> int:
 
     live = _loom().metadata.live()
     return app_files().remove_orphans(live.model, live.tables, grace=dt.timedelta(hours=grace_hours))
+
+
+main.add_command(plugin_group)

@@ -96,6 +96,17 @@ def read_only_endpoints():
 
 
 @hookspec
+def webhooks():
+    """A list of ``loom.Webhook(plugin, name, secret, handler)``: inbound webhooks, served at
+    ``POST /hooks/<plugin>/<name>`` without a session or token (and so without CSRF). Each
+    call must be signed: ``X-Loom-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of
+    "<t>." + body>`` with the secret held in the plugin's setting named by ``secret``;
+    unsigned, wrongly signed and calls more than five minutes old get 401 problem+json.
+    ``handler(call)`` receives a ``loom.WebhookCall`` and returns a JSON-able reply (or None
+    for 204). Every call is audited as ``webhook.receive``."""
+
+
+@hookspec
 def register_commands(cli):
     """Add commands to the ``loom`` command: ``cli`` is a click group; commands added with
     ``@cli.command()`` run inside the app (``flask.current_app``) as ``loom <name>``. A
@@ -121,3 +132,23 @@ def record_panels(entity, record, principal):
     JSON form, holding only the fields ``principal`` may read). ``body`` is escaped unless
     it is ``markupsafe.Markup``: build Markup only from escaped parts. A panel hook that
     raises is logged and its panels left out; the page still shows."""
+
+
+# -- what plugins ship -----------------------------------------------------------------------
+
+@hookspec
+def plugin_settings_schema():
+    """``(plugin name, JSON Schema)``: the plugin's settings, an object. Values are checked
+    against the schema on every save; properties marked ``"secret": true`` (or
+    ``"writeOnly": true``) are stored encrypted and shown as ``***``. The plugin reads them
+    with ``loom.plugin_settings(name)``; admins set them with ``loom plugin set``."""
+
+
+@hookspec
+def migration_folders():
+    """A list of ``(plugin name, folder)``: alembic revision folders (a path or an
+    ``importlib.resources`` Traversable) with the plugin's own tables. Each folder is one
+    revision tree, run after Loom's own tables are up to date by ``loom init``, ``loom
+    serve`` and ``loom demo``, and recorded in its own version table
+    (``alembic_version_<plugin name>``), so Loom upgrades the same whether the plugin is
+    installed or not."""

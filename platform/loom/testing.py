@@ -6,7 +6,7 @@ test then runs once per database, in a schema of its own that is dropped afterwa
 
 Fixtures:
     loom_database_url  the URL of the test's database
-    loom_engine        an engine on it, with Loom's own tables created
+    loom_engine        an engine on it, with Loom's own tables and those of ``loom_plugins`` created
     loom_app           a Loom app on that engine (plugins: only ``loom_plugins``)
     loom_client        a test client signed in as a superuser (``admin``)
     anonymous_client   a test client with no credentials
@@ -15,6 +15,10 @@ Fixtures:
     loom_plugins       plugin objects to register (override to add yours)
     make_entity        builds an entity document: make_entity("thing", [{"name": ..., "type": ...}])
     apply_metadata     publishes documents: apply_metadata(doc, ...) -> Plan
+    set_plugin_settings  saves a plugin's settings: set_plugin_settings("my_plugin", api_key="...")
+
+And ``sign_webhook(secret, body)``: the ``X-Loom-Signature`` header value a sender puts on
+a webhook call.
 """
 
 from __future__ import annotations
@@ -28,7 +32,10 @@ import pytest
 import sqlalchemy as sa
 
 from loom.app import create_app
-from loom.db import create_engine, upgrade
+from loom.db import create_engine
+from loom.plugins import plugin_manager
+from loom.plugins.migrations import upgrade
+from loom.plugins.webhooks import sign
 from loom.schema.service import model_from_documents
 
 TEST_DATABASE_ENV = "LOOM_TEST_DATABASE_URL"
@@ -60,10 +67,18 @@ def loom_database_url(request, tmp_path) -> Iterator[str]:
         admin.dispose()
 
 
+def sign_webhook(secret: str, body: bytes, timestamp: int | None = None) -> str:
+    """The ``X-Loom-Signature`` header for a webhook call with ``body``, signed now (or at
+    ``timestamp``, to test a stale call)."""
+    import time
+
+    return sign(secret, body, int(time.time()) if timestamp is None else timestamp)
+
+
 @pytest.fixture
-def loom_engine(loom_database_url) -> Iterator[sa.Engine]:
+def loom_engine(loom_database_url, loom_plugins) -> Iterator[sa.Engine]:
     engine = create_engine(loom_database_url)
-    upgrade(engine)
+    upgrade(engine, plugin_manager(loom_plugins, discover=False))
     yield engine
     engine.dispose()
 
@@ -122,6 +137,14 @@ def loom_client(make_user, client_for):
 @pytest.fixture
 def anonymous_client(loom_app):
     return loom_app.test_client()
+
+
+@pytest.fixture
+def set_plugin_settings(loom_app):
+    """Save settings of a plugin (checked against its schema, secrets sealed)."""
+    def set_settings(plugin: str, **values: Any) -> None:
+        loom_app.extensions["loom"].settings.update(plugin, values, actor="test")
+    return set_settings
 
 
 @pytest.fixture

@@ -1,0 +1,142 @@
+"""``loom plugin``: list the installed plugins, show and change their settings, take a
+plugin's tables away before uninstalling it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+from flask.cli import with_appcontext
+
+from loom.commands import CommandFailed, author_name, current_loom, fail, needs_instance
+from loom.errors import LoomError, ValidationError
+from loom.plugins import plugin_name
+from loom.plugins.migrations import downgrade_plugin, plugin_trees
+
+
+@click.group("plugin")
+def plugin_group() -> None:
+    """Installed plugins and their settings."""
+
+
+@plugin_group.command("list")
+@with_appcontext
+def list_plugins() -> None:
+    """List the registered plugins: built-in and installed."""
+    loom = current_loom()
+    manager = loom.plugins
+    for plugin in manager.get_plugins():
+        name = plugin_name(manager, plugin)
+        hooks = sorted(caller.name for caller in manager.get_hookcallers(plugin) or ())
+        click.echo(f"{name}: {', '.join(hooks) or 'no hooks'}")
+    for name in sorted(loom.settings.schemas):
+        click.echo(f"settings: {name} (loom plugin settings {name})")
+
+
+@plugin_group.command("settings")
+@click.argument("name")
+@with_appcontext
+@needs_instance
+def show_settings(name: str) -> None:
+    """Show plugin NAME's settings (secrets as ***) and the ones it declares but lacks."""
+    settings = current_loom().settings
+    try:
+        schema = settings.schema(name)
+        stored = settings.masked(name)
+    except LoomError as error:
+        fail(error)
+    properties = schema.get("properties") or {}
+    required = set(schema.get("required") or ())
+    for key in dict.fromkeys([*properties, *stored]):
+        prop = properties.get(key) or {}
+        if key in stored:
+            shown = stored[key] if isinstance(stored[key], str) else json.dumps(stored[key], ensure_ascii=False)
+        elif "default" in prop:
+            shown = f"{json.dumps(prop['default'], ensure_ascii=False)} (default)"
+        else:
+            shown = "(not set, required)" if key in required else "(not set)"
+        about = f"  # {prop['description']}" if prop.get("description") else ""
+        click.echo(f"{key} = {shown}{about}")
+
+
+def parse_value(key: str, raw: str, prop: dict[str, Any]) -> Any:
+    """``raw`` (command-line text) as the type the schema gives setting ``key``."""
+    kinds = prop.get("type")
+    kinds = [kinds] if isinstance(kinds, str) else list(kinds or [])
+    kind = next((k for k in kinds if k != "null"), None)
+    if raw == "null" and "null" in kinds:
+        return None
+    try:
+        if kind == "integer":
+            return int(raw)
+        if kind == "number":
+            number = float(raw)
+            return int(number) if number.is_integer() and "." not in raw else number
+        if kind == "boolean":
+            lowered = raw.lower()
+            if lowered in ("true", "yes", "on", "1"):
+                return True
+            if lowered in ("false", "no", "off", "0"):
+                return False
+            raise ValueError
+        if kind in ("array", "object"):
+            value = json.loads(raw)
+            if not isinstance(value, list if kind == "array" else dict):
+                raise ValueError
+            return value
+    except ValueError:
+        expected = {"integer": "a whole number", "number": "a number", "boolean": "true or false",
+                    "array": "a JSON list such as [\"a\", \"b\"]", "object": "a JSON object such as {\"a\": 1}"}
+        raise ValidationError(f"{key}: expected {expected[kind]}, got {raw!r}",
+                              errors=[{"field": key, "code": "type", "message": f"expected {expected[kind]}"}]) \
+            from None
+    return raw
+
+
+@plugin_group.command("set")
+@click.argument("name")
+@click.argument("assignments", nargs=-1, metavar="KEY=VALUE...")
+@click.option("--unset", "unset", multiple=True, metavar="KEY", help="Remove a setting (repeatable).")
+@with_appcontext
+@needs_instance
+def set_settings(name: str, assignments: tuple[str, ...], unset: tuple[str, ...]) -> None:
+    """Change plugin NAME's settings: KEY=VALUE each (VALUE typed as the setting's schema
+    says), all checked together before anything is saved."""
+    settings = current_loom().settings
+    if not assignments and not unset:
+        raise CommandFailed("give at least one KEY=VALUE (or --unset KEY)")
+    try:
+        properties = settings.schema(name).get("properties") or {}
+        changes = {}
+        for assignment in assignments:
+            key, sep, raw = assignment.partition("=")
+            if not sep or not key:
+                raise CommandFailed(f"'{assignment}' is not KEY=VALUE")
+            changes[key] = parse_value(key, raw, properties.get(key) or {})
+        settings.update(name, changes, unset=unset, actor=author_name())
+    except ValidationError as error:
+        for problem in error.errors:
+            click.echo(f"error: {problem.get('field') or name}: {problem['message']}", err=True)
+        raise SystemExit(1) from None
+    except LoomError as error:
+        fail(error)
+    click.echo(f"saved {len(changes) + len(unset)} setting(s) of {name}")
+
+
+@plugin_group.command("downgrade")
+@click.argument("name")
+@click.argument("revision", default="base")
+@with_appcontext
+@needs_instance
+def downgrade(name: str, revision: str) -> None:
+    """Take plugin NAME's own tables back to REVISION (default base: drop them), e.g.
+    before uninstalling it. Loom's own tables are not touched."""
+    loom = current_loom()
+    try:
+        downgrade_plugin(loom.engine, loom.plugins, name, revision)
+    except LookupError as error:
+        raise CommandFailed(str(error)) from None
+    click.echo(f"{name}: tables at {revision}")
+    if revision == "base" and name in plugin_trees(loom.plugins):
+        click.echo("uninstall the plugin now, or 'loom init' creates its tables again")
