@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -131,6 +132,10 @@ def open_write(engine: sa.Engine) -> sa.Connection | None:
     return (_open_writes.get() or {}).get(engine)
 
 
+#: connections given follow-up lists by ``_follow`` (listeners are attached once to each)
+_followed: weakref.WeakSet[sa.Connection] = weakref.WeakSet()
+
+
 def _follow(conn: sa.Connection) -> None:
     """Give a connection that ``write_transaction`` did not open (one a caller joined) the
     same follow-up lists. SQLAlchemy announces a commit or rollback before it happens, so
@@ -139,27 +144,31 @@ def _follow(conn: sa.Connection) -> None:
     if "after_commit" in conn.info:
         return
     conn.info["after_commit"], conn.info["after_end"] = [], []
-    outcome: list[bool] = []
+    if conn in _followed:
+        return
+    _followed.add(conn)
+    sa.event.listen(conn, "commit", lambda c: _ended(c.info, True))
+    sa.event.listen(conn, "rollback", lambda c: _ended(c.info, False))
+    sa.event.listen(conn, "begin", lambda c: _run_followed(c.info))
+    pool = conn.engine.pool
+    if not getattr(pool, "_loom_follows", False):
+        pool._loom_follows = True  # type: ignore[attr-defined]
+        sa.event.listen(pool, "checkin", lambda _dbapi, record: record is not None and _run_followed(record.info))
 
-    def ended(committed: bool) -> None:
-        outcome[:] = [committed]
 
-    def run_pending(*_args) -> None:
-        if not outcome:
-            return
-        work = (conn.info.pop("after_commit", []) if outcome[0] else []) + conn.info.pop("after_end", [])
-        conn.info.pop("after_commit", None)
-        for target, name, fn in listeners:
-            if sa.event.contains(target, name, fn):
-                sa.event.remove(target, name, fn)
-        _run(work)
+def _ended(info: dict, committed: bool) -> None:
+    if "after_commit" in info:
+        info["loom_outcome"] = committed
 
-    dbapi = conn.connection.dbapi_connection
-    listeners = [(conn, "commit", lambda _c: ended(True)), (conn, "rollback", lambda _c: ended(False)),
-                 (conn, "begin", run_pending),
-                 (conn.engine.pool, "checkin", lambda dbapi_conn, _rec: dbapi_conn is dbapi and run_pending())]
-    for target, name, fn in listeners:
-        sa.event.listen(target, name, fn)
+
+def _run_followed(info: dict) -> None:
+    """Run a followed connection's work, once its transaction has ended."""
+    if "loom_outcome" not in info:
+        return
+    committed = info.pop("loom_outcome")
+    work = info.pop("after_commit", []) if committed else []
+    info.pop("after_commit", None)
+    _run(work + info.pop("after_end", []))
 
 
 def _run(work: list[Callable[[], None]]) -> None:
@@ -182,16 +191,16 @@ def after_commit(conn: sa.Connection, callback: Callable[[], None]) -> None:
         pending.append(callback)
 
 
-def after_end(engine: sa.Engine, callback: Callable[[], None]) -> bool:
-    """Run ``callback`` once the write transaction this thread has open on ``engine`` has
-    ended, committed or rolled back; False (and nothing registered) when none is open.
-    For what must be written whatever becomes of that transaction, such as the audit entry
-    of a refusal met inside it."""
-    conn = open_write(engine)
-    pending = conn.info.get("after_end") if conn is not None else None
-    if pending is None:
+def after_end(engine: sa.Engine, callback: Callable[[], None], connection: sa.Connection | None = None) -> bool:
+    """Run ``callback`` once the write transaction of ``connection`` (by default the one
+    this thread has open on ``engine``) has ended, committed or rolled back; False (and
+    nothing registered) when there is none. For what must be written whatever becomes of
+    that transaction, such as the audit entry of a refusal met inside it."""
+    conn = connection if connection is not None else open_write(engine)
+    if conn is None:
         return False
-    pending.append(callback)
+    _follow(conn)
+    conn.info["after_end"].append(callback)
     return True
 
 

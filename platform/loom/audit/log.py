@@ -199,11 +199,11 @@ class AuditLog:
             pending["audit"] = _Pending(self)
         pending["audit"].entries.append(entry)
 
-    def add_alone(self, action: str, **values: Any) -> None:
+    def add_alone(self, action: str, *, joined: sa.Connection | None = None, **values: Any) -> None:
         """Log in a transaction of its own: for refusals and reads, which change nothing.
         Met inside a write this thread has open (a plugin's nested write refused), the entry
         is written once that write has ended, so that its rollback does not take the entry
-        with it."""
+        with it; so is one met by work ``joined`` to a caller's transaction."""
         entry = self.entry(action, **values)
 
         def write() -> None:
@@ -214,7 +214,7 @@ class AuditLog:
                 log.exception("could not write the audit entry for %s by %s", entry.action, entry.actor)
                 raise
 
-        if not after_end(self.engine, write):
+        if not after_end(self.engine, write, joined):
             write()
 
     # -- writing --------------------------------------------------------------------

@@ -107,7 +107,8 @@ class RecordAudit:
             return
         exc.audited = True
         self.audit.add_alone(f"record.{action}", principal=self.principal, entity=self.entity.name,
-                             record_id=record_id, outcome="denied", detail={"reason": exc.detail})
+                             record_id=record_id, outcome="denied", detail={"reason": exc.detail},
+                             joined=self.context.connection)
 
     def history(self, record_id: int, *, checked: bool = False) -> list[dict[str, Any]]:
         """The changes of one record, oldest first, as the caller may see them: only when
@@ -124,8 +125,8 @@ class RecordAudit:
     def _log_read(self, record_id: int) -> None:
         if self.entity.audit_reads:
             self.audit.add_alone("record.read", principal=self.principal, entity=self.entity.name,
-                                 record_id=record_id)
+                                 record_id=record_id, joined=self.context.connection)
 
     def _log_export(self, query: Any, rows: int, outcome: str = "ok") -> None:
         self.audit.add_alone("record.export", principal=self.principal, entity=self.entity.name, rows=rows,
-                             outcome=outcome, detail={"query": describe_query(query)})
+                             outcome=outcome, detail={"query": describe_query(query)}, joined=self.context.connection)
