@@ -7,11 +7,9 @@ import datetime as dt
 import decimal
 from typing import Any
 
-import sqlalchemy as sa
-from flask import g
+from flask import current_app, g
 from flask_babel import format_decimal, get_timezone
 
-from loom.db import reading
 from loom.metadata.model import Entity, Field
 from loom.records.door import record_context
 from loom.records.service import Context, RecordService
@@ -85,15 +83,7 @@ def display(f: Field, value: Any) -> str:
 
 def display_names(user_ids: set[int]) -> dict[int, str]:
     """The names people know each other by (the display name, else the username)."""
-    from loom.identity.models import User
-
-    if not user_ids:
-        return {}
-    users = User.__table__
-    with reading(context().engine) as conn:
-        rows = conn.execute(sa.select(users.c.id, users.c.display_name, users.c.username)
-                            .where(users.c.id.in_(user_ids)))
-        return {row.id: row.display_name or row.username for row in rows}
+    return current_app.extensions["loom"].identity.display_names(user_ids)
 
 
 def readable_fields(svc: RecordService, names: list[str] | tuple[str, ...]) -> list[Field]:

@@ -214,6 +214,15 @@ class IdentityService:
             roles = self._roles(conn, [r["id"] for r in rows])
         return [{**row, "roles": roles.get(row["id"], [])} for row in rows]
 
+    def display_names(self, user_ids: set[int]) -> dict[int, str]:
+        """The names people know each user by (the display name, else the username)."""
+        if not user_ids:
+            return {}
+        with reading(self.engine) as conn:
+            rows = conn.execute(sa.select(users.c.id, users.c.display_name, users.c.username)
+                                .where(users.c.id.in_(user_ids)))
+            return {row.id: row.display_name or row.username for row in rows}
+
     def _roles(self, conn: sa.Connection, user_ids: list[int]) -> dict[int, list[str]]:
         result: dict[int, list[str]] = {}
         for user_id, role in conn.execute(sa.select(assignments.c.user_id, assignments.c.role)
