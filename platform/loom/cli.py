@@ -25,7 +25,7 @@ from loom.commands import (
     needs_instance,
 )
 from loom.errors import LoomError, MetadataError
-from loom.plugins.commands import plugin_group
+from loom.plugins.commands import jobs_group, outbox_group, plugin_group
 from loom.plugins.migrations import upgrade as upgrade_with_plugins
 
 
@@ -575,3 +575,5 @@ def _remove_orphan_files(grace_hours: int = 24) -> int:
 
 
 main.add_command(plugin_group)
+main.add_command(outbox_group)
+main.add_command(jobs_group)

@@ -152,3 +152,23 @@ def migration_folders():
     serve`` and ``loom demo``, and recorded in its own version table
     (``alembic_version_<plugin name>``), so Loom upgrades the same whether the plugin is
     installed or not."""
+
+
+# -- background work -------------------------------------------------------------------------
+
+@hookspec
+def outbox_consumers():
+    """A list of ``(topic pattern, consumer)``: ``consumer(event)`` is called for each outbox
+    event whose topic matches the pattern (fnmatch: ``record.*``, ``record.created``) once
+    the change that wrote it committed. ``event`` has ``id``, ``topic``, ``entity``,
+    ``record_id``, ``actor``, ``payload``, ``created_at`` and ``attempts``. A consumer that
+    raises has the event tried again later (every matching consumer again: be idempotent),
+    with a growing wait, until it is dead after eight failures."""
+
+
+@hookspec
+def scheduled_jobs():
+    """A list of ``(name, schedule, job)``: ``job()`` runs on ``schedule``, a cron expression
+    (``"0 7 * * 1-5"``, in the time zone of ``LOOM_TIMEZONE``) or an interval
+    (``datetime.timedelta`` or seconds). Names are unique across plugins. ``loom jobs list``
+    shows when each runs next; ``loom jobs run NAME`` runs one now."""

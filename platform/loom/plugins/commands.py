@@ -140,3 +140,76 @@ def downgrade(name: str, revision: str) -> None:
     click.echo(f"{name}: tables at {revision}")
     if revision == "base" and name in plugin_trees(loom.plugins):
         click.echo("uninstall the plugin now, or 'loom init' creates its tables again")
+
+
+@click.group("outbox")
+def outbox_group() -> None:
+    """The outbox: events waiting for plugins' consumers."""
+
+
+@outbox_group.command("deliver")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(min=1),
+              help="Deliver at most this many events.")
+@with_appcontext
+@needs_instance
+def deliver(limit: int) -> None:
+    """Deliver the due events to the consumers plugins declare; failures are tried again
+    later, and given up (dead) after several attempts."""
+    from loom.events import deliver_pending
+
+    loom = current_loom()
+    report = deliver_pending(loom.engine, loom.plugins, limit)
+    click.echo(f"{report.claimed} event(s): {len(report.delivered)} delivered, {len(report.retried)} to try again, "
+               f"{len(report.dead)} dead")
+
+
+@click.group("jobs")
+def jobs_group() -> None:
+    """Scheduled jobs plugins declare."""
+
+
+def _jobs():
+    from loom.plugins.jobs import registry
+
+    try:
+        return registry(current_loom().plugins)
+    except (TypeError, ValueError) as error:
+        raise CommandFailed(str(error)) from None
+
+
+@jobs_group.command("list")
+@with_appcontext
+def list_jobs() -> None:
+    """List the jobs with their schedule and next run (in LOOM_TIMEZONE)."""
+    import datetime as dt
+
+    from flask import current_app
+
+    from loom.plugins.jobs import zone_of
+
+    jobs = _jobs()
+    if not jobs:
+        click.echo("no scheduled jobs; plugins declare them with the scheduled_jobs hook")
+    zone = zone_of(current_app)
+    now = dt.datetime.now(dt.UTC)
+    for job in jobs.values():
+        due = job.next_run(now, zone).astimezone(zone)
+        click.echo(f"{job.name}  ({job.plugin})  {job.description}  next {due:%Y-%m-%d %H:%M:%S %Z}")
+
+
+@jobs_group.command("run")
+@click.argument("name")
+@with_appcontext
+@needs_instance
+def run_job_now(name: str) -> None:
+    """Run job NAME now (audited as job.run)."""
+    from loom.plugins.jobs import run_job
+
+    jobs = _jobs()
+    if name not in jobs:
+        raise CommandFailed(f"there is no job named {name}; 'loom jobs list' shows them")
+    try:
+        run_job(jobs[name], current_loom().audit)
+    except Exception as error:
+        raise CommandFailed(f"job {name} failed: {type(error).__name__}: {error}") from None
+    click.echo(f"job {name} ran")
