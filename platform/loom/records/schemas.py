@@ -4,27 +4,34 @@ record, as a form submits it) and partial (PATCH)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import marshmallow as ma
 
+from loom.errors import InvalidValue, as_entry, error_entry
 from loom.metadata.model import AppModel, Entity, Field
 from loom.metadata.validators import VALIDATORS
 
 UNKNOWN_FIELD = "unknown field: this entity has no such field"
 REQUIRED = "is required"
+#: marshmallow's own messages, by the code they stand for
+_MARSHMALLOW_CODES = {REQUIRED: "required", "Unknown field.": "unknown_field"}
+
+Check = Callable[[Any], InvalidValue | None]
 
 
 class TypedField(ma.fields.Field):
     """A value of one Loom field: converted strictly by its field type, then checked
-    against the field's rules (length, range, pattern, named validators)."""
+    against the field's rules (length, range, pattern, named validators). A refusal
+    travels through marshmallow as the ``InvalidValue`` it is, code and all."""
 
     default_error_messages = {"required": REQUIRED, "null": REQUIRED}
 
     def __init__(self, loom_field: Field, **kwargs: Any):
         self.loom_field = loom_field
-        super().__init__(validate=_validators(loom_field), **kwargs)
+        self.checks = _checks(loom_field)
+        super().__init__(**kwargs)
 
     def deserialize(self, value: Any, attr: str | None = None, data: Mapping[str, Any] | None = None, **kwargs):
         # Forms and spreadsheets send "" for "no value".
@@ -36,33 +43,32 @@ class TypedField(ma.fields.Field):
 
     def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs):
         try:
-            return self.loom_field.kind.coerce(value, self.loom_field)
-        except ValueError as exc:
-            raise ma.ValidationError(str(exc)) from None
+            value = self.loom_field.kind.coerce(value, self.loom_field)
+        except InvalidValue as exc:
+            raise ma.ValidationError([exc]) from None
+        except ValueError as exc:  # a plugin's field type that says why in words only
+            raise ma.ValidationError([InvalidValue("invalid", str(exc))]) from None
         except ArithmeticError:
             # OverflowError (a time past year 9999 once in UTC), decimal.InvalidOperation ...
-            raise ma.ValidationError("the value is out of range") from None
+            raise ma.ValidationError([InvalidValue("out_of_range", "the value is out of range")]) from None
+        problems = [problem for check in self.checks if (problem := check(value)) is not None]
+        if problems:
+            raise ma.ValidationError(problems)
+        return value
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs):
         return None if value is None else self.loom_field.kind.to_json(value)
 
 
-def _validators(field: Field) -> list:
-    checks: list = []
+def _checks(field: Field) -> list[Check]:
+    """The rules a converted value of ``field`` must meet, each saying why it does not."""
+    checks: list[Check] = []
     if field.max_length:
-        checks.append(ma.validate.Length(max=field.max_length,
-                                         error=f"at most {field.max_length} characters"))
+        checks.append(_at_most(field.max_length))
     if field.min is not None or field.max is not None:
-        if field.min is not None and field.max is not None:
-            message = f"must be between {_show(field, field.min)} and {_show(field, field.max)}"
-        elif field.min is not None:
-            message = f"must be at least {_show(field, field.min)}"
-        else:
-            message = f"must be at most {_show(field, field.max)}"
-        checks.append(ma.validate.Range(min=field.min, max=field.max, error=message))
+        checks.append(_within(field))
     if field.pattern:
-        checks.append(ma.validate.Regexp(re.compile(field.pattern),
-                                         error=f"does not match the required format {field.pattern}"))
+        checks.append(_matching(field.pattern))
     names = list(field.validators)
     if field.type in ("email", "url") and field.type not in names:
         names.insert(0, field.type)
@@ -71,17 +77,51 @@ def _validators(field: Field) -> list:
     return checks
 
 
-def _show(field: Field, value: Any) -> Any:
-    return field.kind.to_json(value)
+def _at_most(length: int) -> Check:
+    def check(value: Any) -> InvalidValue | None:
+        if len(value) > length:
+            return InvalidValue("too_long", f"at most {length} characters", max=length)
+        return None
+    return check
 
 
-def _named(check):
-    def validate(value: Any) -> None:
-        if isinstance(value, str):
-            message = check(value)
-            if message:
-                raise ma.ValidationError(message)
-    return validate
+def _within(field: Field) -> Check:
+    low, high = field.min, field.max
+    shown_low = None if low is None else field.kind.to_json(low)
+    shown_high = None if high is None else field.kind.to_json(high)
+
+    def check(value: Any) -> InvalidValue | None:
+        if (low is None or value >= low) and (high is None or value <= high):
+            return None
+        if low is not None and high is not None:
+            return InvalidValue("not_between", f"must be between {shown_low} and {shown_high}",
+                                min=shown_low, max=shown_high)
+        if low is not None:
+            return InvalidValue("below_min", f"must be at least {shown_low}", min=shown_low)
+        return InvalidValue("above_max", f"must be at most {shown_high}", max=shown_high)
+    return check
+
+
+def _matching(pattern: str) -> Check:
+    compiled = re.compile(pattern)
+
+    def check(value: Any) -> InvalidValue | None:
+        if compiled.match(value) is None:
+            return InvalidValue("pattern_mismatch", f"does not match the required format {pattern}",
+                                pattern=pattern)
+        return None
+    return check
+
+
+def _named(validator: Callable[[str], InvalidValue | str | None]) -> Check:
+    def check(value: Any) -> InvalidValue | None:
+        if not isinstance(value, str):
+            return None
+        problem = validator(value)
+        if problem is None or isinstance(problem, InvalidValue):
+            return problem
+        return InvalidValue("invalid", problem) if problem else None
+    return check
 
 
 def _schema(entity: Entity, model: AppModel, mode: str) -> type[ma.Schema]:
@@ -122,9 +162,10 @@ def build_schemas(entity: Entity, model: AppModel) -> dict[str, ma.Schema]:
     }
 
 
-def flatten_errors(messages: Any, prefix: str = "") -> list[dict[str, str]]:
-    """marshmallow's nested error dict -> ``[{"field": "lines[1].quantity", "message": ...}]``."""
-    errors: list[dict[str, str]] = []
+def flatten_errors(messages: Any, prefix: str = "") -> list[dict[str, Any]]:
+    """marshmallow's nested error dict -> error entries, ``{"field": "lines[1].quantity",
+    "code": ..., "params": ..., "message": ...}``."""
+    errors: list[dict[str, Any]] = []
     if isinstance(messages, dict):
         for key, value in messages.items():
             if isinstance(key, int):
@@ -132,12 +173,19 @@ def flatten_errors(messages: Any, prefix: str = "") -> list[dict[str, str]]:
             else:
                 path = f"{prefix}.{key}" if prefix else str(key)
             errors.extend(flatten_errors(value, path))
-    elif isinstance(messages, list) and messages and all(isinstance(m, str) for m in messages):
-        for message in messages:
-            errors.append({"field": prefix, "message": UNKNOWN_FIELD if message == "Unknown field." else message})
     elif isinstance(messages, list):
         for message in messages:
             errors.extend(flatten_errors(message, prefix))
+    elif isinstance(messages, InvalidValue):
+        errors.append(messages.entry(prefix))
     else:
-        errors.append({"field": prefix, "message": str(messages)})
+        errors.append(_marshmallow_entry(prefix, str(messages)))
     return errors
+
+
+def _marshmallow_entry(path: str, message: str) -> dict[str, Any]:
+    """An entry for one of marshmallow's own messages (a missing or an unknown field)."""
+    code = _MARSHMALLOW_CODES.get(message, "invalid")
+    if code == "unknown_field":
+        return error_entry(path, code, UNKNOWN_FIELD, name=path.rsplit(".", 1)[-1])
+    return as_entry({"field": path, "code": code, "message": message})
