@@ -45,7 +45,7 @@ from loom.audit.log import GENESIS, AuditLog, ensure_partitions, entry_hash, par
 from loom.audit.models import audit_head, audit_log  # noqa: E402
 from loom.audit.reading import AuditQuery, history_query, stream  # noqa: E402
 from loom.db import create_engine, upgrade  # noqa: E402
-from loom.identity.principal import Principal  # noqa: E402
+from loom.principal import Principal  # noqa: E402
 from loom.records.query import Cursors  # noqa: E402
 from loom.records.service import Context, RecordService  # noqa: E402
 from loom.schema.service import MetadataService, model_from_documents  # noqa: E402

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from importlib.resources import as_file, files
 
-from loom.identity.principal import Principal
+from loom.principal import Principal
 from loom.records.door import record_service
 from loom.seed.demo import populate
 

@@ -14,7 +14,7 @@ from flask import request, stream_with_context
 from loom.downloads import download
 from loom.errors import BadRequest
 from loom.metadata.model import Field
-from loom.records.csvfile import csv_chunks
+from loom.csvfile import csv_chunks
 from loom.ui.i18n import gettext, label
 from loom.ui.lists import local_times, service_args
 from loom.ui.pages import pages

@@ -27,9 +27,9 @@ from flask_babel import force_locale
 from loom.db import reading, utcnow, write_transaction
 from loom.downloads import download
 from loom.errors import BadRequest, Conflict, LoomError, NotFound, ValidationError
-from loom.identity.principal import Principal
 from loom.metadata.model import Field
-from loom.records.csvfile import csv_chunks
+from loom.principal import Principal
+from loom.csvfile import csv_chunks
 from loom.records.door import record_service
 from loom.records.service import RecordService
 from loom.ui.i18n import current_locale, gettext, label, lazy_gettext

@@ -27,6 +27,7 @@ from werkzeug.exceptions import HTTPException
 
 from loom.audit.refusals import log_refusal
 from loom.errors import LoomError
+from loom.problems import problem
 from loom.ui import i18n
 from loom.ui.i18n import gettext, lazy_gettext
 from loom.ui.navigation import navigation, plural_label
@@ -161,7 +162,6 @@ def _unrouted(exc: HTTPException):
     if request.blueprint is None and not request.path.startswith("/api/") \
             and request.accept_mimetypes.accept_html:
         return _http_error(exc)
-    from loom.app import problem
 
     return problem(exc.code or 404, exc.name, exc.description or exc.name)
 

@@ -13,10 +13,10 @@ from loom.errors import (
     ValidationError,
 )
 from loom.hookspecs import hookimpl
-from loom.identity.principal import Principal
 from loom.plugins.declarations import NavLink, Panel
 from loom.plugins.settings import plugin_settings
 from loom.plugins.webhooks import Webhook, WebhookCall
+from loom.principal import Principal
 from loom.records.door import record_service
 
 __all__ = [

@@ -11,7 +11,7 @@ from typing import Any
 
 import pluggy
 import sqlalchemy as sa
-from flask import Flask, g, jsonify, request
+from flask import Flask, g, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -23,6 +23,7 @@ from loom.db import create_engine
 from loom.errors import LoomError
 from loom.identity import auth
 from loom.identity.service import IdentityService
+from loom.problems import problem
 from loom.plugins import flatten, plugin_manager
 from loom.plugins import webhooks as plugin_webhooks
 from loom.plugins.settings import PluginSettings
@@ -30,7 +31,6 @@ from loom.records.query import Cursors
 from loom.schema.service import MetadataService
 
 log = logging.getLogger("loom")
-PROBLEM_JSON = "application/problem+json"
 
 
 @dataclass
@@ -143,21 +143,6 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     plugins.hook.startup(app=app)
     return app
-
-
-def problem(status: int, title: str, detail: str, type_: str = "about:blank", errors=None):
-    """An RFC 9457 problem reply."""
-    body: dict[str, Any] = {"type": type_, "title": title, "status": status, "detail": detail}
-    if errors:
-        body["errors"] = errors
-    if g.get("request_id"):
-        body["request_id"] = g.request_id
-    response = jsonify(body)
-    response.status_code = status
-    response.mimetype = PROBLEM_JSON
-    if status == 401:
-        response.headers["WWW-Authenticate"] = 'Bearer realm="loom"'
-    return response
 
 
 def _register_error_handlers(app: Flask) -> None:

@@ -110,7 +110,7 @@ def test_verify_command_exits_non_zero_naming_the_entry(busy_log, loom_database_
 
 def _writer(url: str, instance: str, worker: int, count: int) -> None:
     from loom.app import create_app
-    from loom.records.api import record_context
+    from loom.records.door import record_context
     from loom.records.service import RecordService
 
     app = create_app({"DATABASE_URL": url, "INSTANCE_PATH": instance, "SECRET_KEY": "x", "DISCOVER_PLUGINS": False})
@@ -149,8 +149,8 @@ def back_in_time(monkeypatch):
 
 def test_archived_months_leave_a_chain_that_still_verifies(apply_metadata, make_entity, loom_app, loom_engine,
                                                            back_in_time, tmp_path):
-    from loom.identity.principal import Principal
-    from loom.records.api import record_context
+    from loom.principal import Principal
+    from loom.records.door import record_context
     from loom.records.service import RecordService
 
     months = [dt.datetime(2026, 8, 10, tzinfo=dt.UTC), dt.datetime(2026, 9, 3, tzinfo=dt.UTC),

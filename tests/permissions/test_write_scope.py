@@ -112,7 +112,7 @@ def test_a_hook_cannot_move_a_record_out_of_scope_either(world, loom_app, loom_e
 def test_an_import_rejects_only_the_rows_that_leave_the_scope(world, loom_app, loom_engine):
     from flask import g
 
-    from loom.records.api import record_context
+    from loom.records.door import record_context
     from loom.records.service import RecordService
     from loom.ui.importing import import_chunk
 

@@ -112,7 +112,7 @@ class NestedWriter:
         self.committed = []
 
     def _note(self, principal, text):
-        from loom.records.api import record_context
+        from loom.records.door import record_context
         from loom.records.service import RecordService
 
         return RecordService(record_context(principal), "note").create({"text": text})

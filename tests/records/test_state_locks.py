@@ -75,8 +75,8 @@ def test_a_condition_on_the_user_locks_for_everyone_else(invoices, client_for):
 
 
 def test_the_service_tells_which_fields_are_locked_and_system_work_is_not_held(invoices, loom_app):
-    from loom.identity.principal import Principal
-    from loom.records.api import record_context
+    from loom.principal import Principal
+    from loom.records.door import record_context
     from loom.records.service import RecordService
 
     with loom_app.app_context():

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from loom.identity.principal import Principal
-from loom.records.api import record_context
+from loom.principal import Principal
+from loom.records.door import record_context
 from loom.records.service import RecordService
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')

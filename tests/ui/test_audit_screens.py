@@ -37,8 +37,8 @@ def test_the_auditor_filters_the_log_and_opens_an_entry_with_its_diff(auditor, p
 
 
 def test_entry_page_shows_before_and_after_escaped(auditor, loom_app, demo):
-    from loom.identity.principal import Principal
-    from loom.records.api import record_context
+    from loom.principal import Principal
+    from loom.records.door import record_context
     from loom.records.service import RecordService
 
     with loom_app.app_context():
@@ -65,8 +65,8 @@ def test_others_get_no_audit_screens(page_client):
 
 
 def test_the_record_page_shows_its_history_without_unreadable_fields(loom_app, page_client, demo):
-    from loom.identity.principal import Principal
-    from loom.records.api import record_context
+    from loom.principal import Principal
+    from loom.records.door import record_context
     from loom.records.service import RecordService
 
     customer = demo["customers"][0]
@@ -85,8 +85,8 @@ def test_the_log_shows_labels_and_local_times_not_codes(loom_app, auditor, demo)
     the configured time zone, hashes shortened with the whole value on hover."""
     loom_app.extensions["babel"].default_timezone = "Asia/Shanghai"
     from loom.audit import reading
-    from loom.identity.principal import Principal
-    from loom.records.api import record_context
+    from loom.principal import Principal
+    from loom.records.door import record_context
     from loom.records.service import RecordService
 
     with loom_app.app_context():

@@ -91,7 +91,7 @@ def test_create_a_customer_with_a_validation_error_then_fix_it(page, screenshots
 
 
 def test_comment_on_a_customer_from_its_page(page, screenshots, live_server):
-    from loom.records.api import record_context
+    from loom.records.door import record_context
     from loom.records.service import RecordService
 
     app = live_server.app
@@ -156,8 +156,8 @@ def test_link_picker_and_two_order_lines(page, screenshots, live_server):
 
 
 def test_an_edit_conflict_is_shown_and_reapplied(page, live_server):
-    from loom.identity.principal import Principal
-    from loom.records.api import record_context
+    from loom.principal import Principal
+    from loom.records.door import record_context
     from loom.records.service import RecordService
 
     app = live_server.app
@@ -297,8 +297,8 @@ XSS = {
 
 
 def test_an_xss_record_runs_no_script_anywhere(page, live_server, screenshots):
-    from loom.identity.principal import Principal
-    from loom.records.api import record_context
+    from loom.principal import Principal
+    from loom.records.door import record_context
     from loom.records.service import RecordService
 
     with live_server.app.app_context():

@@ -145,8 +145,8 @@ def test_times_are_shown_and_typed_in_the_screens_time_zone(loom_app, page_clien
 
 def test_fields_locked_in_the_records_state_are_shown_read_only(page_client, demo, loom_app):
     """The demo's approved orders keep their customer and lines (``read_only_when``)."""
-    from loom.identity.principal import Principal
-    from loom.records.api import record_context
+    from loom.principal import Principal
+    from loom.records.door import record_context
     from loom.records.service import RecordService
 
     acme, beta = demo["customers"][:2]
@@ -175,8 +175,8 @@ def test_fields_locked_in_the_records_state_are_shown_read_only(page_client, dem
 
 
 def test_a_products_page_lists_the_orders_whose_lines_hold_it(page_client, demo, loom_app):
-    from loom.identity.principal import Principal
-    from loom.records.api import record_context
+    from loom.principal import Principal
+    from loom.records.door import record_context
     from loom.records.service import RecordService
 
     ac, wm = demo["products"]
@@ -262,8 +262,8 @@ def test_a_read_only_field_without_a_value_shows_a_dash(page_client, demo):
 def test_bulk_set_offers_no_field_that_tells_records_apart(loom_app, make_user, make_entity, apply_metadata):
     """The title and unique fields (on their own or by a unique index) are neither offered
     nor accepted by bulk "Set": one value on many rows would make them alike."""
-    from loom.identity.principal import Principal
-    from loom.records.api import record_context
+    from loom.principal import Principal
+    from loom.records.door import record_context
     from loom.records.service import RecordService
 
     from .conftest import PASSWORD, sign_in

@@ -9,8 +9,8 @@ import re
 
 import pytest
 
-from loom.identity.principal import Principal
-from loom.records.api import record_context
+from loom.principal import Principal
+from loom.records.door import record_context
 from loom.records.service import RecordService
 
 from .conftest import PASSWORD, browser_sign_in, sign_in

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import re
 
-from loom.identity.principal import Principal
-from loom.records.api import record_context
+from loom.principal import Principal
+from loom.records.door import record_context
 from loom.records.service import RecordService
 
 from .conftest import PASSWORD, sign_in

@@ -66,8 +66,8 @@ OVERFLOW = """() => {
 def live_server(tmp_path_factory):
     """The demo app plus a generated supplier entity (with a child table), served on a free
     port, with a superuser ``boss``; records with long names in both."""
-    from loom.identity.principal import Principal
-    from loom.records.api import record_context
+    from loom.principal import Principal
+    from loom.records.door import record_context
     from loom.records.service import RecordService
     from loom.schema.service import model_from_documents
 

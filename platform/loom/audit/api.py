@@ -96,6 +96,6 @@ def export_entries():
 
 def csv_lines(entries: Iterable[dict]) -> Iterator[str]:
     """Entries as CSV, one column per field of an entry, in pieces of about 64 KiB."""
-    from loom.records.csvfile import csv_lines as record_lines
+    from loom.csvfile import csv_lines as record_lines
 
     return record_lines(list(reading.COLUMNS), entries)

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from loom.audit.log import GENESIS, AuditLog, entry_hash, month_start, partition_name, timestamp
 from loom.audit.models import audit_archives, audit_head, audit_log
 from loom.db import utcnow, write_transaction
-from loom.identity.principal import Principal
+from loom.principal import Principal
 
 #: rows fetched per round trip while walking the chain
 BATCH = 5000

@@ -29,8 +29,8 @@ import sqlalchemy as sa
 from loom.audit.models import audit_head, audit_log
 from loom.db import after_end, before_commit, utcnow, write_transaction
 from loom.events import emit
-from loom.identity.principal import Principal
 from loom.metadata.model import Alert
+from loom.principal import Principal
 
 log = logging.getLogger("loom.audit")
 

@@ -15,7 +15,6 @@ from loom.audit.log import OUTCOMES, timestamp
 from loom.audit.models import audit_log
 from loom.db import reading
 from loom.errors import BadRequest
-from loom.schema.names import NameSpan, entity_name_spans
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
@@ -143,10 +142,11 @@ def stream(engine: sa.Engine, query: AuditQuery, batch: int = 2000) -> Iterator[
         after = rows[-1]["seq"]
 
 
-def history_query(entity: str, record_id: Any, names: Sequence[NameSpan] = ()) -> sa.Select:
+def history_query(entity: str, record_id: Any, names: Sequence[Any] = ()) -> sa.Select:
     """The changes of one record, oldest first (``record_id`` may be a bind parameter).
-    ``names``: the entity's names and when it had them, so that its history follows it
-    through renames and never includes what another entity wrote under one of them."""
+    ``names``: the entity's names and when it had them (``loom.schema.names.NameSpan``),
+    so that its history follows it through renames and never includes what another entity
+    wrote under one of them."""
     t = audit_log.c
     entity_is = t.entity == entity
     if names:
@@ -158,33 +158,3 @@ def history_query(entity: str, record_id: Any, names: Sequence[NameSpan] = ()) -
             .where(entity_is, t.record_id == record_id, t.action.startswith("record."), t.outcome == "ok",
                    t.action != "record.read", t.action != "record.export")
             .order_by(t.seq))
-
-
-def record_changes(engine: sa.Engine, live: Any, entity: str, record_id: int,
-                   readable: set[str] | frozenset[str], child_readable: Mapping[str, frozenset[str]],
-                   connection: sa.Connection | None = None) -> list[dict[str, Any]]:
-    """The logged changes of one record, oldest first, showing only the fields in
-    ``readable`` (and, for child rows, ``child_readable`` per table field). The record
-    service's ``history`` decides who may ask and which fields they read."""
-    names = entity_name_spans(engine, live).get(entity, ())
-    query = history_query(entity, record_id, names)
-    if connection is not None:
-        rows = connection.execute(query).mappings().all()
-    else:
-        with reading(engine) as conn:
-            rows = conn.execute(query).mappings().all()
-    history = []
-    for row in rows:
-        changes = {}
-        for name, pair in (json.loads(row["changes"]) if row["changes"] else {}).items():
-            if name not in readable:
-                continue
-            if name in child_readable:
-                pair = [None if rows_ is None else [{k: v for k, v in r.items() if k in child_readable[name]}
-                                                     for r in rows_] for rows_ in pair]
-            changes[name] = pair
-        if not changes and row["action"] == "record.update":
-            continue
-        history.append({"id": row["seq"], "at": timestamp(row["at"]), "actor": row["actor"], "actor_id": row["actor_id"],
-                        "action": row["action"], "changes": changes})
-    return history

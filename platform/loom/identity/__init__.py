@@ -1,5 +1,2 @@
-"""Users, and the principal a request or a background job acts as."""
-
-from loom.identity.principal import Principal
-
-__all__ = ["Principal"]
+"""Users and teams: accounts, sign-in sessions and tokens, and the principal each request
+acts as (``loom.principal.Principal``)."""

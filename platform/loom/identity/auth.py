@@ -19,6 +19,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from loom.errors import LoomError
 from loom.identity.service import Unauthorized
 from loom.permissions import Forbidden
+from loom.problems import problem
 
 csrf = CSRFProtect()
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
@@ -158,7 +159,6 @@ def install(app: Flask) -> None:
 
     @app.errorhandler(CSRFError)
     def _csrf(exc: CSRFError):
-        from loom.app import problem
 
         return problem(400, "CSRF check failed", f"{exc.description.rstrip('.')}: send the X-CSRFToken "
                        "header with the token from GET /api/v1/_auth/me")

@@ -34,7 +34,7 @@ from loom.identity.models import (
     Team,
     User,
 )
-from loom.identity.principal import Principal
+from loom.principal import Principal
 
 users = User.__table__
 teams = Team.__table__
@@ -108,10 +108,9 @@ def _with_roles(query: sa.Select) -> sa.Select:
 
 class IdentityService:
     def __init__(self, engine: sa.Engine, audit: AuditLog | None = None):
-        from loom.schema.service import MetadataService
-
         self.engine = engine
-        self.audit = audit or MetadataService(engine).audit
+        # by default the database's log, without the alert rules the app's log carries
+        self.audit = audit or AuditLog(engine)
         self._team_tree: tuple[float, dict[int | None, list[int]]] | None = None
 
     # -- users --------------------------------------------------------------------------

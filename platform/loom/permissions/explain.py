@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from loom.identity.principal import Principal
 from loom.metadata.model import Entity, Grant
 from loom.permissions.policy import EntityAccess, Policy
+from loom.principal import Principal
 
 ACTIONS = ("read", "create", "update", "delete", "export", "import", "approve")
 

@@ -18,9 +18,9 @@ import casbin
 import sqlalchemy as sa
 
 from loom.errors import LoomError
-from loom.identity.principal import Principal
 from loom.metadata.model import ACCESS_LEVELS, AppModel, Entity, Grant
-from loom.records.sql import condition_sql
+from loom.principal import Principal
+from loom.sql import condition_sql
 
 CASBIN_MODEL = """
 [request_definition]

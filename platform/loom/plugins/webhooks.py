@@ -18,7 +18,7 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request
 
 from loom.errors import BadRequest, LoomError, NotFound
-from loom.identity.principal import Principal
+from loom.principal import Principal
 
 log = logging.getLogger(__name__)
 

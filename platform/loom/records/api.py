@@ -18,10 +18,10 @@ from flask import (
     url_for,
 )
 
+from loom.csvfile import csv_lines
 from loom.downloads import download
 from loom.errors import BadRequest, PreconditionFailed
-from loom.identity.principal import Principal
-from loom.records.csvfile import csv_lines
+from loom.principal import Principal
 from loom.records.door import record_context
 from loom.records.openapi import build_openapi
 from loom.records.query import parse_fields

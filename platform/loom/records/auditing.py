@@ -9,10 +9,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from loom.audit.log import MASK, AuditLog, mask_secrets
-from loom.audit.reading import record_changes
 from loom.errors import LoomError
-from loom.identity.principal import Principal
 from loom.metadata.model import AppModel, Entity
+from loom.principal import Principal
+from loom.records.history import record_changes
 
 #: standard fields the entry itself records (its actor and time) or that only count edits
 _NOT_LOGGED = frozenset({"id", "version", "created_at", "created_by", "updated_at", "updated_by"})

@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from loom.audit.log import AuditLog
 from loom.db import after_commit
 from loom.events import emit
-from loom.identity.principal import Principal
 from loom.metadata.model import Entity
+from loom.principal import Principal
 from loom.records.auditing import created_changes, deleted_changes
 
 #: each record action: (outbox topic and after_record_commit action, audit action)

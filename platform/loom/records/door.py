@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from flask import Flask, current_app, g, has_app_context, has_request_context
 
 from loom.errors import LoomError
-from loom.identity.principal import Principal
 from loom.permissions import Policy
+from loom.principal import Principal
 from loom.records.service import Context, RecordService
 
 

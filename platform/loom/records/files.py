@@ -26,8 +26,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from loom.db import Base, BigId, reading, utcnow, write_transaction
 from loom.errors import Conflict, ValidationError
-from loom.identity.principal import Principal
 from loom.metadata.model import AppModel, Entity, Field
+from loom.principal import Principal
 
 #: how long an upload may stay unattached (a form being filled in, an API client between
 #: its upload and its write) before ``remove_orphans`` takes it away

@@ -16,7 +16,7 @@ from loom.permissions import EntityAccess
 from loom.records.auditing import RecordAudit
 from loom.records.gate import Gate
 from loom.records.query import Condition, ListQuery, SortKey, parse_list_query
-from loom.records.sql import condition_sql
+from loom.sql import condition_sql
 
 #: standard columns that are never NULL, so keyset pagination needs no NULL handling
 NOT_NULL = {"id", "version", "created_at", "updated_at"}

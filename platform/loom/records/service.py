@@ -19,9 +19,9 @@ import sqlalchemy as sa
 from loom.audit.log import AuditLog
 from loom.db import utcnow
 from loom.errors import Conflict, NotFound, PreconditionFailed, ValidationError
-from loom.identity.principal import Principal
 from loom.metadata.model import USER_ENTITY, Entity, Field
 from loom.permissions import EntityAccess, Forbidden, Policy
+from loom.principal import Principal
 from loom.records.comments import Discussion
 from loom.records.committing import CommitHooks
 from loom.records.files import check_attachments, claim_uploads

@@ -22,7 +22,7 @@ import yaml
 from loom.db import deferring, reading, run_before_commit, utcnow
 from loom.errors import BadRequest, Conflict, MetadataError, NotFound
 from loom.events import emit
-from loom.identity.principal import Principal
+from loom.principal import Principal
 from loom.metadata.compiler import compile_documents
 from loom.metadata.diff import ModelDiff, diff_models
 from loom.metadata.loader import Document, check_document, load_and_compile
