@@ -1,0 +1,75 @@
+"""Fixtures for the permission tests: a database and app shared by the tests of one module
+(for the permission matrix, whose hundreds of cases read one world of records), and
+signing in to the screens as a browser does."""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from loom.app import create_app
+from loom.db import create_engine, upgrade
+from loom.testing import TEST_DATABASE_ENV
+
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def _databases() -> list[str]:
+    return ["sqlite", "postgresql"] if os.environ.get(TEST_DATABASE_ENV) else ["sqlite"]
+
+
+@pytest.fixture(scope="module", params=_databases())
+def module_database_url(request, tmp_path_factory) -> Iterator[str]:
+    """Like ``loom_database_url``, once per test module: a SQLite file, and a PostgreSQL
+    schema of its own when ``LOOM_TEST_DATABASE_URL`` is set, dropped afterwards."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('shared') / 'loom-test.db'}"
+        return
+    base = os.environ[TEST_DATABASE_ENV]
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    separator = "&" if "?" in base else "?"
+    try:
+        yield f"{base}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def module_app(module_database_url, tmp_path_factory):
+    """A Loom app on the module's database (no plugins)."""
+    engine = create_engine(module_database_url)
+    upgrade(engine)
+    app = create_app({"ENGINE": engine, "DATABASE_URL": module_database_url,
+                      "INSTANCE_PATH": str(tmp_path_factory.mktemp("instance")), "SECRET_KEY": "test-secret",
+                      "PLUGINS": [], "DISCOVER_PLUGINS": False})
+    app.config["TESTING"] = True
+    yield app
+    engine.dispose()
+
+
+class ScreenClient:
+    """A test client signed in through the sign-in page, sending the CSRF token with every post."""
+
+    def __init__(self, app, username: str, password: str):
+        self.client = app.test_client()
+        self.token = CSRF.search(self.client.get("/sign-in").get_data(as_text=True)).group(1)
+        signed_in = self.post("/sign-in", {"username": username, "password": password})
+        assert signed_in.status_code == 303, signed_in.get_data(as_text=True)
+        self.token = CSRF.search(self.client.get("/").get_data(as_text=True)).group(1)
+
+    def get(self, url: str, **kwargs):
+        return self.client.get(url, **kwargs)
+
+    def post(self, url: str, data: dict | None = None, **kwargs):
+        return self.client.post(url, data={**(data or {}), "csrf_token": self.token},
+                                headers={"X-CSRFToken": self.token}, **kwargs)
