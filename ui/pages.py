@@ -49,13 +49,7 @@ def _install(state) -> None:
     app: Flask = state.app
     htmx.init_app(app)
     i18n.install(app)
-    from loom.ui import importing, lists, screens, widgets
-
-    app.jinja_env.globals.update(navigation=navigation, plural_label=plural_label, display=screens.display,
-                                 local_time=screens.local_time,
-                                 input_type=widgets.input_type,
-                                 input_value=widgets.input_value, step=widgets.step, bulk_fields=lists.bulk_fields,
-                                 page_sizes=lists.PAGE_SIZES, status_label=importing.status_label)
+    app.jinja_env.globals.update(navigation=navigation, plural_label=plural_label)
 
 
 @pages.after_app_request
@@ -118,7 +112,7 @@ ERROR_TITLES = {400: lazy_gettext("The request cannot be carried out"), 401: laz
 @pages.errorhandler(LoomError)
 def _loom_error(exc: LoomError):
     from loom.identity.service import Unauthorized
-    from loom.ui.widgets import message_text, refusal_text
+    from loom.ui.messages import message_text, refusal_text
 
     if isinstance(exc, Unauthorized) and g.get("principal") is None:
         target = url_for("pages.sign_in", next=request.full_path if request.method == "GET" else None)
@@ -129,8 +123,8 @@ def _loom_error(exc: LoomError):
             return response
         return redirect(target, 303)
     log_refusal(exc)  # a screen's refusal is logged as the API's is
-    errors = [{**e, "message": message_text(e.get("message", ""))} for e in exc.errors]
-    return _error_page(exc.status, str(ERROR_TITLES.get(exc.status, exc.title)), refusal_text(exc.status, exc.detail),
+    errors = [{**e, "message": message_text(e)} for e in exc.errors]
+    return _error_page(exc.status, str(ERROR_TITLES.get(exc.status, exc.title)), refusal_text(exc.status, exc.as_entry()),
                        errors)
 
 
@@ -142,12 +136,12 @@ def _csrf_error(exc: CSRFError):
 
 @pages.errorhandler(HTTPException)
 def _http_error(exc: HTTPException):
-    from loom.ui.widgets import refusal_text
+    from loom.ui.messages import refusal_text
 
     status = exc.code or 500
     # werkzeug's own title and description are English: the interface language says them
     title = str(ERROR_TITLES.get(status, ERROR_TITLES[400]))
-    detail = refusal_text(status, "") or exc.description or exc.name
+    detail = refusal_text(status) or exc.description or exc.name
     if status == 413:
         detail = gettext("The upload is larger than %(size)s MB.",
                          size=current_app.config["MAX_CONTENT_LENGTH"] // (1024 * 1024))
@@ -177,13 +171,3 @@ def _unexpected(exc: Exception):
     return _error_page(500, gettext("Something went wrong"),
                        gettext("Something went wrong on our side. The request id %(id)s identifies it "
                                     "in the server log.", id=g.get("request_id", "")))
-
-
-@pages.get("/")
-def home():
-    """The start page: the apps and entities the signed-in user may read."""
-    if g.get("principal") is None:
-        from loom.ui.signin import sign_in_page
-
-        return sign_in_page()
-    return render_page("home.html")

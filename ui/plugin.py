@@ -6,8 +6,17 @@ hooks an installed plugin uses."""
 from __future__ import annotations
 
 from loom import NavLink, hookimpl
-from loom.ui import pages
+from loom.ui import importing, lists, pages, screens, widgets
 from loom.ui.i18n import lazy_gettext
+
+
+@hookimpl
+def startup(app):
+    # what the templates call, from the modules that define it
+    app.jinja_env.globals.update(display=screens.display, local_time=screens.local_time,
+                                 input_type=widgets.input_type, input_value=widgets.input_value, step=widgets.step,
+                                 bulk_fields=lists.bulk_fields, page_sizes=lists.PAGE_SIZES,
+                                 status_label=importing.status_label)
 
 
 @hookimpl

@@ -84,3 +84,12 @@ def switch_language():
             current_app.extensions["loom"].identity.update_user(principal.user_id, {"locale": locale},
                                                                 actor=principal.name)
     return redirect(_safe_next(request.form.get("next")), 303)
+
+
+@pages.get("/")
+def home():
+    """The start page: the sign-in form for a visitor; for a signed-in user, the apps and
+    entities they may read."""
+    if g.get("principal") is None:
+        return sign_in_page()
+    return render_page("home.html")
