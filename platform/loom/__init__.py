@@ -13,6 +13,8 @@ from loom.errors import (
     ValidationError,
 )
 from loom.hookspecs import hookimpl
+from loom.permissions import Forbidden
+from loom.plugins.access import transaction
 from loom.plugins.declarations import NavLink, Panel
 from loom.plugins.settings import plugin_settings
 from loom.plugins.webhooks import Webhook, WebhookCall
@@ -22,6 +24,7 @@ from loom.records.door import record_service
 __all__ = [
     "BadRequest",
     "Conflict",
+    "Forbidden",
     "LoomError",
     "MetadataError",
     "NavLink",
@@ -34,5 +37,6 @@ __all__ = [
     "WebhookCall",
     "hookimpl",
     "plugin_settings",
+    "transaction",
     "record_service",
 ]

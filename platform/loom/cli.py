@@ -90,10 +90,21 @@ def main(ctx: click.Context) -> None:
 @main.command()
 @with_appcontext
 def init() -> None:
-    """Create or upgrade Loom's own tables in the configured database."""
+    """Create or upgrade Loom's own tables (and the plugins') in the configured database,
+    and publish the metadata plugins ship that the live metadata lacks."""
+    from loom.plugins.metadata import publish_shipped
+
     upgrade(_loom().engine)
     _loom().metadata.ensure_ids_never_reused(author="loom init")
     click.echo(f"database ready: {_loom().engine.url.render_as_string(hide_password=True)}")
+    try:
+        plan = publish_shipped(_loom().metadata, _loom().metadata.shipped_metadata(), author="system:plugins")
+    except LoomError as error:
+        _fail(error)
+    if plan is not None:
+        click.echo(f"published version {plan.to_version} with the plugins' metadata:")
+        for line in plan.summary:
+            click.echo(f"  {line}")
 
 
 def _check_port(host: str, port: int) -> None:
@@ -181,11 +192,13 @@ DIRECTORY = click.Path(file_okay=False, path_type=Path)
 @metadata.command("validate")
 @click.argument("directory", type=DIRECTORY)
 def validate(directory: Path) -> None:
-    """Check a directory of metadata files; report every problem."""
-    from loom.metadata import load_and_compile
+    """Check a directory of metadata files, with the installed plugins' own; report every
+    problem."""
+    from loom.plugins import plugin_manager
+    from loom.plugins.metadata import load_with_shipped, shipped_folders
 
     try:
-        model = load_and_compile(directory)
+        model = load_with_shipped(directory, shipped_folders(plugin_manager()))
     except MetadataError as error:
         _fail(error)
     click.echo(f"ok: {len(model.entities)} entities in {len(model.documents)} documents")

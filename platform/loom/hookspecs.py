@@ -145,6 +145,15 @@ def plugin_settings_schema():
 
 
 @hookspec
+def metadata_folders():
+    """A list of folders (paths or ``importlib.resources`` Traversables) of metadata
+    documents the plugin ships: entities, roles ... they are loaded together with the app's
+    own whenever a directory is validated, diffed or applied, and ``loom init`` publishes
+    those the live metadata lacks. A document of the same kind and name as another one,
+    with different content, is a metadata error naming both files."""
+
+
+@hookspec
 def migration_folders():
     """A list of ``(plugin name, folder)``: alembic revision folders (a path or an
     ``importlib.resources`` Traversable) with the plugin's own tables. Each folder is one

@@ -1,0 +1,130 @@
+"""An example Loom plugin, small but real: it counts the record events Loom delivers to it
+in a table of its own, shows that count on the record pages an admin chose, receives a
+signed ``ping`` webhook, lists what it saw on a page and with ``loom example-events``.
+
+It uses only what ``loom`` exports: every hook it implements is one a third-party plugin
+could, and ``docs/plugins.md`` walks through it.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+
+import click
+import sqlalchemy as sa
+from flask import Blueprint, g, jsonify
+
+import loom
+
+NAME = "example"
+
+#: the plugin's own table; its revision tree (migrations/) creates it
+metadata = sa.MetaData()
+events = sa.Table(
+    "loom_example_events", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("topic", sa.String(100), nullable=False),
+    sa.Column("entity", sa.String(100)),
+    sa.Column("record_id", sa.BigInteger),
+    sa.Column("outbox_id", sa.BigInteger, unique=True),
+)
+
+SETTINGS = {
+    "type": "object",
+    "properties": {
+        "webhook_secret": {"type": "string", "minLength": 16, "secret": True,
+                           "description": "Shared secret senders sign /hooks/example/ping with"},
+        "panel_entities": {"type": "array", "items": {"type": "string"}, "uniqueItems": True, "default": [],
+                           "description": "Entities whose record pages show the event count"},
+    },
+    "additionalProperties": False,
+}
+
+pages = Blueprint("example", __name__)
+
+
+@pages.get("/example/events")
+def recent_events():
+    """The latest events the plugin saw: for admins, since they name any record."""
+    if not g.principal.is_superuser:
+        raise loom.Forbidden("only an administrator may see what the example plugin recorded")
+    with loom.transaction() as conn:
+        rows = conn.execute(sa.select(events).order_by(events.c.id.desc()).limit(50)).mappings().all()
+    return jsonify(events=[dict(row) for row in rows])
+
+
+def count_for(entity: str, record_id: int) -> int:
+    with loom.transaction() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(events).where(
+            events.c.entity == entity, events.c.record_id == record_id)).scalar_one()
+
+
+def remember(event) -> None:
+    """The outbox consumer: one row per record event, once (a retried delivery is skipped)."""
+    with loom.transaction() as conn:
+        seen = conn.execute(sa.select(events.c.id).where(events.c.outbox_id == event.id)).first()
+        if seen is None:
+            conn.execute(events.insert().values(topic=event.topic, entity=event.entity,
+                                                record_id=event.record_id, outbox_id=event.id))
+
+
+def ping(call: loom.WebhookCall):
+    """The webhook: a signed ping is recorded like an event, and answered."""
+    with loom.transaction() as conn:
+        conn.execute(events.insert().values(topic="webhook.ping"))
+    return {"pong": call.timestamp}
+
+
+@loom.hookimpl
+def plugin_settings_schema():
+    return (NAME, SETTINGS)
+
+
+@loom.hookimpl
+def migration_folders():
+    return [(NAME, files(__name__) / "migrations")]
+
+
+@loom.hookimpl
+def register_blueprints():
+    return [pages]
+
+
+@loom.hookimpl
+def webhooks():
+    return [loom.Webhook(NAME, "ping", secret="webhook_secret", handler=ping)]
+
+
+@loom.hookimpl
+def outbox_consumers():
+    return [("record.*", remember)]
+
+
+@loom.hookimpl
+def navigation_links(principal):
+    if principal.is_superuser:
+        return [loom.NavLink("Example events", endpoint="example.recent_events")]
+    return []
+
+
+@loom.hookimpl
+def record_panels(entity, record):
+    if entity.name not in loom.plugin_settings(NAME)["panel_entities"]:
+        return []
+    seen = count_for(entity.name, record["id"])
+    return [loom.Panel("Example plugin", f"{seen} event(s) of this record delivered to the example plugin",
+                       key="example")]
+
+
+@loom.hookimpl
+def register_commands(cli):
+    @cli.command("example-events")
+    def example_events():
+        """Count the events the example plugin received, by topic."""
+        with loom.transaction() as conn:
+            counts = conn.execute(sa.select(events.c.topic, sa.func.count()).group_by(events.c.topic)
+                                  .order_by(events.c.topic)).all()
+        if not counts:
+            click.echo("no events yet; 'loom outbox deliver' hands them over")
+        for topic, count in counts:
+            click.echo(f"{topic}: {count}")
