@@ -6,9 +6,11 @@ The diff is pure: it reads two models and says what differs. The schema planner
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Literal
 
+from loom.metadata.kinds import compile_order, named_changes
 from loom.metadata.model import AppModel, Entity, Field
 
 _LAYOUT = ("label", "help", "app", "title_field", "form", "list", "audit_reads", "label_plural",
@@ -93,25 +95,30 @@ class EntityDiff:
 @dataclass(frozen=True)
 class ModelDiff:
     entities: tuple[EntityDiff, ...] = field(default_factory=tuple)
-    #: one line per role added, removed or changed (roles need no schema change)
-    roles: tuple[str, ...] = ()
+    #: one line per document of another kind (role, alert, ...) added, removed or changed:
+    #: those need no schema change
+    others: tuple[str, ...] = ()
 
     @property
     def is_empty(self) -> bool:
-        return all(e.is_empty for e in self.entities) and not self.roles
+        return all(e.is_empty for e in self.entities) and not self.others
 
     def summary(self) -> list[str]:
-        return [line for e in self.entities for line in e.describe()] + list(self.roles)
+        return [line for e in self.entities for line in e.describe()] + list(self.others)
 
 
-def _diff_roles(old: AppModel, new: AppModel) -> tuple[str, ...]:
-    """Lines for roles and alerts added, removed or changed: they need no schema change."""
-    lines = []
-    for kind in ("role", "alert"):
-        before, after = getattr(old, kind + "s"), getattr(new, kind + "s")
-        lines += [f"+ {kind} {name}" for name in after if name not in before]
-        lines += [f"- {kind} {name}" for name in before if name not in after]
-        lines += [f"~ {kind} {name}" for name, item in after.items() if name in before and before[name] != item]
+def _diff_other_kinds(old: AppModel, new: AppModel) -> tuple[str, ...]:
+    """Lines for the documents of every kind but entities, each kind asked how its
+    documents differ; a kind no longer registered is compared by name."""
+    kinds = {kind.name: kind for kind in compile_order()}
+    present = [*kinds, *sorted((set(old.kinds) | set(new.kinds)) - set(kinds))]
+    lines: list[str] = []
+    for name in present:
+        if name == "entity":
+            continue
+        before, after = old.of_kind(name), new.of_kind(name)
+        kind = kinds.get(name)
+        lines += kind.changes(before, after) if kind is not None else named_changes(name, before, after)
     return tuple(lines)
 
 
@@ -165,19 +172,25 @@ def _compare_field(old: Field, new: Field) -> list[FieldChange]:
     return changes
 
 
-def diff_models(old: AppModel, new: AppModel) -> ModelDiff:
-    """Everything that differs between ``old`` and ``new``, entity by entity."""
-    renames = pair_renames(dict(old.entities), dict(new.entities))
+def diff_entities(old: Mapping[str, Entity], new: Mapping[str, Entity]) -> list[EntityDiff]:
+    """Every entity added, removed, renamed or changed between ``old`` and ``new``."""
+    renames = pair_renames(dict(old), dict(new))
     renamed_old = set(renames.values())
     result: list[EntityDiff] = []
-    for name, entity in new.entities.items():
+    for name, entity in new.items():
         if name in renames:
-            result.append(diff_entity(old.entities[renames[name]], entity, "rename"))
-        elif name in old.entities:
-            result.append(diff_entity(old.entities[name], entity))
+            result.append(diff_entity(old[renames[name]], entity, "rename"))
+        elif name in old:
+            result.append(diff_entity(old[name], entity))
         else:
             result.append(EntityDiff("add", None, entity))
-    for name, entity in old.entities.items():
-        if name not in new.entities and name not in renamed_old:
+    for name, entity in old.items():
+        if name not in new and name not in renamed_old:
             result.append(EntityDiff("remove", entity, None))
-    return ModelDiff(tuple(result), _diff_roles(old, new))
+    return result
+
+
+def diff_models(old: AppModel, new: AppModel) -> ModelDiff:
+    """Everything that differs between ``old`` and ``new``: entity by entity, then the
+    documents of every other kind."""
+    return ModelDiff(tuple(diff_entities(old.entities, new.entities)), _diff_other_kinds(old, new))

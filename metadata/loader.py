@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import json
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from importlib.resources import files
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,74 +18,36 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 from referencing import Registry, Resource
 
+from loom.metadata.compiler import compile_documents
+from loom.metadata.documents import Document, Problem, format_path
+from loom.metadata.kinds import document_kind, document_kind_names, generation
+from loom.metadata.types import field_type_names
+
+__all__ = ["Document", "Problem", "check_document", "format_path", "load_and_compile", "load_directory",
+           "load_text", "schema_for"]
+
 METADATA_SUFFIXES = (".yaml", ".yml", ".json")
 
 
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with a metadata document."""
-
-    file: str
-    line: int | None
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        where = self.file + (f":{self.line}" if self.line else "")
-        return f"{where}: {self.path or '(document)'}: {self.message}"
-
-
-@dataclass(frozen=True)
-class Document:
-    """One parsed document with where it came from, so later checks can name the line."""
-
-    data: dict[str, Any]
-    file: str
-    lines: dict[tuple, int] = field(default_factory=dict, compare=False, repr=False)
-
-    @property
-    def kind(self) -> str:
-        return self.data.get("kind", "")
-
-    def line_of(self, path: Iterable[Any]) -> int | None:
-        """The line of the closest node at or above ``path``."""
-        path = tuple(path)
-        while True:
-            if path in self.lines:
-                return self.lines[path]
-            if not path:
-                return None
-            path = path[:-1]
-
-    def problem(self, path: Iterable[Any], message: str) -> Problem:
-        path = tuple(path)
-        return Problem(self.file, self.line_of(path), format_path(path), message)
-
-
-def format_path(path: Iterable[Any]) -> str:
-    """``("fields", 3, "type")`` -> ``fields[3].type``."""
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
-
-
-@functools.cache
 def schema_for(kind: str) -> dict[str, Any] | None:
-    resource = files("loom.metadata").joinpath("schemas", f"{kind}.schema.json")
-    if not resource.is_file():
-        return None
-    return json.loads(resource.read_text(encoding="utf-8"))
+    """The JSON Schema of a registered document kind; None for a kind no one registered."""
+    found = document_kind(kind)
+    return None if found is None else found.json_schema()
 
 
-@functools.cache
 def known_kinds() -> tuple[str, ...]:
-    folder = files("loom.metadata").joinpath("schemas")
-    return tuple(sorted(p.name.split(".")[0] for p in folder.iterdir() if p.name.endswith(".schema.json")))
+    """Every registered document kind, sorted."""
+    return document_kind_names()
+
+
+def _registry_key() -> tuple:
+    """What the schemas are made from: the registered kinds and field types. The cached
+    validators are rebuilt when a plugin adds one."""
+    return generation(), field_type_names()
 
 
 @functools.cache
-def _registry() -> Registry:
+def _registry(key: tuple) -> Registry:
     """Every kind's schema, so schemas can share definitions by reference."""
     schemas = [schema_for(kind) for kind in known_kinds()]
     return Registry().with_resources((s["$id"], Resource.from_contents(s)) for s in schemas)
@@ -108,16 +67,22 @@ def _inline(node: Any, resolve, seen: tuple[str, ...] = ()) -> Any:
             for key, value in node.items()}
 
 
-@functools.cache
 def _validator(kind: str) -> Draft202012Validator:
+    return _cached_validator(kind, _registry_key())
+
+
+@functools.cache
+def _cached_validator(kind: str, key: tuple) -> Draft202012Validator:
     schema = schema_for(kind)
-    resolver = _registry().resolver(base_uri=schema["$id"])
+    registry = _registry(key)
+    resolver = registry.resolver(base_uri=schema["$id"])
 
     def resolve(ref: str) -> Any:
         return resolver.lookup(ref).contents
 
-    inlined = {**_inline({k: v for k, v in schema.items() if k != "$defs"}, resolve), "$defs": schema["$defs"]}
-    return Draft202012Validator(inlined, registry=_registry())
+    definitions = schema.get("$defs", {})
+    inlined = {**_inline({k: v for k, v in schema.items() if k != "$defs"}, resolve), "$defs": definitions}
+    return Draft202012Validator(inlined, registry=registry)
 
 
 def _plain(value: Any) -> Any:
@@ -215,8 +180,6 @@ def _load_text(text: str, file: str) -> tuple[list[Document], list[Problem], set
 
 def load_and_compile(directory: str | Path):
     """Load and compile a directory, reporting every problem of every file at once."""
-    from loom.metadata.compiler import compile_documents
-
     documents, problems, broken = _load_directory(directory)
     return compile_documents(documents, earlier=problems, broken=broken)
 

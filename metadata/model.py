@@ -15,6 +15,7 @@ from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
+from loom.metadata.formatting import label_text
 from loom.metadata.types import FieldType, field_type
 
 #: prefix of every entity table, so entity tables can never clash with Loom's own tables
@@ -25,14 +26,6 @@ USER_TABLE = "loom_users"
 DEFAULT_DECIMAL = {"decimal": (18, 4), "money": (18, 2), "percent": (9, 4)}
 
 EMPTY: Mapping[str, str] = MappingProxyType({})
-
-
-def label_text(label: Mapping[str, str], locale: str = "en", fallback: str = "") -> str:
-    """The label in ``locale``, else English, else any language, else ``fallback``."""
-    if not label:
-        return fallback
-    lang = locale.replace("-", "_").split("_")[0]
-    return label.get(locale) or label.get(lang) or label.get("en") or next(iter(label.values()), fallback)
 
 
 @dataclass(frozen=True)
@@ -306,6 +299,12 @@ class AppModel:
     documents: tuple[Mapping[str, Any], ...] = ()
     roles: Mapping[str, Role] = dc_field(default_factory=lambda: MappingProxyType({}))
     alerts: Mapping[str, Alert] = dc_field(default_factory=lambda: MappingProxyType({}))
+    #: every document kind's compiled items by name, the built-in kinds' as well
+    kinds: Mapping[str, Mapping[str, Any]] = dc_field(default_factory=lambda: MappingProxyType({}))
+
+    def of_kind(self, kind: str) -> Mapping[str, Any]:
+        """What the documents of ``kind`` compiled to, by name (empty for a kind without any)."""
+        return self.kinds.get(kind, EMPTY)
 
     @cached_property
     def fingerprint(self) -> str:

@@ -1,5 +1,12 @@
-"""Field types: how each type of the metadata language converts values, is stored and
-is filtered. One registry serves validation, type changes, filters and the API.
+"""Field types: everything a type of the metadata language decides, in one registry.
+
+A ``FieldType`` owns how its values are stored (``sql_type``), checked (``coerce``), sent
+as JSON (``to_json``, ``json_schema``), filtered (``operators``), shown to a person
+(``display``), edited (``widget``, ``input_type``, ``input_attributes``, ``unit``,
+``edit_text``), read back from a form or an imported cell (``parse_form``,
+``parse_text``) and exported (``export``). The API, the screens, imports and exports
+ask the registry instead of branching on a type's name, so a plugin adds a type with
+``register_field_type`` and every part of Loom handles it.
 
 ``coerce`` is strict: it returns a value of the type or raises ``ValueError`` with a
 message a user can act on. It never rounds or truncates, so a type change that would
@@ -11,11 +18,15 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+
+from loom.errors import InvalidValue
+from loom.metadata import formatting as fmt
+from loom.metadata.formatting import FormatContext
 
 if TYPE_CHECKING:
     from loom.metadata.model import Field
@@ -23,6 +34,21 @@ if TYPE_CHECKING:
 COMPARE = frozenset({"eq", "ne", "lt", "lte", "gt", "gte", "in", "nin", "isnull"})
 TEXT_OPS = frozenset({"eq", "ne", "in", "nin", "contains", "startswith", "isnull", "lt", "lte", "gt", "gte"})
 EQUALITY = frozenset({"eq", "ne", "in", "nin", "isnull"})
+
+#: the inputs the screens know how to draw: a plain <input type=...>, a text area, a
+#: drop-down, a group of checkboxes, one checkbox, a record picker, a file upload, a table
+#: of child rows, none (shown read-only), or a template the type names (``template``)
+WIDGETS = ("input", "textarea", "select", "checks", "checkbox", "link", "file", "table", "none", "template")
+#: the filter controls of a list, and the operators each sends
+FILTER_WIDGETS: Mapping[str, tuple[str, ...]] = {
+    "options": ("in",), "boolean": ("eq",), "range": ("gte", "lte"), "multiselect": ("contains",),
+    "link": ("eq",), "contains": ("contains",),
+}
+
+#: ``display(field, value, ctx)``, ``export(...)``: a value (never empty) for a person or a file
+ValueFunction = Callable[["Field", Any, FormatContext], Any]
+#: ``extension(field, value, text, ctx)``: the text another display made, extended
+DisplayExtension = Callable[["Field", Any, Any, FormatContext], Any]
 
 
 class LoomDecimal(sa.TypeDecorator):
@@ -54,22 +80,81 @@ class LoomDecimal(sa.TypeDecorator):
 
 @dataclass(frozen=True)
 class FieldType:
-    """One type of the metadata language."""
+    """One type of the metadata language. Only ``name``, ``coerce``, ``sql_type`` and
+    ``json_schema`` are required; the rest default to a plain text input whose value is
+    shown, parsed and exported as it is."""
 
     name: str
+    #: ``coerce(value, field)``: the value as this type, or ``ValueError`` saying why not
     coerce: Callable[[Any, Field], Any]
+    #: the column type; None for a type without a column of its own (a table's rows)
     sql_type: Callable[[Field], sa.types.TypeEngine] | None
+    #: the value's JSON Schema, for OpenAPI
     json_schema: Callable[[Field], dict[str, Any]]
+    #: the filter operators the API, row scopes and lists accept
     operators: frozenset[str] = EQUALITY
     text_like: bool = False
     numeric: bool = False
     #: properties of the field definition this type accepts beyond the common ones
     properties: frozenset[str] = frozenset()
+    #: properties a field of this type must have (``options``, ``target``)
+    requires: frozenset[str] = frozenset()
+    #: what a list may do with it: sort on it, show it as a column, name a record by it, index it
+    sortable: bool = True
+    in_lists: bool = True
+    names_records: bool = True
+    indexable: bool = True
+    #: shown across the whole form (long text, a table)
+    wide: bool = False
+    # -- meeting people (see loom.metadata.formatting) --
+    #: ``display(field, value, ctx) -> str``: a value (never empty) as a person reads it
+    display: ValueFunction = fmt.display_text
+    #: functions that extend ``display`` where a value is shown in a page (``extend_display``)
+    display_extensions: tuple[DisplayExtension, ...] = ()
+    #: one of ``WIDGETS``
+    widget: str = "input"
+    #: the ``type`` of an ``input`` widget
+    input_type: str = "text"
+    #: the template a ``template`` widget includes (it receives f, value, name, input_id, attrs)
+    template: str | None = None
+    #: ``input_attributes(field)``: more attributes of the input (step, inputmode, min, ...)
+    input_attributes: Callable[[Field], Mapping[str, str]] = fmt.no_attributes
+    #: ``unit(field)``: what follows the input (a currency, %), or None
+    unit: Callable[[Field], str | None] = fmt.no_unit
+    #: ``edit_text(field, value, ctx)``: a value (JSON form, never None) as the input holds it
+    edit_text: ValueFunction = fmt.edit_plain
+    #: ``parse_form(field, values, ctx)``: the texts a form sent under the field's name -> a value
+    parse_form: Callable[[Field, list[str], FormatContext], Any] = fmt.form_stripped
+    #: ``parse_text(field, text, ctx)``: an imported cell -> a value; None: not typed as text
+    #: (then neither imported nor set on many records at once). Raises ``TextProblem``.
+    parse_text: Callable[[Field, str, FormatContext], Any] | None = fmt.text_as_is
+    #: ``export(field, value, ctx)``: a value (never empty) as a spreadsheet cell
+    export: ValueFunction = fmt.export_as_is
+    #: the list's filter control (a key of ``FILTER_WIDGETS``), or None for no filter
+    filter_widget: str | None = None
 
     @property
     def stored(self) -> bool:
         """Whether the field has a column of its own (a table field has child rows instead)."""
         return self.sql_type is not None
+
+    @property
+    def editable(self) -> bool:
+        """Whether a form lets a person change it (a JSON value is only shown)."""
+        return self.widget != "none"
+
+    @property
+    def typed(self) -> bool:
+        """Whether a value can be typed as text: imported from a cell, set on many records."""
+        return self.parse_text is not None
+
+    def show(self, field: Field, value: Any, ctx: FormatContext) -> Any:
+        """``display``, then every display extension: the value as a page shows it (an
+        extension may return ``markupsafe.Markup`` built from escaped parts)."""
+        text = self.display(field, value, ctx)
+        for extension in self.display_extensions:
+            text = extension(field, value, text, ctx)
+        return text
 
     def to_json(self, value: Any) -> Any:
         if isinstance(value, decimal.Decimal):
@@ -87,7 +172,7 @@ class FieldType:
 
 def _text(value: Any, field: Field) -> str:
     if isinstance(value, bool) or isinstance(value, dict | list):
-        raise ValueError("expected text")
+        raise InvalidValue("not_text", "expected text")
     if isinstance(value, decimal.Decimal):
         return format(value, "f")
     if isinstance(value, dt.datetime):
@@ -97,9 +182,9 @@ def _text(value: Any, field: Field) -> str:
     if isinstance(value, int | float):
         return str(value)
     if not isinstance(value, str):
-        raise ValueError("expected text")
+        raise InvalidValue("not_text", "expected text")
     if "\x00" in value:
-        raise ValueError("text cannot contain the NUL character")
+        raise InvalidValue("nul_character", "text cannot contain the NUL character")
     return value
 
 
@@ -109,45 +194,47 @@ INT64 = 2**63
 def _integer(value: Any, field: Field) -> int:
     result = _whole(value)
     if not -INT64 <= result < INT64:
-        raise ValueError("number too large")
+        raise InvalidValue("number_too_large", "number too large")
     return result
 
 
 def _whole(value: Any) -> int:
     if isinstance(value, bool):
-        raise ValueError("expected a whole number")
+        raise InvalidValue("not_whole", "expected a whole number")
     if isinstance(value, int):
         return value
     if isinstance(value, float | decimal.Decimal):
         if value != value or value in (float("inf"), float("-inf")) or value != int(value):
-            raise ValueError("expected a whole number")
+            raise InvalidValue("not_whole", "expected a whole number")
         return int(value)
     if isinstance(value, str):
         text = value.strip()
         if text.lstrip("+-").isdigit() and text.isascii():
             return int(text)
-    raise ValueError("expected a whole number")
+    raise InvalidValue("not_whole", "expected a whole number")
 
 
 def _decimal(value: Any, field: Field) -> decimal.Decimal:
     if isinstance(value, bool) or value is None:
-        raise ValueError("expected a number")
+        raise InvalidValue("not_a_number", "expected a number")
     try:
         number = decimal.Decimal(repr(value) if isinstance(value, float) else str(value).strip())
     except (decimal.InvalidOperation, ValueError):
-        raise ValueError("expected a number") from None
+        raise InvalidValue("not_a_number", "expected a number") from None
     if not number.is_finite():
-        raise ValueError("expected a finite number")
+        raise InvalidValue("not_a_number", "expected a finite number")
     precision, scale = field.precision_scale
     try:
         rounded = number.quantize(decimal.Decimal(1).scaleb(-scale))
     except decimal.InvalidOperation:
-        raise ValueError(f"at most {precision - scale} digits before the decimal point") from None
+        raise InvalidValue("too_many_digits", f"at most {precision - scale} digits before the decimal point",
+                           digits=precision - scale) from None
     if rounded != number:
-        raise ValueError(f"at most {scale} decimal places")
+        raise InvalidValue("too_many_decimals", f"at most {scale} decimal places", places=scale)
     whole = abs(int(rounded))
     if whole and len(str(whole)) > precision - scale:
-        raise ValueError(f"at most {precision - scale} digits before the decimal point")
+        raise InvalidValue("too_many_digits", f"at most {precision - scale} digits before the decimal point",
+                           digits=precision - scale)
     return rounded
 
 
@@ -162,13 +249,13 @@ def _boolean(value: Any, field: Field) -> bool:
             return True
         if text in ("false", "0", "no", "n", "off"):
             return False
-    raise ValueError("expected true or false")
+    raise InvalidValue("not_boolean", "expected true or false")
 
 
 def _date(value: Any, field: Field) -> dt.date:
     if isinstance(value, dt.datetime):
         if value.time() != dt.time(0):
-            raise ValueError("expected a date without a time of day")
+            raise InvalidValue("not_a_date", "expected a date without a time of day")
         return value.date()
     if isinstance(value, dt.date):
         return value
@@ -177,7 +264,7 @@ def _date(value: Any, field: Field) -> dt.date:
             return dt.date.fromisoformat(value.strip())
         except ValueError:
             pass
-    raise ValueError("expected a date as YYYY-MM-DD")
+    raise InvalidValue("not_a_date", "expected a date as YYYY-MM-DD")
 
 
 def _datetime(value: Any, field: Field) -> dt.datetime:
@@ -189,9 +276,9 @@ def _datetime(value: Any, field: Field) -> dt.datetime:
         try:
             result = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
         except ValueError:
-            raise ValueError("expected a date and time as YYYY-MM-DDTHH:MM:SS with a time zone") from None
+            raise InvalidValue("not_a_datetime", "expected a date and time as YYYY-MM-DDTHH:MM:SS with a time zone") from None
     else:
-        raise ValueError("expected a date and time as YYYY-MM-DDTHH:MM:SS with a time zone")
+        raise InvalidValue("not_a_datetime", "expected a date and time as YYYY-MM-DDTHH:MM:SS with a time zone")
     if result.tzinfo is None:
         result = result.replace(tzinfo=dt.UTC)
     return result.astimezone(dt.UTC)
@@ -200,7 +287,8 @@ def _datetime(value: Any, field: Field) -> dt.datetime:
 def _select(value: Any, field: Field) -> str:
     text = _text(value, field)
     if text not in field.option_values:
-        raise ValueError(f"must be one of: {', '.join(field.option_values)}")
+        raise InvalidValue("not_an_option", f"must be one of: {', '.join(field.option_values)}",
+                           options=list(field.option_values))
     return text
 
 
@@ -208,11 +296,12 @@ def _multiselect(value: Any, field: Field) -> list[str]:
     if isinstance(value, str):
         value = [part.strip() for part in value.split(",") if part.strip()] if value.strip() else []
     if not isinstance(value, list | tuple):
-        raise ValueError("expected a list of choices")
+        raise InvalidValue("not_a_list", "expected a list of choices")
     result = []
     for item in value:
         if not isinstance(item, str) or item not in field.option_values:
-            raise ValueError(f"each choice must be one of: {', '.join(field.option_values)}")
+            raise InvalidValue("not_an_option", f"each choice must be one of: {', '.join(field.option_values)}",
+                               options=list(field.option_values))
         if item not in result:
             result.append(item)
     return result
@@ -224,19 +313,19 @@ def _link(value: Any, field: Field) -> int:
     try:
         ident = _integer(value, field)
     except ValueError:
-        raise ValueError(f"expected the id of a {field.target} record") from None
+        raise InvalidValue("not_a_link", f"expected the id of a {field.target} record", entity=field.target) from None
     if ident < 1:
-        raise ValueError(f"expected the id of a {field.target} record")
+        raise InvalidValue("not_a_link", f"expected the id of a {field.target} record", entity=field.target)
     return ident
 
 
 def _json(value: Any, field: Field) -> Any:
     if isinstance(value, str) and field.type != "json":
-        raise ValueError("expected JSON")
+        raise InvalidValue("not_json", "expected JSON")
     try:
         json.dumps(value, allow_nan=False)
     except (TypeError, ValueError):
-        raise ValueError("expected a JSON value") from None
+        raise InvalidValue("not_json", "expected a JSON value") from None
     return value
 
 
@@ -247,15 +336,15 @@ def _attachment(value: Any, field: Field) -> dict[str, Any]:
     # Only the key counts: the record service puts the upload's own name, size and type in
     # its place, and refuses a key that is not the caller's upload for this field.
     if not isinstance(value, dict) or "key" not in value or set(value) - ATTACHMENT_KEYS:
-        raise ValueError("expected an uploaded file: {key} (the key its upload returned)")
+        raise InvalidValue("not_an_upload", "expected an uploaded file: {key} (the key its upload returned)")
     if not isinstance(value["key"], str):
-        raise ValueError("expected an uploaded file: {key} (the key its upload returned)")
+        raise InvalidValue("not_an_upload", "expected an uploaded file: {key} (the key its upload returned)")
     return dict(value)
 
 
 def _table(value: Any, field: Field) -> list:
     if not isinstance(value, list):
-        raise ValueError(f"expected a list of {field.target} rows")
+        raise InvalidValue("not_a_list", f"expected a list of {field.target} rows")
     return value
 
 
@@ -332,29 +421,57 @@ def _decimal_sql(field: Field) -> sa.types.TypeEngine:
     return LoomDecimal(*field.precision_scale)
 
 
+_TEXTUAL: dict[str, Any] = {"text_like": True, "properties": _TEXT, "filter_widget": "contains"}
+_NUMBER_INPUT: dict[str, Any] = {"numeric": True, "input_type": "number", "filter_widget": "range"}
+_DECIMAL_INPUT: dict[str, Any] = {**_NUMBER_INPUT, "input_attributes": fmt.decimal_attributes,
+                                  "export": fmt.export_decimal}
+#: values that are not one comparable thing: no sorting, naming or indexing by them
+_COMPOSITE: dict[str, Any] = {"sortable": False, "names_records": False, "indexable": False}
+
 _BUILTIN = [
-    FieldType("string", _text, _string_sql, _string_schema(), TEXT_OPS, text_like=True, properties=_TEXT),
-    FieldType("text", _text, lambda f: sa.Text(), _string_schema(), TEXT_OPS, text_like=True, properties=_TEXT),
-    FieldType("email", _text, _string_sql, _string_schema("email"), TEXT_OPS, text_like=True, properties=_TEXT),
-    FieldType("phone", _text, _string_sql, _string_schema(), TEXT_OPS, text_like=True, properties=_TEXT),
-    FieldType("url", _text, _string_sql, _string_schema("uri"), TEXT_OPS, text_like=True, properties=_TEXT),
-    FieldType("integer", _integer, lambda f: sa.BigInteger(), _integer_schema, COMPARE, numeric=True, properties=_NUMBER),
-    FieldType("decimal", _decimal, _decimal_sql, _number_schema, COMPARE, numeric=True, properties=_DECIMAL),
-    FieldType("money", _decimal, _decimal_sql, _number_schema, COMPARE, numeric=True, properties=_DECIMAL | {"currency"}),
-    FieldType("percent", _decimal, _decimal_sql, _number_schema, COMPARE, numeric=True, properties=_DECIMAL),
-    FieldType("boolean", _boolean, lambda f: sa.Boolean(create_constraint=False), lambda f: {"type": "boolean"}, EQUALITY),
-    FieldType("date", _date, lambda f: sa.Date(), lambda f: {"type": "string", "format": "date"}, COMPARE, properties=_NUMBER),
+    FieldType("string", _text, _string_sql, _string_schema(), TEXT_OPS, **_TEXTUAL),
+    FieldType("text", _text, lambda f: sa.Text(), _string_schema(), TEXT_OPS, **_TEXTUAL, indexable=False,
+              wide=True, widget="textarea", parse_form=fmt.form_as_typed),
+    FieldType("email", _text, _string_sql, _string_schema("email"), TEXT_OPS, **_TEXTUAL, input_type="email"),
+    FieldType("phone", _text, _string_sql, _string_schema(), TEXT_OPS, **_TEXTUAL, input_type="tel"),
+    FieldType("url", _text, _string_sql, _string_schema("uri"), TEXT_OPS, **_TEXTUAL, input_type="url"),
+    FieldType("integer", _integer, lambda f: sa.BigInteger(), _integer_schema, COMPARE, properties=_NUMBER,
+              **_NUMBER_INPUT, input_attributes=fmt.integer_attributes, display=fmt.display_integer),
+    FieldType("decimal", _decimal, _decimal_sql, _number_schema, COMPARE, properties=_DECIMAL,
+              **_DECIMAL_INPUT, display=fmt.display_decimal),
+    FieldType("money", _decimal, _decimal_sql, _number_schema, COMPARE, properties=_DECIMAL | {"currency"},
+              **_DECIMAL_INPUT, display=fmt.display_money, unit=fmt.money_unit),
+    FieldType("percent", _decimal, _decimal_sql, _number_schema, COMPARE, properties=_DECIMAL,
+              **_DECIMAL_INPUT, display=fmt.display_percent, unit=fmt.percent_unit),
+    FieldType("boolean", _boolean, lambda f: sa.Boolean(create_constraint=False), lambda f: {"type": "boolean"},
+              EQUALITY, widget="checkbox", display=fmt.display_boolean, parse_form=fmt.form_boolean,
+              parse_text=fmt.text_boolean, export=fmt.display_boolean, filter_widget="boolean"),
+    FieldType("date", _date, lambda f: sa.Date(), lambda f: {"type": "string", "format": "date"}, COMPARE,
+              properties=_NUMBER, input_type="date", filter_widget="range"),
     FieldType("datetime", _datetime, lambda f: sa.DateTime(timezone=True),
-              lambda f: {"type": "string", "format": "date-time"}, COMPARE, properties=_NUMBER),
-    FieldType("select", _select, _string_sql, _select_schema, EQUALITY, properties=frozenset({"options"})),
+              lambda f: {"type": "string", "format": "date-time"}, COMPARE, properties=_NUMBER,
+              input_type="datetime-local", display=fmt.display_datetime, edit_text=fmt.edit_datetime,
+              parse_form=fmt.form_datetime, filter_widget="range"),
+    FieldType("select", _select, _string_sql, _select_schema, EQUALITY, properties=frozenset({"options"}),
+              requires=frozenset({"options"}), widget="select", display=fmt.display_select,
+              parse_text=fmt.text_select, export=fmt.export_select, filter_widget="options"),
     FieldType("multiselect", _multiselect, lambda f: sa.JSON(), _multiselect_schema,
-              frozenset({"contains", "isnull"}), properties=frozenset({"options"})),
-    FieldType("link", _link, lambda f: sa.BigInteger(), _link_schema, EQUALITY, properties=frozenset({"target"})),
-    FieldType("table", _table, None, _table_schema, frozenset(), properties=frozenset({"target"})),
-    FieldType("json", _json, lambda f: sa.JSON(), lambda f: {}, frozenset({"isnull"})),
+              frozenset({"contains", "isnull"}), properties=frozenset({"options"}), requires=frozenset({"options"}),
+              **_COMPOSITE, widget="checks", display=fmt.display_multiselect, parse_form=fmt.form_choices,
+              parse_text=fmt.text_multiselect, export=fmt.export_multiselect, filter_widget="multiselect"),
+    FieldType("link", _link, lambda f: sa.BigInteger(), _link_schema, EQUALITY, properties=frozenset({"target"}),
+              requires=frozenset({"target"}), widget="link", display=fmt.display_link, edit_text=fmt.edit_link,
+              parse_text=fmt.text_link, export=fmt.export_link, filter_widget="link"),
+    FieldType("table", _table, None, _table_schema, frozenset(), properties=frozenset({"target"}),
+              requires=frozenset({"target"}), **_COMPOSITE, in_lists=False, wide=True, widget="table",
+              display=fmt.display_nothing, parse_text=None),
+    FieldType("json", _json, lambda f: sa.JSON(), lambda f: {}, frozenset({"isnull"}), **_COMPOSITE,
+              in_lists=False, widget="none", display=fmt.display_nothing, parse_text=None, export=fmt.export_json),
     FieldType("attachment", _attachment, lambda f: sa.JSON(), _attachment_schema,
-              frozenset({"isnull"}), properties=frozenset({"max_size", "accept"})),
+              frozenset({"isnull"}), properties=frozenset({"max_size", "accept"}), **_COMPOSITE, widget="file",
+              display=fmt.display_attachment, parse_text=None, export=fmt.export_attachment),
 ]
+BUILTIN_TYPES = frozenset(t.name for t in _BUILTIN)
 
 FIELD_TYPES: dict[str, FieldType] = {t.name: t for t in _BUILTIN}
 
@@ -363,5 +480,21 @@ COMMON_PROPERTIES = frozenset({"name", "type", "label", "help", "required", "uni
                                "read_only", "read_only_when", "hidden", "index", "renamed_from", "secret"})
 
 
+class UnknownFieldType(KeyError):
+    """A type no one registered (often: the plugin that adds it is not installed)."""
+
+    def __str__(self) -> str:
+        return f"no field type named {self.args[0]!r}; is the plugin that adds it installed?"
+
+
 def field_type(name: str) -> FieldType:
-    return FIELD_TYPES[name]
+    """The registered type called ``name``; ``UnknownFieldType`` (a ``KeyError``) if none is."""
+    try:
+        return FIELD_TYPES[name]
+    except KeyError:
+        raise UnknownFieldType(name) from None
+
+
+def field_type_names() -> tuple[str, ...]:
+    """Every registered type's name: the built-in ones first, then the added ones."""
+    return tuple(FIELD_TYPES)

@@ -1,0 +1,307 @@
+"""The ``entity`` document kind: checking and compiling entity documents into ``Entity``
+objects, what a JSON Schema cannot check (references resolve, options fit types, names
+do not clash), each problem reported with the file and line it is about.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+from loom.metadata.conditions import check_condition
+from loom.metadata.diff import diff_entities
+from loom.metadata.documents import Document
+from loom.metadata.kinds import Compilation, DocumentKind, schema_file
+from loom.metadata.model import (
+    RESERVED_NAMES,
+    USER_ENTITY,
+    Entity,
+    Field,
+    FormSection,
+    Index,
+    ListView,
+    Option,
+)
+from loom.metadata.types import COMMON_PROPERTIES, FieldType, field_type, field_type_names
+
+#: what a field of a type that requires a property is told it needs
+_NEEDS = {"options": "options: [{value: ...}, ...]", "target": "a target entity"}
+_CHILD_STANDARD = frozenset({"id"})
+_STANDARD = frozenset({"id", "version", "owner", "created_at", "created_by", "updated_at", "updated_by"})
+
+
+def label(value: Any) -> Mapping[str, str]:
+    """A label as written (one text, or text per language) as text per language."""
+    if value is None:
+        return MappingProxyType({})
+    if isinstance(value, str):
+        return MappingProxyType({"en": value})
+    return MappingProxyType(dict(value))
+
+
+# -- fields ---------------------------------------------------------------------------------------
+
+def _check_properties(build: Compilation, doc: Document, path: tuple, raw: dict[str, Any], kind: FieldType) -> None:
+    """Properties the field's type needs or does not accept; options listed twice."""
+    for needed in sorted(kind.requires):
+        if not raw.get(needed):
+            build.fail(doc, path, f"a {raw['type']} field needs {_NEEDS.get(needed, needed)}")
+    allowed = COMMON_PROPERTIES | kind.properties
+    for key in raw:
+        if key not in allowed:
+            build.fail(doc, path + (key,), f"'{key}' does not apply to a {raw['type']} field")
+    values = [o["value"] for o in raw.get("options", [])]
+    for i, value in enumerate(values):
+        if values.index(value) != i:
+            build.fail(doc, path + ("options", i, "value"), f"option '{value}' is listed twice")
+    _check_settings(build, doc, path, raw, kind)
+
+
+def _check_settings(build: Compilation, doc: Document, path: tuple, raw: dict[str, Any], kind: FieldType) -> None:
+    """Settings that contradict each other or the field's type."""
+    precision, scale = raw.get("precision"), raw.get("scale")
+    if precision is not None and scale is not None and scale >= precision:
+        build.fail(doc, path + ("scale",), f"scale ({scale}) must be smaller than precision ({precision})")
+    if raw.get("pattern"):
+        try:
+            re.compile(raw["pattern"])
+        except re.error as exc:
+            build.fail(doc, path + ("pattern",), f"not a valid regular expression: {exc}")
+    if raw.get("validators") and not kind.text_like:
+        build.fail(doc, path + ("validators",), "validators apply to text fields only")
+    if not kind.indexable:
+        for key in ("unique", "index"):
+            if raw.get(key):
+                build.fail(doc, path + (key,),
+                           f"a {raw['type']} field cannot be {'unique' if key == 'unique' else 'indexed'}")
+    if raw.get("read_only") and raw.get("read_only_when"):
+        build.fail(doc, path + ("read_only_when",), "the field is read_only already; drop one of the two")
+
+
+def _typed_values(build: Compilation, doc: Document, path: tuple, raw: dict[str, Any], field: Field) -> dict[str, Any]:
+    """``min``, ``max`` and ``default`` as values of the field's own type."""
+    kind = field.kind
+    converted: dict[str, Any] = {}
+    if not kind.stored:
+        if raw.get("default") is not None:
+            build.fail(doc, path + ("default",), f"a {raw['type']} field cannot have a default")
+        return converted
+    for key in ("min", "max", "default"):
+        if raw.get(key) is None:
+            continue
+        try:
+            converted[key] = kind.coerce(raw[key], field)
+        except ValueError as exc:
+            build.fail(doc, path + (key,), f"{raw[key]!r} does not fit a {raw['type']} field: {exc}")
+    if "min" in converted and "max" in converted and converted["min"] > converted["max"]:
+        build.fail(doc, path + ("max",), "max is smaller than min")
+    return converted
+
+
+def compile_field(build: Compilation, doc: Document, path: tuple, raw: dict[str, Any]) -> Field:
+    """One field definition (at ``path`` in ``doc``) as a ``Field``."""
+    kind = field_type(raw["type"])
+    _check_properties(build, doc, path, raw, kind)
+    field = Field(
+        name=raw["name"], type=raw["type"], label=label(raw.get("label")), help=label(raw.get("help")),
+        required=bool(raw.get("required", False)), unique=bool(raw.get("unique", False)),
+        default=raw.get("default"), read_only=bool(raw.get("read_only", False)),
+        hidden=bool(raw.get("hidden", False)), index=bool(raw.get("index", False)),
+        max_length=raw.get("max_length"), pattern=raw.get("pattern"),
+        options=tuple(Option(o["value"], label(o.get("label"))) for o in raw.get("options", [])),
+        validators=tuple(raw.get("validators", ())), target=raw.get("target"),
+        precision=raw.get("precision"), scale=raw.get("scale"), currency=raw.get("currency"),
+        max_size=raw.get("max_size"), accept=tuple(raw.get("accept", ())),
+        renamed_from=raw.get("renamed_from"), secret=bool(raw.get("secret", False)),
+        read_only_when=MappingProxyType(raw["read_only_when"]) if raw.get("read_only_when") else None,
+    )
+    return Field(**{**field.__dict__, **_typed_values(build, doc, path, raw, field)})
+
+
+# -- one entity -----------------------------------------------------------------------------------
+
+class _EntityCheck:
+    """The parts of one entity document that refer to its fields by name."""
+
+    def __init__(self, build: Compilation, doc: Document, fields: list[Field]):
+        self.build, self.doc = build, doc
+        self.child = bool(doc.data.get("child", False))
+        self.by_name = {f.name: f for f in fields}
+        self.known = set(self.by_name) | (_CHILD_STANDARD if self.child else _STANDARD)
+
+    def fail(self, path: tuple, message: str) -> None:
+        self.build.fail(self.doc, path, message)
+
+    def declared(self, path: tuple, name: str) -> Field | None:
+        """The declared field ``name``; a name that is no field at all is reported."""
+        if name not in self.known:
+            self.fail(path, f"no field named '{name}' in this entity")
+        return self.by_name.get(name)
+
+    def title_field(self, fields: list[Field]) -> str:
+        title = self.doc.data.get("title_field")
+        if title is None:
+            return next((f.name for f in fields if f.type == "string"), "id")
+        f = self.declared(("title_field",), title)
+        if f is not None and not f.kind.names_records:
+            self.fail(("title_field",), f"a {f.type} field cannot name a record")
+        return title
+
+    def indexes(self) -> tuple[Index, ...]:
+        result = []
+        for i, raw in enumerate(self.doc.data.get("indexes", [])):
+            for j, key in enumerate(raw["fields"]):
+                f = self.declared(("indexes", i, "fields", j), key.lstrip("-"))
+                if f is not None and not f.kind.indexable:
+                    self.fail(("indexes", i, "fields", j), f"a {f.type} field cannot be indexed")
+            result.append(Index(tuple(raw["fields"]), bool(raw.get("unique", False))))
+        return tuple(result)
+
+    def sections(self) -> tuple[FormSection, ...]:
+        result = []
+        for i, raw in enumerate(self.doc.data.get("form", {}).get("sections", [])):
+            for j, name in enumerate(raw["fields"]):
+                self.declared(("form", "sections", i, "fields", j), name)
+            result.append(FormSection(tuple(raw["fields"]), label(raw.get("label")), raw.get("columns", 1)))
+        return tuple(result)
+
+    def list_view(self, fields: list[Field]) -> ListView:
+        raw = self.doc.data.get("list", {})
+        for key in ("columns", "filters"):
+            for j, name in enumerate(raw.get(key, [])):
+                f = self.declared(("list", key, j), name)
+                if f is not None and not f.stored:
+                    self.fail(("list", key, j), f"a {f.type} field cannot be a list column or filter")
+        sort = raw.get("sort", "-id" if self.child else "-created_at")
+        for key in sort.split(","):
+            self.declared(("list", "sort"), key.lstrip("-"))
+        columns = tuple(raw.get("columns", [f.name for f in fields if f.stored and not f.hidden][:6]))
+        return ListView(columns, tuple(raw.get("filters", [])), sort)
+
+
+def _fields(build: Compilation, doc: Document) -> tuple[list[Field], dict[str, int]]:
+    """The declared fields, and the index in ``fields`` of each name."""
+    fields: list[Field] = []
+    seen: dict[str, int] = {}
+    for i, raw in enumerate(doc.data["fields"]):
+        name = raw["name"]
+        if name in seen:
+            build.fail(doc, ("fields", i, "name"), f"field '{name}' is already declared as fields[{seen[name]}]")
+        elif name in RESERVED_NAMES:
+            build.fail(doc, ("fields", i, "name"), f"'{name}' is a standard field every record has; choose another name")
+        else:
+            seen[name] = i
+            fields.append(compile_field(build, doc, ("fields", i), raw))
+    for f in fields:
+        if f.renamed_from and f.renamed_from in seen:
+            build.fail(doc, ("fields", seen[f.name], "renamed_from"),
+                       f"'{f.renamed_from}' is still a field of this entity; a renamed field's old name must be gone")
+    return fields, seen
+
+
+def _check_state_locks(build: Compilation, doc: Document, entity: Entity, seen: dict[str, int]) -> None:
+    for f in entity.state_locked_fields:
+        path = ("fields", seen[f.name], "read_only_when")
+        if entity.child:
+            build.fail(doc, path, "a child entity's rows change with their parent: put read_only_when on "
+                                  "the parent's table field")
+        else:
+            check_condition(entity, f.read_only_when, path, lambda p, message: build.fail(doc, p, message))
+
+
+def compile_entity(build: Compilation, doc: Document) -> Entity:
+    """One entity document as an ``Entity`` (its links to other entities unchecked)."""
+    data = doc.data
+    fields, seen = _fields(build, doc)
+    check = _EntityCheck(build, doc, fields)
+    entity = Entity(
+        name=data["name"], fields=tuple(fields), label=label(data.get("label")),
+        help=label(data.get("help")), app=data.get("app"), title_field=check.title_field(fields),
+        child=check.child, renamed_from=data.get("renamed_from"), indexes=check.indexes(),
+        form=check.sections(), list=check.list_view(fields), audit_reads=bool(data.get("audit_reads", False)),
+        label_plural=label(data.get("label_plural")), nav_order=data.get("nav_order"),
+    )
+    _check_state_locks(build, doc, entity, seen)
+    return entity
+
+
+# -- across entities ------------------------------------------------------------------------------
+
+def _check_link(build: Compilation, doc: Document, path: tuple, f: Field, entities: dict[str, Entity]) -> None:
+    target = entities.get(f.target)
+    if f.target != USER_ENTITY and target is None and f.target not in build.broken:
+        build.fail(doc, path, f"no entity named '{f.target}' to link to")
+    elif target is not None and target.child:
+        build.fail(doc, path, f"'{f.target}' is a child entity: its rows live inside their parent and cannot be linked to")
+
+
+def _check_table(build: Compilation, doc: Document, path: tuple, f: Field, entities: dict[str, Entity],
+                 parents: dict[str, str], holder: str) -> None:
+    target = entities.get(f.target)
+    if target is None:
+        if f.target not in build.broken:
+            build.fail(doc, path, f"no entity named '{f.target}' for the child rows")
+    elif not target.child:
+        build.fail(doc, path, f"'{f.target}' must be declared with child: true to be used as a table")
+    elif f.target in parents:
+        build.fail(doc, path, f"'{f.target}' already holds the rows of {parents[f.target]}; "
+                              "a child entity belongs to one table field")
+    else:
+        parents[f.target] = holder
+
+
+def check_references(build: Compilation, entities: dict[str, Entity], docs: dict[str, Document]) -> None:
+    """Links and tables point at entities that exist and fit; child entities have a parent."""
+    parents: dict[str, str] = {}
+    for name, entity in entities.items():
+        doc = docs[name]
+        index_of = {raw["name"]: i for i, raw in enumerate(doc.data["fields"])}
+        for f in entity.fields:
+            path = ("fields", index_of[f.name], "target")
+            if f.type == "link":
+                _check_link(build, doc, path, f, entities)
+            elif f.type == "table":
+                _check_table(build, doc, path, f, entities, parents, f"{name}.{f.name}")
+                if entity.child:
+                    build.fail(doc, ("fields", index_of[f.name], "type"), "a child entity cannot hold tables of its own")
+    for name, entity in entities.items():
+        if entity.child and name not in parents:
+            build.fail(docs[name], ("child",), "no table field holds the rows of this child entity")
+        renamed = entity.renamed_from
+        if renamed and renamed in entities:
+            build.fail(docs[name], ("renamed_from",), f"'{renamed}' is still an entity; a renamed entity's old name must be gone")
+
+
+def compile_entities(docs: list[Document], build: Compilation) -> dict[str, Entity]:
+    """Every entity document: names unique and not the built-in user, then each entity,
+    then the references between them."""
+    entity_docs: dict[str, Document] = {}
+    for doc in docs:
+        name = doc.data["name"]
+        if name in entity_docs:
+            other = entity_docs[name]
+            build.fail(doc, ("name",), f"entity '{name}' is already declared in {other.file}:{other.line_of(('name',))}")
+        elif name == USER_ENTITY:
+            build.fail(doc, ("name",), "'user' is Loom's built-in user entity; choose another name")
+        else:
+            entity_docs[name] = doc
+    entities = {name: compile_entity(build, doc) for name, doc in entity_docs.items()}
+    check_references(build, entities, entity_docs)
+    return entities
+
+
+def entity_schema() -> dict[str, Any]:
+    """The entity document's JSON Schema: a field's ``type`` is any registered field type."""
+    schema = copy.deepcopy(schema_file("entity"))
+    schema["$defs"]["field"]["properties"]["type"]["enum"] = list(field_type_names())
+    return schema
+
+
+def _entity_changes(old: Mapping[str, Entity], new: Mapping[str, Entity]) -> list[str]:
+    return [line for change in diff_entities(old, new) for line in change.describe()]
+
+
+ENTITY_KIND = DocumentKind("entity", entity_schema, compile_entities, _entity_changes, after=())
