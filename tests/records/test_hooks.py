@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import time
+from decimal import Decimal
 
 import pytest
+import sqlalchemy as sa
 
 import loom
 from loom.errors import LoomError
@@ -61,7 +64,8 @@ def test_plugin_hooks_can_change_refuse_and_see_commits(customers, loom_client, 
     made = create(loom_client, "customer", {"name": "ok"})
     assert made["level"] == "B"
     refused = loom_client.post("/api/v1/customer", json={"name": "forbidden"})
-    assert refused.status_code == 422 and refused.get_json()["errors"] == [{"field": "name", "message": "not allowed"}]
+    assert refused.status_code == 422
+    assert [(e["field"], e["message"]) for e in refused.get_json()["errors"]] == [("name", "not allowed")]
     failed = loom_client.post("/api/v1/customer", json={"name": "explode"})
     assert failed.status_code == 500
     assert "Traceback" not in failed.get_data(as_text=True)
@@ -159,3 +163,232 @@ def test_a_hook_writing_another_record_joins_the_write_instead_of_waiting_for_it
     # commit hooks of the joined write ran once the outer write committed, never for "undo"
     assert nested.committed == [("note", "created"), ("customer", "created"), ("note", "created"),
                                 ("customer", "updated")]
+
+
+# -- every record hook, its arguments, refusals and changes ------------------------------
+
+WIDGET = {"kind": "entity", "name": "widget", "title_field": "name", "fields": [
+    {"name": "name", "type": "string", "required": True},
+    {"name": "qty", "type": "integer"},
+    {"name": "price", "type": "decimal", "precision": 10, "scale": 2},
+    {"name": "status", "type": "select", "options": [{"value": "new"}, {"value": "stamped"}, {"value": "edited"}]},
+]}
+
+
+def _stored_name(connection, record_id):
+    """The widget's name as ``connection`` (the change's own transaction) sees it."""
+    return connection.execute(sa.text("SELECT name FROM e_widget WHERE id = :id"), {"id": record_id}).scalar()
+
+
+class Spy:
+    """Records every record hook with what it was given (copied, as the hook saw it)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def _saw(self, hook, entity, principal, **seen):
+        if entity.name == "widget":
+            self.calls.append((hook, {"entity": entity.name, "principal": principal.name, **copy.deepcopy(seen)}))
+
+    @loom.hookimpl
+    def before_record_create(self, entity, values, principal, connection):
+        self._saw("before_record_create", entity, principal, values=values, open=connection.in_transaction())
+
+    @loom.hookimpl
+    def after_record_create(self, entity, record, principal, connection):
+        self._saw("after_record_create", entity, principal, record=record,
+                  stored=_stored_name(connection, record["id"]) if entity.name == "widget" else None)
+
+    @loom.hookimpl
+    def before_record_update(self, entity, record, changes, principal, connection):
+        self._saw("before_record_update", entity, principal, record=record, changes=changes,
+                  open=connection.in_transaction())
+
+    @loom.hookimpl
+    def after_record_update(self, entity, record, changes, principal, connection):
+        self._saw("after_record_update", entity, principal, record=record, changes=changes,
+                  open=connection.in_transaction())
+
+    @loom.hookimpl
+    def before_record_delete(self, entity, record, principal, connection):
+        self._saw("before_record_delete", entity, principal, record=record,
+                  stored=_stored_name(connection, record["id"]) if entity.name == "widget" else None)
+
+    @loom.hookimpl
+    def after_record_delete(self, entity, record, principal, connection):
+        self._saw("after_record_delete", entity, principal, record=record,
+                  stored=_stored_name(connection, record["id"]) if entity.name == "widget" else None)
+
+    @loom.hookimpl
+    def after_record_commit(self, entity, action, record, principal):
+        self._saw("after_record_commit", entity, principal, action=action, id=record["id"], name=record["name"])
+
+    def hooks(self):
+        return [hook for hook, _ in self.calls]
+
+
+@pytest.fixture
+def widgets(apply_metadata, make_user, client_for, loom_app):
+    """The widget entity, a spy on every record hook, and a client for "writer" (not a superuser)."""
+    apply_metadata(WIDGET, {"kind": "role", "name": "maker",
+                            "permissions": {"widget": {"actions": ["read", "create", "update", "delete"]}}})
+    make_user("writer", roles=["maker"])
+    spy = Spy()
+    loom_app.extensions["loom"].plugins.register(spy)
+    return {"client": client_for("writer"), "spy": spy, "app": loom_app}
+
+
+def widget_rows(engine):
+    with engine.connect() as conn:
+        return conn.execute(sa.text("SELECT name, qty, status, version FROM e_widget ORDER BY id")).all()
+
+
+def widget_events(engine):
+    with engine.connect() as conn:
+        return conn.execute(sa.text("SELECT count(*) FROM loom_outbox WHERE entity = 'widget'")).scalar()
+
+
+def test_create_calls_its_hooks_with_typed_values_the_record_and_the_open_transaction(widgets):
+    client, spy = widgets["client"], widgets["spy"]
+    made = create(client, "widget", {"name": "bolt", "qty": "2", "price": 1.5})
+    assert spy.hooks() == ["before_record_create", "after_record_create", "after_record_commit"]
+    before, after, commit = (seen for _, seen in spy.calls)
+    assert before["entity"] == after["entity"] == commit["entity"] == "widget"
+    assert before["principal"] == after["principal"] == commit["principal"] == "writer"
+    # values are typed (text "2" became 2, 1.5 the exact decimal) and not yet stored
+    assert before["values"]["name"] == "bolt" and before["values"]["qty"] == 2
+    assert before["values"]["price"] == Decimal("1.50") and before["open"] is True
+    # the record in its JSON form, already visible through the hook's connection
+    assert after["record"]["id"] == made["id"] and after["record"]["price"] == "1.50"
+    assert after["stored"] == "bolt"
+    assert (commit["action"], commit["id"]) == ("created", made["id"])
+
+
+def test_update_calls_its_hooks_with_the_record_before_and_after_and_the_changes(widgets):
+    client, spy = widgets["client"], widgets["spy"]
+    made = create(client, "widget", {"name": "bolt", "qty": 2})
+    spy.calls.clear()
+    assert client.patch(f"/api/v1/widget/{made['id']}", json={"qty": 3, "name": "bolt"}).status_code == 200
+    assert spy.hooks() == ["before_record_update", "after_record_update", "after_record_commit"]
+    before, after, commit = (seen for _, seen in spy.calls)
+    assert before["principal"] == after["principal"] == commit["principal"] == "writer"
+    assert before["record"]["qty"] == 2 and before["record"]["version"] == 1
+    assert before["changes"] == {"qty": 3, "name": "bolt"}  # as sent, typed; unchanged fields drop out later
+    assert after["record"]["qty"] == 3 and after["record"]["version"] == 2
+    assert after["changes"] == {"qty": [2, 3]}
+    assert before["open"] is after["open"] is True
+    assert (commit["action"], commit["id"]) == ("updated", made["id"])
+
+
+def test_delete_calls_its_hooks_with_the_records_last_values(widgets):
+    client, spy = widgets["client"], widgets["spy"]
+    made = create(client, "widget", {"name": "bolt", "qty": 2})
+    spy.calls.clear()
+    assert client.delete(f"/api/v1/widget/{made['id']}").status_code == 204
+    assert spy.hooks() == ["before_record_delete", "after_record_delete", "after_record_commit"]
+    before, after, commit = (seen for _, seen in spy.calls)
+    assert before["principal"] == after["principal"] == commit["principal"] == "writer"
+    assert before["record"]["id"] == after["record"]["id"] == made["id"]
+    assert after["record"]["qty"] == 2
+    # before: still there; after: gone, both seen inside the delete's transaction
+    assert before["stored"] == "bolt" and after["stored"] is None
+    assert (commit["action"], commit["id"], commit["name"]) == ("deleted", made["id"], "bolt")
+
+
+def test_bulk_create_calls_the_create_hooks_once_per_row(widgets):
+    client, spy = widgets["client"], widgets["spy"]
+    response = client.post("/api/v1/widget/_bulk", json=[{"name": "nut", "qty": 1}, {"name": "washer", "qty": 2}])
+    assert response.status_code == 201
+    ids = [row["id"] for row in response.get_json()["data"]]
+    assert spy.hooks() == ["before_record_create"] * 2 + ["after_record_create"] * 2 + ["after_record_commit"] * 2
+    befores, afters, commits = spy.calls[:2], spy.calls[2:4], spy.calls[4:]
+    assert [seen["values"]["name"] for _, seen in befores] == ["nut", "washer"]
+    assert [seen["record"]["id"] for _, seen in afters] == ids
+    assert [seen["stored"] for _, seen in afters] == ["nut", "washer"]
+    assert [(seen["action"], seen["id"]) for _, seen in commits] == [("created", i) for i in ids]
+    assert {seen["principal"] for _, seen in spy.calls} == {"writer"}
+
+
+class Refuser:
+    """Refuses, from each before_* hook, a widget named "refused" (or, to delete, one named "keep")."""
+
+    @staticmethod
+    def _refuse(what):
+        raise loom.ValidationError(f"the plugin refuses to {what} it",
+                                   errors=[{"field": "name", "message": f"may not {what}"}])
+
+    @loom.hookimpl
+    def before_record_create(self, entity, values):
+        if entity.name == "widget" and values.get("name") == "refused":
+            self._refuse("create")
+
+    @loom.hookimpl
+    def before_record_update(self, entity, changes):
+        if entity.name == "widget" and changes.get("name") == "refused":
+            self._refuse("update")
+
+    @loom.hookimpl
+    def before_record_delete(self, entity, record):
+        if entity.name == "widget" and record["name"] == "keep":
+            self._refuse("delete")
+
+
+def assert_refused_by_plugin(response, what):
+    assert response.status_code == 422, response.get_json()
+    problem = response.get_json()
+    assert problem["detail"] == f"the plugin refuses to {what} it"
+    assert [(e["field"], e["message"]) for e in problem["errors"]] == [("name", f"may not {what}")]
+
+
+@pytest.mark.parametrize("request_", ["create", "bulk create", "update", "delete"])
+def test_a_before_hook_raising_validation_error_refuses_with_422_and_writes_nothing(widgets, loom_engine, request_):
+    client, spy, app = widgets["client"], widgets["spy"], widgets["app"]
+    kept = create(client, "widget", {"name": "keep", "qty": 1})
+    app.extensions["loom"].plugins.register(Refuser())
+    rows, events = widget_rows(loom_engine), widget_events(loom_engine)
+    spy.calls.clear()
+    if request_ == "create":
+        assert_refused_by_plugin(client.post("/api/v1/widget", json={"name": "refused"}), "create")
+    elif request_ == "bulk create":
+        # the first row would be fine: all rows or none
+        assert_refused_by_plugin(client.post("/api/v1/widget/_bulk", json=[{"name": "fine"}, {"name": "refused"}]),
+                                 "create")
+    elif request_ == "update":
+        assert_refused_by_plugin(client.patch(f"/api/v1/widget/{kept['id']}", json={"name": "refused", "qty": 5}),
+                                 "update")
+    else:
+        assert_refused_by_plugin(client.delete(f"/api/v1/widget/{kept['id']}"), "delete")
+    assert widget_rows(loom_engine) == rows == [("keep", 1, None, 1)]
+    assert widget_events(loom_engine) == events
+    # no after_* hook heard of a change that did not happen
+    assert [hook for hook in spy.hooks() if not hook.startswith("before_")] == []
+
+
+class Stamper:
+    """Sets the status of every widget created, and of every widget changed."""
+
+    @loom.hookimpl
+    def before_record_create(self, entity, values):
+        if entity.name == "widget":
+            values["status"] = "stamped"
+
+    @loom.hookimpl
+    def before_record_update(self, entity, changes):
+        if entity.name == "widget":
+            changes["status"] = "edited"
+
+
+def test_what_a_before_hook_changes_is_what_is_stored(widgets, loom_engine):
+    client, spy, app = widgets["client"], widgets["spy"], widgets["app"]
+    app.extensions["loom"].plugins.register(Stamper())
+    made = create(client, "widget", {"name": "bolt", "status": "new"})
+    assert made["status"] == "stamped"
+    assert client.post("/api/v1/widget/_bulk", json=[{"name": "nut"}, {"name": "washer"}]).status_code == 201
+    spy.calls.clear()
+    changed = client.patch(f"/api/v1/widget/{made['id']}", json={"qty": 4})
+    assert changed.status_code == 200 and changed.get_json()["data"]["status"] == "edited"
+    assert widget_rows(loom_engine) == [("bolt", 4, "edited", 2), ("nut", None, "stamped", 1),
+                                        ("washer", None, "stamped", 1)]
+    # the after hook sees the change the before hook made as part of the change
+    after = next(seen for hook, seen in spy.calls if hook == "after_record_update")
+    assert after["changes"] == {"qty": [None, 4], "status": ["stamped", "edited"]}
