@@ -125,6 +125,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from loom.identity.api import auth as auth_api
     from loom.records.api import api
     from loom.records.uploading import uploads_api
+    from loom.schema.api import metadata_api
 
     auth.install(app)
     app.register_blueprint(auth_api)
@@ -132,6 +133,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(api)
     app.register_blueprint(uploads_api)
     app.register_blueprint(audit_api)
+    app.register_blueprint(metadata_api)
     app.register_blueprint(plugin_webhooks.webhooks)
     for blueprint in flatten(plugins.hook.register_blueprints()):
         app.register_blueprint(blueprint)
