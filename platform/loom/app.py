@@ -3,7 +3,6 @@ together. It holds no logic of its own."""
 
 from __future__ import annotations
 
-import functools
 import logging
 import secrets
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from loom.identity.service import IdentityService
 from loom.problems import problem
 from loom.plugins import flatten, plugin_manager
 from loom.plugins import webhooks as plugin_webhooks
-from loom.plugins.metadata import shipped_folders
+from loom.plugins.metadata import directory_loader
 from loom.plugins.settings import PluginSettings
 from loom.records.query import Cursors
 from loom.schema.service import MetadataService
@@ -104,7 +103,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     engine = values.get("ENGINE") or create_engine(url)
     metadata = MetadataService(engine, values["METADATA_CHECK_INTERVAL"])
     plugins = plugin_manager(values.get("PLUGINS", ()), discover=values.get("DISCOVER_PLUGINS", True))
-    metadata.shipped_metadata = functools.partial(shipped_folders, plugins)
+    metadata.directory_loader = directory_loader(plugins)
     app.extensions["loom"] = Loom(
         engine=engine,
         metadata=metadata,

@@ -24,8 +24,8 @@ from loom.commands import (
     has_instance,
     needs_instance,
 )
+from loom.commands.plugins import jobs_group, outbox_group, plugin_group
 from loom.errors import LoomError, MetadataError
-from loom.plugins.commands import jobs_group, outbox_group, plugin_group
 from loom.plugins.migrations import upgrade as upgrade_with_plugins
 
 
@@ -92,13 +92,13 @@ def main(ctx: click.Context) -> None:
 def init() -> None:
     """Create or upgrade Loom's own tables (and the plugins') in the configured database,
     and publish the metadata plugins ship that the live metadata lacks."""
-    from loom.plugins.metadata import publish_shipped
+    from loom.plugins.metadata import publish_shipped, shipped_folders
 
     upgrade(_loom().engine)
     _loom().metadata.ensure_ids_never_reused(author="loom init")
     click.echo(f"database ready: {_loom().engine.url.render_as_string(hide_password=True)}")
     try:
-        plan = publish_shipped(_loom().metadata, _loom().metadata.shipped_metadata(), author="system:plugins")
+        plan = publish_shipped(_loom().metadata, shipped_folders(_loom().plugins), author="system:plugins")
     except LoomError as error:
         _fail(error)
     if plan is not None:

@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 import loom_example
-from loom.events import deliver_pending
 from loom.plugins import plugin_manager
+from loom.plugins.outbox import deliver_pending
 from loom.testing import sign_webhook
 
 SECRET = "example-secret-0123456789"

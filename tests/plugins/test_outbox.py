@@ -14,8 +14,9 @@ from click.testing import CliRunner
 
 import loom
 from loom.db import utcnow, write_transaction
-from loom.events import FIRST_BACKOFF, MAX_ATTEMPTS, backoff, deliver_pending, emit
+from loom.events import emit
 from loom.plugins import plugin_manager
+from loom.plugins.outbox import FIRST_BACKOFF, MAX_ATTEMPTS, backoff, deliver_pending
 
 
 class Recorder:

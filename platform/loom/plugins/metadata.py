@@ -10,7 +10,7 @@ the plugins' documents too, and applying it back must work).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from importlib.resources import as_file
 from pathlib import Path
@@ -29,6 +29,12 @@ def shipped_folders(manager: pluggy.PluginManager) -> list[tuple[str, Any]]:
         for folder in impl.function() or ():
             folders.append((plugin_name(manager, impl.plugin), folder))
     return folders
+
+
+def directory_loader(manager: pluggy.PluginManager) -> Callable[[str | Path], AppModel]:
+    """What the metadata service loads a directory with in an app: the directory and the
+    documents ``manager``'s plugins ship, asked for at each load."""
+    return lambda directory: load_with_shipped(directory, shipped_folders(manager))
 
 
 def _key(doc: Document) -> tuple[str, Any]:

@@ -25,7 +25,7 @@ from loom.events import emit
 from loom.principal import Principal
 from loom.metadata.compiler import compile_documents
 from loom.metadata.diff import ModelDiff, diff_models
-from loom.metadata.loader import Document, check_document
+from loom.metadata.loader import Document, check_document, load_and_compile
 from loom.metadata.model import EMPTY_MODEL, Alert, AppModel
 from loom.schema.changes import DocumentEdits, changes_between
 from loom.schema.ids import ensure_ids_never_reused
@@ -112,9 +112,9 @@ class MetadataService:
         self._lock = threading.Lock()
         #: the audit log, checking the live version's alert rules
         self.audit = AuditLog(engine, alerts=self.alerts)
-        #: the metadata folders plugins ship, as (plugin name, folder) pairs: set by the app
-        #: factory; their documents are loaded with every directory
-        self.shipped_metadata: Callable[[], Iterable[tuple[str, Any]]] = tuple
+        #: loads and compiles a directory of metadata files; the app factory sets one that
+        #: adds the documents plugins ship (``loom.plugins.metadata``)
+        self.directory_loader: Callable[[str | Path], AppModel] = load_and_compile
 
     def alerts(self) -> Mapping[str, Alert]:
         """The alert rules of the live version as last seen (no database round trip)."""
@@ -148,11 +148,9 @@ class MetadataService:
         return LiveVersion(number, model_from_documents(documents, f"<version {number}>"))
 
     def load_directory(self, directory: str | Path) -> AppModel:
-        """Load, check and compile a directory of metadata files, together with the
-        documents plugins ship (``loom.plugins.metadata``)."""
-        from loom.plugins.metadata import load_with_shipped
-
-        return load_with_shipped(directory, self.shipped_metadata())
+        """Load, check and compile a directory of metadata files (with the documents
+        plugins ship, in an app)."""
+        return self.directory_loader(directory)
 
     def history(self) -> list[VersionInfo]:
         with self.engine.connect() as conn:

@@ -155,7 +155,7 @@ def outbox_group() -> None:
 def deliver(limit: int) -> None:
     """Deliver the due events to the consumers plugins declare; failures are tried again
     later, and given up (dead) after several attempts."""
-    from loom.events import deliver_pending
+    from loom.plugins.outbox import deliver_pending
 
     loom = current_loom()
     report = deliver_pending(loom.engine, loom.plugins, limit)

@@ -1,6 +1,6 @@
-"""What every ``loom`` command module shares: the running Loom, the one-line failure, and
-the guard of commands that need an existing instance. Kept apart from ``loom.cli`` so that
-command groups in other modules (the plugin host's) use them without importing the CLI."""
+"""The ``loom`` command's groups that live outside ``loom.cli`` (``loom.commands.plugins``:
+plugin, outbox, jobs), and what every command module shares: the running Loom, the
+one-line failure, and the guard of commands that need an existing instance."""
 
 from __future__ import annotations
 
