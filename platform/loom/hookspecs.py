@@ -181,3 +181,22 @@ def scheduled_jobs():
     (``"0 7 * * 1-5"``, in the time zone of ``LOOM_TIMEZONE``) or an interval
     (``datetime.timedelta`` or seconds). Names are unique across plugins. ``loom jobs list``
     shows when each runs next; ``loom jobs run NAME`` runs one now."""
+
+
+# -- the metadata language -------------------------------------------------------------------
+
+@hookspec
+def field_types():
+    """A list of ``loom.metadata.FieldType``: new types fields may declare (``type: rating``).
+    A type owns its storage, validation, JSON, display, input, parsing, export and filter
+    operators. They are registered when the plugin host starts, before any metadata is
+    read; a name taken by a built-in type or another plugin's stops the app
+    (``loom.metadata.FieldTypeError``)."""
+
+
+@hookspec
+def document_kinds():
+    """A list of ``loom.metadata.DocumentKind``: new kinds of metadata document
+    (``kind: <name>``), each with its JSON Schema, compilation and diff. Registered when
+    the plugin host starts; a taken name stops the app (``loom.metadata.DocumentKindError``).
+    The live metadata's compiled documents of a kind are ``model.of_kind(name)``."""

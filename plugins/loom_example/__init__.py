@@ -1,6 +1,7 @@
 """An example Loom plugin, small but real: it counts the record events Loom delivers to it
 in a table of its own, shows that count on the record pages an admin chose, receives a
-signed ``ping`` webhook, lists what it saw on a page and with ``loom example-events``.
+signed ``ping`` webhook, lists what it saw on a page and with ``loom example-events``, and
+adds a field type, ``rating`` (one to five stars).
 
 It uses only what ``loom`` exports: every hook it implements is one a third-party plugin
 could, and ``docs/plugins.md`` walks through it.
@@ -15,6 +16,7 @@ import sqlalchemy as sa
 from flask import Blueprint, g, jsonify
 
 import loom
+from loom_example.rating import RATING
 
 NAME = "example"
 
@@ -83,6 +85,11 @@ def plugin_settings_schema():
 @loom.hookimpl
 def migration_folders():
     return [(NAME, files(__name__) / "migrations")]
+
+
+@loom.hookimpl
+def field_types():
+    return [RATING]
 
 
 @loom.hookimpl

@@ -28,7 +28,8 @@ def plugin_manager(extra: Iterable[object] = (), *, discover: bool = True) -> pl
     """A manager with the built-in plugins, every installed plugin (unless ``discover`` is
     false), and the ``extra`` plugin objects (used by tests and embedding code). An object
     given in ``extra`` that discovery registered already is not registered twice. A plugin
-    implementing a hook Loom does not declare (a misspelt name) is refused here, at once."""
+    implementing a hook Loom does not declare (a misspelt name) is refused here, at once.
+    The plugins' field types and document kinds are registered before it is returned."""
     manager = pluggy.PluginManager("loom")
     manager.add_hookspecs(hookspecs)
     for name in BUILTIN_PLUGINS:
@@ -39,7 +40,20 @@ def plugin_manager(extra: Iterable[object] = (), *, discover: bool = True) -> pl
         if not manager.is_registered(plugin):
             manager.register(plugin)
     manager.check_pending()
+    register_metadata_extensions(manager)
     return manager
+
+
+def register_metadata_extensions(manager: pluggy.PluginManager) -> None:
+    """Add the field types and document kinds ``manager``'s plugins declare to the metadata
+    language's registries, which are the process's: registering one again does nothing,
+    and a name already taken by something else raises, naming it."""
+    from loom.metadata import register_document_kind, register_field_type
+
+    for new_type in flatten(manager.hook.field_types()):
+        register_field_type(new_type)
+    for kind in flatten(manager.hook.document_kinds()):
+        register_document_kind(kind)
 
 
 def plugin_name(manager: pluggy.PluginManager, plugin: object) -> str:
@@ -76,4 +90,5 @@ def flatten(answers: Iterable[Iterable[Any] | None]) -> Iterator[Any]:
             yield from answer
 
 
-__all__ = ["BUILTIN_PLUGINS", "ENTRY_POINT_GROUP", "call_each", "flatten", "plugin_manager", "plugin_name"]
+__all__ = ["BUILTIN_PLUGINS", "ENTRY_POINT_GROUP", "call_each", "flatten", "plugin_manager", "plugin_name",
+           "register_metadata_extensions"]
