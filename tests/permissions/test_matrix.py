@@ -451,8 +451,8 @@ def check_update(world, caller, entity, client):
                 assert "outside the records you may" in response.get_json()["detail"]
         elif f.name in seeable:
             assert response.status_code == 403
-            assert response.get_json()["errors"] == [
-                {"field": f.name, "message": "you may read this field but not change it"}]
+            assert response.get_json()["errors"] == [{"field": f.name, "code": "forbidden_field", "params": {},
+                                                      "message": "you may read this field but not change it"}]
         else:
             assert response.status_code == 422
             assert response.get_json()["errors"][0]["message"].startswith("unknown field")

@@ -65,7 +65,8 @@ def test_unique_conflict_names_only_a_record_the_caller_can_read(world):
     assert hidden.status_code == 409
     problem = hidden.get_json()
     assert problem["detail"] == "this code is already in use; choose another"
-    assert problem["errors"] == [{"field": "code", "message": "must be unique; this value is already in use"}]
+    assert problem["errors"] == [{"field": "code", "code": "unique", "params": {},
+                                  "message": "must be unique; this value is already in use"}]
     assert "Theirs" not in hidden.get_data(as_text=True)
 
     visible = wang.post("/api/v1/account", json={"name": "Copy", "code": "MINE-1"})

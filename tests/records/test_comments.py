@@ -57,7 +57,7 @@ def test_an_empty_or_oversized_comment_is_refused_with_the_reason(notes_app, cli
     lead = ann.post("/api/v1/lead", json={"company": "Acme"}).get_json()["data"]["id"]
     reply = ann.post(f"/api/v1/lead/{lead}/_comments", json=body)
     assert reply.status_code == 422
-    assert reply.get_json()["errors"][0] == {"field": "body", "message": reply.get_json()["errors"][0]["message"]}
+    assert reply.get_json()["errors"][0]["field"] == "body"
     assert message in reply.get_json()["errors"][0]["message"]
     assert ann.get(f"/api/v1/lead/{lead}/_comments").get_json()["data"] == []
 

@@ -57,7 +57,7 @@ def test_a_key_is_no_pass_to_another_users_file(loom_app, contracts, client_for)
     # bob knows the key (it is in the record's JSON) and attaches it to a record of his own
     stolen = bob.post("/api/v1/contract", json={"title": "Bob's", "scan": {"key": key, "name": "x.pdf"}})
     assert stolen.status_code == 422
-    assert stolen.get_json()["errors"] == [{"field": "scan", "message": (
+    assert stolen.get_json()["errors"] == [{"field": "scan", "code": "no_such_upload", "params": {}, "message": (
         "there is no upload of yours with this key for this field; upload the file first")}]
     own = bob.post("/api/v1/contract", json={"title": "Bob's"}).get_json()["data"]["id"]
     assert bob.patch(f"/api/v1/contract/{own}", json={"scan": {"key": key}}).status_code == 422
@@ -104,7 +104,7 @@ def test_limits_hold_through_the_api(loom_app, contracts, client_for):
     alice = client_for("alice")
     too_big = _upload(alice, "contract", "scan", b"x" * 4096, "big.pdf")
     assert too_big.status_code == 422 and too_big.get_json()["errors"] == [
-        {"field": "file", "message": "the file is larger than 2 KB"}]
+        {"field": "file", "code": "file_too_large", "params": {"kb": 2}, "message": "the file is larger than 2 KB"}]
     wrong = _upload(alice, "contract", "scan", b"MZ", "tool.exe", "application/octet-stream")
     assert wrong.status_code == 422 and "not accepted" in wrong.get_json()["errors"][0]["message"]
     assert _upload(alice, "contract_line", "proof").status_code == 404  # a child entity has no API of its own

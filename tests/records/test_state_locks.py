@@ -42,7 +42,8 @@ def test_a_locked_field_is_refused_and_nothing_changes(invoices, client_for, loo
     bill = _create(amy, status="sent")
     reply = amy.patch(f"/api/v1/bill/{bill['id']}", json={"amount": "90.00", "memo": "discount"})
     assert reply.status_code == 422
-    assert reply.get_json()["errors"] == [{"field": "amount", "message": "is read-only in the record's current state"}]
+    assert reply.get_json()["errors"] == [{"field": "amount", "code": "state_locked", "params": {},
+                                           "message": "is read-only in the record's current state"}]
     stored = amy.get(f"/api/v1/bill/{bill['id']}").get_json()["data"]
     assert (stored["amount"], stored["memo"], stored["version"]) == ("100.00", None, bill["version"])
     # sending the value it already has is no change, and other fields stay free

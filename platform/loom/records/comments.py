@@ -16,7 +16,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from loom.audit.log import timestamp
 from loom.db import Base, BigId, utcnow
-from loom.errors import ValidationError
+from loom.errors import ValidationError, error_entry
 from loom.events import emit
 from loom.permissions import Forbidden
 
@@ -43,10 +43,10 @@ comments: sa.Table = Comment.__table__  # type: ignore[assignment]
 def _clean(body: Any) -> str:
     text = body.strip() if isinstance(body, str) else ""
     if not text:
-        raise ValidationError("the comment is empty", errors=[{"field": "body", "message": "write a comment"}])
+        raise ValidationError("the comment is empty", errors=[error_entry("body", "empty_comment", "write a comment")])
     if len(text) > MAX_LENGTH:
         raise ValidationError(f"the comment has {len(text)} characters", errors=[
-            {"field": "body", "message": f"at most {MAX_LENGTH} characters"}])
+            error_entry("body", "too_long", f"at most {MAX_LENGTH} characters", max=MAX_LENGTH)])
     return text
 
 
@@ -84,7 +84,8 @@ class Discussion:
         and ``after_record_commit`` (action ``commented``) once it committed."""
         principal = self.principal
         if principal.read_only:
-            refusal = Forbidden(f"a read-only token cannot comment on {self.entity.name} records")
+            refusal = Forbidden(f"a read-only token cannot comment on {self.entity.name} records",
+                                code="read_only_token", params={"action": "comment", "entity": self.entity.name})
             self._log_refusal("comment", refusal, record_id)
             raise refusal
         self.require_readable(record_id)

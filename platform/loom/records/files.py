@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from loom.db import Base, BigId, reading, utcnow, write_transaction
-from loom.errors import Conflict, ValidationError
+from loom.errors import Conflict, InvalidValue, ValidationError, error_entry
 from loom.metadata.model import AppModel, Entity, Field
 from loom.principal import Principal
 
@@ -84,13 +84,14 @@ def accepts(f: Field, name: str, content_type: str) -> bool:
     return False
 
 
-def limit_problem(f: Field, name: str, size: int, content_type: str) -> str | None:
+def limit_problem(f: Field, name: str, size: int, content_type: str) -> InvalidValue | None:
     """Why the field refuses this file (its type or its size), or None: the one check,
     made when a file is uploaded and again when it is attached."""
     if not accepts(f, name, content_type):
-        return f"file type not accepted; use {', '.join(f.accept)}"
+        return InvalidValue("file_type", f"file type not accepted; use {', '.join(f.accept)}", types=list(f.accept))
     if f.max_size and size > f.max_size:
-        return f"the file is larger than {max(1, f.max_size // 1024)} KB"
+        kb = max(1, f.max_size // 1024)
+        return InvalidValue("file_too_large", f"the file is larger than {kb} KB", kb=kb)
     return None
 
 
@@ -117,7 +118,8 @@ class FileStore:
         data = stream.read(f.max_size + 1 if f.max_size else -1)
         problem = limit_problem(f, name, len(data), content_type)
         if problem:
-            raise ValidationError(problem, errors=[{"field": path or f.name, "message": problem}])
+            raise ValidationError(problem.message, code=problem.code, params=problem.params,
+                                  errors=[problem.entry(path or f.name)])
         key = secrets.token_urlsafe(24)
         target = self.path(key)
         assert target is not None
@@ -283,14 +285,14 @@ def check_attachments(conn: sa.Connection, principal: Principal, entity: Entity,
             row = rows.get(v.key) if v.key else None
             mine = row is not None and (principal.is_system or row.user_id == principal.user_id)
             if not mine or row.entity != v.entity.name or row.field != v.field.name:
-                errors.append({"field": v.path, "message": NO_SUCH_UPLOAD})
+                errors.append(error_entry(v.path, "no_such_upload", NO_SUCH_UPLOAD))
                 continue
             if (row.record_id is not None and row.record_id != record_id) or v.key in seen:
-                errors.append({"field": v.path, "message": HELD_ELSEWHERE})
+                errors.append(error_entry(v.path, "upload_held_elsewhere", HELD_ELSEWHERE))
                 continue
             problem = limit_problem(v.field, row.name, row.size, row.content_type)
             if problem:
-                errors.append({"field": v.path, "message": problem})
+                errors.append(problem.entry(v.path))
                 continue
             seen.add(v.key)
             v.holder[v.field.name] = {"key": row.key, "name": row.name, "size": row.size,
@@ -311,7 +313,7 @@ def claim_uploads(conn: sa.Connection, keys: Sequence[str], record_id: int) -> N
         uploads.c.key.in_(keys), sa.or_(uploads.c.record_id.is_(None), uploads.c.record_id == record_id))
         .values(record_id=record_id)).rowcount
     if taken != len(set(keys)):
-        raise Conflict(HELD_ELSEWHERE)
+        raise Conflict(HELD_ELSEWHERE, code="upload_held_elsewhere")
 
 
 def app_files(app: Any = None) -> FileStore:

@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.sql import visitors
 
-from loom.errors import Conflict, ValidationError
+from loom.errors import Conflict, ValidationError, error_entry
 from loom.metadata.model import AppModel, Entity
 from loom.permissions import EntityAccess
 from loom.schema.tables import desired_indexes
@@ -52,12 +52,14 @@ class WriteGuards:
         label = ", ".join(names)
         holder = self._visible_holder(names, attempted)
         if holder is None:
-            return Conflict(f"this {label} is already in use; choose another",
-                            errors=[{"field": n, "message": "must be unique; this value is already in use"}
+            return Conflict(f"this {label} is already in use; choose another", code="unique",
+                            errors=[error_entry(n, "unique", "must be unique; this value is already in use")
                                     for n in names])
-        return Conflict(f"{self.entity.name} {holder} already has this {label}",
-                        errors=[{"field": n, "message": f"must be unique; {self.entity.name} {holder} has this value"}
-                                for n in names])
+        entity = self.entity.name
+        return Conflict(f"{entity} {holder} already has this {label}", code="unique",
+                        params={"entity": entity, "holder": holder},
+                        errors=[error_entry(n, "unique", f"must be unique; {entity} {holder} has this value",
+                                            entity=entity, holder=holder) for n in names])
 
     def _visible_holder(self, names: Sequence[str], attempted: Mapping[str, Any] | None) -> int | None:
         """The id of a record the caller may read that holds ``attempted``'s values of
@@ -96,9 +98,10 @@ class WriteGuards:
                 continue
             prefix = f"[{i}]." if indexed else ""
             culprits = [n for n in deciding if n in set(names)] or deciding or [""]
-            errors += [{"field": (prefix + n).rstrip("."), "message": f"would put {what}"} for n in culprits]
+            errors += [error_entry((prefix + n).rstrip("."), "outside_scope", f"would put {what}",
+                                   entity=self.entity.name, action=action) for n in culprits]
         raise OutOfScope(f"this change would put {what}; you may not move records out of your reach",
-                         errors=errors)
+                         code="outside_scope", params={"entity": self.entity.name, "action": action}, errors=errors)
 
     def _columns_of(self, clause: sa.ColumnElement) -> list[str]:
         """The names of this entity's columns a SQL condition reads, in order."""
@@ -126,9 +129,11 @@ class WriteGuards:
                 continue
             where = entity.name if not entity.child else f"{self.model.parents[entity.name][0].name} lines"
             raise Conflict(f"{count} {where} record(s) still link to this {self.entity.name} "
-                           f"through '{f.name}'; change or delete them first")
+                           f"through '{f.name}'; change or delete them first", code="still_linked",
+                           params={"count": count, "entity": entity.name, "field": f.name})
         if hidden:
-            raise Conflict(f"other records still link to this {self.entity.name}; it cannot be deleted while they do")
+            raise Conflict(f"other records still link to this {self.entity.name}; it cannot be deleted while they do",
+                           code="still_linked_unseen", params={"entity": self.entity.name})
 
     def _readable_links(self, entity: Entity, field: str, table: sa.Table) -> list[sa.ColumnElement[bool]] | None:
         """The condition for rows of ``entity`` whose link ``field`` the caller may read

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from loom.audit.log import AuditLog
 from loom.db import utcnow
-from loom.errors import Conflict, NotFound, PreconditionFailed, ValidationError
+from loom.errors import Conflict, NotFound, PreconditionFailed, ValidationError, error_entry
 from loom.metadata.model import USER_ENTITY, Entity, Field
 from loom.permissions import EntityAccess, Forbidden, Policy
 from loom.principal import Principal
@@ -39,7 +39,7 @@ def whole_version(value: Any) -> int:
     "1" or true are refused rather than taken as some version."""
     if type(value) is not int or not 0 <= value < 2**63:
         raise ValidationError("version must be the whole number of the version you last read",
-                              errors=[{"field": "version", "message": "expected a whole number"}])
+                              errors=[error_entry("version", "not_whole", "expected a whole number")])
     return value
 
 
@@ -80,7 +80,8 @@ class RecordService(WriteGuards, CommitHooks, Discussion, RecordReader):
         model = context.live.model
         entity = model.entities.get(entity_name)
         if entity is None or entity.child:
-            raise NotFound(f"there is no entity named '{entity_name}'")
+            raise NotFound(f"there is no entity named '{entity_name}'", code="no_such_entity",
+                           params={"entity": entity_name})
         self.context = context
         self.model = model
         self.entity: Entity = entity
@@ -117,17 +118,18 @@ class RecordService(WriteGuards, CommitHooks, Discussion, RecordReader):
             if f is None or name == "id" and entity.child:
                 continue
             if name not in readable:
-                errors.append({"field": prefix + name, "message": UNKNOWN_FIELD})
+                errors.append(error_entry(prefix + name, "unknown_field", UNKNOWN_FIELD, name=name))
             elif (f.read_only or (f.system and name != "owner")) and not self.principal.is_system:
-                errors.append({"field": prefix + name, "message": "is read-only"})
+                errors.append(error_entry(prefix + name, "read_only", "is read-only"))
             elif name not in writable:
                 denied.append(prefix + name)
             else:
                 continue
             del data[name]
         if denied:
-            raise Forbidden(f"you may not change {', '.join(denied)}",
-                            errors=[{"field": n, "message": "you may read this field but not change it"} for n in denied])
+            raise Forbidden(f"you may not change {', '.join(denied)}", code="forbidden_fields", params={"fields": denied},
+                            errors=[error_entry(n, "forbidden_field", "you may read this field but not change it")
+                                    for n in denied])
         return errors
 
     def _locked(self, conn: sa.Connection, record_id: int) -> set[str]:
@@ -155,7 +157,7 @@ class RecordService(WriteGuards, CommitHooks, Discussion, RecordReader):
         """Validate input: (typed values of stored fields, typed child rows per table field)."""
         if not isinstance(data, Mapping):
             raise ValidationError("the body must be a JSON object of field values",
-                                  errors=[{"field": "", "message": "expected a JSON object"}])
+                                  errors=[error_entry("", "not_an_object", "expected a JSON object")])
         data = dict(data)
         data.pop("version", None)
         action = "create" if mode == "create" else "update"
@@ -182,7 +184,7 @@ class RecordService(WriteGuards, CommitHooks, Discussion, RecordReader):
         loaded, errors = [], []
         for i, row in enumerate(rows):
             if not isinstance(row, Mapping):
-                errors.append({"field": f"{f.name}[{i}]", "message": "expected a JSON object"})
+                errors.append(error_entry(f"{f.name}[{i}]", "not_an_object", "expected a JSON object"))
                 continue
             row = dict(row)
             errors.extend(self._sort_out(self.access_for(child), row, action, f"{f.name}[{i}]."))
@@ -212,8 +214,9 @@ class RecordService(WriteGuards, CommitHooks, Discussion, RecordReader):
             found = set(conn.execute(sa.select(target.c.id).where(*conditions)).scalars())
             for prefix, row in zip(where, rows, strict=True):
                 if row.get(f.name) is not None and row[f.name] not in found:
-                    errors.append({"field": prefix + f.name,
-                                   "message": f"there is no {f.target} with id {row[f.name]}"})
+                    errors.append(error_entry(prefix + f.name, "no_such_record",
+                                              f"there is no {f.target} with id {row[f.name]}",
+                                              entity=f.target, id=row[f.name]))
         return errors
 
     # -- writing ------------------------------------------------------------------------
@@ -396,7 +399,7 @@ class RecordService(WriteGuards, CommitHooks, Discussion, RecordReader):
                 if locked & changes.keys():
                     refused = sorted(locked & changes.keys())
                     raise ValidationError(f"{', '.join(refused)} cannot change while the record is in this state",
-                                          errors=[{"field": n, "message": STATE_LOCKED} for n in refused])
+                                          errors=[error_entry(n, "state_locked", STATE_LOCKED) for n in refused])
                 reply = after if self._reply_is_full() else self._serialize(conn, [stored])[0]
                 self._committed(conn, "update", [after], [changes])
         except _NoChange as unchanged:
@@ -414,7 +417,8 @@ class RecordService(WriteGuards, CommitHooks, Discussion, RecordReader):
         for field_name, rows in children.items():
             table = self.context.live.tables[self.entity.field(field_name).target]
             existing = set(conn.execute(sa.select(table.c.id).where(table.c.parent_id == parent_id)).scalars())
-            errors = [{"field": f"{field_name}[{i}].id", "message": f"no row with id {row['id']} in this record"}
+            errors = [error_entry(f"{field_name}[{i}].id", "no_such_row", f"no row with id {row['id']} in this record",
+                                  id=row["id"])
                       for i, row in enumerate(rows) if row.get("id") is not None and row["id"] not in existing]
             if errors:
                 raise ValidationError("child rows do not belong to this record", errors=errors)
@@ -457,7 +461,7 @@ class RecordService(WriteGuards, CommitHooks, Discussion, RecordReader):
                 self._committed(conn, "delete", [record])
         except sa.exc.IntegrityError as exc:
             raise Conflict(f"other records still link to this {self.entity.name}; it cannot be deleted "
-                           "while they do") from exc
+                           "while they do", code="still_linked_unseen", params={"entity": self.entity.name}) from exc
         return reply
 
 class _NoChange(Exception):
