@@ -34,7 +34,8 @@ def may_read_audit(principal) -> bool:
 
 def require_auditor() -> None:
     if not may_read_audit(g.principal):
-        raise Forbidden("reading the audit log needs a role with admin: [audit]")
+        raise Forbidden("reading the audit log needs a role with admin: [audit]", code="needs_admin",
+                        params={"right": "audit"})
 
 
 @audit_api.get("/v1/_audit")
@@ -51,7 +52,7 @@ def get_entry(seq: int):
     require_auditor()
     entry = reading.get(_loom().engine, seq)
     if entry is None:
-        raise NotFound(f"there is no audit entry {seq}")
+        raise NotFound(f"there is no audit entry {seq}", code="no_audit_entry", params={"seq": seq})
     return jsonify(entry)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from flask import Blueprint, current_app, g, jsonify, request
 
-from loom.errors import BadRequest, NotFound
+from loom.errors import BadRequest, NotFound, error_entry
 from loom.permissions import Forbidden, Policy
 from loom.schema.service import model_from_documents
 
@@ -51,7 +51,8 @@ def _authorise(right: str | None, *, account: int | None = None, carries: Iterab
         return
     held = _rights(_policy(), principal.roles)
     if right is not None and right not in held:
-        raise Forbidden(f"managing {right} needs a role with admin: [{right}]")
+        raise Forbidden(f"managing {right} needs a role with admin: [{right}]", code="needs_admin",
+                        params={"right": right})
     if makes_superuser:
         raise Forbidden("only a superuser can make a superuser")
     if account is not None and account != principal.user_id:
@@ -79,7 +80,8 @@ def _body(**expected: tuple[type, ...]) -> dict[str, Any]:
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise BadRequest("send a JSON object")
-    wrong = [{"field": name, "message": "must be " + " or ".join(_TYPE_NAMES[t] for t in types)}
+    wrong = [error_entry(name, "wrong_type", "must be " + " or ".join(_TYPE_NAMES[t] for t in types),
+                         types=[_TYPE_NAMES[t] for t in types])
              for name, types in expected.items() if name in body and type(body[name]) not in types]
     if wrong:
         raise BadRequest(f"wrong JSON types: {', '.join(e['field'] for e in wrong)}", errors=wrong)
@@ -93,8 +95,8 @@ def _known_role(name: str) -> None:
 
 def _role_names(value: Any) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(r, str) for r in value):
-        raise BadRequest("roles must be a list of role names", errors=[{"field": "roles",
-                         "message": "a list of role names"}])
+        raise BadRequest("roles must be a list of role names", errors=[
+            error_entry("roles", "wrong_type", "a list of role names", types=["a list of role names"])])
     for role in value:
         _known_role(role)
     return value
@@ -114,7 +116,7 @@ def create_user():
     roles = _role_names(body.get("roles", []))
     _authorise("users", carries=_rights(_policy(), roles), makes_superuser=bool(body.get("is_superuser")))
     if body.get("username") is None:
-        raise BadRequest("username is required", errors=[{"field": "username", "message": "is required"}])
+        raise BadRequest("username is required", errors=[error_entry("username", "required", "is required")])
     user_id = _loom().identity.create_user(
         body["username"], password=body.get("password"), display_name=body.get("display_name", ""),
         email=body.get("email"), mobile=body.get("mobile"), locale=body.get("locale", "en"),
@@ -137,7 +139,7 @@ def assign_role(user_id: int):
     _authorise("users", account=user_id)
     role = _body(role=TEXT).get("role")
     if role is None:
-        raise BadRequest("send {\"role\": name}", errors=[{"field": "role", "message": "is required"}])
+        raise BadRequest("send {\"role\": name}", errors=[error_entry("role", "required", "is required")])
     _known_role(role)
     _authorise("users", account=user_id, carries=_rights(_policy(), [role]))
     _loom().identity.assign(user_id, role, actor=g.principal.name)
@@ -183,7 +185,7 @@ def create_team():
     _authorise("teams")
     body = _body(name=TEXT, label=TEXT, parent=OPTIONAL_TEXT)
     if body.get("name") is None:
-        raise BadRequest("name is required", errors=[{"field": "name", "message": "is required"}])
+        raise BadRequest("name is required", errors=[error_entry("name", "required", "is required")])
     team_id = _loom().identity.create_team(body["name"], label=body.get("label", ""), parent=body.get("parent"),
                                            actor=g.principal.name)
     return jsonify({"data": {"id": team_id}}), 201

@@ -23,7 +23,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from loom.audit.log import MASK, AuditLog
 from loom.db import reading, utcnow, write_transaction
-from loom.errors import BadRequest, Conflict, LoomError, NotFound, ValidationError
+from loom.errors import BadRequest, Conflict, LoomError, NotFound, ValidationError, error_entry
 from loom.events import emit
 from loom.identity.models import (
     TIMESTAMP,
@@ -121,14 +121,14 @@ class IdentityService:
                     actor: str = "system") -> int:
         username = username.strip()
         if not username or len(username) > 150 or any(ch.isspace() for ch in username):
-            raise ValidationError("invalid username", errors=[{"field": "username",
-                                  "message": "1 to 150 characters without spaces"}])
+            raise ValidationError("invalid username", errors=[
+                error_entry("username", "bad_username", "1 to 150 characters without spaces")])
         if password is not None:
             self._check_password(password)
         with write_transaction(self.engine) as conn:
             if conn.execute(sa.select(users.c.id).where(users.c.username == username)).first():
                 raise Conflict(f"a user named {username} already exists",
-                               errors=[{"field": "username", "message": "already taken"}])
+                               code="taken", errors=[error_entry("username", "taken", "already taken")])
             team_id = self._team_id(conn, team) if team else None
             user_id = conn.execute(users.insert().values(
                 username=username, display_name=display_name or username, email=email, mobile=mobile,
@@ -155,8 +155,8 @@ class IdentityService:
     @staticmethod
     def _check_password(password: str) -> None:
         if len(password) < 8:
-            raise ValidationError("password too short", errors=[{"field": "password",
-                                  "message": "at least 8 characters"}])
+            raise ValidationError("password too short", errors=[
+                error_entry("password", "too_short", "at least 8 characters", min=8)])
 
     def user_id(self, conn: sa.Connection, username: str) -> int:
         found = conn.execute(sa.select(users.c.id).where(users.c.username == username)).scalar()
@@ -168,7 +168,7 @@ class IdentityService:
         allowed = {"display_name", "email", "mobile", "locale", "is_active", "team", "manager"}
         unknown = set(changes) - allowed - {"password"}
         if unknown:
-            raise ValidationError("unknown fields", errors=[{"field": f, "message": "cannot be changed here"}
+            raise ValidationError("unknown fields", errors=[error_entry(f, "not_changeable", "cannot be changed here")
                                                             for f in sorted(unknown)])
         with write_transaction(self.engine) as conn:
             before = conn.execute(sa.select(users).where(users.c.id == user_id)).mappings().first()
@@ -258,10 +258,11 @@ class IdentityService:
 
     def create_team(self, name: str, *, label: str = "", parent: str | None = None, actor: str = "system") -> int:
         if not name.strip():
-            raise ValidationError("invalid team name", errors=[{"field": "name", "message": "is required"}])
+            raise ValidationError("invalid team name", errors=[error_entry("name", "required", "is required")])
         with write_transaction(self.engine) as conn:
             if conn.execute(sa.select(teams.c.id).where(teams.c.name == name)).first():
-                raise Conflict(f"a team named {name} already exists", errors=[{"field": "name", "message": "already taken"}])
+                raise Conflict(f"a team named {name} already exists", code="taken",
+                               errors=[error_entry("name", "taken", "already taken")])
             parent_id = self._team_id(conn, parent) if parent else None
             team_id = conn.execute(teams.insert().values(name=name, label=label or name, parent_id=parent_id,
                                                          created_at=utcnow()).returning(teams.c.id)).scalar_one()
@@ -449,8 +450,8 @@ class IdentityService:
                      read_only: bool = False, actor: str = "system") -> NewToken:
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         if expires_days is not None and not 1 <= expires_days <= MAX_TOKEN_DAYS:
-            raise ValidationError("invalid expiry", errors=[{"field": "expires",
-                                  "message": f"1 to {MAX_TOKEN_DAYS} days"}])
+            raise ValidationError("invalid expiry", errors=[
+                error_entry("expires", "token_days", f"1 to {MAX_TOKEN_DAYS} days", max=MAX_TOKEN_DAYS)])
         expires_at = utcnow() + dt.timedelta(days=expires_days) if expires_days else None
         with write_transaction(self.engine) as conn:
             user_id = self.user_id(conn, username)

@@ -153,8 +153,11 @@ class EntityAccess:
 
     def require(self, action: str) -> None:
         if not self.allowed(action):
-            what = "a read-only token cannot" if self.principal.read_only and action in WRITE_ACTIONS else "you may not"
-            refusal = Forbidden(f"{what} {action} {self.entity.name} records")
+            token = self.principal.read_only and action in WRITE_ACTIONS
+            what = "a read-only token cannot" if token else "you may not"
+            refusal = Forbidden(f"{what} {action} {self.entity.name} records",
+                                code="read_only_token" if token else "forbidden_action",
+                                params={"action": action, "entity": self.entity.name})
             # what the refusal's audit entry names, wherever it is logged (API or screen)
             refusal.action, refusal.entity = action, self.entity.name
             raise refusal

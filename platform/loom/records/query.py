@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from loom.errors import BadRequest
+from loom.errors import BadRequest, error_entry
 from loom.metadata.model import Entity, Field
 
 _FILTER_KEY = re.compile(r"^filter\[([^\]]*)\](?:\[([^\]]*)\])?$")
@@ -80,12 +80,13 @@ def filter_key(key: str) -> tuple[str, str] | None:
     return (match.group(1), match.group(2) or "eq") if match else None
 
 
-def _bad(field_name: str, message: str) -> BadRequest:
-    return BadRequest(message, errors=[{"field": field_name, "message": message}])
+def _bad(field_name: str, message: str, code: str = "invalid", **params: Any) -> BadRequest:
+    return BadRequest(message, code=code if code != "invalid" else None, params=params,
+                      errors=[error_entry(field_name, code, message, **params)])
 
 
 def _unknown(name: str, param: str) -> BadRequest:
-    return _bad(param, f"unknown field '{name}' in {param}")
+    return _bad(param, f"unknown field '{name}' in {param}", "unknown_field", name=name)
 
 
 def readable_field(entity: Entity, name: str, param: str, readable: set[str] | None) -> Field:

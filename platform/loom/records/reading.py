@@ -10,7 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from loom.errors import BadRequest, NotFound
+from loom.errors import BadRequest, NotFound, error_entry
 from loom.metadata.model import USER_ENTITY, Entity, Field
 from loom.permissions import EntityAccess
 from loom.records.auditing import RecordAudit
@@ -172,7 +172,8 @@ class RecordReader(Gate, RecordAudit):
                    lock: bool = False) -> Mapping[str, Any]:
         """The row, if it exists within the caller's scope for ``action``; else 404, exactly
         as if it did not exist."""
-        missing = NotFound(f"there is no {self.entity.name} with id {record_id}")
+        missing = NotFound(f"there is no {self.entity.name} with id {record_id}", code="no_such_record",
+                           params={"entity": self.entity.name, "id": record_id})
         if not 0 < record_id < 2**63:
             raise missing
         query = sa.select(self.table).where(self.table.c.id == record_id, *self._scope(self.access, self.table, action))
@@ -196,8 +197,9 @@ class RecordReader(Gate, RecordAudit):
             readable = self.access.readable()
             for name in fields:
                 if name not in readable:
-                    raise BadRequest(f"unknown field '{name}' in fields",
-                                     errors=[{"field": "fields", "message": f"unknown field '{name}' in fields"}])
+                    raise BadRequest(f"unknown field '{name}' in fields", code="unknown_field", params={"name": name},
+                                     errors=[error_entry("fields", "unknown_field", f"unknown field '{name}' in fields",
+                                                         name=name)])
         with self._reading() as conn:
             row = self._fetch_row(conn, record_id)
             record = self._serialize(conn, [row], fields)[0]

@@ -26,9 +26,11 @@ def upload_file(entity: str, field_name: str):
     service = record_service(entity)
     f = service.entity.all_fields.get(field_name)
     if f is None or f.type != "attachment" or field_name not in service.readable():
-        raise NotFound(f"{entity} has no attachment field named '{field_name}'")
+        raise NotFound(f"{entity} has no attachment field named '{field_name}'", code="no_attachment_field",
+                       params={"entity": entity, "field": field_name})
     if not any(service.allowed(action) and field_name in service.writable(action) for action in ("create", "update")):
-        refusal = Forbidden(f"you may not set {field_name} on {entity} records")
+        refusal = Forbidden(f"you may not set {field_name} on {entity} records", code="upload_forbidden",
+                            params={"field": field_name, "entity": entity})
         service.refused("upload", refusal)
         raise refusal
     upload = request.files.get("file")
