@@ -82,7 +82,6 @@ MESSAGES = {
     "stale_version": lazy_gettext("Someone else changed this record in the meantime; reload it and try again."),
     "no_such_entity": lazy_gettext("There is no record type “%(entity)s”; check the address."),
     "no_such_record": lazy_gettext("There is no %(entity)s #%(id)s, or it is not yours to see."),
-    "bad_record_id": lazy_gettext("There is no such record; check the address."),
     "forbidden_action": lazy_gettext("You may not %(action)s %(entity)s records."),
     "read_only_token": lazy_gettext("A read-only token may not %(action)s %(entity)s records."),
     "forbidden_fields": lazy_gettext("You may read some of these fields but not change them."),

@@ -14,10 +14,10 @@ from loom.records.service import form_version
 from loom.ui.audit import record_history
 from loom.ui.forms import section_label
 from loom.ui.i18n import gettext, label
+from loom.ui.messages import message_text
 from loom.ui.pages import pages, redirect_to, render_page, wants_fragment
 from loom.ui.panels import record_panels
 from loom.ui.screens import default_columns, display_names, readable_fields, record_title, service
-from loom.ui.widgets import message_text
 
 RELATED_ROWS = 10
 
@@ -126,7 +126,7 @@ def comment_on_record(entity: str, record_id: int):
     except ValidationError as exc:
         if not wants_fragment():
             raise
-        errors, status = [message_text(e["message"]) for e in exc.errors], exc.status
+        errors, status = [message_text(e) for e in exc.errors], exc.status
     if wants_fragment():
         return render_template("_record_timeline.html", entity=svc.entity, record={"id": record_id},
                                timeline=timeline(svc.entity, record_id), comment=body, comment_errors=errors), status

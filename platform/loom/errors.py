@@ -37,7 +37,6 @@ ERROR_CODES: dict[str, ErrorCode] = {
     "no_such_entity": ErrorCode(("entity",), "there is no entity of that name"),
     "no_such_record": ErrorCode(("entity", "id"),
                                 "no such record, or one outside what the caller may read (also a link to one)"),
-    "bad_record_id": ErrorCode((), "an id in the address that no record can have (not below 2^63)"),
     "forbidden_action": ErrorCode(("action", "entity"), "the caller's roles do not allow this action"),
     "read_only_token": ErrorCode(("action", "entity"), "a read-only token cannot do this"),
     "forbidden_fields": ErrorCode(("fields",), "fields the caller may read but not change were sent"),
@@ -49,7 +48,8 @@ ERROR_CODES: dict[str, ErrorCode] = {
     "no_attachment_field": ErrorCode(("entity", "field"), "the entity has no attachment field of that name"),
     "no_audit_entry": ErrorCode(("seq",), "there is no audit entry with that number"),
     # -- one value (an entry of ``errors``) ---------------------------------------------------
-    "invalid": ErrorCode((), "a value refused for a reason without a code of its own; read the message"),
+    "invalid": ErrorCode(("rule?",), "a value refused for a reason without a code of its own (a plugin's, or a "
+                                       "settings schema's rule); read the message"),
     "required": ErrorCode((), "the field needs a value"),
     "unknown_field": ErrorCode(("name",), "no such field, or not one the caller may read"),
     "read_only": ErrorCode((), "the field is never set by a client"),
