@@ -89,7 +89,8 @@ def parse_value(key: str, raw: str, prop: dict[str, Any]) -> Any:
         expected = {"integer": "a whole number", "number": "a number", "boolean": "true or false",
                     "array": "a JSON list such as [\"a\", \"b\"]", "object": "a JSON object such as {\"a\": 1}"}
         raise ValidationError(f"{key}: expected {expected[kind]}, got {raw!r}",
-                              errors=[{"field": key, "code": "type", "message": f"expected {expected[kind]}"}]) \
+                              errors=[{"field": key, "code": "wrong_type", "message": f"expected {expected[kind]}",
+                                       "params": {"types": [kind]}}]) \
             from None
     return raw
 

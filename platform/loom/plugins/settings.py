@@ -22,7 +22,7 @@ from jsonschema.exceptions import SchemaError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from loom.db import Base, utcnow, write_transaction
-from loom.errors import LoomError, NotFound, ValidationError
+from loom.errors import LoomError, NotFound, ValidationError, error_entry
 
 MASK = "***"
 #: what a stored secret value looks like: marked, so a value is never taken for the other kind
@@ -152,7 +152,7 @@ class PluginSettings:
             raise ValidationError(
                 f"plugin {plugin} has no setting named {', '.join(sorted(set(unknown)))}; "
                 f"its settings are: {', '.join(properties)}",
-                errors=[{"field": k, "code": "unknown", "message": "no such setting"} for k in sorted(set(unknown))])
+                errors=[error_entry(k, "unknown_field", "no such setting", name=k) for k in sorted(set(unknown))])
         with write_transaction(self.engine) as conn:
             stored = self._stored(conn, plugin)
             clear = {k: (self._open(plugin, k, v) if k in hidden else v) for k, v in stored.items()}
@@ -189,11 +189,12 @@ def _error(error, hidden: frozenset[str]) -> dict[str, Any]:
     field = ".".join(str(p) for p in path)
     if error.validator == "required":
         missing = error.message.split("'")[1] if "'" in error.message else ""
-        return {"field": missing, "code": "required", "message": "is required"}
+        return error_entry(missing, "required", "is required")
     message = error.message
     if path and path[0] in hidden:
         message = f"does not satisfy '{error.validator}' of the schema"
-    return {"field": field, "code": error.validator, "message": message}
+    # the schema's own words: no code of Loom's says them, so clients read the message
+    return error_entry(field, "invalid", message, rule=str(error.validator))
 
 
 def plugin_settings(name: str) -> dict[str, Any]:

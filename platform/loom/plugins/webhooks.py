@@ -67,6 +67,7 @@ class SignatureRefused(LoomError):
     status = 401
     type = "https://loom.dev/problems/webhook-signature"
     title = "Webhook signature refused"
+    code = "unauthorized"
 
 
 def sign(secret: str, body: bytes, timestamp: int) -> str:
