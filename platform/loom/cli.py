@@ -430,7 +430,7 @@ def explain_permission(username: str, entity: str, action: str, record_id: int |
     if action not in ACTIONS:
         _fail(LoomError(f"unknown action {action}; use one of: {', '.join(ACTIONS)}"))
     try:
-        principal = loom.principal_for(username)
+        principal = loom.identity.principal_for(username)
     except LoomError as error:
         _fail(error)
     policy = live.derive("policy", lambda: Policy(live.model))
