@@ -23,11 +23,11 @@ from loom.db import create_engine
 from loom.errors import LoomError
 from loom.identity import auth
 from loom.identity.service import IdentityService
-from loom.problems import problem
 from loom.plugins import flatten, plugin_manager
 from loom.plugins import webhooks as plugin_webhooks
 from loom.plugins.metadata import directory_loader
 from loom.plugins.settings import PluginSettings
+from loom.problems import problem
 from loom.records.query import Cursors
 from loom.schema.service import MetadataService
 
@@ -153,7 +153,7 @@ def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(LoomError)
     def _loom_error(exc: LoomError):
         log_refusal(exc)  # a refusal outside the record service's own logging
-        response = problem(exc.status, exc.title, exc.detail, exc.type, exc.errors)
+        response = problem(exc.status, exc.title, exc.detail, exc.type, exc.errors, code=exc.code, params=exc.params)
         if getattr(exc, "retry_after", None):
             response.headers["Retry-After"] = str(exc.retry_after)
         return response

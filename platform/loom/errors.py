@@ -34,6 +34,8 @@ ERROR_CODES: dict[str, ErrorCode] = {
     "unauthorized": ErrorCode((), "not signed in, or the credential is unknown, expired or revoked"),
     "locked": ErrorCode((), "too many failed sign-ins; try again after Retry-After seconds"),
     "unsupported_media_type": ErrorCode((), "a request body that is not JSON"),
+    "method_not_allowed": ErrorCode((), "the address does not take this HTTP method"),
+    "too_large": ErrorCode((), "the request body is larger than LOOM_MAX_CONTENT_LENGTH"),
     "no_such_entity": ErrorCode(("entity",), "there is no entity of that name"),
     "no_such_record": ErrorCode(("entity", "id"),
                                 "no such record, or one outside what the caller may read (also a link to one)"),
@@ -100,6 +102,17 @@ ERROR_CODES: dict[str, ErrorCode] = {
     "token_days": ErrorCode(("max",), "a token lasts 1 to max days"),
     "wrong_type": ErrorCode(("types",), "a JSON member of the wrong type"),
 }
+
+
+#: the code of a refusal that has only its HTTP status to go by (werkzeug's own)
+_STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+                 405: "method_not_allowed", 409: "conflict", 412: "stale_version", 413: "too_large",
+                 415: "unsupported_media_type", 422: "invalid_values", 429: "locked"}
+
+
+def status_code(status: int) -> str:
+    """The code of a refusal known only by its HTTP status."""
+    return _STATUS_CODES.get(status, "bad_request" if 400 <= status < 500 else "error")
 
 
 def error_entry(field: str, code: str, message: str, **params: Any) -> dict[str, Any]:

@@ -3,16 +3,22 @@ takes over HTTP, for the app's error handlers, the sign-in check and the screens
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from flask import g, jsonify
 
+from loom.errors import status_code
+
 PROBLEM_JSON = "application/problem+json"
 
 
-def problem(status: int, title: str, detail: str, type_: str = "about:blank", errors=None):
-    """An RFC 9457 problem reply."""
-    body: dict[str, Any] = {"type": type_, "title": title, "status": status, "detail": detail}
+def problem(status: int, title: str, detail: str, type_: str = "about:blank", errors=None, *,
+            code: str | None = None, params: Mapping[str, Any] | None = None):
+    """An RFC 9457 problem reply, with Loom's ``code`` and ``params`` beside the detail (by
+    default the code the status stands for, see ``loom.errors.status_code``)."""
+    body: dict[str, Any] = {"type": type_, "title": title, "status": status, "detail": detail,
+                            "code": code or status_code(status), "params": dict(params or {})}
     if errors:
         body["errors"] = errors
     if g.get("request_id"):

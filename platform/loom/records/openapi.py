@@ -165,8 +165,11 @@ def build_openapi(model: AppModel, version: int, access_for: Callable[[Entity], 
             "properties": {
                 "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
                 "detail": {"type": "string"}, "request_id": {"type": "string"},
+                "code": {"type": "string", "description": "what kind of error (see the table of codes)"},
+                "params": {"type": "object", "description": "the values the detail quotes"},
                 "errors": {"type": "array", "items": {"type": "object", "properties": {
-                    "field": {"type": "string"}, "message": {"type": "string"}}}},
+                    "field": {"type": "string"}, "code": {"type": "string"}, "params": {"type": "object"},
+                    "message": {"type": "string"}}}},
             },
         },
         "Comment": {"type": "object", "required": ["id", "author", "body", "created_at"], "properties": {
