@@ -8,7 +8,7 @@ import re
 
 import sqlalchemy as sa
 
-from loom.identity.auth import READ_ONLY_ALLOWED, SAFE_METHODS
+from loom.identity.auth import READ_ONLY_ALLOWED, SAFE_METHODS, SIGNED_ENDPOINTS
 
 GADGET = {"kind": "entity", "name": "gadget", "fields": [{"name": "title", "type": "string"}]}
 #: a role and a team share the name, so ``<name>`` means something real in either route
@@ -49,7 +49,8 @@ def test_a_read_only_token_of_a_superuser_is_refused_on_every_write_route(loom_a
     tried = []
     for rule in loom_app.url_map.iter_rules():
         for method in sorted(rule.methods - SAFE_METHODS):
-            if rule.endpoint in loom_app.extensions["loom"].read_only_endpoints:
+            # signed endpoints (webhooks) read no token: their signature is their credential
+            if rule.endpoint in loom_app.extensions["loom"].read_only_endpoints or rule.endpoint in SIGNED_ENDPOINTS:
                 continue
             url = _ARGUMENT.sub(lambda m: str(values.get(m.group(2), 1 if m.group(1) == "int" else "x")), rule.rule)
             response = reader.open(url, method=method, json={"title": "changed", "body": "x", "name": "x",
