@@ -3,47 +3,32 @@ streamed, with only the fields the user may read (the record service's export)."
 
 from __future__ import annotations
 
-import decimal
-import json
 import tempfile
 from collections.abc import Iterator
 from typing import Any
 
 from flask import request, stream_with_context
 
+from loom.csvfile import csv_chunks
 from loom.downloads import download
 from loom.errors import BadRequest
 from loom.metadata.model import Field
-from loom.csvfile import csv_chunks
 from loom.ui.i18n import gettext, label
 from loom.ui.lists import local_times, service_args
 from loom.ui.pages import pages
-from loom.ui.screens import option_label, readable_fields, service
+from loom.ui.screens import format_context, readable_fields, service
 
 FORMATS = ("csv", "xlsx")
 CHUNK = 64 * 1024
 
 
 def export_value(f: Field, value: Any) -> Any:
-    """A value as a spreadsheet cell: numbers stay numbers, choices show their labels,
-    links the linked record's title, so the file reads well and imports back."""
+    """A value as a spreadsheet cell, as its field type exports it: numbers stay numbers,
+    choices show their labels, links the linked record's title, so the file reads well and
+    imports back."""
     if value is None or value == []:
         return None
-    if f.type == "link":
-        return value["title"] if value.get("title") is not None else f"#{value['id']}"
-    if f.type == "select":
-        return option_label(f, value)
-    if f.type == "multiselect":
-        return ", ".join(option_label(f, v) for v in value)
-    if f.type == "boolean":
-        return gettext("Yes") if value else gettext("No")
-    if f.type in ("decimal", "money", "percent"):
-        return decimal.Decimal(value)
-    if f.type == "attachment":
-        return value.get("name")
-    if f.type == "json":
-        return json.dumps(value, ensure_ascii=False)
-    return value
+    return f.kind.export(f, value, format_context())
 
 
 def _csv(header: list[str], rows: Iterator[list[Any]]) -> Iterator[bytes]:
@@ -90,7 +75,7 @@ def export_view(entity: str):
     query = svc.parse_query(args, action="export")
     wanted = [n.strip() for raw in request.args.getlist("columns") for n in raw.split(",") if n.strip()]
     columns = [f for f in readable_fields(svc, wanted or list(svc.entity.all_fields))
-               if f.type != "table" and f.name != "version"]
+               if f.stored and f.name != "version"]
     if not any(f.name == "id" for f in columns):
         columns.insert(0, svc.entity.field("id"))
     query.fields = [f.name for f in columns]

@@ -21,13 +21,12 @@ from loom.records.service import RecordService, form_version
 from loom.ui.attachments import store
 from loom.ui.i18n import gettext, label
 from loom.ui.links import LinkReader, shown_link
+from loom.ui.messages import message_text
 from loom.ui.pages import htmx, pages, redirect_to, render_page
-from loom.ui.screens import display, record_title, service
-from loom.ui.widgets import input_value, message_text, read_rows, read_value
+from loom.ui.screens import display, format_context, record_title, service
+from loom.ui.widgets import read_rows, read_value
 
 LINK_OPTIONS = 10
-#: types a form shows but does not edit
-FORM_NOT_EDITABLE = {"json"}
 
 
 @dataclass
@@ -57,7 +56,7 @@ class FormField:
 
     @property
     def wide(self) -> bool:
-        return self.field.type in ("table", "text")
+        return self.field.kind.wide
 
 
 @dataclass
@@ -83,12 +82,12 @@ def section_label(section: FormSection) -> str:
 
 
 def _read_only(svc: RecordService, f: Field, writable: set[str]) -> bool:
-    return f.read_only or (f.system and f.name != "owner") or f.name not in writable or f.type in FORM_NOT_EDITABLE
+    return f.read_only or (f.system and f.name != "owner") or f.name not in writable or not f.kind.editable
 
 
 def submitted_value(f: Field, form: MultiDict, name: str) -> Any:
     """What the user typed, for showing it again: links keep the title they picked."""
-    if f.type == "link":
+    if f.kind.widget == "link":
         return shown_link(f, form, name)
     return read_value(f, form, name)
 
@@ -102,7 +101,7 @@ def build_form(svc: RecordService, *, record: dict[str, Any] | None = None, form
     writable = writable - locked
     by_field: dict[str, list[str]] = {}
     for error in errors or []:
-        by_field.setdefault(error.get("field", ""), []).append(message_text(error.get("message", "")))
+        by_field.setdefault(error.get("field", ""), []).append(message_text(error))
     placed: set[str] = set()
     sections = []
     for section in entity.layout:
@@ -112,8 +111,9 @@ def build_form(svc: RecordService, *, record: dict[str, Any] | None = None, form
             if f is None or name not in readable:
                 continue
             read_only = _read_only(svc, f, writable)
-            if form is not None and not read_only and f.type != "attachment":
-                value = None if f.type == "table" else submitted_value(f, form, name)
+            widget = f.kind.widget
+            if form is not None and not read_only and widget != "file":
+                value = None if widget == "table" else submitted_value(f, form, name)
             elif record is not None:
                 value = record.get(name)
             elif initial and name in initial and not read_only:
@@ -122,7 +122,7 @@ def build_form(svc: RecordService, *, record: dict[str, Any] | None = None, form
                 value = f.default
             ff = FormField(f, name, value, read_only, by_field.get(name, []), locked=name in locked)
             placed.add(name)
-            if f.type == "table":
+            if widget == "table":
                 _table_rows(svc, ff, record, form, by_field, action, placed)
             fields.append(ff)
         if fields:
@@ -161,6 +161,30 @@ def _table_rows(svc, ff: FormField, record, form, by_field, action, placed) -> N
             placed.add(f"{ff.name}[{i}]")
 
 
+def _collect_file(view: FormView, ff: FormField, form: MultiDict, files: MultiDict | None,
+                  links: LinkReader) -> tuple[bool, Any]:
+    """A file changes only when one was chosen or its removal ticked."""
+    upload = (files or {}).get(ff.name)
+    if upload is not None and upload.filename:
+        return True, store(view.entity, ff.field, upload, ff.name)
+    return form.get(f"_remove.{ff.name}") == "true", None
+
+
+def _collect_table(view: FormView, ff: FormField, form: MultiDict, files: MultiDict | None,
+                   links: LinkReader) -> tuple[bool, Any]:
+    editable = [c for c in ff.child_fields if c.name not in ff.child_read_only]
+    return True, links.rows(ff.field, editable, read_rows(ff.field, editable, form))
+
+
+def _collect_link(view: FormView, ff: FormField, form: MultiDict, files: MultiDict | None,
+                  links: LinkReader) -> tuple[bool, Any]:
+    return True, links.value(ff.field, ff.name)
+
+
+#: widgets whose values are more than the form's text: uploads, rows, picked records
+_COLLECTORS = {"file": _collect_file, "table": _collect_table, "link": _collect_link}
+
+
 def collect(view: FormView, form: MultiDict, files: MultiDict | None = None) -> dict[str, Any]:
     """The values to send to the record service: every field the form lets the user edit.
     An attachment changes only when a file was chosen or its removal ticked; a link whose
@@ -170,19 +194,13 @@ def collect(view: FormView, form: MultiDict, files: MultiDict | None = None) -> 
     for ff in view.fields:
         if ff.read_only:
             continue
-        if ff.field.type == "attachment":
-            upload = (files or {}).get(ff.name)
-            if upload is not None and upload.filename:
-                data[ff.name] = store(view.entity, ff.field, upload, ff.name)
-            elif form.get(f"_remove.{ff.name}") == "true":
-                data[ff.name] = None
-        elif ff.field.type == "table":
-            editable = [c for c in ff.child_fields if c.name not in ff.child_read_only]
-            data[ff.name] = links.rows(ff.field, editable, read_rows(ff.field, editable, form))
-        elif ff.field.type == "link":
-            data[ff.name] = links.value(ff.field, ff.name)
-        else:
+        collector = _COLLECTORS.get(ff.field.kind.widget)
+        if collector is None:
             data[ff.name] = read_value(ff.field, form, ff.name)
+            continue
+        sent, value = collector(view, ff, form, files, links)
+        if sent:
+            data[ff.name] = value
     links.check()
     return data
 
@@ -190,25 +208,21 @@ def collect(view: FormView, form: MultiDict, files: MultiDict | None = None) -> 
 # -- conflicts ------------------------------------------------------------------------------
 
 def comparable(f: Field, value: Any) -> Any:
-    """A value in a form that compares equal however it arrived (record or form)."""
+    """A value in a form that compares equal however it arrived (record or form): as the
+    field's type reads it, then as its input shows it (a time to the minute, in the
+    interface's zone); choices in any order. Text the type refuses compares as typed."""
     if value is None or value == "" or value == []:
         return None
-    if f.type == "multiselect":
-        return tuple(sorted(value))
-    if f.type == "boolean":
-        return bool(value) if not isinstance(value, str) else value in ("true", "on", "1")
-    if f.type == "link":
-        return str(value.get("id") if isinstance(value, dict) else value)
-    if f.type in ("decimal", "money", "percent"):
-        try:
-            import decimal
-
-            return decimal.Decimal(str(value)).normalize()
-        except ArithmeticError:
-            return str(value)
-    if f.type == "datetime":
-        return input_value(f, value)
-    return str(value)
+    kind = f.kind
+    try:
+        value = kind.coerce(value, f)
+    except ValueError:
+        return str(value)
+    if isinstance(value, list | tuple):
+        return tuple(sorted(map(str, value)))
+    if isinstance(value, bool):
+        return value
+    return kind.edit_text(f, kind.to_json(value), format_context())
 
 
 def editable_values(view: FormView, record: dict[str, Any]) -> dict[str, Any]:
@@ -217,7 +231,7 @@ def editable_values(view: FormView, record: dict[str, Any]) -> dict[str, Any]:
         if ff.read_only:
             continue
         value = record.get(ff.name)
-        if ff.field.type == "table":
+        if ff.field.kind.widget == "table":
             result[ff.name] = [{c.name: _plain(c, row.get(c.name)) for c in ff.child_fields} for row in value or []]
         else:
             result[ff.name] = _plain(ff.field, value)
@@ -238,7 +252,8 @@ def merge_conflict(view: FormView, base: dict[str, Any], current: dict[str, Any]
     for ff in view.fields:
         if ff.read_only:
             continue
-        if ff.field.type == "table":
+        is_table = ff.field.kind.widget == "table"
+        if is_table:
             mine = [{c.name: _plain(c, r.values.get(c.name)) for c in ff.child_fields} for r in ff.rows]
         else:
             mine = _plain(ff.field, ff.value)
@@ -249,14 +264,14 @@ def merge_conflict(view: FormView, base: dict[str, Any], current: dict[str, Any]
         yours = ff.value
         if mine == before:
             outcome = "theirs"
-            if ff.field.type == "table":
+            if is_table:
                 ff.rows = [FormRow(f"c{i}", row.get("id"), row) for i, row in enumerate(current.get(ff.name) or [])]
             else:
                 ff.value = current.get(ff.name)
         else:
             outcome = "both"
         changes.append({"field": ff.field, "theirs": current.get(ff.name), "outcome": outcome,
-                        "mine": None if ff.field.type == "table" else yours})
+                        "mine": None if is_table else yours})
     return changes
 
 
@@ -277,7 +292,7 @@ def prefilled_links(svc: RecordService, args: MultiDict) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for name, raw in args.items():
         f = svc.entity.all_fields.get(name)
-        if f is None or f.type != "link" or f.system or f.target == USER_ENTITY or not raw.isdigit():
+        if f is None or f.kind.widget != "link" or f.system or f.target == USER_ENTITY or not raw.isdigit():
             continue
         target = service(f.target)
         try:
@@ -305,7 +320,7 @@ def create_record(entity: str):
     except LoomError as exc:
         if not exc.errors and exc.status not in (409, 422):
             raise
-        view = build_form(svc, form=request.form, errors=exc.errors or [{"field": "", "message": exc.detail}])
+        view = build_form(svc, form=request.form, errors=exc.errors or [exc.as_entry()])
         return _render_form(view, exc.status)
     flash(gettext("%(entity)s saved.", entity=label(svc.entity)), "success")
     return redirect_to(url_for("pages.record_view", entity=entity, record_id=record["id"]))
@@ -342,7 +357,7 @@ def update_record(entity: str, record_id: int):
         if not exc.errors and exc.status not in (409, 422):
             raise
         view = build_form(svc, record=record, form=request.form,
-                          errors=exc.errors or [{"field": "", "message": exc.detail}])
+                          errors=exc.errors or [exc.as_entry()])
         view.version = expected if expected is not None else view.version
         view.base = request.form.get("_base") or view.base
         return _render_form(view, exc.status, record=record)
@@ -355,7 +370,7 @@ def new_row(entity: str, field_name: str):
     """One empty row of a table field, added to the form in place."""
     svc = service(entity)
     f = svc.entity.all_fields.get(field_name)
-    if f is None or f.type != "table" or field_name not in svc.readable():
+    if f is None or f.kind.widget != "table" or field_name not in svc.readable():
         raise NotFound(gettext("There is no such table on this form."))
     ff = FormField(f, field_name, None, False)
     _table_rows(svc, ff, None, None, {}, "update" if request.args.get("record") else "create", set())
@@ -372,13 +387,13 @@ def _link_field(svc: RecordService, path: str) -> Field:
     if f is None or head not in svc.readable():
         raise NotFound(gettext("There is no such field."))
     if rest:
-        if f.type != "table":
+        if f.kind.widget != "table":
             raise NotFound(gettext("There is no such field."))
         child = svc.model.entity(f.target)
         f = child.all_fields.get(rest)
         if f is None or rest not in svc.readable(child):
             raise NotFound(gettext("There is no such field."))
-    if f.type != "link":
+    if f.kind.widget != "link":
         raise NotFound(gettext("There is no such field."))
     return f
 

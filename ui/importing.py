@@ -13,9 +13,8 @@ import csv
 import datetime as dt
 import io
 import re
-import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import islice
 from pathlib import PurePath
 from typing import Any
@@ -24,19 +23,21 @@ import sqlalchemy as sa
 from flask import Flask, current_app, g, render_template, request, url_for
 from flask_babel import force_locale
 
+from loom.csvfile import csv_chunks
 from loom.db import reading, utcnow, write_transaction
 from loom.downloads import download
 from loom.errors import BadRequest, Conflict, LoomError, NotFound, ValidationError
+from loom.jobs import submit
+from loom.metadata.formatting import FormatContext, TextProblem
 from loom.metadata.model import Field
 from loom.principal import Principal
-from loom.csvfile import csv_chunks
 from loom.records.door import record_service
 from loom.records.service import RecordService
 from loom.ui.i18n import current_locale, gettext, label, lazy_gettext
+from loom.ui.messages import detail_text, message_text
 from loom.ui.models import import_jobs
 from loom.ui.pages import htmx, pages, redirect_to, render_page
-from loom.ui.screens import context, service
-from loom.ui.widgets import NOT_EDITABLE, message_text
+from loom.ui.screens import context, format_context, service
 
 EXTENSIONS = (".csv", ".xlsx")
 CHUNK_ROWS = 250
@@ -46,9 +47,6 @@ PREVIEW_CHECK_ROWS = 500
 #: a running job not heard from for this long was cut off (its process stopped)
 STALE_AFTER = dt.timedelta(minutes=2)
 _ROW_INDEX = re.compile(r"^\[(\d+)\]\.?(.*)$")
-_SPLIT = re.compile(r"[,;，；、]")
-TRUE_WORDS = {"true", "yes", "y", "1", "是", "对", "✓"}
-FALSE_WORDS = {"false", "no", "n", "0", "否", "不"}
 
 
 # -- reading files ------------------------------------------------------------------------------
@@ -99,7 +97,7 @@ def read_table(filename: str, content: bytes) -> tuple[list[str], Iterator[list[
 def importable_fields(svc: RecordService) -> list[Field]:
     writable = svc.writable("create")
     return [f for f in svc.entity.fields
-            if f.name in writable and not f.read_only and f.type not in NOT_EDITABLE | {"table"}]
+            if f.name in writable and not f.read_only and f.kind.typed]
 
 
 def _normal(text: str) -> str:
@@ -128,15 +126,24 @@ class RowProblem(Exception):
     pass
 
 
+#: what an imported cell's field type refused, in the interface language
+_TEXT_PROBLEMS: dict[str, Callable[[str], str]] = {
+    "not_yes_no": lambda value: gettext("“%(value)s” is not yes or no", value=value),
+    "not_a_choice": lambda value: gettext("“%(value)s” is not one of the choices", value=value),
+    "no_record_named": lambda value: gettext("no record named “%(value)s”", value=value),
+}
+
+
 class Converter:
-    """Turns a row of text cells into field values: choices by value or label, yes/no in
-    either language, links by id or by the linked record's title (as far as the importing
-    user may read it)."""
+    """Turns a row of text cells into field values, as each field's type reads text
+    (``parse_text``): choices by value or label, yes/no in either language, links by id or
+    by the linked record's title (as far as the importing user may read it)."""
 
     def __init__(self, svc: RecordService, fields: list[Field | None]):
         self.svc = svc
         self.fields = fields
         self._links: dict[tuple[str, str], int | None] = {}
+        self._context: FormatContext | None = None
 
     def row(self, cells: list[str]) -> dict[str, Any]:
         data: dict[str, Any] = {}
@@ -152,40 +159,26 @@ class Converter:
             raise RowProblem("; ".join(problems))
         return data
 
+    @property
+    def context(self) -> FormatContext:
+        """The screens' formatting, and a way to find a linked record by its title."""
+        if self._context is None:
+            self._context = replace(format_context(), find_record=self._record_named)
+        return self._context
+
     def value(self, f: Field, cell: str) -> Any:
-        if f.type == "select":
-            return self._option(f, cell)
-        if f.type == "multiselect":
-            return [self._option(f, part.strip()) for part in _SPLIT.split(cell) if part.strip()]
-        if f.type == "boolean":
-            word = cell.strip().casefold()
-            if word in TRUE_WORDS or word == gettext("Yes").casefold():
-                return True
-            if word in FALSE_WORDS or word == gettext("No").casefold():
-                return False
-            raise RowProblem(gettext("“%(value)s” is not yes or no", value=cell))
-        if f.type == "link":
-            return self._link(f, cell)
-        return cell
+        """The cell as its field's type reads imported text."""
+        try:
+            return f.kind.parse_text(f, cell, self.context)
+        except TextProblem as exc:
+            said = _TEXT_PROBLEMS.get(exc.code)
+            raise RowProblem(said(exc.value) if said is not None else exc.message) from None
 
-    def _option(self, f: Field, cell: str) -> str:
-        folded = cell.casefold()
-        for option in f.options:
-            if folded == option.value.casefold() or any(folded == text.casefold() for text in option.label.values()):
-                return option.value
-        raise RowProblem(gettext("“%(value)s” is not one of the choices", value=cell))
-
-    def _link(self, f: Field, cell: str) -> int:
-        text = cell.strip()
-        if re.fullmatch(r"#?\d+", text):
-            return int(text.lstrip("#"))
-        key = (f.target, text)
+    def _record_named(self, target: str, text: str) -> int | None:
+        key = (target, text)
         if key not in self._links:
-            self._links[key] = self._find(f.target, text)
-        found = self._links[key]
-        if found is None:
-            raise RowProblem(gettext("no record named “%(value)s”", value=text))
-        return found
+            self._links[key] = self._find(target, text)
+        return self._links[key]
 
     def _find(self, target: str, text: str) -> int | None:
         if target == "user":
@@ -218,7 +211,7 @@ def _reasons(errors: list[dict[str, Any]], count: int, svc: RecordService) -> di
         name = match.group(2).split("[")[0].split(".")[0]
         f = svc.entity.all_fields.get(name)
         prefix = f"{label(f)}: " if f is not None else ""
-        reasons.setdefault(int(match.group(1)), []).append(prefix + message_text(error.get("message", "")))
+        reasons.setdefault(int(match.group(1)), []).append(prefix + message_text(error))
     return {i: "; ".join(texts) for i, texts in reasons.items()}
 
 
@@ -251,7 +244,7 @@ def import_chunk(svc: RecordService, rows: list[tuple[int, list[str], dict[str, 
             imported += 1
         except LoomError as exc:
             reason = _reasons([{**e, "field": f"[0].{e.get('field', '')}"} for e in exc.errors], 1, svc).get(0)
-            rejected.append({"line": line, "cells": cells, "reason": reason or message_text(exc.detail)})
+            rejected.append({"line": line, "cells": cells, "reason": reason or detail_text(exc)})
     return imported, rejected
 
 
@@ -316,10 +309,11 @@ def preview_import(svc: RecordService, job: Mapping[str, Any]) -> Tally:
 
 
 def run_import(app: Flask, job_id: int, principal: Principal, locale: str) -> None:
-    """Import a mapped job as ``principal``: chunk by chunk, saving progress after each."""
+    """Import a mapped job as ``principal``: chunk by chunk, saving progress after each,
+    the report in ``locale``. A background job (``loom.jobs``): it needs the app and
+    nothing of a request, so who acts and the report's language are its arguments."""
     engine = app.extensions["loom"].engine
-    with app.test_request_context(), force_locale(locale):
-        g.principal = principal
+    with app.app_context(), force_locale(locale):
         with reading(engine) as conn:
             job = conn.execute(sa.select(import_jobs).where(import_jobs.c.id == job_id)).mappings().one()
         tally = Tally()
@@ -337,10 +331,12 @@ def run_import(app: Flask, job_id: int, principal: Principal, locale: str) -> No
             _log_import(app, principal, job, tally.imported, len(tally.rejected), "ok")
         except Exception as exc:  # the job must end with a state and a reason, whatever failed
             app.logger.exception("import job %s failed", job_id)
-            message = exc.detail if isinstance(exc, LoomError) else gettext("The import stopped on an unexpected error.")
+            message = detail_text(exc) if isinstance(exc, LoomError) else \
+                gettext("The import stopped on an unexpected error.")
             rejected = _with_unfinished(job, tally.rejected, tally.finished)
             _save(engine, job_id, status="failed", message=message, imported=tally.imported, rejected=rejected)
-            _log_import(app, principal, job, tally.imported, len(rejected), "error", str(message))
+            why = exc.detail if isinstance(exc, LoomError) else message  # the audit log keeps Loom's own words
+            _log_import(app, principal, job, tally.imported, len(rejected), "error", str(why))
 
 
 def _with_unfinished(job: Any, rejected: list[dict[str, Any]], finished: set[int]) -> list[dict[str, Any]]:
@@ -471,9 +467,8 @@ def import_run(entity: str, job_id: int):
         started = conn.execute(import_jobs.update().where(import_jobs.c.id == job_id, import_jobs.c.status == "mapping")
                                .values(status="running", mapping=mapping, updated_at=utcnow())).rowcount
     if started:
-        thread = threading.Thread(target=run_import, name=f"loom-import-{job_id}", daemon=True,
-                                  args=(current_app._get_current_object(), job_id, g.principal, current_locale()))
-        thread.start()
+        submit(current_app._get_current_object(), f"import-{job_id}", run_import,
+               job_id=job_id, principal=g.principal, locale=current_locale())
     return redirect_to(url_for("pages.import_job", entity=entity, job_id=job_id))
 
 

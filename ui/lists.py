@@ -8,6 +8,7 @@ shared link show the same list.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -17,23 +18,26 @@ from werkzeug.datastructures import MultiDict
 
 from loom.errors import BadRequest, LoomError
 from loom.metadata.model import Field
-from loom.records.query import UNSORTABLE, ListQuery, filter_key
+from loom.metadata.types import FILTER_WIDGETS
+from loom.records.query import ListQuery, filter_key
 from loom.records.reading import Page
 from loom.records.service import RecordService
 from loom.ui.i18n import gettext, join, label, ngettext
 from loom.ui.links import read_link
+from loom.ui.messages import detail_text, message_text
 from loom.ui.pages import htmx, pages, render_page
 from loom.ui.screens import (
     context,
     default_columns,
     display,
     display_names,
+    local_moment,
     option_label,
     readable_fields,
     service,
 )
 from loom.ui.views import SavedViewRow, SavedViews, view_query
-from loom.ui.widgets import NOT_EDITABLE, message_text, read_value
+from loom.ui.widgets import read_value
 
 PAGE_SIZES = (25, 50, 100, 200)
 #: a list counts its matches up to here ("More than 10000 records"): counting them all
@@ -41,19 +45,15 @@ PAGE_SIZES = (25, 50, 100, 200)
 COUNT_LIMIT = 10_000
 #: arguments only the screen uses; the record service never sees them
 SCREEN_ARGS = {"columns", "view", "ids", "format", "csrf_token"}
-NUMERIC_OR_DATE = {"integer", "decimal", "money", "percent", "date", "datetime"}
 
 
 def local_times(entity, args: MultiDict) -> MultiDict:
-    """Date-time filters as typed (no zone) are in the screens' time zone."""
-    import datetime as dt
-
-    from loom.ui.widgets import local_moment
-
+    """Date-time filters as typed (no zone: a ``datetime-local`` input) are in the
+    screens' time zone."""
     result: MultiDict = MultiDict()
     for key, value in args.items(multi=True):
         f = entity.all_fields.get((filter_key(key) or ("", ""))[0])
-        if f is not None and f.type == "datetime" and value:
+        if f is not None and f.kind.input_type == "datetime-local" and value:
             try:
                 value = local_moment(dt.datetime.fromisoformat(value)).isoformat()
             except ValueError:
@@ -144,7 +144,7 @@ class ListState:
         return "descending" if first.descending else "ascending"
 
     def sortable(self, f: Field) -> bool:
-        return f.type not in UNSORTABLE
+        return f.kind.sortable
 
     @property
     def limit(self) -> int:
@@ -184,21 +184,10 @@ class ListState:
 def _filter_controls(svc: RecordService, args: MultiDict) -> list[FilterControl]:
     controls = []
     for f in readable_fields(svc, svc.entity.list.filters):
-        n = f.name
-        if f.type in ("select",):
-            widget, names = "options", [f"filter[{n}][in]"]
-        elif f.type == "boolean":
-            widget, names = "boolean", [f"filter[{n}][eq]"]
-        elif f.type in NUMERIC_OR_DATE:
-            widget, names = "range", [f"filter[{n}][gte]", f"filter[{n}][lte]"]
-        elif f.type == "multiselect":
-            widget, names = "multiselect", [f"filter[{n}][contains]"]
-        elif f.type == "link":
-            widget, names = "link", [f"filter[{n}][eq]"]
-        elif f.kind.text_like:
-            widget, names = "contains", [f"filter[{n}][contains]"]
-        else:
+        widget = f.kind.filter_widget
+        if widget is None:
             continue
+        names = [f"filter[{f.name}][{op}]" for op in FILTER_WIDGETS[widget]]
         values = {name: [v for raw in args.getlist(name) for v in (raw.split(",") if name.endswith("[in]") else [raw])
                          if v != ""] for name in names}
         control = FilterControl(f, widget, names, values)
@@ -227,9 +216,9 @@ def _other_filters(svc: RecordService, args: MultiDict, controls: list[FilterCon
         titles.append(label(f))
         if op == "isnull":
             text = gettext("empty") if value.lower() in ("true", "1", "yes") else gettext("not empty")
-        elif f.type == "link" and op == "eq":
+        elif f.kind.widget == "link" and op == "eq":
             text = link_title(f, value)
-        elif f.type in ("select", "multiselect"):
+        elif f.options:
             text = join(option_label(f, v) for v in value.split(","))
         else:
             text = value
@@ -286,13 +275,13 @@ def column_choices(svc: RecordService) -> list[Field]:
     """The fields a list can show as columns: every readable field but tables."""
     readable = svc.readable()
     return [f for f in svc.entity.all_fields.values()
-            if f.name in readable and f.type not in ("table", "json") and f.name != "version"]
+            if f.name in readable and f.kind.in_lists and f.name != "version"]
 
 
 def _columns(svc: RecordService, args: MultiDict) -> list[Field]:
     wanted = [n.strip() for raw in args.getlist("columns") for n in raw.split(",") if n.strip()]
     columns = readable_fields(svc, wanted or default_columns(svc.entity))
-    columns = [c for c in columns if c.type != "table"]
+    columns = [c for c in columns if c.stored]
     if not columns:
         columns = readable_fields(svc, ["id"])
     return columns
@@ -369,7 +358,7 @@ def bulk_delete(entity: str):
             svc.delete(record_id)
             done += 1
         except LoomError as exc:
-            failures.append((record_id, message_text(exc.detail)))
+            failures.append((record_id, detail_text(exc)))
     return _bulk_reply(done, failures, ngettext("Deleted %(num)s record.", "Deleted %(num)s records.", done))
 
 
@@ -386,7 +375,7 @@ def bulk_fields(svc: RecordService) -> list[Field]:
     each record (the title, unique fields)."""
     writable = svc.writable("update")
     return [f for f in svc.entity.fields
-            if f.name in writable and not f.read_only and f.type not in NOT_EDITABLE | {"table"}
+            if f.name in writable and not f.read_only and f.kind.typed
             and not names_each_record(svc.entity, f)]
 
 
@@ -410,7 +399,7 @@ def bulk_update(entity: str):
             raise BadRequest(gettext("%(field)s tells the records apart: change it on each record, not on many "
                                      "at once.", field=label(own)))
         raise BadRequest(gettext("Choose a field to change."))
-    value = (read_link(chosen, request.form, "bulk_value") if chosen.type == "link"
+    value = (read_link(chosen, request.form, "bulk_value") if chosen.kind.widget == "link"
              else read_value(chosen, request.form, "bulk_value"))
     done, failures = 0, []
     for record_id in _selected_ids():
@@ -418,7 +407,7 @@ def bulk_update(entity: str):
             svc.update(record_id, {chosen.name: value})
             done += 1
         except LoomError as exc:
-            reasons = [message_text(e.get("message", "")) for e in exc.errors] or [exc.detail]
+            reasons = [message_text(e) for e in exc.errors] or [detail_text(exc)]
             failures.append((record_id, "; ".join(reasons)))
     return _bulk_reply(done, failures, ngettext("Updated %(num)s record.", "Updated %(num)s records.", done))
 

@@ -13,8 +13,9 @@ from loom.ui.i18n import lazy_gettext
 @hookimpl
 def startup(app):
     # what the templates call, from the modules that define it
-    app.jinja_env.globals.update(display=screens.display, local_time=screens.local_time,
+    app.jinja_env.globals.update(display=screens.display, shown=screens.shown, local_time=screens.local_time,
                                  input_type=widgets.input_type, input_value=widgets.input_value, step=widgets.step,
+                                 input_attributes=widgets.input_attributes,
                                  bulk_fields=lists.bulk_fields, page_sizes=lists.PAGE_SIZES,
                                  status_label=importing.status_label)
 

@@ -4,16 +4,17 @@ value is shown to a person (in the interface language)."""
 from __future__ import annotations
 
 import datetime as dt
-import decimal
 from typing import Any
 
 from flask import current_app, g
 from flask_babel import format_decimal, get_timezone
 
+from loom.metadata import formatting
+from loom.metadata.formatting import FormatContext
 from loom.metadata.model import Entity, Field
 from loom.records.door import record_context
 from loom.records.service import Context, RecordService
-from loom.ui.i18n import gettext, join, label
+from loom.ui.i18n import current_locale, gettext, join, label
 
 #: how many option labels a multiselect cell shows before "+n"
 MULTI_SHOWN = 3
@@ -32,10 +33,7 @@ def service(entity: str) -> RecordService:
 
 
 def option_label(f: Field, value: Any) -> str:
-    for option in f.options:
-        if option.value == value:
-            return label(option)
-    return str(value)
+    return formatting.option_label(f, value, format_context())
 
 
 def local_time(value: str | dt.datetime, seconds: bool = False) -> str:
@@ -49,36 +47,50 @@ def local_time(value: str | dt.datetime, seconds: bool = False) -> str:
     return f"{moment:%Y-%m-%d %H:%M:%S} {moment.tzname()}" if seconds else f"{moment:%Y-%m-%d %H:%M} {moment.tzname()}"
 
 
+def local_moment(moment: dt.datetime) -> dt.datetime:
+    """A time without a zone, as typed into the screens, in the screens' time zone
+    (Flask-Babel's ``BABEL_DEFAULT_TIMEZONE``, UTC unless configured)."""
+    if moment.tzinfo is not None:
+        return moment
+    zone = get_timezone()
+    return zone.localize(moment) if hasattr(zone, "localize") else moment.replace(tzinfo=zone)
+
+
+def _in_zone(moment: dt.datetime) -> dt.datetime:
+    return moment.astimezone(get_timezone())
+
+
+def _number(value: Any, pattern: str) -> str:
+    return format_decimal(value, format=pattern)
+
+
+def format_context() -> FormatContext:
+    """The interface's language, time zone and number format, for the field types to show,
+    parse and export values with; made once per request (and language: an import's report
+    is written in the language it was started in)."""
+    locale = current_locale()
+    made = g.setdefault("format_contexts", {})
+    if locale not in made:
+        made[locale] = FormatContext(locale=locale, label=label, join=join, format_number=_number,
+                                     local_time=local_time, to_local=_in_zone, localize=local_moment,
+                                     yes=gettext("Yes"), no=gettext("No"))
+    return made[locale]
+
+
+def _empty(value: Any) -> bool:
+    return value is None or value == "" or value == []
+
+
 def display(f: Field, value: Any) -> str:
-    """A value as text for a person; links and tables are rendered by the templates."""
-    if value is None or value == "" or value == []:
-        return ""
-    kind = f.type
-    if kind == "select":
-        return option_label(f, value)
-    if kind == "multiselect":
-        return join(option_label(f, v) for v in value)
-    if kind == "boolean":
-        return gettext("Yes") if value else gettext("No")
-    if kind == "link":
-        return value.get("title") if value.get("title") is not None else f"#{value['id']}"
-    if kind in ("decimal", "money", "percent"):
-        number = decimal.Decimal(value)
-        text = format_decimal(number, format=f"#,##0.{'0' * f.precision_scale[1]}" if f.precision_scale[1] else "#,##0")
-        if kind == "money" and f.currency:
-            return f"{text} {f.currency}"
-        if kind == "percent":
-            return f"{text} %"
-        return text
-    if kind == "integer" and not f.system:
-        return format_decimal(value, format="#,##0")
-    if kind == "datetime":
-        return local_time(value)
-    if kind == "attachment":
-        return value.get("name", "")
-    if kind in ("json", "table"):
-        return ""
-    return str(value)
+    """A value as text for a person, as its field type shows it (titles, timelines, link
+    suggestions); links and tables are rendered by the templates."""
+    return "" if _empty(value) else f.kind.display(f, value, format_context())
+
+
+def shown(f: Field, value: Any) -> Any:
+    """A value as a page shows it: ``display`` and the type's display extensions (which may
+    make markup, such as a click-to-call link for a phone number)."""
+    return "" if _empty(value) else f.kind.show(f, value, format_context())
 
 
 def display_names(user_ids: set[int]) -> dict[int, str]:
@@ -97,7 +109,7 @@ def default_columns(entity: Entity) -> list[str]:
     if entity.list.columns:
         return list(entity.list.columns)
     names = [entity.title_field] if entity.title_field != "id" else []
-    names += [f.name for f in entity.fields if f.type not in ("table", "json", "text") and f.name not in names]
+    names += [f.name for f in entity.fields if f.kind.in_lists and not f.kind.wide and f.name not in names]
     return names[:6]
 
 
