@@ -106,7 +106,7 @@ REFUSALS = {400: lazy_gettext("Loom cannot use what was sent; check the address 
 #: codes that say only what kind of error it was: their sentence stands in for a message
 #: in another language, never for one already in the interface language (a screen's own)
 GENERAL = {"error": lazy_gettext("Something went wrong"), "bad_request": REFUSALS[400],
-           "unsupported_media_type": REFUSALS[400], "webhook_signature": REFUSALS[400],
+           "unsupported_media_type": REFUSALS[400],
            "method_not_allowed": REFUSALS[405], "too_large": lazy_gettext("Too large"),
            "unauthorized": lazy_gettext("Please sign in"), "forbidden": REFUSALS[403],
            "not_found": REFUSALS[404], "conflict": REFUSALS[409], "invalid_values": REFUSALS[422],
