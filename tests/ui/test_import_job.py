@@ -1,0 +1,99 @@
+"""The import is a background job: it runs in the app's context only, with who acts and
+the language of its report passed in, never a request's; the job runner logs a failure
+instead of letting it end the thread silently."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import replace
+
+import pytest
+import sqlalchemy as sa
+from flask import g, has_app_context, has_request_context
+
+from loom.db import utcnow
+from loom.jobs import run_job, submit
+from loom.ui.importing import run_import
+from loom.ui.models import import_jobs
+
+ZH = lambda en, cn: {"en": en, "zh": cn}  # noqa: E731
+CSV = "名称,数量\nLamp,2\nA far too long name,3\nDesk,many\n".encode()
+
+
+@pytest.fixture
+def items(apply_metadata, make_entity, make_user, loom_app):
+    apply_metadata(
+        make_entity("item", [
+            {"name": "name", "type": "string", "label": ZH("Name", "名称"), "required": True, "max_length": 8},
+            {"name": "qty", "type": "integer", "label": ZH("Quantity", "数量")},
+        ], title_field="name"),
+        {"kind": "role", "name": "stocker", "permissions": {"item": {"actions": ["read", "create", "import"]}}},
+    )
+    make_user("sam", roles=["stocker"])
+    return loom_app
+
+
+def queued_job(app, user_id: int) -> int:
+    now = utcnow()
+    with app.extensions["loom"].engine.begin() as conn:
+        return conn.execute(import_jobs.insert().values(
+            user_id=user_id, entity="item", filename="items.csv", status="running", content=CSV,
+            mapping=["name", "qty"], total=3, processed=0, imported=0, rejected=[], created_at=now, updated_at=now)
+            .returning(import_jobs.c.id)).scalar_one()
+
+
+def job_row(app, job_id: int):
+    with app.extensions["loom"].engine.connect() as conn:
+        return conn.execute(sa.select(import_jobs).where(import_jobs.c.id == job_id)).mappings().one()
+
+
+def names(app):
+    with app.extensions["loom"].engine.connect() as conn:
+        return conn.execute(sa.text("SELECT name, qty FROM e_item ORDER BY id")).all()
+
+
+def test_run_import_needs_no_request_and_reports_in_the_users_language(items):
+    principal = items.extensions["loom"].identity.principal_for("sam")
+    job_id = queued_job(items, principal.user_id)
+    assert not has_request_context() and not has_app_context()
+    run_import(items, job_id, principal, "zh_CN")
+    job = job_row(items, job_id)
+    assert (job["status"], job["imported"], job["processed"]) == ("done", 1, 3), job["message"]
+    assert names(items) == [("Lamp", 2)]
+    reasons = {row["line"]: row["reason"] for row in job["rejected"]}
+    assert reasons == {3: "名称: 最多 8 个字符。", 4: "数量: 请输入整数。"}
+
+
+def test_an_import_refused_as_a_whole_says_why_in_the_users_language(items):
+    principal = items.extensions["loom"].identity.principal_for("sam")
+    job_id = queued_job(items, principal.user_id)
+    # the job checks again as it runs, as the principal it was given (here one without the role)
+    run_import(items, job_id, replace(principal, roles=()), "en")
+    job = job_row(items, job_id)
+    assert job["status"] == "failed" and job["message"] == "You may not import Item records."
+    assert names(items) == []
+
+
+def test_a_submitted_job_runs_in_the_apps_context_only(items):
+    seen = {}
+
+    def job(app, *, number):
+        seen.update(app=app, number=number, request=has_request_context(), context=has_app_context(),
+                    user=g.get("principal"), thread=threading.current_thread().name)
+
+    with items.test_request_context():
+        g.principal = "the request's user"
+        submitted = submit(items, "probe", job, number=7)
+    assert submitted.wait(10)
+    assert seen == {"app": items, "number": 7, "request": False, "context": True, "user": None,
+                    "thread": "loom-job-probe"}
+
+
+def test_a_failing_job_is_logged_not_raised(items, caplog):
+    def broken(app):
+        raise RuntimeError("the disk is full")
+
+    with caplog.at_level(logging.ERROR, logger="loom.jobs"):
+        run_job(items, "broken", broken)
+    assert "background job broken failed" in caplog.text and "the disk is full" in caplog.text
