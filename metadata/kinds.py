@@ -24,6 +24,7 @@ from jsonschema.exceptions import SchemaError
 from loom.metadata.documents import Document, Problem
 
 SCHEMA_BASE = "https://loom.dev/schemas/"
+DRAFT = "https://json-schema.org/draft/2020-12/schema"
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 
 
@@ -91,7 +92,8 @@ class DocumentKind:
     name: str
     #: the JSON Schema (draft 2020-12) every document of the kind must meet, or a function
     #: making it (when it follows a registry, as the entity's field types do). Without an
-    #: ``$id``, it gets ``https://loom.dev/schemas/<name>.schema.json``.
+    #: ``$id``, it gets ``https://loom.dev/schemas/<name>.schema.json``, so it can refer to
+    #: Loom's definitions as ``entity.schema.json#/$defs/label``.
     schema: Mapping[str, Any] | Callable[[], Mapping[str, Any]]
     #: ``compile(documents, build) -> {name: item}``: the checks a schema cannot make
     #: (reported with ``build.fail(doc, path, message)``) and the compiled items
@@ -104,6 +106,7 @@ class DocumentKind:
 
     def json_schema(self) -> dict[str, Any]:
         schema = dict(self.schema() if callable(self.schema) else self.schema)
+        schema.setdefault("$schema", DRAFT)
         schema.setdefault("$id", f"{SCHEMA_BASE}{self.name}.schema.json")
         return schema
 
