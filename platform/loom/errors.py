@@ -115,7 +115,7 @@ def status_code(status: int) -> str:
     return _STATUS_CODES.get(status, "bad_request" if 400 <= status < 500 else "error")
 
 
-def error_entry(field: str, code: str, message: str, **params: Any) -> dict[str, Any]:
+def error_entry(field: str, code: str, message: str, /, **params: Any) -> dict[str, Any]:
     """One entry of an error's ``errors``: where (a field path; "" for the request as a
     whole), what kind (``code``), the values its message quotes (``params``) and the
     message in English."""
@@ -134,7 +134,7 @@ class InvalidValue(ValueError):
     quotes beside the English message (``str(error)``). A ValueError still, so a caller that
     tries a conversion and catches ValueError keeps working."""
 
-    def __init__(self, code: str, message: str, **params: Any):
+    def __init__(self, code: str, message: str, /, **params: Any):
         super().__init__(message)
         self.code = code
         self.message = message

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from loom.errors import ERROR_CODES
+from loom.errors import ERROR_CODES, Conflict, InvalidValue, error_entry
 from loom.permissions import Forbidden
 from loom.records.door import record_service
 
@@ -139,3 +139,13 @@ def test_a_read_only_token_and_a_stale_version_are_told_apart_by_code(shop, loom
 def test_an_unrouted_address_gets_the_code_of_its_status(shop, client_for):
     reply = client_for("bea").get("/api/v1/supplier/1/nothing/here")
     assert reply.status_code == 404 and reply.get_json()["code"] == "not_found"
+
+
+def test_params_may_share_a_name_with_the_entrys_own_keys():
+    refusal = Conflict("1 order record(s) still link to this customer through 'customer'", code="still_linked",
+                       params={"count": 1, "entity": "order", "field": "customer"})
+    assert refusal.as_entry() == {"field": "", "code": "still_linked", "message": refusal.detail,
+                                  "params": {"count": 1, "entity": "order", "field": "customer"}}
+    assert error_entry("x", "invalid", "no", field="y", code="z", message="m")["params"] == \
+        {"field": "y", "code": "z", "message": "m"}
+    assert InvalidValue("invalid", "no", message="m").entry("x")["message"] == "no"

@@ -80,7 +80,7 @@ def filter_key(key: str) -> tuple[str, str] | None:
     return (match.group(1), match.group(2) or "eq") if match else None
 
 
-def _bad(field_name: str, message: str, code: str = "invalid", **params: Any) -> BadRequest:
+def _bad(field_name: str, message: str, code: str = "invalid", /, **params: Any) -> BadRequest:
     return BadRequest(message, code=code if code != "invalid" else None, params=params,
                       errors=[error_entry(field_name, code, message, **params)])
 
