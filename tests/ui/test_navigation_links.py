@@ -9,7 +9,6 @@ import re
 import pytest
 
 import loom
-from loom import hookspecs
 
 LABEL = "Price lists"
 ANCHOR = re.compile(r'<a href="([^"]*)"[^>]*>([^<]*)</a>')
@@ -36,20 +35,9 @@ class PriceListLink:
 
 @pytest.fixture
 def price_list_link(loom_app):
-    """Adds the link the way a plugin does and returns its address. Written for both ways
-    Loom has offered: the ``navigation_links`` hook, and ``add_nav_link`` before it."""
-    if hasattr(hookspecs, "navigation_links"):
-        loom_app.extensions["loom"].plugins.register(PriceListLink())
-        yield "/r/product"
-        return
-    from loom.ui import navigation
-
-    before = list(navigation.EXTRA_LINKS)
-    navigation.add_nav_link("pages.home", lambda: LABEL, lambda principal, areas: "*" in areas)
-    try:
-        yield "/"
-    finally:
-        navigation.EXTRA_LINKS[:] = before
+    """Adds the link the way a plugin does (the ``navigation_links`` hook); its address."""
+    loom_app.extensions["loom"].plugins.register(PriceListLink())
+    return "/r/product"
 
 
 def test_a_plugins_link_shows_its_own_address_and_label_to_whom_it_is_meant(page_client, price_list_link):
