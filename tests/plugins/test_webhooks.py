@@ -161,3 +161,16 @@ def test_two_webhooks_at_one_address_stop_the_app(loom_engine, tmp_path):
         create_app({"ENGINE": loom_engine, "INSTANCE_PATH": str(tmp_path), "SECRET_KEY": "x",
                     "PLUGINS": [ShopPlugin(), type("Again", (), {"webhooks": ShopPlugin().webhooks})()],
                     "DISCOVER_PLUGINS": False})
+
+
+def test_a_secret_that_cannot_be_read_refuses_calls_without_telling_the_caller_why(shop, loom_engine, tmp_path,
+                                                                                    plugin):
+    from loom.app import create_app
+
+    rotated = create_app({"ENGINE": loom_engine, "INSTANCE_PATH": str(tmp_path / "rotated"), "SECRET_KEY": "rotated",
+                          "PLUGINS": [plugin], "DISCOVER_PLUGINS": False}).test_client()
+    body = b'{"order": 1}'
+    response = post(rotated, body, sign_webhook(SECRET, body))
+    assert "no secret configured" in problem_of(response)["detail"]
+    assert "loom plugin set" not in response.get_data(as_text=True)
+    assert plugin.calls == []

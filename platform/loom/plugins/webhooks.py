@@ -121,6 +121,18 @@ def _audit(webhook_principal: Principal, plugin: str, name: str, outcome: str, *
                                                    outcome=outcome, detail={"plugin": plugin, "name": name, **detail})
 
 
+def _secret(settings, plugin: str, key: str) -> str | None:
+    """The webhook's secret from its plugin's settings; None when it is not set or cannot
+    be read (sealed under another secret key: logged, for the admin to set it again)."""
+    if plugin not in settings.schemas:
+        return None
+    try:
+        return settings.values(plugin).get(key)
+    except LoomError:
+        log.exception("the secret of the webhooks of plugin %s cannot be read", plugin)
+        return None
+
+
 @webhooks.post("/hooks/<plugin>/<name>")
 def receive(plugin: str, name: str):
     loom = current_app.extensions["loom"]
@@ -130,7 +142,7 @@ def receive(plugin: str, name: str):
     principal = Principal.system(f"webhook:{plugin}.{name}")
     body = request.get_data(cache=True)
     try:
-        secret = loom.settings.values(plugin).get(webhook.secret) if plugin in loom.settings.schemas else None
+        secret = _secret(loom.settings, plugin, webhook.secret)
         if not secret:
             log.warning("webhook /hooks/%s/%s refused a call: its secret (setting %s.%s) is not set",
                         plugin, name, plugin, webhook.secret)
