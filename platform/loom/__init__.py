@@ -6,11 +6,13 @@ The names exported here are Loom's public API; plugins import only these.
 from loom.errors import (
     BadRequest,
     Conflict,
+    InvalidValue,
     LoomError,
     MetadataError,
     NotFound,
     PreconditionFailed,
     ValidationError,
+    error_entry,
 )
 from loom.hookspecs import hookimpl
 from loom.permissions import Forbidden
@@ -25,6 +27,7 @@ __all__ = [
     "BadRequest",
     "Conflict",
     "Forbidden",
+    "InvalidValue",
     "LoomError",
     "MetadataError",
     "NavLink",
@@ -35,6 +38,7 @@ __all__ = [
     "ValidationError",
     "Webhook",
     "WebhookCall",
+    "error_entry",
     "hookimpl",
     "plugin_settings",
     "transaction",

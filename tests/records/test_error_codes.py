@@ -118,6 +118,7 @@ def test_a_field_locked_by_the_records_state_is_refused_by_code(shop, loom_clien
     ("get", "/api/v1/supplier/999", 404, "no_such_record", {"entity": "supplier", "id": 999}),
     ("delete", "/api/v1/supplier/1", 403, "forbidden_action", {"action": "delete", "entity": "supplier"}),
     ("get", "/api/v1/supplier?sort=nickname", 400, "unknown_field", {"name": "nickname"}),
+    ("get", "/api/v1/supplier?filter[rating][gt]=many", 400, "not_whole", {}),
 ])
 def test_a_refusal_as_a_whole_has_a_code_and_params(shop, client_for, method, url, status, code, params):
     reply = getattr(client_for("bea"), method)(url)

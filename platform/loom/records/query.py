@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from loom.errors import BadRequest, error_entry
+from loom.errors import BadRequest, InvalidValue, error_entry
 from loom.metadata.model import Entity, Field
 
 _FILTER_KEY = re.compile(r"^filter\[([^\]]*)\](?:\[([^\]]*)\])?$")
@@ -98,6 +98,8 @@ def readable_field(entity: Entity, name: str, param: str, readable: set[str] | N
 def parse_value(f: Field, raw: str, param: str) -> Any:
     try:
         return f.kind.coerce(raw, f)
+    except InvalidValue as exc:
+        raise _bad(param, f"{param}: {exc}", exc.code, **exc.params) from None
     except ValueError as exc:
         raise _bad(param, f"{param}: {exc}") from None
     except ArithmeticError:
