@@ -82,8 +82,6 @@ def test_the_list_offers_no_import_to_whoever_may_create_only(gizmos):
     assert "/r/gizmo/_import" not in client.get("/r/gizmo").get_data(as_text=True)
 
 
-@pytest.mark.xfail(strict=True, reason="list.html offers Import on the import right alone, "
-                   "while the import screens need create too: the button leads to a 403")
 def test_the_list_offers_no_import_to_whoever_may_import_but_not_create(gizmos):
     client = ScreenClient(gizmos, "import_only", PASSWORD)
     assert "/r/gizmo/_import" not in client.get("/r/gizmo").get_data(as_text=True)

@@ -13,7 +13,6 @@ from loom.records.query import (
     MAX_SEARCH_TEXT,
     MAX_SORT_KEYS,
     OPERATORS,
-    UNSORTABLE,
 )
 
 #: every error status the API sends, and when; each operation lists those it can answer
@@ -135,7 +134,7 @@ def _list_parameters(entity: Entity, readable: set[str], children: list[tuple[st
         {"name": "cursor", "in": "query", "schema": {"type": "string", "maxLength": MAX_CURSOR_TEXT},
          "description": "next_cursor of the previous page"},
         {"name": "sort", "in": "query", "schema": {"type": "string", "pattern": _names_pattern(
-            [f.name for f in entity.all_fields.values() if f.name in readable and f.type not in UNSORTABLE],
+            [f.name for f in entity.all_fields.values() if f.name in readable and f.kind.sortable],
             MAX_SORT_KEYS, "-?")},
          "description": f"comma-separated fields (at most {MAX_SORT_KEYS}), '-' for descending; "
                         f"default {default_sort}"},

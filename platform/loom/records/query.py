@@ -20,7 +20,6 @@ from loom.errors import BadRequest, InvalidValue, error_entry
 from loom.metadata.model import Entity, Field
 
 _FILTER_KEY = re.compile(r"^filter\[([^\]]*)\](?:\[([^\]]*)\])?$")
-UNSORTABLE = {"table", "json", "multiselect", "attachment"}
 OPERATORS = ("eq", "ne", "lt", "lte", "gt", "gte", "in", "nin", "contains", "startswith", "isnull")
 
 # Bounds on what one list request may ask for: the cost of a query (its SQL, its bound
@@ -177,7 +176,7 @@ def parse_sort(entity: Entity, text: str, readable: set[str] | None = None) -> l
         if name in keys:
             continue
         f = readable_field(entity, name, "sort", readable)
-        if f.type in UNSORTABLE:
+        if not f.kind.sortable:
             raise _bad("sort", f"a {f.type} field cannot be sorted on")
         if name != "id" and sum(k != "id" for k in keys) == MAX_SORT_KEYS:
             raise _bad("sort", f"sort on at most {MAX_SORT_KEYS} fields")
