@@ -15,7 +15,7 @@ from typing import Any
 from flask import current_app
 from werkzeug.datastructures import MultiDict
 
-from loom.errors import LoomError, ValidationError
+from loom.errors import LoomError, ValidationError, error_entry
 from loom.metadata.model import Field
 from loom.ui.i18n import gettext, label
 from loom.ui.screens import display, display_names, service
@@ -50,7 +50,7 @@ def read_link(f: Field, form: MultiDict, name: str) -> int | str | None:
     else:
         message = gettext("Choose the %(what)s from the list; “%(text)s” is not one of them.",
                           text=text, what=what)
-    raise ValidationError(message, errors=[{"field": name, "message": message}])
+    raise ValidationError(message, errors=[error_entry(name, "link_not_chosen", message, text=text)])
 
 
 def shown_link(f: Field, form: MultiDict, name: str) -> dict[str, Any] | None:

@@ -78,6 +78,9 @@ MESSAGES = {
     "not_changeable": lazy_gettext("This cannot be changed here."),
     "token_days": lazy_gettext("A token lasts 1 to %(max)s days."),
     "wrong_type": lazy_gettext("This value has the wrong type."),
+    "bad_parameter": lazy_gettext("This value cannot be used as sent."),
+    "metadata_changed": lazy_gettext("%(kind)s %(name)s was %(change)s by someone else meanwhile."),
+    "malformed_edit": lazy_gettext("This change is not in the shape Loom expects."),
     # a refusal as a whole
     "stale_version": lazy_gettext("Someone else changed this record in the meantime; reload it and try again."),
     "no_such_entity": lazy_gettext("There is no record type “%(entity)s”; check the address."),
@@ -111,7 +114,9 @@ GENERAL = {"error": lazy_gettext("Something went wrong"), "bad_request": REFUSAL
            "unauthorized": lazy_gettext("Please sign in"), "forbidden": REFUSALS[403],
            "not_found": REFUSALS[404], "conflict": REFUSALS[409], "invalid_values": REFUSALS[422],
            "invalid_metadata": REFUSALS[422], "locked": REFUSALS[423],
-           "invalid": lazy_gettext("This value is not valid.")}
+           "invalid": lazy_gettext("This value is not valid."),
+           # the link box says which field and text in the interface language already
+           "link_not_chosen": lazy_gettext("Choose a record from the list.")}
 
 
 def _entity_label(name: Any) -> str:

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from werkzeug.datastructures import MultiDict
 
 from loom.db import reading, utcnow, write_transaction
-from loom.errors import Conflict, NotFound, ValidationError
+from loom.errors import Conflict, NotFound, ValidationError, error_entry
 from loom.ui.models import saved_views
 
 #: list arguments a view keeps (a cursor is a position, not a view)
@@ -69,7 +69,7 @@ class SavedViews:
         """Save (or replace, by name) a view; a new default replaces the old one."""
         name = name.strip()
         if not name or len(name) > 200:
-            raise ValidationError("a view needs a name", errors=[{"field": "name", "message": "1 to 200 characters"}])
+            raise ValidationError("a view needs a name", errors=[error_entry("name", "too_long", "1 to 200 characters", max=200)])
         with write_transaction(self.engine) as conn:
             if is_default:
                 conn.execute(saved_views.update().where(self._mine()).values(is_default=False))

@@ -18,7 +18,7 @@ from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import NotFound
 from werkzeug.routing import IntegerConverter
 
-from loom.errors import BadRequest
+from loom.errors import BadRequest, error_entry
 
 #: a client's X-Request-Id is kept only when it is a plain token that fits the audit column
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+=-]{0,63}$")
@@ -32,7 +32,7 @@ INT64 = 2**63
 def bad_input(where: str, message: str) -> BadRequest:
     """A 400 naming ``where`` (a parameter, header or JSON member) and what to fix."""
     where = _UNSTORABLE.sub("\ufffd", where)
-    return BadRequest(f"{where}: {message}", errors=[{"field": where, "message": message}])
+    return BadRequest(f"{where}: {message}", errors=[error_entry(where, "bad_parameter", message, parameter=where)])
 
 
 def _refuse_unstorable(where: str, text: str) -> None:

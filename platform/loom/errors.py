@@ -101,6 +101,13 @@ ERROR_CODES: dict[str, ErrorCode] = {
     "not_changeable": ErrorCode((), "this member cannot be changed here"),
     "token_days": ErrorCode(("max",), "a token lasts 1 to max days"),
     "wrong_type": ErrorCode(("types",), "a JSON member of the wrong type"),
+    "bad_parameter": ErrorCode(("parameter",), "a query parameter, header or JSON member that cannot be used "
+                                               "as sent; the message says what to send"),
+    "metadata_changed": ErrorCode(("kind", "name", "change"), "a metadata document that was added, changed or "
+                                                              "removed since the version an edit was made on"),
+    "malformed_edit": ErrorCode((), "a metadata edit not of the shape {put: [documents], remove: [[kind, name]]}"),
+    "link_not_chosen": ErrorCode(("text",), "text typed in a link box that names no record, or several: "
+                                            "pick one from the list"),
 }
 
 

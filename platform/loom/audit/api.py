@@ -11,7 +11,7 @@ from flask import Blueprint, current_app, g, jsonify, request, stream_with_conte
 
 from loom.audit import chain, reading
 from loom.downloads import download
-from loom.errors import BadRequest, NotFound
+from loom.errors import BadRequest, NotFound, error_entry
 from loom.permissions import Forbidden, Policy
 
 audit_api = Blueprint("audit", __name__, url_prefix="/api")
@@ -78,7 +78,7 @@ def export_entries():
     require_auditor()
     fmt = request.args.get("format", "csv")
     if fmt not in ("csv", "jsonl"):
-        raise BadRequest("format must be csv or jsonl", errors=[{"field": "format", "message": "use csv or jsonl"}])
+        raise BadRequest("format must be csv or jsonl", errors=[error_entry("format", "bad_parameter", "use csv or jsonl", parameter="format")])
     loom = _loom()
     query = reading.AuditQuery.parse(request.args)
     filters = {k: v for k, v in request.args.items() if k in reading.FILTERS}

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from loom.audit.log import OUTCOMES, timestamp
 from loom.audit.models import audit_log
 from loom.db import reading
-from loom.errors import BadRequest
+from loom.errors import BadRequest, error_entry
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
@@ -35,7 +35,7 @@ def entry_json(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _bad(name: str, message: str) -> BadRequest:
-    return BadRequest(f"{name}: {message}", errors=[{"field": name, "message": message}])
+    return BadRequest(f"{name}: {message}", errors=[error_entry(name, "bad_parameter", message, parameter=name)])
 
 
 def _when(name: str, raw: str) -> dt.datetime:

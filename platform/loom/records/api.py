@@ -20,7 +20,7 @@ from flask import (
 
 from loom.csvfile import csv_lines
 from loom.downloads import download
-from loom.errors import BadRequest, PreconditionFailed
+from loom.errors import BadRequest, PreconditionFailed, error_entry
 from loom.principal import Principal
 from loom.records.door import record_context
 from loom.records.openapi import build_openapi
@@ -140,7 +140,7 @@ def export_records(entity: str):
     args = request.args.copy()
     fmt = args.pop("format", "csv")
     if fmt not in ("csv", "jsonl"):
-        raise BadRequest("format must be csv or jsonl", errors=[{"field": "format", "message": "use csv or jsonl"}])
+        raise BadRequest("format must be csv or jsonl", errors=[error_entry("format", "bad_parameter", "use csv or jsonl", parameter="format")])
     args.pop("limit", None)
     query = service.parse_query(args, action="export")
     readable = service.access.readable()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
-from loom.errors import BadRequest, NotFound
+from loom.errors import BadRequest, NotFound, error_entry
 from loom.identity.auth import accepts_body
 from loom.permissions import Forbidden
 from loom.records.api import record_service
@@ -36,7 +36,7 @@ def upload_file(entity: str, field_name: str):
     upload = request.files.get("file")
     if upload is None or not upload.filename:
         raise BadRequest("send the file as the multipart/form-data part named 'file'",
-                         errors=[{"field": "file", "message": "choose a file"}])
+                         errors=[error_entry("file", "required", "choose a file")])
     value = app_files().save(service.principal, service.entity, f, upload.filename, upload.mimetype,
                              upload.stream, "file")
     return jsonify({"data": value}), 201

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from loom.errors import BadRequest, MetadataError
+from loom.errors import BadRequest, MetadataError, error_entry
 from loom.metadata.compiler import compile_documents
 from loom.metadata.loader import Document, check_document
 from loom.metadata.model import AppModel
@@ -43,26 +43,26 @@ class DocumentEdits:
             return edits
         if not isinstance(edits, Mapping):
             raise BadRequest('edits must be an object: {"put": [documents], "remove": [[kind, name]]}')
-        wrong = [{"field": key, "message": "is not part of an edit; use put and remove"}
+        wrong = [error_entry(key, "malformed_edit", "is not part of an edit; use put and remove")
                  for key in edits if key not in ("put", "remove")]
         put, remove = edits.get("put", []), edits.get("remove", [])
         if not isinstance(put, list | tuple):
-            wrong.append({"field": "put", "message": "must be a list of documents"})
+            wrong.append(error_entry("put", "malformed_edit", "must be a list of documents"))
             put = []
         if not isinstance(remove, list | tuple):
-            wrong.append({"field": "remove", "message": "must be a list of [kind, name] pairs"})
+            wrong.append(error_entry("remove", "malformed_edit", "must be a list of [kind, name] pairs"))
             remove = []
         for i, document in enumerate(put):
             if not isinstance(document, Mapping):
-                wrong.append({"field": f"put[{i}]", "message": "must be a document (an object)"})
+                wrong.append(error_entry(f"put[{i}]", "malformed_edit", "must be a document (an object)"))
                 continue
             for member in ("kind", "name"):
                 if not isinstance(document.get(member), str) or not document.get(member):
-                    wrong.append({"field": f"put[{i}].{member}", "message": "is required, as text"})
+                    wrong.append(error_entry(f"put[{i}].{member}", "malformed_edit", "is required, as text"))
         for i, key in enumerate(remove):
             if (not isinstance(key, list | tuple) or len(key) != 2
                     or not all(isinstance(part, str) and part for part in key)):
-                wrong.append({"field": f"remove[{i}]", "message": "must be a [kind, name] pair"})
+                wrong.append(error_entry(f"remove[{i}]", "malformed_edit", "must be a [kind, name] pair"))
         if wrong:
             raise BadRequest(f"malformed edits: {', '.join(e['field'] for e in wrong)}", errors=wrong)
         return cls(tuple(dict(d) for d in put), tuple((k, n) for k, n in remove))

@@ -20,13 +20,13 @@ import sqlalchemy as sa
 import yaml
 
 from loom.db import deferring, reading, run_before_commit, utcnow
-from loom.errors import BadRequest, Conflict, MetadataError, NotFound
+from loom.errors import BadRequest, Conflict, MetadataError, NotFound, error_entry
 from loom.events import emit
-from loom.principal import Principal
 from loom.metadata.compiler import compile_documents
 from loom.metadata.diff import ModelDiff, diff_models
 from loom.metadata.loader import Document, check_document, load_and_compile
 from loom.metadata.model import EMPTY_MODEL, Alert, AppModel
+from loom.principal import Principal
 from loom.schema.changes import DocumentEdits, changes_between
 from loom.schema.ids import ensure_ids_never_reused
 from loom.schema.migrate import Migration
@@ -312,7 +312,7 @@ class MetadataService:
         base_version = _version_number(base_version)
         if base_version is None:
             raise BadRequest("base_version is required: the version the change was made on",
-                             errors=[{"field": "base_version", "message": "is required"}])
+                             errors=[error_entry("base_version", "required", "is required")])
         documents = [] if base_version == 0 else self.documents_of(base_version)
         return parsed.model_on(documents, base_version)
 
@@ -336,9 +336,10 @@ class MetadataService:
             f"the metadata changed since version {base_version}: version {live_number} is live now "
             f"(published by {', '.join(authors)}); meanwhile {', '.join(str(c) for c in meanwhile)}. "
             f"Nothing was published: make the change again on version {live_number}.",
-            errors=[{"kind": c.kind, "name": c.name, "change": c.change,
-                     "in_your_change": (c.kind, c.name) in edited,
-                     "message": f"{c} since version {base_version}"} for c in meanwhile])
+            errors=[{**error_entry(f"{c.kind}.{c.name}", "metadata_changed", f"{c} since version {base_version}",
+                                   kind=c.kind, name=c.name, change=c.change),
+                     "kind": c.kind, "name": c.name, "change": c.change,
+                     "in_your_change": (c.kind, c.name) in edited} for c in meanwhile])
 
     def rollback(self, number: int, *, author: str, principal: Principal | None = None) -> Plan:
         """Publish the metadata of version ``number`` again as a new version; data set aside
@@ -352,7 +353,7 @@ def _version_number(value: Any) -> int | None:
     if value is None or (type(value) is int and value >= 0):
         return value
     raise BadRequest(f"base_version must be a version number (0 or more), not {value!r}",
-                     errors=[{"field": "base_version", "message": "must be a version number"}])
+                     errors=[error_entry("base_version", "bad_parameter", "must be a version number", parameter="base_version")])
 
 
 __all__ = ["DocumentEdits", "LiveVersion", "MetadataService", "Plan", "VersionInfo", "model_from_documents"]
