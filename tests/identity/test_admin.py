@@ -147,3 +147,29 @@ def test_wrong_json_types_in_the_admin_api_are_a_400_naming_the_member(apply_met
     assert too_long.status_code == 422
     with loom_engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM loom_users")).scalar() == users_before
+
+
+def test_two_admins_editing_roles_on_one_version_never_overwrite_each_other(apply_metadata, make_user, client_for,
+                                                                            loom_client):
+    apply_metadata(NOTE, *ROLES)
+    make_user("ann", superuser=True)
+    make_user("bo", superuser=True)
+    ann, bo = client_for("ann"), client_for("bo")
+    version = ann.get("/api/v1/_admin/roles").get_json()["version"]
+    assert bo.get("/api/v1/_admin/roles").get_json()["version"] == version
+
+    first = ann.put(f"/api/v1/_admin/roles/reader?base_version={version}",
+                    json={"permissions": {"note": {"actions": ["read", "create"]}}})
+    assert first.status_code == 200, first.get_json()
+    second = bo.delete(f"/api/v1/_admin/roles/reader?base_version={version}")
+    assert second.status_code == 409
+    problem = second.get_json()
+    assert problem["errors"][0]["code"] == "metadata_changed"
+    assert problem["errors"][0]["params"] == {"kind": "role", "name": "reader", "change": "changed"}
+    # ann's change stands; bo, on the new version, may make theirs
+    roles = bo.get("/api/v1/_admin/roles").get_json()
+    assert roles["version"] == first.get_json()["data"]["version"]
+    assert {"note": {"actions": ["read", "create"]}} == next(
+        r["permissions"] for r in roles["data"] if r["name"] == "reader")
+    assert bo.delete(f"/api/v1/_admin/roles/reader?base_version={roles['version']}").status_code == 200
+    assert loom_client.put("/api/v1/_admin/roles/reader?base_version=x", json={}).status_code == 400

@@ -5,7 +5,7 @@ superuser; every change is written to the outbox for the audit log. Roles are me
 documents: changing one publishes a new metadata version, which every process picks up
 on its next request.
 
-No admin right can be used to gain power its holder lacks (``_authorise``, the one rule
+No admin right can be used to gain power its holder lacks (``authorise``, the one rule
 every endpoint goes through): only a superuser acts on a superuser's account, an account
 whose roles carry admin rights the caller lacks is out of the caller's reach, and a role
 carrying such rights can be neither assigned nor written by them.
@@ -29,18 +29,18 @@ def _loom():
     return current_app.extensions["loom"]
 
 
-def _policy() -> Policy:
+def admin_policy() -> Policy:
     live = _loom().metadata.live()
     return live.derive("policy", lambda: Policy(live.model))
 
 
-def _rights(policy: Policy, roles: Iterable[str]) -> frozenset[str]:
+def admin_rights(policy: Policy, roles: Iterable[str]) -> frozenset[str]:
     """The admin rights ``roles`` carry, inherited ones included (unknown roles carry none)."""
     known = tuple(sorted(r for r in set(roles) if r in policy.model.roles))
     return policy.admin(known)
 
 
-def _authorise(right: str | None, *, account: int | None = None, carries: Iterable[str] = (),
+def authorise(right: str | None, *, account: int | None = None, carries: Iterable[str] = (),
                makes_superuser: bool = False) -> None:
     """Refuse unless the caller may use the admin ``right`` (None: acting on their own
     account) for this: on ``account`` (a user id), giving out the admin rights in
@@ -49,7 +49,7 @@ def _authorise(right: str | None, *, account: int | None = None, carries: Iterab
     principal = g.principal
     if principal.is_superuser or principal.is_system:
         return
-    held = _rights(_policy(), principal.roles)
+    held = admin_rights(admin_policy(), principal.roles)
     if right is not None and right not in held:
         raise Forbidden(f"managing {right} needs a role with admin: [{right}]", code="needs_admin",
                         params={"right": right})
@@ -60,7 +60,7 @@ def _authorise(right: str | None, *, account: int | None = None, carries: Iterab
         if target.is_superuser:
             raise Forbidden(f"user {account} is a superuser: only a superuser may change their account, "
                             "password, roles or tokens")
-        beyond = _rights(_policy(), target.roles) - held
+        beyond = admin_rights(admin_policy(), target.roles) - held
         if beyond:
             raise Forbidden(f"user {account} has admin rights you do not have ({', '.join(sorted(beyond))}): "
                             "only someone who has them, or a superuser, may change their account")
@@ -104,17 +104,17 @@ def _role_names(value: Any) -> list[str]:
 
 @admin.get("/users")
 def list_users():
-    _authorise("users")
+    authorise("users")
     return jsonify({"data": _loom().identity.list_users()})
 
 
 @admin.post("/users")
 def create_user():
-    _authorise("users")
+    authorise("users")
     body = _body(username=TEXT, password=OPTIONAL_TEXT, display_name=TEXT, email=OPTIONAL_TEXT,
                  mobile=OPTIONAL_TEXT, locale=TEXT, team=OPTIONAL_TEXT, roles=(list,), is_superuser=FLAG)
     roles = _role_names(body.get("roles", []))
-    _authorise("users", carries=_rights(_policy(), roles), makes_superuser=bool(body.get("is_superuser")))
+    authorise("users", carries=admin_rights(admin_policy(), roles), makes_superuser=bool(body.get("is_superuser")))
     if body.get("username") is None:
         raise BadRequest("username is required", errors=[error_entry("username", "required", "is required")])
     user_id = _loom().identity.create_user(
@@ -127,7 +127,7 @@ def create_user():
 
 @admin.patch("/users/<int:user_id>")
 def update_user(user_id: int):
-    _authorise("users", account=user_id)
+    authorise("users", account=user_id)
     body = _body(display_name=TEXT, email=OPTIONAL_TEXT, mobile=OPTIONAL_TEXT, locale=TEXT, is_active=FLAG,
                  team=OPTIONAL_TEXT, manager=OPTIONAL_TEXT, password=TEXT)
     _loom().identity.update_user(user_id, body, actor=g.principal.name)
@@ -136,19 +136,19 @@ def update_user(user_id: int):
 
 @admin.post("/users/<int:user_id>/roles")
 def assign_role(user_id: int):
-    _authorise("users", account=user_id)
+    authorise("users", account=user_id)
     role = _body(role=TEXT).get("role")
     if role is None:
         raise BadRequest("send {\"role\": name}", errors=[error_entry("role", "required", "is required")])
     _known_role(role)
-    _authorise("users", account=user_id, carries=_rights(_policy(), [role]))
+    authorise("users", account=user_id, carries=admin_rights(admin_policy(), [role]))
     _loom().identity.assign(user_id, role, actor=g.principal.name)
     return "", 204
 
 
 @admin.delete("/users/<int:user_id>/roles/<role>")
 def unassign_role(user_id: int, role: str):
-    _authorise("users", account=user_id)
+    authorise("users", account=user_id)
     _loom().identity.unassign(user_id, role, actor=g.principal.name)
     return "", 204
 
@@ -156,7 +156,7 @@ def unassign_role(user_id: int, role: str):
 @admin.post("/users/<int:user_id>/tokens")
 def create_token(user_id: int):
     """A token for the caller themselves, or (with the ``users`` right) for someone else."""
-    _authorise(None if g.principal.user_id == user_id else "users", account=user_id)
+    authorise(None if g.principal.user_id == user_id else "users", account=user_id)
     body = _body(name=TEXT, expires_days=(int, type(None)), read_only=FLAG)
     identity = _loom().identity
     username = identity.account(user_id).username
@@ -168,21 +168,21 @@ def create_token(user_id: int):
 
 @admin.delete("/tokens/<int:token_id>")
 def revoke_token(token_id: int):
-    _authorise("users")
-    _authorise("users", account=_loom().identity.token_owner(token_id))
+    authorise("users")
+    authorise("users", account=_loom().identity.token_owner(token_id))
     _loom().identity.revoke_token(token_id, actor=g.principal.name)
     return "", 204
 
 
 @admin.get("/teams")
 def list_teams():
-    _authorise("teams")
+    authorise("teams")
     return jsonify({"data": _loom().identity.list_teams()})
 
 
 @admin.post("/teams")
 def create_team():
-    _authorise("teams")
+    authorise("teams")
     body = _body(name=TEXT, label=TEXT, parent=OPTIONAL_TEXT)
     if body.get("name") is None:
         raise BadRequest("name is required", errors=[error_entry("name", "required", "is required")])
@@ -193,29 +193,30 @@ def create_team():
 
 @admin.patch("/teams/<name>")
 def move_team(name: str):
-    _authorise("teams")
+    authorise("teams")
     _loom().identity.move_team(name, _body(parent=OPTIONAL_TEXT).get("parent"), actor=g.principal.name)
     return "", 204
 
 
 @admin.get("/roles")
 def list_roles():
-    _authorise("roles")
-    model = _loom().metadata.live().model
-    return jsonify({"data": [d for d in model.documents if d.get("kind") == "role"]})
+    authorise("roles")
+    live = _loom().metadata.live()
+    return jsonify({"version": live.number,
+                    "data": [d for d in live.model.documents if d.get("kind") == "role"]})
 
 
 @admin.put("/roles/<name>")
 def put_role(name: str):
     """Create or replace a role document; publishes a new metadata version."""
-    _authorise("roles")
+    authorise("roles")
     document = {**_body(), "kind": "role", "name": name}
     return _publish_roles(name, lambda docs: [d for d in docs if not _is_role(d, name)] + [document])
 
 
 @admin.delete("/roles/<name>")
 def delete_role(name: str):
-    _authorise("roles")
+    authorise("roles")
     _known_role(name)
     return _publish_roles(name, lambda docs: [d for d in docs if not _is_role(d, name)])
 
@@ -226,9 +227,16 @@ def _is_role(document: dict[str, Any], name: str) -> bool:
 
 def _publish_roles(name: str, change: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]):
     """Publish the live documents as ``change`` makes them, when the caller holds every admin
-    right the role ``name`` carries before and after (inherited ones included)."""
+    right the role ``name`` carries before and after (inherited ones included). With
+    ``?base_version=N`` (the ``version`` of GET /roles) the change is refused with 409,
+    naming what changed, when another version was published since N."""
+    base = request.args.get("base_version")
+    if base is not None and not (base.isascii() and base.isdigit() and len(base) <= 18):
+        raise BadRequest("base_version must be a metadata version number",
+                         errors=[error_entry("base_version", "bad_parameter", "must be a version number",
+                                             parameter="base_version")])
     service = _loom().metadata
     model = model_from_documents(change([dict(d) for d in service.live().model.documents]), "<request>")
-    _authorise("roles", carries=_rights(_policy(), [name]) | _rights(Policy(model), [name]))
-    plan = service.apply(model, author=g.principal.name)
+    authorise("roles", carries=admin_rights(admin_policy(), [name]) | admin_rights(Policy(model), [name]))
+    plan = service.apply(model, author=g.principal.name, base_version=None if base is None else int(base))
     return jsonify({"data": {"version": plan.to_version, "summary": list(plan.summary)}})

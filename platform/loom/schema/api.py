@@ -15,7 +15,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, g, jsonify, request
 
 from loom.errors import BadRequest
-from loom.identity.admin import _authorise, _policy, _rights
+from loom.identity.admin import admin_policy, admin_rights, authorise
 from loom.permissions import Policy
 from loom.schema.changes import DocumentEdits
 
@@ -29,7 +29,7 @@ def _service():
 @metadata_api.get("")
 def live_metadata():
     """The live version's number and documents: what a change starts from."""
-    _authorise("metadata")
+    authorise("metadata")
     live = _service().live()
     return jsonify({"data": {"version": live.number, "documents": [dict(d) for d in live.model.documents]}})
 
@@ -38,7 +38,7 @@ def live_metadata():
 def change_metadata():
     """``{"base_version": N, "put": [documents], "remove": [[kind, name]]}``: publish the
     change made on version N, or 409 when N is no longer live."""
-    _authorise("metadata")
+    authorise("metadata")
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise BadRequest('send a JSON object: {"base_version": N, "put": [...], "remove": [[kind, name]]}')
@@ -49,9 +49,9 @@ def change_metadata():
     roles = sorted(name for kind, name in edits.keys if kind == "role")
     if roles:
         # what the roles carry live (before) and in the change (after), inherited rights included
-        before, after = _policy(), Policy(model)
-        carries = frozenset().union(*(_rights(before, [r]) | _rights(after, [r]) for r in roles))
-        _authorise("roles", carries=carries)
+        before, after = admin_policy(), Policy(model)
+        carries = frozenset().union(*(admin_rights(before, [r]) | admin_rights(after, [r]) for r in roles))
+        authorise("roles", carries=carries)
     plan = service.apply(model, author=g.principal.name, source="api", principal=g.principal,
                          base_version=base_version)
     return jsonify({"data": {"version": plan.to_version, "from_version": plan.from_version,
