@@ -5,7 +5,9 @@ session."""
 from __future__ import annotations
 
 import json
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import sqlalchemy as sa
@@ -107,6 +109,37 @@ def test_a_replayed_old_call_is_refused(shop, anonymous_client, plugin, loom_eng
     problem_of(post(anonymous_client, body, ahead))
     assert plugin.calls == []
     assert "more than 5 minutes" in audited(loom_engine)[0][2]["reason"]
+
+
+def test_a_fresh_call_sent_again_is_refused(shop, anonymous_client, plugin, loom_engine):
+    """A captured call replayed within the minutes its timestamp is accepted: taken once."""
+    body = b'{"order": 7}'
+    signature = sign_webhook(SECRET, body)
+    assert post(anonymous_client, body, signature).status_code == 200
+    again = post(anonymous_client, body, signature)
+    assert again.status_code == 409 and again.mimetype == "application/problem+json"
+    assert "received already" in again.get_json()["detail"]
+    assert plugin.calls == [({"order": 7}, "system:webhook:shop.paid")]
+    assert [outcome for _, outcome, _ in audited(loom_engine)] == ["ok", "denied"]
+    # the sender signing its retry anew is heard (a second later: a new timestamp)
+    retry = sign_webhook(SECRET, body, timestamp=int(time.time()) + 1)
+    assert post(anonymous_client, body, retry).status_code == 200
+
+
+def test_the_same_call_sent_twice_at_once_is_taken_once(shop, loom_app, plugin):
+    body = b'{"order": 8}'
+    signature = sign_webhook(SECRET, body)
+    barrier = threading.Barrier(2)
+
+    def send():
+        client = loom_app.test_client()
+        barrier.wait()
+        return post(client, body, signature).status_code
+
+    with ThreadPoolExecutor(2) as pool:
+        statuses = sorted(pool.map(lambda _: send(), range(2)))
+    assert statuses == [200, 409]
+    assert len(plugin.calls) == 1
 
 
 def test_a_tampered_body_or_timestamp_is_refused(shop, anonymous_client, plugin):

@@ -2,10 +2,13 @@
 ``POST /hooks/<plugin>/<name>``. They take no session or token (so no CSRF check either):
 each call proves itself with an HMAC-SHA256 signature over its timestamp and body, made
 with a secret held in the plugin's settings. Unsigned, wrongly signed and stale calls are
-refused with 401; every call, refused or not, is audited."""
+refused with 401, and a signed call is taken once: the same call sent again (a replay of a
+captured request, within the minutes its timestamp is accepted) is refused with 409.
+Every call, refused or not, is audited."""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import json
@@ -15,9 +18,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import sqlalchemy as sa
 from flask import Blueprint, current_app, jsonify, request
+from sqlalchemy.orm import Mapped, mapped_column
 
-from loom.errors import BadRequest, LoomError, NotFound
+from loom.db import Base, utcnow, write_transaction
+from loom.errors import BadRequest, Conflict, LoomError, NotFound
 from loom.principal import Principal
 
 log = logging.getLogger(__name__)
@@ -27,6 +33,38 @@ SIGNATURE_HEADER = "X-Loom-Signature"
 TOLERANCE_SECONDS = 300
 
 webhooks = Blueprint("webhooks", __name__)
+
+
+class WebhookReceipt(Base):
+    """A signed call taken, by its signature, kept while its timestamp would be accepted."""
+
+    __tablename__ = "loom_webhook_receipts"
+
+    #: SHA-256 of the webhook's address and the call's signature header
+    signature: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    received_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), index=True)
+
+
+receipts = WebhookReceipt.__table__
+
+
+class Replayed(Conflict):
+    title = "Webhook call received already"
+    code = "conflict"
+
+
+def take_once(engine: sa.Engine, plugin: str, name: str, header: str) -> None:
+    """Record a verified call, refusing (409) one taken already. Receipts older than the
+    accepted clock difference (both ways) are dropped: such a call fails the time check."""
+    key = hashlib.sha256(f"{plugin}/{name}/{header.strip()}".encode()).hexdigest()
+    now = utcnow()
+    try:
+        with write_transaction(engine) as conn:
+            conn.execute(receipts.delete().where(
+                receipts.c.received_at < now - dt.timedelta(seconds=2 * TOLERANCE_SECONDS)))
+            conn.execute(receipts.insert().values(signature=key, received_at=now))
+    except sa.exc.IntegrityError:
+        raise Replayed("this call was received already; a sender signs each call it sends anew") from None
 
 
 @dataclass(frozen=True)
@@ -148,7 +186,8 @@ def receive(plugin: str, name: str):
                         plugin, name, plugin, webhook.secret)
             raise SignatureRefused("this webhook has no secret configured yet, so no call can be accepted")
         timestamp = verify(request.headers.get(SIGNATURE_HEADER), body, secret)
-    except SignatureRefused as refusal:
+        take_once(loom.engine, plugin, name, request.headers[SIGNATURE_HEADER])
+    except (SignatureRefused, Replayed) as refusal:
         _audit(principal, plugin, name, "denied", reason=refusal.detail)
         raise
     call = WebhookCall(plugin, name, body, dict(request.headers), timestamp, principal, dict(request.args))
