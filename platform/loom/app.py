@@ -102,7 +102,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     engine = values.get("ENGINE") or create_engine(url)
     metadata = MetadataService(engine, values["METADATA_CHECK_INTERVAL"])
-    plugins = plugin_manager(values.get("PLUGINS", ()), discover=values.get("DISCOVER_PLUGINS", True))
+    plugins = plugin_manager(values.get("PLUGINS", ()), discover=values.get("DISCOVER_PLUGINS", True),
+                             enabled=values.get("PLUGINS_ENABLED", ""), disabled=values.get("PLUGINS_DISABLED", ""))
     metadata.directory_loader = directory_loader(plugins)
     app.extensions["loom"] = Loom(
         engine=engine,

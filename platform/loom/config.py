@@ -35,6 +35,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PROXY_HOPS", 0,
             "Reverse proxies in front of Loom whose X-Forwarded-For and X-Forwarded-Proto headers are "
             "trusted (the audit log records the client address they report); 0 trusts none.", int),
+    Setting("PLUGINS_DISABLED", "",
+            "Installed plugins (entry-point names, comma-separated) not to load."),
+    Setting("PLUGINS_ENABLED", "",
+            "Installed plugins that are off unless named (they declare loom_enabled_by_default = False), "
+            "comma-separated, to load."),
     Setting("METADATA_CHECK_INTERVAL", 0.0,
             "Seconds a process trusts its cached metadata version before asking the database "
             "again; 0 asks on every request.", float),

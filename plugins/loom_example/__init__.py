@@ -19,6 +19,8 @@ import loom
 from loom_example.rating import RATING
 
 NAME = "example"
+#: an example is installed with Loom but stays off unless LOOM_PLUGINS_ENABLED names it
+loom_enabled_by_default = False
 
 #: the plugin's own table; its revision tree (migrations/) creates it
 metadata = sa.MetaData()

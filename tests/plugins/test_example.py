@@ -22,11 +22,14 @@ def loom_plugins():
     return [loom_example]
 
 
-def test_the_example_is_discovered_through_its_entry_point():
+def test_the_example_is_discovered_through_its_entry_point_and_on_only_when_enabled():
     """Needs the editable install to be current (``pip install -e .``)."""
     [entry] = [e for e in entry_points(group="loom.plugins") if e.name == "example"]
     assert entry.load() is loom_example
-    assert plugin_manager().get_plugin("example") is loom_example
+    assert plugin_manager(enabled="example").get_plugin("example") is loom_example
+    # installed with Loom, an example stays off unless named; any plugin can be turned off
+    assert plugin_manager(enabled="", disabled="").get_plugin("example") is None
+    assert plugin_manager(enabled="example", disabled="example").get_plugin("example") is None
 
 
 def test_its_migration_made_its_table(loom_engine):

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 from collections.abc import Iterable, Iterator
+from importlib.metadata import entry_points
 from typing import Any
 
 import pluggy
@@ -24,24 +26,51 @@ ENTRY_POINT_GROUP = "loom.plugins"
 BUILTIN_PLUGINS = ("loom.ui.plugin",)
 
 
-def plugin_manager(extra: Iterable[object] = (), *, discover: bool = True) -> pluggy.PluginManager:
-    """A manager with the built-in plugins, every installed plugin (unless ``discover`` is
-    false), and the ``extra`` plugin objects (used by tests and embedding code). An object
-    given in ``extra`` that discovery registered already is not registered twice. A plugin
-    implementing a hook Loom does not declare (a misspelt name) is refused here, at once.
-    The plugins' field types and document kinds are registered before it is returned."""
+def plugin_manager(extra: Iterable[object] = (), *, discover: bool = True, enabled: Iterable[str] | None = None,
+                   disabled: Iterable[str] | None = None) -> pluggy.PluginManager:
+    """A manager with the built-in plugins, the installed plugins that are on (unless
+    ``discover`` is false; see ``installed_plugins``), and the ``extra`` plugin objects (used
+    by tests and embedding code). An object given in ``extra`` that discovery registered
+    already is not registered twice. A plugin implementing a hook Loom does not declare (a
+    misspelt name) is refused here, at once. The plugins' field types and document kinds are
+    registered before it is returned."""
     manager = pluggy.PluginManager("loom")
     manager.add_hookspecs(hookspecs)
     for name in BUILTIN_PLUGINS:
         manager.register(importlib.import_module(name), name=name)
     if discover:
-        manager.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        for name, plugin in installed_plugins(enabled, disabled):
+            manager.register(plugin, name=name)
     for plugin in extra:
         if not manager.is_registered(plugin):
             manager.register(plugin)
     manager.check_pending()
     register_metadata_extensions(manager)
     return manager
+
+
+def _names(value: Iterable[str] | str | None, setting: str) -> frozenset[str]:
+    if value is None:
+        value = os.environ.get(f"LOOM_{setting}", "")
+    if isinstance(value, str):
+        value = value.split(",")
+    return frozenset(name.strip() for name in value if name.strip())
+
+
+def installed_plugins(enabled: Iterable[str] | str | None = None,
+                      disabled: Iterable[str] | str | None = None) -> Iterator[tuple[str, object]]:
+    """The plugins installed under the ``loom.plugins`` entry-point group that are on, as
+    (entry-point name, plugin). Every installed plugin is on, except those named in
+    ``disabled`` (by default ``LOOM_PLUGINS_DISABLED``) and those that declare
+    ``loom_enabled_by_default = False`` (an example, a plugin for one kind of site) unless
+    named in ``enabled`` (by default ``LOOM_PLUGINS_ENABLED``)."""
+    enabled, disabled = _names(enabled, "PLUGINS_ENABLED"), _names(disabled, "PLUGINS_DISABLED")
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        if entry.name in disabled:
+            continue
+        plugin = entry.load()
+        if getattr(plugin, "loom_enabled_by_default", True) or entry.name in enabled:
+            yield entry.name, plugin
 
 
 def register_metadata_extensions(manager: pluggy.PluginManager) -> None:
@@ -90,5 +119,6 @@ def flatten(answers: Iterable[Iterable[Any] | None]) -> Iterator[Any]:
             yield from answer
 
 
-__all__ = ["BUILTIN_PLUGINS", "ENTRY_POINT_GROUP", "call_each", "flatten", "plugin_manager", "plugin_name",
+__all__ = ["BUILTIN_PLUGINS", "ENTRY_POINT_GROUP", "call_each", "flatten", "installed_plugins", "plugin_manager",
+           "plugin_name",
            "register_metadata_extensions"]
