@@ -48,10 +48,12 @@ def _databases() -> list[str]:
     return databases
 
 
-@pytest.fixture(params=_databases())
-def loom_database_url(request, tmp_path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'loom-test.db'}"
+def scratch_database_url(database: str, folder) -> Iterator[str]:
+    """A database of its own for tests: a SQLite file in ``folder``, or (``database`` is
+    "postgresql") a schema of its own in LOOM_TEST_DATABASE_URL's database, dropped when the
+    generator is closed."""
+    if database == "sqlite":
+        yield f"sqlite:///{folder / 'loom-test.db'}"
         return
     base = os.environ[TEST_DATABASE_ENV]
     schema = f"t_{uuid.uuid4().hex[:12]}"
@@ -65,6 +67,11 @@ def loom_database_url(request, tmp_path) -> Iterator[str]:
         with admin.begin() as conn:
             conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
         admin.dispose()
+
+
+@pytest.fixture(params=_databases())
+def loom_database_url(request, tmp_path) -> Iterator[str]:
+    yield from scratch_database_url(request.param, tmp_path)
 
 
 def sign_webhook(secret: str, body: bytes, timestamp: int | None = None) -> str:

@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import os
 import re
-import uuid
 from collections.abc import Iterator
 
 import pytest
-import sqlalchemy as sa
 
 from loom.app import create_app
 from loom.db import create_engine, upgrade
-from loom.testing import TEST_DATABASE_ENV
+from loom.testing import TEST_DATABASE_ENV, scratch_database_url
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -25,23 +23,8 @@ def _databases() -> list[str]:
 
 @pytest.fixture(scope="module", params=_databases())
 def module_database_url(request, tmp_path_factory) -> Iterator[str]:
-    """Like ``loom_database_url``, once per test module: a SQLite file, and a PostgreSQL
-    schema of its own when ``LOOM_TEST_DATABASE_URL`` is set, dropped afterwards."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('shared') / 'loom-test.db'}"
-        return
-    base = os.environ[TEST_DATABASE_ENV]
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(base)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    separator = "&" if "?" in base else "?"
-    try:
-        yield f"{base}{separator}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
+    """Like ``loom_database_url``, once per test module."""
+    yield from scratch_database_url(request.param, tmp_path_factory.mktemp("shared"))
 
 
 @pytest.fixture(scope="module")
