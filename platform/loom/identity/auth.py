@@ -8,6 +8,11 @@ browser and need none.
 Two more checks guard every write, here rather than in each view so that no route (a
 plugin's included) can forget them: a read-only token changes nothing, anywhere, and the
 JSON API takes JSON bodies only (a browser cannot send those across sites without CORS).
+
+A request with a credential first reads the identity and metadata versions, in one
+statement: the principal then comes from the process's credential cache unless the
+identity version has moved (``loom.identity.credentials``), and the metadata version is
+pinned for the rest of the request, so that ``live()`` asks the database no more.
 """
 
 from __future__ import annotations
@@ -62,6 +67,22 @@ class SessionInterface(SecureCookieSessionInterface):
         return bool(app.config.get("SESSION_COOKIE_SECURE")) or request.is_secure
 
 
+def read_versions() -> int | None:
+    """Read the identity and metadata versions in one statement, pin the metadata version
+    for the rest of the request (undone when it ends), and return the identity version."""
+    loom = current_app.extensions["loom"]
+    version, (metadata_version,) = loom.identity.read_versions(loom.metadata.version_query())
+    _unpin(loom)
+    g.loom_metadata_pin = loom.metadata.pin(metadata_version)
+    return version
+
+
+def _unpin(loom) -> None:
+    pin = g.pop("loom_metadata_pin", None)
+    if pin is not None:
+        loom.metadata.unpin(pin)
+
+
 def authenticate():
     """The principal of the request's credential, or None when it has none. A bearer
     token that is unknown, expired or revoked is refused outright."""
@@ -71,14 +92,14 @@ def authenticate():
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized("use the header Authorization: Bearer <token>")
-        principal = identity.token_principal(token.strip())
+        principal = identity.token_principal(token.strip(), version=read_versions())
         if principal is None:
             raise Unauthorized("the token is unknown, expired or revoked")
         g.auth_method = "token"
         return principal
     token = session.get("sid")
     if token:
-        principal = identity.session_principal(token)
+        principal = identity.session_principal(token, version=read_versions())
         if principal is None:
             session.clear()
             return None
@@ -156,6 +177,10 @@ def install(app: Flask) -> None:
         if g.get("auth_method") == "session" and request.method not in SAFE_METHODS:
             csrf.protect()
         return None
+
+    @app.teardown_request
+    def _end_pin(_exc):
+        _unpin(app.extensions["loom"])
 
     @app.errorhandler(CSRFError)
     def _csrf(exc: CSRFError):

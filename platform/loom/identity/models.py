@@ -88,6 +88,19 @@ class Session(Base):
     user_agent: Mapped[str | None] = mapped_column(sa.String(400))
 
 
+class IdentityVersion(Base):
+    """One row (id 1) whose number moves, in the same transaction, with every change to a
+    credential or to what a principal is made of: users' names, locale, activity, team,
+    manager and superuser flag, role assignments, the team tree, sessions and tokens.
+    Triggers move it (revision 20261202_0710), so every writer does; each process compares
+    it on every request and drops its cached principals when it has moved."""
+
+    __tablename__ = "loom_identity_version"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    number: Mapped[int] = mapped_column(sa.BigInteger)
+
+
 class ApiToken(Base):
     """A personal API token; only its SHA-256 is kept, the token is shown once."""
 

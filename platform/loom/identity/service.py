@@ -12,7 +12,6 @@ import functools
 import hashlib
 import math
 import secrets
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -25,9 +24,11 @@ from loom.audit.log import MASK, AuditLog
 from loom.db import reading, utcnow, write_transaction
 from loom.errors import BadRequest, Conflict, LoomError, NotFound, ValidationError, error_entry
 from loom.events import emit
+from loom.identity.credentials import CredentialCache, session_key, token_key
 from loom.identity.models import (
     TIMESTAMP,
     ApiToken,
+    IdentityVersion,
     RoleAssignment,
     Session,
     SignInFailure,
@@ -42,9 +43,8 @@ assignments = RoleAssignment.__table__
 sessions = Session.__table__
 tokens = ApiToken.__table__
 failures = SignInFailure.__table__
+identity_versions = IdentityVersion.__table__
 
-#: seconds a process trusts its copy of the team tree
-TEAM_TREE_TTL = 2.0
 #: failed sign-ins in a row that lock an account, and for how long
 MAX_FAILED_LOGINS = 5
 LOCK_DURATION = dt.timedelta(minutes=15)
@@ -111,7 +111,24 @@ class IdentityService:
         self.engine = engine
         # by default the database's log, without the alert rules the app's log carries
         self.audit = audit or AuditLog(engine)
-        self._team_tree: tuple[float, dict[int | None, list[int]]] | None = None
+        #: principals by credential, and the team tree, for the identity version last read
+        self.credentials = CredentialCache()
+
+    # -- the identity version -----------------------------------------------------------
+
+    @staticmethod
+    def version_query() -> sa.ScalarSelect:
+        """The identity version, as a scalar subquery to read beside others in one statement."""
+        return sa.select(identity_versions.c.number).where(identity_versions.c.id == 1).scalar_subquery()
+
+    def read_versions(self, *others: sa.ScalarSelect) -> tuple[int | None, tuple[Any, ...]]:
+        """The identity version and ``others`` (another service's version, say), read in one
+        statement; the credential cache is emptied when the identity version has moved.
+        Returns the identity version, for the lookups that follow, and the others' values."""
+        with reading(self.engine) as conn:
+            row = conn.execute(sa.select(self.version_query(), *others)).one()
+        self.credentials.observe(row[0])
+        return row[0], tuple(row[1:])
 
     # -- users --------------------------------------------------------------------------
 
@@ -266,7 +283,6 @@ class IdentityService:
             parent_id = self._team_id(conn, parent) if parent else None
             team_id = conn.execute(teams.insert().values(name=name, label=label or name, parent_id=parent_id,
                                                          created_at=utcnow()).returning(teams.c.id)).scalar_one()
-            self._team_tree = None
             self._log(conn, "team.created", actor=actor, entity="team", record_id=team_id,
                  payload={"name": name, "parent": parent})
         return team_id
@@ -278,7 +294,6 @@ class IdentityService:
             if parent_id is not None and parent_id in self._subtree(conn, team_id):
                 raise BadRequest(f"{parent} is below {name}; a team cannot be moved under itself")
             conn.execute(teams.update().where(teams.c.id == team_id).values(parent_id=parent_id))
-            self._team_tree = None
             self._log(conn, "team.moved", actor=actor, entity="team", record_id=team_id, payload={"parent": parent})
 
     def list_teams(self) -> list[dict[str, Any]]:
@@ -288,21 +303,21 @@ class IdentityService:
                 sa.select(teams.c.id, teams.c.name, teams.c.label, parent.c.name.label("parent"))
                 .select_from(teams.outerjoin(parent, teams.c.parent_id == parent.c.id)).order_by(teams.c.name)).mappings()]
 
-    def _team_children(self, conn: sa.Connection) -> dict[int | None, list[int]]:
-        """The team tree, read at most every ``TEAM_TREE_TTL`` seconds: it is asked for on
-        every request and changes rarely (this process's own changes clear it at once)."""
-        cached = self._team_tree
-        if cached is not None and time.monotonic() - cached[0] < TEAM_TREE_TTL:
-            return cached[1]
+    def _team_children(self, conn: sa.Connection, version: int | None) -> dict[int | None, list[int]]:
+        """The team tree: kept with the cached principals under identity ``version`` (a
+        request's), read afresh without one (a write checking for cycles, the CLI)."""
+        cached = self.credentials.team_tree(version)
+        if cached is not None:
+            return cached
         children: dict[int | None, list[int]] = {}
         for ident, parent_id in conn.execute(sa.select(teams.c.id, teams.c.parent_id)):
             children.setdefault(parent_id, []).append(ident)
-        self._team_tree = (time.monotonic(), children)
+        self.credentials.keep_team_tree(children, version)
         return children
 
-    def _subtree(self, conn: sa.Connection, team_id: int) -> tuple[int, ...]:
+    def _subtree(self, conn: sa.Connection, team_id: int, version: int | None = None) -> tuple[int, ...]:
         """The team and every team below it."""
-        children = self._team_children(conn)
+        children = self._team_children(conn, version)
         result, pending = [], [team_id]
         while pending:
             current = pending.pop()
@@ -314,16 +329,18 @@ class IdentityService:
 
     # -- principals ---------------------------------------------------------------------
 
-    def principal(self, conn: sa.Connection, user: Any, *, read_only: bool = False) -> Principal:
+    def principal(self, conn: sa.Connection, user: Any, *, read_only: bool = False,
+                  version: int | None = None) -> Principal:
         """The principal of a user row; the row may bring its roles along (``role_list``,
-        see ``_with_roles``), saving a query on every request."""
+        see ``_with_roles``), saving a query. With the identity ``version`` a request has
+        read, the team tree may come from the cache."""
         role_list = getattr(user, "role_list", None)
         if role_list is not None or hasattr(user, "role_list"):
             roles = tuple(sorted(role_list.split(","))) if role_list else ()
         else:
             roles = tuple(conn.execute(sa.select(assignments.c.role).where(assignments.c.user_id == user.id)
                                        .order_by(assignments.c.role)).scalars())
-        team_ids = self._subtree(conn, user.team_id) if user.team_id is not None else ()
+        team_ids = self._subtree(conn, user.team_id, version) if user.team_id is not None else ()
         return Principal(name=user.username, user_id=user.id, locale=user.locale or "en", roles=roles,
                          team_id=user.team_id, team_ids=team_ids, manager_id=user.manager_id,
                          read_only=read_only, is_superuser=bool(user.is_superuser),
@@ -434,15 +451,23 @@ class IdentityService:
             if deleted:
                 self._log(conn, "auth.logout", actor=actor, payload={"ip": ip})
 
-    def session_principal(self, token: str) -> Principal | None:
+    def session_principal(self, token: str, *, version: int | None = None) -> Principal | None:
+        """The principal of a live session. With the identity ``version`` the request has
+        just read (``read_versions``), it may come from the credential cache."""
         now = utcnow()
+        digest = _digest(token)
+        cached = self.credentials.principal(session_key(digest), now) if version is not None else None
+        if cached is not None:
+            return cached
         with reading(self.engine) as conn:
             row = conn.execute(_with_roles(sa.select(users, sessions.c.expires_at.label("session_expires")))
                                .select_from(sessions.join(users, sessions.c.user_id == users.c.id))
-                               .where(sessions.c.token_hash == _digest(token))).first()
+                               .where(sessions.c.token_hash == digest)).first()
             if row is None or not row.is_active or _aware(row.session_expires) <= now:
                 return None
-            return self.principal(conn, row)
+            principal = self.principal(conn, row, version=version)
+        self.credentials.keep(session_key(digest), principal, _aware(row.session_expires), version)
+        return principal
 
     # -- API tokens ---------------------------------------------------------------------
 
@@ -482,10 +507,16 @@ class IdentityService:
             raise NotFound(f"there is no active token with id {token_id}")
         return owner
 
-    def token_principal(self, token: str) -> Principal | None:
-        """The principal of a valid token; its first use is recorded."""
+    def token_principal(self, token: str, *, version: int | None = None) -> Principal | None:
+        """The principal of a valid token; its first use is recorded. With the identity
+        ``version`` the request has just read (``read_versions``), it may come from the
+        credential cache: a token is kept there only once its first use is recorded, so
+        a cached token never needs that write again."""
         now = utcnow()
         digest = _digest(token)
+        cached = self.credentials.principal(token_key(digest), now) if version is not None else None
+        if cached is not None:
+            return cached
         with reading(self.engine) as conn:
             row = conn.execute(_with_roles(sa.select(users, tokens.c.id.label("token_id"), tokens.c.read_only,
                                                      tokens.c.expires_at.label("token_expires"), tokens.c.revoked_at,
@@ -495,7 +526,7 @@ class IdentityService:
             if (row is None or row.revoked_at is not None or not row.is_active
                     or (row.token_expires is not None and _aware(row.token_expires) <= now)):
                 return None
-            principal = self.principal(conn, row, read_only=row.read_only)
+            principal = self.principal(conn, row, read_only=row.read_only, version=version)
         if row.last_used_at is None:
             with write_transaction(self.engine) as conn:
                 first = conn.execute(tokens.update().where(tokens.c.id == row.token_id, tokens.c.last_used_at.is_(None))
@@ -503,6 +534,7 @@ class IdentityService:
                 if first:
                     self._log(conn, "token.first_used", actor=row.username, entity="user", record_id=row.id,
                          payload={"token_id": row.token_id})
+        self.credentials.keep(token_key(digest), principal, _aware(row.token_expires), version)
         return principal
 
 

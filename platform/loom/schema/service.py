@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,8 @@ from loom.schema.tables import build_tables
 versions = MetadataVersion.__table__
 #: PostgreSQL advisory lock key that serialises publishes across processes
 PUBLISH_LOCK = 0x4C4F4F4D
+#: the live version number the current request has read, per metadata service (``pin``)
+_pinned: ContextVar[tuple[MetadataService, int] | None] = ContextVar("loom_pinned_metadata", default=None)
 
 
 @dataclass
@@ -123,13 +126,38 @@ class MetadataService:
 
     # -- reading ----------------------------------------------------------------------
 
+    def version_query(self) -> sa.ScalarSelect:
+        """The live version's number, as a scalar subquery: a request reads it in the one
+        statement that also reads the identity version, then ``pin``s it."""
+        return sa.select(sa.func.max(versions.c.number)).scalar_subquery()
+
+    def pin(self, number: int | None) -> Token:
+        """Let ``live()`` trust ``number``, the live version just read, for the rest of the
+        current request (or task) instead of asking the database again; ``unpin`` with
+        the token returned when the request ends."""
+        return _pinned.set((self, number or 0))
+
+    @staticmethod
+    def unpin(token: Token) -> None:
+        try:
+            _pinned.reset(token)
+        except ValueError:  # pinned in another context (a response streamed elsewhere)
+            _pinned.set(None)
+
     def live(self) -> LiveVersion:
         """The live version, compiled; other processes' publishes are seen on the next call
-        (or after ``check_interval`` seconds)."""
+        (or after ``check_interval`` seconds). In a request that has ``pin``ned the number
+        it read, that number is trusted (a newer version this process published meanwhile
+        is kept)."""
         now = time.monotonic()
         cached = self._live
-        if cached is not None and now - self._checked_at < self.check_interval:
-            return cached
+        pinned = _pinned.get()
+        if cached is not None:
+            if pinned is not None and pinned[0] is self:
+                if cached.number >= pinned[1]:
+                    return cached
+            elif now - self._checked_at < self.check_interval:
+                return cached
         with reading(self.engine) as conn:
             number = conn.execute(sa.select(sa.func.max(versions.c.number))).scalar() or 0
             if cached is not None and cached.number == number:
