@@ -100,7 +100,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         # choose the address the audit log records by sending the header itself
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
 
-    engine = values.get("ENGINE") or create_engine(url)
+    engine = values.get("ENGINE") or create_engine(url, sqlite_synchronous=values.get("SQLITE_SYNCHRONOUS") or "NORMAL")
     metadata = MetadataService(engine, values["METADATA_CHECK_INTERVAL"])
     plugins = plugin_manager(values.get("PLUGINS", ()), discover=values.get("DISCOVER_PLUGINS", True),
                              enabled=values.get("PLUGINS_ENABLED", ""), disabled=values.get("PLUGINS_DISABLED", ""))

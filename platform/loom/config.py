@@ -40,6 +40,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PLUGINS_ENABLED", "",
             "Installed plugins that are off unless named (they declare loom_enabled_by_default = False), "
             "comma-separated, to load."),
+    Setting("SQLITE_SYNCHRONOUS", "NORMAL",
+            "How hard a commit waits for the disk on SQLite: NORMAL (the default) survives a crash of Loom "
+            "but may lose the last commits on power loss or an operating-system crash; FULL syncs every "
+            "commit to disk, so it survives those too, and each commit takes longer. PostgreSQL ignores it."),
     Setting("METADATA_CHECK_INTERVAL", 0.0,
             "Seconds a process trusts its cached metadata version before asking the database "
             "again; 0 asks on every request.", float),

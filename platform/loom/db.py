@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import sqlite3
+import threading
 import weakref
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -37,12 +40,27 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def create_engine(url: str, **kwargs) -> sa.Engine:
-    """An engine set up the way Loom needs it on each database."""
+#: the values of LOOM_SQLITE_SYNCHRONOUS: with WAL, NORMAL does not wait for the disk at each
+#: commit (the last commits may be lost on power loss, never on a crash of the process),
+#: FULL does (each commit survives power loss too, at the price of a sync per commit)
+SQLITE_SYNCHRONOUS = ("NORMAL", "FULL")
+#: seconds a writer waits in line for its turn before it fails, as SQLite's busy timeout
+#: (the same 30 s) fails a writer of another process
+WRITE_TURN_TIMEOUT = 30.0
+
+
+def create_engine(url: str, *, sqlite_synchronous: str = "NORMAL", **kwargs) -> sa.Engine:
+    """An engine set up the way Loom needs it on each database. ``sqlite_synchronous``
+    (one of ``SQLITE_SYNCHRONOUS``) is how hard a SQLite commit waits for the disk."""
     if url.startswith("sqlite"):
+        synchronous = str(sqlite_synchronous).upper()
+        if synchronous not in SQLITE_SYNCHRONOUS:
+            raise ValueError(f"LOOM_SQLITE_SYNCHRONOUS: '{sqlite_synchronous}' is not one of "
+                             f"{', '.join(SQLITE_SYNCHRONOUS)}")
         kwargs.setdefault("connect_args", {"timeout": 30})
         engine = sa.create_engine(url, **kwargs)
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, synchronous)
+        _write_queues[engine] = WriteQueue(WRITE_TURN_TIMEOUT)
         return engine
     # Connections are recycled rather than pinged before every use: a ping is a round trip
     # on every checkout, several per request.
@@ -51,7 +69,7 @@ def create_engine(url: str, **kwargs) -> sa.Engine:
     return sa.create_engine(url, **kwargs)
 
 
-def _configure_sqlite(engine: sa.Engine) -> None:
+def _configure_sqlite(engine: sa.Engine, synchronous: str) -> None:
     # pysqlite's own transaction handling does not put DDL inside a transaction; taking it
     # over makes a metadata publish atomic on SQLite as on PostgreSQL.
     @sa.event.listens_for(engine, "connect")
@@ -60,12 +78,97 @@ def _configure_sqlite(engine: sa.Engine) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute(f"PRAGMA synchronous = {synchronous}")
         cursor.close()
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn):
         conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("write_lock") else "BEGIN")
+
+
+class WriteQueue:
+    """The writers of one SQLite engine, one at a time, first come first served.
+
+    SQLite lets one transaction write at a time. Left to SQLite, the threads of a process
+    wait for that lock in its busy handler, which sleeps and tries again, longer after
+    each miss: a writer that keeps missing waited seconds while others went straight
+    through. Here they wait in line instead, and each hands the turn to the next as its
+    transaction ends, so within a process no writer sleeps in the busy handler; SQLite's
+    busy timeout only waits for other processes. A turn not given within ``timeout``
+    seconds fails as SQLite's own wait would: "database is locked"."""
+
+    def __init__(self, timeout: float):
+        self.timeout = timeout
+        self._mutex = threading.Lock()
+        #: the thread whose turn it is, if any
+        self._holder: int | None = None
+        #: the threads waiting, in order, each with a lock released to give it the turn
+        self._waiting: deque[tuple[int, threading.Lock]] = deque()
+
+    def acquire(self) -> None:
+        me = threading.get_ident()
+        with self._mutex:
+            if self._holder is None:
+                self._holder = me
+                return
+            if self._holder == me:
+                # it would wait for itself until the timeout
+                raise RuntimeError("this thread already has a write transaction open on this database; "
+                                   "a nested write must join it (write_transaction does when it can see it)")
+            turn = threading.Lock()
+            turn.acquire()
+            waiter = (me, turn)
+            self._waiting.append(waiter)
+        if turn.acquire(timeout=self.timeout):
+            return
+        with self._mutex:
+            if waiter in self._waiting:
+                self._waiting.remove(waiter)
+                raise sa.exc.OperationalError("BEGIN IMMEDIATE", None, sqlite3.OperationalError(
+                    f"database is locked (no turn to write within {self.timeout:g} s)"))
+        # the turn was given just as the wait ended: it is ours
+
+    def release(self) -> None:
+        """End this thread's turn: the next writer in line has it at once."""
+        with self._mutex:
+            if self._holder != threading.get_ident():
+                raise RuntimeError("only the thread whose turn it is can end it")
+            if self._waiting:
+                self._holder, turn = self._waiting.popleft()
+                turn.release()
+            else:
+                self._holder = None
+
+    @property
+    def waiting(self) -> int:
+        """How many writers wait for their turn."""
+        return len(self._waiting)
+
+
+#: the write queue of each SQLite engine made by ``create_engine``
+_write_queues: weakref.WeakKeyDictionary[sa.Engine, WriteQueue] = weakref.WeakKeyDictionary()
+
+
+def write_queue(engine: sa.Engine) -> WriteQueue | None:
+    """The queue writers of ``engine`` wait in, in this process; None on PostgreSQL,
+    whose row locks let writers of different rows go on at once."""
+    return _write_queues.get(engine)
+
+
+@contextmanager
+def write_turn(engine: sa.Engine) -> Iterator[None]:
+    """Wait for this thread's turn to write on ``engine`` (at once where there is no
+    queue), and end it afterwards: for a write transaction not opened by
+    ``write_transaction``, such as a metadata publish."""
+    queue = write_queue(engine)
+    if queue is None:
+        yield
+        return
+    queue.acquire()
+    try:
+        yield
+    finally:
+        queue.release()
 
 
 def reading(engine: sa.Engine) -> sa.Connection:
@@ -90,6 +193,9 @@ def write_transaction(engine: sa.Engine, join: sa.Connection | None = None) -> I
     ``after_commit`` once it committed, work registered with ``after_end`` once it ended
     either way.
 
+    On SQLite the writers of a process take turns in the engine's ``WriteQueue`` before
+    BEGIN, first come first served, and the turn passes on as the transaction ends.
+
     With ``join`` (a connection whose transaction the caller owns) the write is a
     savepoint in that transaction: it commits or rolls back with it. A write begun while
     the same thread already has one open on ``engine`` (a plugin hook writing another
@@ -106,23 +212,28 @@ def write_transaction(engine: sa.Engine, join: sa.Connection | None = None) -> I
         finally:
             _open_writes.reset(token)
         return
-    with engine.connect() as conn:
-        conn.info["write_lock"] = True
-        conn.info["after_commit"] = []
-        conn.info["after_end"] = []
-        token = _open_writes.set({**open_writes, engine: conn})
-        committed: list[Callable[[], None]] = []
-        try:
-            with deferring(conn), conn.begin():
-                yield conn
-                run_before_commit(conn)
-            committed = conn.info["after_commit"]
-        finally:
-            _open_writes.reset(token)
-            ended = conn.info.pop("after_end", [])
-            conn.info.pop("write_lock", None)
-            conn.info.pop("after_commit", None)
-            # the connection is back in the pool before follow-up work opens its own
+    committed: list[Callable[[], None]] = []
+    ended: list[Callable[[], None]] = []
+    try:
+        # the turn is taken before the connection, so no writer holds one while in line
+        with write_turn(engine), engine.connect() as conn:
+            conn.info["write_lock"] = True
+            conn.info["after_commit"] = []
+            conn.info["after_end"] = []
+            token = _open_writes.set({**open_writes, engine: conn})
+            try:
+                with deferring(conn), conn.begin():
+                    yield conn
+                    run_before_commit(conn)
+                committed = conn.info["after_commit"]
+            finally:
+                _open_writes.reset(token)
+                ended = conn.info.pop("after_end", [])
+                conn.info.pop("write_lock", None)
+                conn.info.pop("after_commit", None)
+    finally:
+        # the turn has passed on and the connection is back in the pool before follow-up
+        # work (which may write itself) runs; work after the end runs after a rollback too
         _run(committed + ended)
 
 
@@ -254,5 +365,6 @@ def downgrade(engine: sa.Engine, revision: str) -> None:
         command.downgrade(alembic_config(connection), revision)
 
 
-__all__ = ["Base", "BigId", "NAMING_CONVENTION", "after_commit", "after_end", "before_commit", "create_engine", "deferring", "downgrade",
-           "open_write", "reading", "run_before_commit", "upgrade", "utcnow", "write_transaction"]
+__all__ = ["Base", "BigId", "NAMING_CONVENTION", "SQLITE_SYNCHRONOUS", "WriteQueue", "after_commit", "after_end",
+           "before_commit", "create_engine", "deferring", "downgrade", "open_write", "reading", "run_before_commit",
+           "upgrade", "utcnow", "write_queue", "write_transaction", "write_turn"]
