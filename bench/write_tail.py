@@ -10,7 +10,9 @@ average while it ran: on a shared machine the tail moves with everything else.
 
 The clients are two ``wrk`` processes (one creating, one updating, each with half the
 connections) when wrk is installed, otherwise Python threads with persistent
-connections (``--client threads``); wrk costs the shared cores less.
+connections (``--client threads``); wrk costs the shared cores less. The server reads
+its settings from the environment as ``loom serve`` does, so
+``LOOM_SQLITE_SYNCHRONOUS=FULL python bench/write_tail.py`` measures FULL.
 
     python bench/write_tail.py                       # 100,000 rows, 8 clients, 60 s
     python bench/write_tail.py --rows 2000 --seconds 10
@@ -267,8 +269,10 @@ def main(argv: list[str] | None = None) -> int:
           flush=True)
     print(f"machine: {machine()}", flush=True)
     print(f"loom: {loom_revision()}", flush=True)
+    synchronous = os.environ.get("LOOM_SQLITE_SYNCHRONOUS") or "NORMAL (default)"
+    print(f"LOOM_SQLITE_SYNCHRONOUS: {synchronous}", flush=True)
     report = {"rows": args.rows, "clients": args.clients, "seconds": args.seconds, "client": args.client,
-              "machine": machine(), "loom": loom_revision()}
+              "machine": machine(), "loom": loom_revision(), "sqlite_synchronous": synchronous}
     with scratch_database("sqlite") as database, tempfile.TemporaryDirectory(prefix="loom-wrk-") as scripts:
         began = time.perf_counter()
         _, token = prepare(database.url, args.rows, database.workdir)
