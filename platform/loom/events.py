@@ -4,6 +4,7 @@ the change; ``loom.plugins.outbox`` delivers them to plugins' consumers after co
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -38,7 +39,17 @@ _INSERT = outbox.insert()
 def emit(connection: sa.Connection, *, topic: str, actor: str, payload: dict[str, Any],
          entity: str | None = None, record_id: int | None = None) -> None:
     """Write one event in the caller's transaction."""
+    emit_many(connection, topic=topic, actor=actor, entity=entity, events=[(record_id, payload)])
+
+
+def emit_many(connection: sa.Connection, *, topic: str, actor: str, entity: str | None,
+              events: Sequence[tuple[int | None, dict[str, Any]]]) -> None:
+    """Write one event per ``(record_id, payload)`` in the caller's transaction, with one
+    statement for all of them (a bulk create of 1,000 records writes 1,000 events); they
+    are delivered in the order given."""
+    if not events:
+        return
     now = utcnow()
-    connection.execute(_INSERT, {"created_at": now, "topic": topic, "entity": entity, "record_id": record_id,
-                                 "actor": actor, "payload": payload, "status": "pending", "attempts": 0,
-                                 "available_at": now})
+    connection.execute(_INSERT, [{"created_at": now, "topic": topic, "entity": entity, "record_id": record_id,
+                                  "actor": actor, "payload": payload, "status": "pending", "attempts": 0,
+                                  "available_at": now} for record_id, payload in events])
