@@ -6,8 +6,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import sqlalchemy as sa
-
 from loom.audit.log import MASK, AuditLog, mask_secrets
 from loom.errors import LoomError
 from loom.metadata.model import AppModel, Entity
@@ -52,12 +50,8 @@ class RecordAudit:
     get: Any
     readable: Any
 
-    def _log_change(self, conn: sa.Connection, action: str, record_id: int, changes: Mapping[str, list]) -> None:
-        """The audit entry of a change, in its transaction; secret values are masked."""
-        self.audit.add(conn, f"record.{action}", principal=self.principal, entity=self.entity.name,
-                       record_id=record_id, changes=self._masked(changes))
-
     def _masked(self, changes: Mapping[str, list]) -> dict[str, list]:
+        """Changes as the audit entry of a change holds them: secret values masked, links by id."""
         masked = {}
         for name, pair in changes.items():
             if name in _NOT_LOGGED:

@@ -234,6 +234,13 @@ def _attachment_values(entity: Entity, model: AppModel, values: dict[str, Any], 
     return found
 
 
+def _has_attachments(entity: Entity, model: AppModel) -> bool:
+    """Whether ``entity`` or one of its child entities has an attachment field: when none
+    has, a write (of one record or of a thousand) has no value to check."""
+    entities = [entity, *(model.entity(f.target) for f in entity.table_fields)]
+    return any(f.type == "attachment" for e in entities for f in e.fields)
+
+
 def _held(conn: sa.Connection, entity: Entity, model: AppModel, tables: Mapping[str, sa.Table],
           record: Mapping[str, Any] | None) -> dict[tuple[str, str, str], dict[str, Any]]:
     """What the stored record holds now: ``(entity, field, key) -> value``."""
@@ -266,6 +273,8 @@ def check_attachments(conn: sa.Connection, principal: Principal, entity: Entity,
     another record, within the field's current limits; a value the stored ``record``
     already holds stays as it is. Raises 422 naming each bad value; returns the keys each
     item of ``loaded`` is to claim (``claim_uploads``, once the record has its id)."""
+    if not _has_attachments(entity, model):
+        return [[] for _ in loaded]
     found = [[*_attachment_values(entity, model, values, children, prefix)]
              for prefix, (values, children) in zip(prefixes, loaded, strict=True)]
     if not any(found):
