@@ -406,7 +406,7 @@ def _fresh_state(home: DirectusHome) -> dict[str, Any]:
     state = {"directus": home.version(), "key": secrets.token_hex(16), "secret": secrets.token_hex(32),
              "admin_password": secrets.token_urlsafe(16), "rows": 0, "first_id": 0, "last_id": 0}
     done = subprocess.run([str(home.node), str(home.cli), "bootstrap"], env=home.env(state, free_port()),
-                          cwd=home.data, capture_output=True, text=True, timeout=600)
+                          cwd=home.root, capture_output=True, text=True, timeout=600)
     if done.returncode:
         raise SetupError(f"directus bootstrap failed ({done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
     return state
@@ -430,7 +430,7 @@ def start_directus(home: DirectusHome, rows: int) -> Server:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log_path = home.data / "directus.log"
-    process = start_process([str(home.node), str(home.cli), "start"], home.env(state, port), home.data, log_path)
+    process = start_process([str(home.node), str(home.cli), "start"], home.env(state, port), home.root, log_path)
     pid_path.write_text(str(process.pid))
     server = Server("Directus", base, "", "/items/customers", DIRECTUS_LIST_QUERY, 0, 0, process, log_path,
                     {"rebuilt": rebuilt, "kept_rows": state["rows"]})
