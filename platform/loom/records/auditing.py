@@ -21,16 +21,22 @@ def _value(value: Any) -> Any:
     return value["id"] if isinstance(value, dict) and set(value) == {"id", "title"} else value
 
 
+def _empty(value: Any) -> bool:
+    """None, "" or [] (what ``value in (None, [], "")`` says, without comparing every value
+    of a thousand records with a list and a string)."""
+    return value is None or (isinstance(value, str | list) and not value)
+
+
 def created_changes(record: Mapping[str, Any]) -> dict[str, list]:
     """A new record's values as changes from nothing; empty values are left out."""
     return {name: [None, value] for name, value in record.items()
-            if value not in (None, [], "") and name not in _NOT_LOGGED}
+            if not _empty(value) and name not in _NOT_LOGGED}
 
 
 def deleted_changes(record: Mapping[str, Any]) -> dict[str, list]:
     """A deleted record's last values as changes to nothing."""
     return {name: [value, None] for name, value in record.items()
-            if value not in (None, [], "") and name not in _NOT_LOGGED}
+            if not _empty(value) and name not in _NOT_LOGGED}
 
 
 def describe_query(query: Any) -> dict[str, Any]:
@@ -52,20 +58,35 @@ class RecordAudit:
 
     def _masked(self, changes: Mapping[str, list]) -> dict[str, list]:
         """Changes as the audit entry of a change holds them: secret values masked, links by id."""
+        plan = self.context.live.derive(f"audit_plan:{self.entity.name}", self._audit_plan)
         masked = {}
         for name, pair in changes.items():
-            if name in _NOT_LOGGED:
+            how = plan.get(name, "")
+            if how is None:
                 continue
-            f = self.entity.all_fields.get(name)
             pair = [_value(v) for v in pair]
-            if f is not None and f.secret:
+            if how == "secret":
                 pair = [MASK if v is not None else None for v in pair]
-            elif f is not None and f.type == "table":
-                secret = [c.name for c in self.model.entity(f.target).fields if c.secret]
-                pair = [None if rows is None else [mask_secrets({k: _value(v) for k, v in r.items()}, secret)
+            elif isinstance(how, list):
+                pair = [None if rows is None else [mask_secrets({k: _value(v) for k, v in r.items()}, how)
                                                    for r in rows] for rows in pair]
             masked[name] = pair
         return masked
+
+    def _audit_plan(self) -> dict[str, Any]:
+        """How each field's changes are logged: None (not at all: the entry's own columns
+        say it), "secret" (masked), a list (a table field: its rows' secret fields), or ""
+        (as it is); worked out once per entity and metadata version."""
+        plan: dict[str, Any] = {}
+        for name, f in self.entity.all_fields.items():
+            if f.secret:
+                plan[name] = "secret"
+            elif f.type == "table":
+                plan[name] = [c.name for c in self.model.entity(f.target).fields if c.secret]
+            else:
+                plan[name] = ""
+        plan.update(dict.fromkeys(_NOT_LOGGED))
+        return plan
 
     def _secret_names(self, entity: Entity) -> list[str]:
         return [f.name for f in entity.fields if f.secret]

@@ -339,11 +339,17 @@ class RecordService(WriteGuards, CommitHooks, Discussion, RecordReader):
                 self._validate_links(conn, loaded, indexed=True)
                 claims = self._check_files(conn, loaded, indexed=True)
                 standard = self._standard_values(utcnow())
-                payload = [{**values, **standard} for values, _children in loaded]
-                for row in payload:
-                    row.setdefault("owner", self.principal.user_id)
-                columns = set().union(*payload)
-                stored = self._insert(conn, [{c: row.get(c) for c in columns} for row in payload])
+                # every row with every column (one statement takes them all), None where unset
+                columns = set(standard).union(*(values for values, _children in loaded), ["owner"])
+                payload = []
+                for values, _children in loaded:
+                    row = dict.fromkeys(columns)
+                    row.update(values)
+                    row.update(standard)
+                    if "owner" not in values:
+                        row["owner"] = self.principal.user_id
+                    payload.append(row)
+                stored = self._insert(conn, payload)
                 ids = [row["id"] for row in stored]
                 self._refuse_out_of_scope(conn, "create", ids, [values for values, _ in loaded], indexed=True)
                 for record_id, claim in zip(ids, claims, strict=True):
