@@ -265,10 +265,8 @@ def main(argv: list[str] | None = None) -> int:
                           f"p50 {m['latency_ms']['p50']:6.1f} ms  p99 {m['latency_ms']['p99']:6.1f} ms  "
                           f"RSS {m['rss_max_mib']:5.0f} MiB  failed {m['failed']}  load {m['load_before'][0]}",
                           flush=True)
-                pair = [m for m in measurements[-2:]]
-                loom_m = next(m for m in pair if m["server"] == "Loom")
-                other = next(m for m in pair if m["server"] == "Directus")
-                print(f"  round {round_no + 1} {scenario}: Loom/Directus {loom_m['ok_per_s'] / other['ok_per_s']:.2f}",
+                rates = {m["server"]: m["ok_per_s"] for m in measurements[-2:]}
+                print(f"  round {round_no + 1} {scenario}: Loom/Directus {rates['Loom'] / (rates['Directus'] or float('nan')):.2f}",
                       flush=True)
         report["measurements"] = measurements
         report["summary"] = summarize(measurements, args.scenarios, args.rounds)
