@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("metadata language", ("loom.metadata", "loom.metadata.*")),
     ("audit log", ("loom.audit", "loom.audit.log", "loom.audit.chain", "loom.audit.models", "loom.audit.reading",
                    "loom.audit.alerts", "loom.audit.archive*")),
-    ("identity", ("loom.identity", "loom.identity.models", "loom.identity.service")),
+    ("identity", ("loom.identity", "loom.identity.models", "loom.identity.credentials", "loom.identity.service")),
     ("schema", ("loom.schema", "loom.schema.*", "!loom.schema.api")),
     ("permissions", ("loom.permissions", "loom.permissions.*")),
     ("records", ("loom.records", "loom.records.*", "!loom.records.api", "!loom.records.uploading")),
