@@ -15,6 +15,7 @@ from loom.metadata.model import USER_ENTITY, Entity, Field
 from loom.permissions import EntityAccess
 from loom.records.auditing import RecordAudit
 from loom.records.gate import Gate
+from loom.records.memory import Memory
 from loom.records.query import Condition, ListQuery, SortKey, parse_list_query
 from loom.sql import condition_sql
 
@@ -47,6 +48,8 @@ class RecordReader(Gate, RecordAudit):
     entity: Entity
     table: sa.Table
     access: EntityAccess
+    #: what the write under way has read (None outside a write)
+    _memory: Memory | None = None
 
     def _target_table(self, target: str) -> sa.Table:
         if target == USER_ENTITY:
@@ -114,7 +117,8 @@ class RecordReader(Gate, RecordAudit):
     def _link_titles(self, conn: sa.Connection, rows: Sequence[Mapping[str, Any]], fields: list[Field],
                      full: bool) -> dict[str, dict[int, Any]]:
         """Titles of linked records, for links the caller may follow: a record outside
-        the caller's reach shows its id only."""
+        the caller's reach shows its id only. Inside a write, titles it has already read
+        are not read again (``loom.records.memory``)."""
         by_target: dict[str, set[int]] = defaultdict(set)
         for f in fields:
             if f.type == "link":
@@ -125,7 +129,7 @@ class RecordReader(Gate, RecordAudit):
             if not ids:
                 continue
             table = self._target_table(target)
-            where = [table.c.id.in_(ids)]
+            where = []
             if target == USER_ENTITY:
                 title_col = sa.func.coalesce(sa.func.nullif(table.c.display_name, ""), table.c.username)
                 title_field = None
@@ -138,9 +142,30 @@ class RecordReader(Gate, RecordAudit):
                     if not access.allowed("read") or title_field.name not in access.readable():
                         continue
                     where += self._scope(access, table, "read")
-            pairs = conn.execute(sa.select(table.c.id, title_col).where(*where)).all()
-            found[target] = {i: (t if title_field is None else _json(title_field, t)) for i, t in pairs}
+            mode = "full" if full or target == USER_ENTITY else "scoped"
+            if self._memory is not None:
+                found[target], ids = self._memory.titles(conn, target, mode, ids)
+            if ids:
+                pairs = conn.execute(sa.select(table.c.id, title_col).where(table.c.id.in_(ids), *where)).all()
+                titles = {i: (t if title_field is None else _json(title_field, t)) for i, t in pairs}
+                found[target].update(titles)
+                if self._memory is not None:
+                    self._memory.remember_titles(conn, target, mode, ids, titles)
         return {f.name: found.get(f.target, {}) for f in fields if f.type == "link"}
+
+    def _child_rows(self, conn: sa.Connection, child: str, ids: list[int]) -> list[Mapping[str, Any]]:
+        """The child rows of records ``ids`` in table field order: remembered, inside a
+        write that has read or written them, else read."""
+        if self._memory is not None:
+            known = self._memory.child_rows(conn, child, ids)
+            if known is not None:
+                return [row for pid in ids for row in known[pid]]
+        table = self.context.live.tables[child]
+        rows = conn.execute(sa.select(table).where(table.c.parent_id.in_(ids))
+                            .order_by(table.c.parent_id, table.c.position)).mappings().all()
+        if self._memory is not None:
+            self._memory.remember_child_rows(conn, child, ids, rows)
+        return rows
 
     def _children(self, conn: sa.Connection, rows: Sequence[Mapping[str, Any]], fields: list[Field],
                   full: bool) -> dict[str, dict[int, list[dict[str, Any]]]]:
@@ -148,13 +173,11 @@ class RecordReader(Gate, RecordAudit):
         ids = [row["id"] for row in rows]
         for f in fields:
             child = self.model.entity(f.target)
-            table = self.context.live.tables[child.name]
             readable = set(child.all_fields) if full else self.access_for(child).readable()
             child_fields = [c for c in child.all_fields.values() if c.name in readable]
             grouped: dict[int, list[dict[str, Any]]] = defaultdict(list)
             if ids:
-                child_rows = conn.execute(sa.select(table).where(table.c.parent_id.in_(ids))
-                                          .order_by(table.c.parent_id, table.c.position)).mappings().all()
+                child_rows = self._child_rows(conn, child.name, ids)
                 titles = self._link_titles(conn, child_rows, child_fields, full)
                 for row in child_rows:
                     item = {}
@@ -168,15 +191,16 @@ class RecordReader(Gate, RecordAudit):
             result[f.name] = grouped
         return result
 
-    def _fetch_row(self, conn: sa.Connection, record_id: int, *, action: str = "read",
-                   lock: bool = False) -> Mapping[str, Any]:
-        """The row, if it exists within the caller's scope for ``action``; else 404, exactly
-        as if it did not exist."""
+    def _fetch_row(self, conn: sa.Connection, record_id: int, *, action: str = "read", lock: bool = False,
+                   extra: Sequence[sa.ColumnElement[Any]] = ()) -> Mapping[str, Any]:
+        """The row (with the ``extra`` columns), if it exists within the caller's scope for
+        ``action``; else 404, exactly as if it did not exist."""
         missing = NotFound(f"there is no {self.entity.name} with id {record_id}", code="no_such_record",
                            params={"entity": self.entity.name, "id": record_id})
         if not 0 < record_id < 2**63:
             raise missing
-        query = sa.select(self.table).where(self.table.c.id == record_id, *self._scope(self.access, self.table, action))
+        query = sa.select(self.table, *extra).where(self.table.c.id == record_id,
+                                                    *self._scope(self.access, self.table, action))
         if lock and conn.dialect.name != "sqlite":
             query = query.with_for_update()
         row = conn.execute(query).mappings().first()

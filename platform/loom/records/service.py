@@ -9,7 +9,8 @@ write passes before commit are in ``guards``, the commit hooks in ``committing``
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,16 +20,19 @@ import sqlalchemy as sa
 from loom.audit.log import AuditLog
 from loom.db import utcnow
 from loom.errors import Conflict, NotFound, PreconditionFailed, ValidationError, error_entry
-from loom.metadata.model import USER_ENTITY, Entity, Field
+from loom.metadata.model import Entity, Field
 from loom.permissions import EntityAccess, Forbidden, Policy
 from loom.principal import Principal
 from loom.records.comments import Discussion
 from loom.records.committing import CommitHooks
 from loom.records.files import check_attachments, claim_uploads
 from loom.records.guards import OutOfScope, WriteGuards
+from loom.records.linking import LinkChecks
+from loom.records.memory import Memory, note_write
 from loom.records.query import Cursors
 from loom.records.reading import RecordReader
 from loom.records.schemas import UNKNOWN_FIELD, build_schemas, flatten_errors
+from loom.records.storing import RowWrites
 from loom.schema.service import LiveVersion
 
 STATE_LOCKED = "is read-only in the record's current state"
@@ -72,7 +76,7 @@ class Context:
     connection: sa.Connection | None = None
 
 
-class RecordService(WriteGuards, CommitHooks, Discussion, RecordReader):
+class RecordService(WriteGuards, CommitHooks, Discussion, LinkChecks, RowWrites, RecordReader):
     """Records of one entity, as seen by ``context.principal``: only the actions, rows and
     fields its roles allow."""
 
@@ -153,6 +157,17 @@ class RecordService(WriteGuards, CommitHooks, Discussion, RecordReader):
         row = conn.execute(sa.select(*checks).where(self.table.c.id == record_id)).mappings().first()
         return {name for name, locked in (row or {}).items() if locked}
 
+    def _fetch_for_update(self, conn: sa.Connection, record_id: int) -> tuple[dict[str, Any], set[str]]:
+        """The row an update changes (within the caller's update scope; locked on
+        PostgreSQL) and the fields its state makes read-only, read with one query."""
+        fields = [] if self.principal.is_system else self.entity.state_locked_fields
+        labels = {f"{f.name}:locked": f.name for f in fields}
+        checks = [sa.case((self.access.condition(f.read_only_when, self.table, self.dialect), 1), else_=0)
+                  .label(label) for label, f in zip(labels, fields, strict=True)]
+        row = self._fetch_row(conn, record_id, action="update", lock=True, extra=checks)
+        locked = {name for label, name in labels.items() if row[label]}
+        return {c.name: row[c.name] for c in self.table.c}, locked
+
     def locked_fields(self, record_id: int) -> set[str]:
         """The fields of a record nobody may change in its current state (``read_only_when``)."""
         if not self.entity.state_locked_fields:
@@ -204,53 +219,18 @@ class RecordService(WriteGuards, CommitHooks, Discussion, RecordReader):
                 errors.extend(flatten_errors(exc.messages, f"{f.name}[{i}]"))
         return loaded, errors
 
-    def _check_links(self, conn: sa.Connection, rows: Sequence[Mapping[str, Any]], entity: Entity,
-                     where: Sequence[str]) -> list[dict[str, str]]:
-        """A link must point at an existing record: say which do not. ``where[i]`` is the
-        path prefix of ``rows[i]`` in error messages."""
-        errors = []
-        for f in entity.fields:
-            if f.type != "link":
-                continue
-            wanted = {row[f.name] for row in rows if row.get(f.name) is not None}
-            if not wanted:
-                continue
-            target = self._target_table(f.target)
-            conditions = [target.c.id.in_(wanted)]
-            if f.target != USER_ENTITY:
-                # a record the caller may not read is, to them, a record that does not exist
-                access = self.access_for(self.model.entity(f.target))
-                conditions += self._scope(access, target, "read") if access.allowed("read") else [sa.false()]
-            found = set(conn.execute(sa.select(target.c.id).where(*conditions)).scalars())
-            for prefix, row in zip(where, rows, strict=True):
-                if row.get(f.name) is not None and row[f.name] not in found:
-                    errors.append(error_entry(prefix + f.name, "no_such_record",
-                                              f"there is no {f.target} with id {row[f.name]}",
-                                              entity=f.target, id=row[f.name]))
-        return errors
-
     # -- writing ------------------------------------------------------------------------
 
-    def _standard_values(self, now) -> dict[str, Any]:
-        return {"version": 1, "created_at": now, "updated_at": now,
-                "created_by": self.principal.user_id, "updated_by": self.principal.user_id}
-
-    def _insert_children(self, conn: sa.Connection,
-                         parents: Iterable[tuple[int, Mapping[str, list[dict]]]]) -> None:
-        """Insert the child rows of new records, given as (record id, rows per table field):
-        one statement per child table and set of columns, for all the records at once."""
-        batches: dict[tuple[str, frozenset[str]], list[dict[str, Any]]] = {}
-        for parent_id, children in parents:
-            for field_name, rows in children.items():
-                # one statement per set of columns: rows that leave out different fields keep
-                # each column's default rather than a NULL in its place
-                for i, row in enumerate(rows):
-                    values = {**{k: v for k, v in row.items() if k != "id"}, "parent_id": parent_id, "position": i}
-                    batches.setdefault((field_name, frozenset(values)), []).append(values)
-        for (field_name, _columns), payload in batches.items():
-            target = self.entity.field(field_name).target
-            statement = self.context.live.derive(f"insert:{target}", lambda t=target: self.context.live.tables[t].insert())
-            conn.execute(statement, payload)
+    @contextmanager
+    def _write(self) -> Iterator[sa.Connection]:
+        """The transaction of one write operation, with a memory of what it reads, so that
+        it reads nothing twice (``loom.records.memory``)."""
+        outer, self._memory = self._memory, Memory()
+        try:
+            with self._writing() as conn:
+                yield conn
+        finally:
+            self._memory = outer
 
     def _check_files(self, conn: sa.Connection, loaded: Sequence[tuple[dict, dict]], *, indexed: bool = False,
                      record: Mapping[str, Any] | None = None) -> list[list[str]]:
@@ -259,23 +239,6 @@ class RecordService(WriteGuards, CommitHooks, Discussion, RecordReader):
         prefixes = [f"[{i}]." if indexed else "" for i in range(len(loaded))]
         return check_attachments(conn, self.principal, self.entity, self.model, self.context.live.tables,
                                  loaded, prefixes, record)
-
-    def _validate_links(self, conn: sa.Connection, loaded: Sequence[tuple[dict, dict]], *,
-                        indexed: bool = False) -> None:
-        """Check every link of every (values, children) pair; for a batch (``indexed``)
-        errors start with the row's index, as ``[3].customer``."""
-        prefixes = [f"[{i}]." if indexed else "" for i in range(len(loaded))]
-        errors = self._check_links(conn, [values for values, _ in loaded], self.entity, prefixes)
-        for f in self.entity.table_fields:
-            child = self.model.entity(f.target)
-            rows, where = [], []
-            for prefix, (_values, children) in zip(prefixes, loaded, strict=True):
-                for j, row in enumerate(children.get(f.name, ())):
-                    rows.append(row)
-                    where.append(f"{prefix}{f.name}[{j}].")
-            errors += self._check_links(conn, rows, child, where)
-        if errors:
-            raise ValidationError(f"{len(errors)} invalid value(s)", errors=errors)
 
     def create(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """Create one record (with its child rows); returns it as stored, as far as the
@@ -288,7 +251,7 @@ class RecordService(WriteGuards, CommitHooks, Discussion, RecordReader):
             raise
         row: dict[str, Any] | None = None
         try:
-            with self._writing() as conn:
+            with self._write() as conn:
                 self.hooks.before_record_create(entity=self.entity, values=values, principal=self.principal,
                                                 connection=conn)
                 self._validate_links(conn, [(values, children)])
@@ -332,7 +295,7 @@ class RecordService(WriteGuards, CommitHooks, Discussion, RecordReader):
         if not loaded:
             return []
         try:
-            with self._writing() as conn:
+            with self._write() as conn:
                 hook = self.hooks.before_record_create
                 for values, _children in loaded:
                     hook(entity=self.entity, values=values, principal=self.principal, connection=conn)
@@ -364,36 +327,6 @@ class RecordService(WriteGuards, CommitHooks, Discussion, RecordReader):
             raise self._integrity(exc) from None
         return ids
 
-    def _insert(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> Sequence[Mapping[str, Any]]:
-        """Insert rows of this entity's table (all with the same keys); returns them as
-        stored, in the order given. One row is inserted with ``RETURNING``; many with one
-        plain executemany, the driver's fastest way (on PostgreSQL ``INSERT ... RETURNING``
-        of a thousand rows is one statement whose text alone the driver takes longer to
-        read than the rows take to store), and then read back in one query."""
-        live, name = self.context.live, self.entity.name
-        if len(rows) == 1:
-            statement = live.derive(f"insert_returning:{name}", lambda: self.table.insert().returning(*self.table.c))
-            return conn.execute(statement, rows[0]).mappings().all()
-        table = self.table
-        if conn.dialect.name == "postgresql":
-            # ids from the table's own sequence, so that the rows can be found again by id
-            ids = sorted(conn.execute(live.derive(f"next_ids:{name}", lambda: sa.select(
-                sa.func.nextval(sa.func.pg_get_serial_sequence(table.name, "id"))).select_from(
-                sa.func.generate_series(1, sa.bindparam("n")))), {"n": len(rows)}).scalars())
-            rows = [{**row, "id": record_id} for row, record_id in zip(rows, ids, strict=True)]
-            conn.execute(live.derive(f"insert:{name}", table.insert), rows)
-            found = {row["id"]: row for row in conn.execute(
-                sa.select(table).where(table.c.id.between(ids[0], ids[-1]))).mappings()}
-            return [found[record_id] for record_id in ids]
-        # SQLite: the write lock is held since BEGIN, so the new rows are exactly those
-        # above the largest id before (AUTOINCREMENT hands out ids in increasing order)
-        before = conn.execute(sa.select(sa.func.max(table.c.id))).scalar() or 0
-        conn.execute(live.derive(f"insert:{name}", table.insert), rows)
-        stored = conn.execute(sa.select(table).where(table.c.id > before).order_by(table.c.id)).mappings().all()
-        if len(stored) != len(rows):
-            raise RuntimeError(f"{len(rows)} rows were inserted into {table.name} but {len(stored)} were found")
-        return stored
-
     def update(self, record_id: int, data: Mapping[str, Any], *, expected_version: int | None = None,
                mode: str = "partial") -> dict[str, Any]:
         """Change a record. With ``expected_version`` (from If-Match or the body's
@@ -411,9 +344,8 @@ class RecordService(WriteGuards, CommitHooks, Discussion, RecordReader):
             raise
         attempted: dict[str, Any] | None = None
         try:
-            with self._writing() as conn:
-                row = self._fetch_row(conn, record_id, action="update", lock=True)
-                locked = self._locked(conn, record_id)
+            with self._write() as conn:
+                row, locked = self._fetch_for_update(conn, record_id)
                 if expected_version is not None and row["version"] != expected_version:
                     raise PreconditionFailed(
                         f"this {self.entity.name} was changed by someone else (now version {row['version']}, "
@@ -427,11 +359,7 @@ class RecordService(WriteGuards, CommitHooks, Discussion, RecordReader):
                 if not values and not children:
                     raise _NoChange(self._serialize(conn, [row])[0])
                 attempted = {**row, **values}
-                stmt = (self.table.update()
-                        .where(self.table.c.id == record_id, self.table.c.version == row["version"])
-                        .values(**values, version=row["version"] + 1, updated_at=utcnow(),
-                                updated_by=self.principal.user_id))
-                stored = conn.execute(stmt.returning(*self.table.c)).mappings().first()
+                stored = self._update(conn, row, values, utcnow())
                 if stored is None:
                     raise PreconditionFailed(f"this {self.entity.name} was changed by someone else; reload it")
                 self._refuse_out_of_scope(conn, "update", [record_id], [values])
@@ -457,27 +385,6 @@ class RecordService(WriteGuards, CommitHooks, Discussion, RecordReader):
             raise self._integrity(exc, attempted) from None
         return reply
 
-    def _replace_children(self, conn: sa.Connection, parent_id: int, children: Mapping[str, list[dict]]) -> None:
-        """The given rows become the table's rows: rows with an id are updated, rows without
-        one added, rows left out removed."""
-        for field_name, rows in children.items():
-            table = self.context.live.tables[self.entity.field(field_name).target]
-            existing = set(conn.execute(sa.select(table.c.id).where(table.c.parent_id == parent_id)).scalars())
-            errors = [error_entry(f"{field_name}[{i}].id", "no_such_row", f"no row with id {row['id']} in this record",
-                                  id=row["id"])
-                      for i, row in enumerate(rows) if row.get("id") is not None and row["id"] not in existing]
-            if errors:
-                raise ValidationError("child rows do not belong to this record", errors=errors)
-            kept = {row["id"] for row in rows if row.get("id") is not None}
-            if existing - kept:
-                conn.execute(table.delete().where(table.c.id.in_(existing - kept)))
-            for position, row in enumerate(rows):
-                values = {k: v for k, v in row.items() if k != "id"}
-                if row.get("id") is not None:
-                    conn.execute(table.update().where(table.c.id == row["id"]).values(**values, position=position))
-                else:
-                    conn.execute(table.insert().values(**values, parent_id=parent_id, position=position))
-
     def delete(self, record_id: int, *, expected_version: int | None = None) -> dict[str, Any]:
         """Delete a record and its child rows; returns its last values. Refused (409) while
         other records link to it."""
@@ -489,7 +396,7 @@ class RecordService(WriteGuards, CommitHooks, Discussion, RecordReader):
             self._log_refusal("delete", exc, record_id)
             raise
         try:
-            with self._writing() as conn:
+            with self._write() as conn:
                 row = self._fetch_row(conn, record_id, action="delete", lock=True)
                 if expected_version is not None and row["version"] != expected_version:
                     raise PreconditionFailed(
@@ -503,12 +410,15 @@ class RecordService(WriteGuards, CommitHooks, Discussion, RecordReader):
                 for f in self.entity.table_fields:
                     child = self.context.live.tables[f.target]
                     conn.execute(child.delete().where(child.c.parent_id == record_id))
+                    note_write(conn, f.target)
                 conn.execute(self.table.delete().where(self.table.c.id == record_id))
+                note_write(conn, self.entity.name)
                 self._committed(conn, "delete", [record])
         except sa.exc.IntegrityError as exc:
             raise Conflict(f"other records still link to this {self.entity.name}; it cannot be deleted "
                            "while they do", code="still_linked_unseen", params={"entity": self.entity.name}) from exc
         return reply
+
 
 class _NoChange(Exception):
     """An update that turned out to change nothing: roll back, return the record as it was."""
