@@ -33,6 +33,7 @@ from loom.metadata.model import Field
 from loom.principal import Principal
 from loom.records.door import record_service
 from loom.records.service import RecordService
+from loom.schema.statistics import analyze
 from loom.ui.i18n import current_locale, gettext, label, lazy_gettext
 from loom.ui.messages import detail_text, message_text
 from loom.ui.models import import_jobs
@@ -329,6 +330,9 @@ def run_import(app: Flask, job_id: int, principal: Principal, locale: str) -> No
             _save(engine, job_id, status="done", processed=tally.processed, imported=tally.imported,
                   rejected=tally.rejected)
             _log_import(app, principal, job, tally.imported, len(tally.rejected), "ok")
+            if tally.imported:
+                # the table may have grown many times over: plan its queries for what it holds now
+                analyze(engine, [svc.table.name])
         except Exception as exc:  # the job must end with a state and a reason, whatever failed
             app.logger.exception("import job %s failed", job_id)
             message = detail_text(exc) if isinstance(exc, LoomError) else \

@@ -18,7 +18,7 @@ import marshmallow as ma
 import sqlalchemy as sa
 
 from loom.audit.log import AuditLog
-from loom.db import utcnow
+from loom.db import after_commit, utcnow
 from loom.errors import Conflict, NotFound, PreconditionFailed, ValidationError, error_entry
 from loom.metadata.model import Entity, Field
 from loom.permissions import EntityAccess, Forbidden, Policy
@@ -34,6 +34,7 @@ from loom.records.reading import RecordReader
 from loom.records.schemas import UNKNOWN_FIELD, build_schemas, flatten_errors
 from loom.records.storing import RowWrites
 from loom.schema.service import LiveVersion
+from loom.schema.statistics import rows_written
 
 STATE_LOCKED = "is read-only in the record's current state"
 
@@ -221,6 +222,16 @@ class RecordService(WriteGuards, CommitHooks, Discussion, LinkChecks, RowWrites,
 
     # -- writing ------------------------------------------------------------------------
 
+    def _refresh_statistics(self, conn: sa.Connection, created: int,
+                            loaded: Sequence[tuple[dict, Mapping[str, list]]]) -> None:
+        """Once a bulk create committed, count its rows towards fresh planner statistics of
+        the tables it wrote (``loom.schema.statistics``: a large load gets them at once)."""
+        counts = {self.table.name: created}
+        for f in self.entity.table_fields:
+            counts[self.context.live.tables[f.target].name] = sum(len(c.get(f.name, ())) for _v, c in loaded)
+        engine = self.context.engine
+        after_commit(conn, lambda: rows_written(engine, {table: n for table, n in counts.items() if n}))
+
     @contextmanager
     def _write(self) -> Iterator[sa.Connection]:
         """The transaction of one write operation, with a memory of what it reads, so that
@@ -320,6 +331,7 @@ class RecordService(WriteGuards, CommitHooks, Discussion, LinkChecks, RowWrites,
                 self._insert_children(conn, zip(ids, (children for _values, children in loaded), strict=True))
                 records = self._serialize(conn, stored, full=True)
                 self._committed(conn, "create", records)
+                self._refresh_statistics(conn, len(ids), loaded)
         except OutOfScope as exc:
             self._log_refusal("create", exc)
             raise

@@ -32,6 +32,7 @@ from loom.schema.changes import DocumentEdits, changes_between
 from loom.schema.ids import ensure_ids_never_reused
 from loom.schema.migrate import Migration
 from loom.schema.models import MetadataVersion
+from loom.schema.statistics import analyze
 from loom.schema.tables import build_tables
 
 versions = MetadataVersion.__table__
@@ -294,6 +295,8 @@ class MetadataService:
             raise MetadataError([f"the database refused the change, nothing was applied: {exc.orig}"]) from exc
         self._live = LiveVersion(number + 1, model, tables)
         self._checked_at = time.monotonic()
+        # tables made or rebuilt have no statistics yet (a rebuilt SQLite table loses its own)
+        analyze(self.engine, [e.new.table_name for e in diff.entities if e.new is not None and e.needs_ddl])
         return Plan(number, number + 1, diff, tuple(summary))
 
     def ensure_ids_never_reused(self, *, author: str = "loom", principal: Principal | None = None) -> list[str]:
