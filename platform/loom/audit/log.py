@@ -96,8 +96,11 @@ def canonical_json(value: Any) -> str | None:
     without its partner, which UTF-8 cannot hold, becomes U+FFFD)."""
     if value is None:
         return None
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_default)
-    return _UNSTORABLE.sub("\ufffd", text)
+    return _UNSTORABLE.sub("\ufffd", _canonical(value))
+
+
+#: built once: ``json.dumps`` with these options makes a new encoder for every entry
+_canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_default).encode
 
 
 def timestamp(value: dt.datetime) -> str:

@@ -24,7 +24,7 @@ def _value(value: Any) -> Any:
 def _empty(value: Any) -> bool:
     """None, "" or [] (what ``value in (None, [], "")`` says, without comparing every value
     of a thousand records with a list and a string)."""
-    return value is None or (isinstance(value, str | list) and not value)
+    return value is None or (isinstance(value, (str, list)) and not value)
 
 
 def created_changes(record: Mapping[str, Any]) -> dict[str, list]:
