@@ -8,9 +8,9 @@ import io
 
 import pytest
 
+from loom.csvfile import safe_cell
 from loom.principal import Principal
 from loom.records.door import record_context
-from loom.csvfile import safe_cell
 from loom.records.service import RecordService
 
 from .conftest import PASSWORD, sign_in
