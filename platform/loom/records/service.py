@@ -28,6 +28,7 @@ from loom.records.committing import CommitHooks
 from loom.records.files import check_attachments, claim_uploads
 from loom.records.guards import OutOfScope, WriteGuards
 from loom.records.linking import LinkChecks
+from loom.records.loading import RowLoader
 from loom.records.memory import Memory, note_write
 from loom.records.query import Cursors
 from loom.records.reading import RecordReader
@@ -179,6 +180,11 @@ class RecordService(WriteGuards, CommitHooks, Discussion, LinkChecks, RowWrites,
     def _schemas(self, entity: Entity) -> dict[str, ma.Schema]:
         return self.context.live.derive(f"schemas:{entity.name}", lambda: build_schemas(entity, self.model))
 
+    def _loader(self, entity: Entity, mode: str) -> RowLoader:
+        """What validates a row of ``entity`` in ``mode`` (create, update, partial)."""
+        schema = self._schemas(entity)[mode]  # outside: derive() holds its lock while it builds
+        return self.context.live.derive(f"loader:{entity.name}:{mode}", lambda: RowLoader(schema))
+
     def _load(self, data: Any, mode: str) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
         """Validate input: (typed values of stored fields, typed child rows per table field)."""
         if not isinstance(data, Mapping):
@@ -189,7 +195,7 @@ class RecordService(WriteGuards, CommitHooks, Discussion, LinkChecks, RowWrites,
         action = "create" if mode == "create" else "update"
         errors = self._sort_out(self.access, data, action)
         try:
-            values = self._schemas(self.entity)[mode].load(data)
+            values = self._loader(self.entity, mode).load(data)
         except ma.ValidationError as exc:
             errors.extend(flatten_errors(exc.messages))
             values = {}
@@ -206,7 +212,7 @@ class RecordService(WriteGuards, CommitHooks, Discussion, LinkChecks, RowWrites,
 
     def _load_children(self, f: Field, rows: list, action: str) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
         child = self.model.entity(f.target)
-        schema = self._schemas(child)["create"]
+        schema = self._loader(child, "create")
         loaded, errors = [], []
         for i, row in enumerate(rows):
             if not isinstance(row, Mapping):
