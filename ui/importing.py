@@ -9,10 +9,12 @@ either imported or in the report; nothing is half-imported without saying so.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import datetime as dt
 import io
 import re
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from itertools import islice
@@ -41,7 +43,12 @@ from loom.ui.pages import htmx, pages, redirect_to, render_page
 from loom.ui.screens import context, format_context, service
 
 EXTENSIONS = (".csv", ".xlsx")
-CHUNK_ROWS = 250
+#: rows created per transaction (one bulk create); progress is saved after each
+CHUNK_ROWS = 1000
+#: bytes of a file decoded at a time while its encoding is checked
+DECODE_PIECE = 1 << 20
+#: linked records found by title that an import remembers (the most recently used)
+LINKS_REMEMBERED = 10_000
 PREVIEW_ROWS = 5
 #: rows the preview tries to import (and rolls back) to say which will be refused
 PREVIEW_CHECK_ROWS = 500
@@ -76,21 +83,31 @@ def read_table(filename: str, content: bytes) -> tuple[list[str], Iterator[list[
             raise BadRequest(gettext("This file is not an Excel workbook (.xlsx).")) from None
         rows = (list(map(_cell_text, row)) for row in workbook.worksheets[0].iter_rows(values_only=True))
     else:
-        for encoding in ("utf-8-sig", "gb18030"):
-            try:
-                text = content.decode(encoding)
-                break
-            except UnicodeDecodeError:
-                continue
-        else:
+        encoding = next((e for e in ("utf-8-sig", "gb18030") if _decodes(content, e)), None)
+        if encoding is None:
             raise BadRequest(gettext("This file is not text in UTF-8 or GB18030; save it as CSV UTF-8."))
-        if "\x00" in text:
+        if b"\x00" in content:  # in either encoding, a zero byte is only ever the NUL character
             raise BadRequest(gettext("This file is not a CSV file."))
-        rows = ([cell.strip() for cell in row] for row in csv.reader(io.StringIO(text)))
+        # read as a stream: a file of a million rows is never held as text besides its bytes
+        text = io.TextIOWrapper(io.BytesIO(content), encoding=encoding, newline="")
+        rows = ([cell.strip() for cell in row] for row in csv.reader(text))
     header = next(rows, None)
     if not header or not any(header):
         raise BadRequest(gettext("The file is empty: the first row should name the columns."))
     return header, (row for row in rows if any(cell != "" for cell in row))
+
+
+def _decodes(content: bytes, encoding: str) -> bool:
+    """Whether ``content`` is text in ``encoding``, checked piece by piece (what it
+    decodes to is not kept)."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    try:
+        for start in range(0, len(content), DECODE_PIECE):
+            decoder.decode(content[start:start + DECODE_PIECE])
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 # -- mapping ------------------------------------------------------------------------------------
@@ -143,7 +160,7 @@ class Converter:
     def __init__(self, svc: RecordService, fields: list[Field | None]):
         self.svc = svc
         self.fields = fields
-        self._links: dict[tuple[str, str], int | None] = {}
+        self._links: OrderedDict[tuple[str, str], int | None] = OrderedDict()
         self._context: FormatContext | None = None
 
     def row(self, cells: list[str]) -> dict[str, Any]:
@@ -177,9 +194,13 @@ class Converter:
 
     def _record_named(self, target: str, text: str) -> int | None:
         key = (target, text)
-        if key not in self._links:
-            self._links[key] = self._find(target, text)
-        return self._links[key]
+        if key in self._links:
+            self._links.move_to_end(key)
+            return self._links[key]
+        found = self._links[key] = self._find(target, text)
+        if len(self._links) > LINKS_REMEMBERED:
+            self._links.popitem(last=False)
+        return found
 
     def _find(self, target: str, text: str) -> int | None:
         if target == "user":
@@ -252,12 +273,14 @@ def import_chunk(svc: RecordService, rows: list[tuple[int, list[str], dict[str, 
 @dataclass
 class Tally:
     """Where an import (or its preview) stands: rows read, imported, rejected with the
-    reason, and the lines whose chunk was carried out (each row in it imported or rejected)."""
+    reason, and the last line of the last chunk carried out (each row of it and of every
+    chunk before it imported or rejected: chunks are carried out in line order, so one
+    number says it, however many rows the file has)."""
 
     processed: int = 0
     imported: int = 0
     rejected: list[dict[str, Any]] = field(default_factory=list)
-    finished: set[int] = field(default_factory=set)
+    finished_through: int = 0
 
 
 def import_rows(svc: RecordService, converter: Converter, rows: Iterable[tuple[int, list[str]]], tally: Tally,
@@ -270,7 +293,8 @@ def import_rows(svc: RecordService, converter: Converter, rows: Iterable[tuple[i
         done, refused = import_chunk(svc, chunk)
         tally.imported += done
         tally.rejected += refused
-        tally.finished.update(line for line, _cells, _data in chunk)
+        if chunk:
+            tally.finished_through = chunk[-1][0]
         chunk.clear()
 
     for line, cells in rows:
@@ -337,20 +361,20 @@ def run_import(app: Flask, job_id: int, principal: Principal, locale: str) -> No
             app.logger.exception("import job %s failed", job_id)
             message = detail_text(exc) if isinstance(exc, LoomError) else \
                 gettext("The import stopped on an unexpected error.")
-            rejected = _with_unfinished(job, tally.rejected, tally.finished)
+            rejected = _with_unfinished(job, tally.rejected, tally.finished_through)
             _save(engine, job_id, status="failed", message=message, imported=tally.imported, rejected=rejected)
             why = exc.detail if isinstance(exc, LoomError) else message  # the audit log keeps Loom's own words
             _log_import(app, principal, job, tally.imported, len(rejected), "error", str(why))
 
 
-def _with_unfinished(job: Any, rejected: list[dict[str, Any]], finished: set[int]) -> list[dict[str, Any]]:
+def _with_unfinished(job: Any, rejected: list[dict[str, Any]], finished_through: int) -> list[dict[str, Any]]:
     """After a failure, every row not carried out joins the report, so the report and the
     imported rows together account for the whole file."""
     reported = {row["line"] for row in rejected}
     try:
         _header, rows = read_table(job["filename"], job["content"])
         rest = [{"line": line, "cells": cells, "reason": gettext("Not imported: the import stopped before this row.")}
-                for line, cells in enumerate(rows, start=2) if line not in finished and line not in reported]
+                for line, cells in enumerate(rows, start=2) if line > finished_through and line not in reported]
     except LoomError:
         rest = []
     return sorted(rejected + rest, key=lambda row: row["line"])

@@ -130,6 +130,7 @@ def test_an_import_that_stops_reports_every_row_it_did_not_import(page_client, d
         return real_chunk(svc, rows)
 
     monkeypatch.setattr(importing, "import_chunk", failing_chunk)
+    monkeypatch.setattr(importing, "CHUNK_ROWS", 250)
     client.post(job_url, {"column-0": "name"})
     done = _wait_for(client, "customer", job)
     assert "Import failed" in done and "250 imported" in done and "350 rejected" in done
