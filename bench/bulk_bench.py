@@ -103,8 +103,25 @@ def customer(i: int) -> dict[str, Any]:
             "notes": f"Loaded by the bulk benchmark, row {i}", "account_manager": i % USERS + 1}
 
 
+def checkout_revision() -> str:
+    """The commit of the Loom checkout this interpreter imports (which may not be the one
+    this script lives in, with ``--compare``)."""
+    import loom
+
+    folder = os.path.dirname(os.path.abspath(loom.__file__))
+    try:
+        commit = subprocess.run(["git", "-C", folder, "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", folder, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.splitlines()
+    except (OSError, subprocess.CalledProcessError):
+        return f"unknown ({folder})"
+    return f"{commit} with {len(dirty)} changed files" if dirty else commit
+
+
 def serve(url: str, port: int, instance: str, ready: str) -> None:
-    """The server process: set up, say so in ``ready`` (the token), serve with waitress."""
+    """The server process: set up, say so in ``ready`` (the token and the checkout's
+    commit), serve with waitress."""
     import waitress
 
     from loom.app import create_app
@@ -116,7 +133,7 @@ def serve(url: str, port: int, instance: str, ready: str) -> None:
     with app.app_context():
         token = set_up(app)
     with open(ready + ".part", "w") as out:
-        out.write(token)
+        out.write(f"{token}\n{checkout_revision()}")
     os.replace(ready + ".part", ready)
     waitress.serve(app, host="127.0.0.1", port=port, threads=SERVER_THREADS, ident="loom")
 
@@ -133,6 +150,7 @@ class Server:
     port: int
     token: str
     process: subprocess.Popen
+    revision: str = ""
 
     def peak_rss_mib(self) -> float:
         return _proc_status(self.process.pid, "VmHWM") / 1024
@@ -172,10 +190,10 @@ def start_server(python: str, url: str, workdir: str, label: str) -> Server:
     while time.monotonic() < deadline and process.poll() is None:
         if os.path.exists(ready):
             with open(ready) as f:
-                token = f.read()
+                token, revision = f.read().split("\n", 1)
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    return Server(python, port, token, process)
+                    return Server(python, port, token, process, revision)
             except OSError:
                 pass
         time.sleep(0.1)
@@ -191,6 +209,7 @@ class Load:
     """One bulk load against one server."""
 
     server: str
+    revision: str
     dialect: str
     rows: int
     seconds: float
@@ -294,8 +313,10 @@ def measure(python: str, label: str, dialect: str, pg_url: str, payloads: list[b
         profiler = None
         try:
             if flame:
+                kind = "flamegraph" if flame.endswith(".svg") else "raw"  # raw: collapsed stacks, as text
                 profiler = subprocess.Popen([flame_tool(), "record", "--pid", str(server.process.pid), "--output", flame,
-                                             "--rate", "200", "--nonblocking"], stdout=subprocess.DEVNULL)
+                                             "--format", kind, "--rate", "200", "--nonblocking"],
+                                            stdout=subprocess.DEVNULL)
                 time.sleep(1)  # py-spy attaches
             seconds, latencies, created = run_load(server, payloads, clients)
             peak = server.peak_rss_mib()
@@ -307,7 +328,8 @@ def measure(python: str, label: str, dialect: str, pg_url: str, payloads: list[b
         if created != rows:
             raise RuntimeError(f"{created} ids came back for {rows} rows")
         checks = check_load(database.url, rows)
-    return Load(label, dialect, rows, seconds, percentile(latencies, 0.5) * 1000, max(latencies) * 1000, peak, checks)
+    return Load(label, server.revision, dialect, rows, seconds, percentile(latencies, 0.5) * 1000,
+                max(latencies) * 1000, peak, checks)
 
 
 def flame_tool() -> str:
@@ -378,7 +400,8 @@ def import_job(url: str, workdir: str, rows: int, report: str) -> None:
         job = conn.execute(sa.select(import_jobs.c.status, import_jobs.c.imported, import_jobs.c.message)
                            .where(import_jobs.c.id == job_id)).one()
     with open(report, "w") as out:
-        json.dump({"rows": rows, "seconds": seconds, "status": job.status, "imported": job.imported,
+        json.dump({"rows": rows, "revision": checkout_revision(), "seconds": seconds, "status": job.status,
+                   "imported": job.imported,
                    "message": job.message, "samples": samples,
                    "peak_rss_mib": _proc_status(os.getpid(), "VmHWM") / 1024}, out)
 
@@ -397,10 +420,11 @@ def measure_import(python: str, dialect: str, pg_url: str, rows: int) -> dict[st
     return result
 
 
-def print_import(dialect: str, result: dict[str, Any]) -> None:
+def print_import(what: str, result: dict[str, Any]) -> None:
     samples = result["samples"]
     rows, seconds = result["rows"], result["seconds"]
-    print(f"\n## import job, {dialect}: {rows:,} rows in {seconds:.1f} s, {rows / seconds:,.0f} rows/s")
+    print(f"\n## import job, {what} (loom {result['revision']}): {rows:,} rows in {seconds:.1f} s, "
+          f"{rows / seconds:,.0f} rows/s")
     print("| time into the import | share of the time | RSS MiB |")
     print("|---:|---:|---:|")
     for fraction in (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0):
@@ -425,8 +449,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="also load a server run by this interpreter (another Loom checkout), alternating")
     parser.add_argument("--import-rows", type=int, help="measure an import job of this many rows instead")
     parser.add_argument("--json", help="also write the raw numbers to this file")
-    parser.add_argument("--flame", metavar="SVG", help="record a flame graph (py-spy) of the first load of this "
-                                                       "checkout's server")
+    parser.add_argument("--flame", metavar="FILE", help="record a flame graph (py-spy; FILE.svg, or collapsed "
+                                                        "stacks for any other name) of the first load of this "
+                                                        "checkout's server")
     # the subprocesses' own arguments
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--import-job", action="store_true", help=argparse.SUPPRESS)
@@ -449,13 +474,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {machine()}; load average {os.getloadavg()[0]:.2f} at start")
     print(f"loom: {loom_revision()}")
     report: dict[str, Any] = {"loom": loom_revision(), "args": {k: v for k, v in vars(args).items() if v}}
+    servers = [("this", sys.executable)] + ([("compare", args.compare)] if args.compare else [])
     if args.import_rows:
         for dialect in dialects:
-            result = measure_import(sys.executable, dialect, args.pg_url, args.import_rows)
-            print_import(dialect, result)
-            report[f"import_{dialect}"] = result
+            for label, python in servers:
+                result = measure_import(python, dialect, args.pg_url, args.import_rows)
+                print_import(f"{dialect}, {label}", result)
+                report[f"import_{dialect}_{label}"] = result
     else:
-        servers = [("this", sys.executable)] + ([("compare", args.compare)] if args.compare else [])
         payloads = bodies(args.rows, args.batch)
         print(f"{args.rows:,} customers in requests of {args.batch:,} rows from {args.clients} client(s), "
               f"{args.rounds} round(s); servers: " + ", ".join(f"{label} = {python}" for label, python in servers))
@@ -467,7 +493,8 @@ def main(argv: list[str] | None = None) -> int:
                     flame = args.flame if label == "this" and round_number == 0 and dialect == dialects[0] else None
                     load = measure(python, label, dialect, args.pg_url, payloads, args.rows, args.clients, flame)
                     loads.append(load)
-                    print(f"{dialect} round {round_number + 1} {label}: {load.rows_per_second:,.0f} rows/s "
+                    print(f"{dialect} round {round_number + 1} {label} (loom {load.revision}): "
+                          f"{load.rows_per_second:,.0f} rows/s "
                           f"({load.seconds:.1f} s; request p50 {load.request_p50_ms:.0f} ms, max "
                           f"{load.request_max_ms:.0f} ms; server peak RSS {load.peak_rss_mib:.0f} MiB; "
                           f"checks {load.checks})", flush=True)
