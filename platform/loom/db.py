@@ -106,6 +106,8 @@ class WriteQueue:
         self._waiting: deque[tuple[int, threading.Lock]] = deque()
 
     def acquire(self) -> None:
+        """Wait for this thread's turn: at once when nobody has it, else after every
+        writer that asked before."""
         me = threading.get_ident()
         with self._mutex:
             if self._holder is None:
