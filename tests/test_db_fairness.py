@@ -154,11 +154,13 @@ def test_many_writers_at_once_all_succeed_without_waiting_on_sqlite(engine):
         except Exception as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=writer, args=(i,)) for i in range(count)]
+    threads = [threading.Thread(target=writer, args=(i,), daemon=True) for i in range(count)]
     for thread in threads:
         thread.start()
+    deadline = time.monotonic() + 60
     for thread in threads:
-        thread.join(60)
+        thread.join(max(0.0, deadline - time.monotonic()))
+    assert not any(thread.is_alive() for thread in threads), "writers still waiting: a deadlock"
     assert errors == []
     done = writers(engine)
     assert len(done) == count * each
@@ -321,11 +323,13 @@ def test_concurrent_api_writes_with_nested_writes_all_succeed_and_the_audit_chai
                                      json={"name": f"c{i}-{n} changed"}, headers={"Authorization": f"Bearer {token}"})
                 statuses.append(patched.status_code)
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
     for thread in threads:
         thread.start()
+    deadline = time.monotonic() + 120
     for thread in threads:
-        thread.join(120)
+        thread.join(max(0.0, deadline - time.monotonic()))
+    assert not any(thread.is_alive() for thread in threads), "writers still waiting: a deadlock"
     assert sorted(set(statuses)) == [200, 201] and len(statuses) == 2 * clients * each
     engine = busy_free_app.extensions["loom"].engine
     with engine.connect() as conn:
