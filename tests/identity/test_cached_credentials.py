@@ -306,3 +306,58 @@ def test_a_request_pins_the_metadata_version_only_while_it_lasts(world, other, o
     before = other_app.extensions["loom"].metadata.live().number
     apply_metadata(make_entity("memo", [{"name": "text", "type": "string"}]))
     assert other_app.extensions["loom"].metadata.live().number == before + 1
+
+
+
+@pytest.mark.parametrize("meanwhile", ["sign-out", "team change"])
+@pytest.mark.parametrize("pause_before", ["DELETE FROM loom_sessions", "UPDATE loom_users"])
+def test_identity_changes_racing_each_other_do_not_deadlock(world, loom_app, loom_engine, meanwhile, pause_before):
+    """The triggers take the version's row as each statement ends (PostgreSQL row locks;
+    SQLite has one writer at a time). A deactivation ending the user's sessions is paused
+    before one of its statements while the user signs out, or an admin changes their team,
+    at the same moment: neither may deadlock."""
+    import threading
+    import time
+
+    if loom_engine.dialect.name != "postgresql":
+        pytest.skip("SQLite writers queue for one lock")
+    identity = loom_app.extensions["loom"].identity
+    token, _ = identity.sign_in("wang", "wang-password", ip=None, user_agent=None)
+    other_engine = create_engine(loom_engine.url.render_as_string(hide_password=False),
+                                 connect_args={"application_name": "loom-race"})
+    other_identity = identity.__class__(other_engine)
+    outcome: list[BaseException | None] = []
+    threads: list[threading.Thread] = []
+
+    def change():
+        try:
+            if meanwhile == "sign-out":
+                other_identity.sign_out(token, actor="wang")
+            else:
+                other_identity.update_user(world["wang"], {"team": "north"}, actor="another admin")
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - the test reports it
+            outcome.append(exc)
+
+    def change_meanwhile(_conn, _cursor, statement, *_):
+        if not statement.startswith(pause_before) or threads:
+            return
+        threads.append(threading.Thread(target=change))
+        threads[0].start()
+        deadline = time.monotonic() + 3
+        with loom_engine.connect() as probe:  # until the change is done or waits for a lock
+            while threads[0].is_alive() and time.monotonic() < deadline:
+                if probe.execute(sa.text("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'loom-race' "
+                                         "AND wait_event_type = 'Lock'")).scalar():
+                    break
+                time.sleep(0.05)
+
+    sa.event.listen(loom_engine, "before_cursor_execute", change_meanwhile)
+    try:
+        identity.update_user(world["wang"], {"is_active": False}, actor="test")
+    finally:
+        sa.event.remove(loom_engine, "before_cursor_execute", change_meanwhile)
+        for thread in threads:
+            thread.join(10)
+        other_engine.dispose()
+    assert threads and outcome == [None]

@@ -21,10 +21,18 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import sqlalchemy as sa
+
+from loom.db import write_transaction
+from loom.identity.models import IdentityVersion
 from loom.principal import Principal
+
+identity_versions = IdentityVersion.__table__
 
 #: credentials one process keeps principals for; past it the oldest entry makes room
 CACHED_CREDENTIALS = 4096
@@ -93,6 +101,23 @@ class CredentialCache:
 
     def __len__(self) -> int:
         return len(self._principals)
+
+
+def version_query() -> sa.ScalarSelect:
+    """The identity version, as a scalar subquery to read beside others in one statement."""
+    return sa.select(identity_versions.c.number).where(identity_versions.c.id == 1).scalar_subquery()
+
+
+@contextmanager
+def changing(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """A write transaction that changes what principals are made of. It takes the identity
+    version's row first: the triggers take it as each statement ends, after that
+    statement's rows, so two changes would otherwise take the same rows in other orders
+    and deadlock on PostgreSQL (SQLite has one writer at a time)."""
+    with write_transaction(engine) as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.select(identity_versions.c.id).where(identity_versions.c.id == 1).with_for_update())
+        yield conn
 
 
 def token_key(digest: str) -> str:

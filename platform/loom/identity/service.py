@@ -24,11 +24,16 @@ from loom.audit.log import MASK, AuditLog
 from loom.db import reading, utcnow, write_transaction
 from loom.errors import BadRequest, Conflict, LoomError, NotFound, ValidationError, error_entry
 from loom.events import emit
-from loom.identity.credentials import CredentialCache, session_key, token_key
+from loom.identity.credentials import (
+    CredentialCache,
+    changing,
+    session_key,
+    token_key,
+    version_query,
+)
 from loom.identity.models import (
     TIMESTAMP,
     ApiToken,
-    IdentityVersion,
     RoleAssignment,
     Session,
     SignInFailure,
@@ -43,7 +48,6 @@ assignments = RoleAssignment.__table__
 sessions = Session.__table__
 tokens = ApiToken.__table__
 failures = SignInFailure.__table__
-identity_versions = IdentityVersion.__table__
 
 #: failed sign-ins in a row that lock an account, and for how long
 MAX_FAILED_LOGINS = 5
@@ -116,17 +120,12 @@ class IdentityService:
 
     # -- the identity version -----------------------------------------------------------
 
-    @staticmethod
-    def version_query() -> sa.ScalarSelect:
-        """The identity version, as a scalar subquery to read beside others in one statement."""
-        return sa.select(identity_versions.c.number).where(identity_versions.c.id == 1).scalar_subquery()
-
     def read_versions(self, *others: sa.ScalarSelect) -> tuple[int | None, tuple[Any, ...]]:
         """The identity version and ``others`` (another service's version, say), read in one
         statement; the credential cache is emptied when the identity version has moved.
         Returns the identity version, for the lookups that follow, and the others' values."""
         with reading(self.engine) as conn:
-            row = conn.execute(sa.select(self.version_query(), *others)).one()
+            row = conn.execute(sa.select(version_query(), *others)).one()
         self.credentials.observe(row[0])
         return row[0], tuple(row[1:])
 
@@ -142,7 +141,7 @@ class IdentityService:
                 error_entry("username", "bad_username", "1 to 150 characters without spaces")])
         if password is not None:
             self._check_password(password)
-        with write_transaction(self.engine) as conn:
+        with changing(self.engine) as conn:
             if conn.execute(sa.select(users.c.id).where(users.c.username == username)).first():
                 raise Conflict(f"a user named {username} already exists",
                                code="taken", errors=[error_entry("username", "taken", "already taken")])
@@ -187,7 +186,7 @@ class IdentityService:
         if unknown:
             raise ValidationError("unknown fields", errors=[error_entry(f, "not_changeable", "cannot be changed here")
                                                             for f in sorted(unknown)])
-        with write_transaction(self.engine) as conn:
+        with changing(self.engine) as conn:
             before = conn.execute(sa.select(users).where(users.c.id == user_id)).mappings().first()
             if before is None:
                 raise NotFound(f"there is no user with id {user_id}")
@@ -249,7 +248,7 @@ class IdentityService:
     # -- role assignments -------------------------------------------------------------
 
     def assign(self, user_id: int, role: str, *, actor: str) -> None:
-        with write_transaction(self.engine) as conn:
+        with changing(self.engine) as conn:
             exists = conn.execute(sa.select(assignments.c.id).where(assignments.c.user_id == user_id,
                                                                     assignments.c.role == role)).first()
             if exists:
@@ -258,7 +257,7 @@ class IdentityService:
             self._log(conn, "role.assigned", actor=actor, entity="user", record_id=user_id, payload={"role": role})
 
     def unassign(self, user_id: int, role: str, *, actor: str) -> None:
-        with write_transaction(self.engine) as conn:
+        with changing(self.engine) as conn:
             deleted = conn.execute(assignments.delete().where(assignments.c.user_id == user_id,
                                                               assignments.c.role == role)).rowcount
             if not deleted:
@@ -276,7 +275,7 @@ class IdentityService:
     def create_team(self, name: str, *, label: str = "", parent: str | None = None, actor: str = "system") -> int:
         if not name.strip():
             raise ValidationError("invalid team name", errors=[error_entry("name", "required", "is required")])
-        with write_transaction(self.engine) as conn:
+        with changing(self.engine) as conn:
             if conn.execute(sa.select(teams.c.id).where(teams.c.name == name)).first():
                 raise Conflict(f"a team named {name} already exists", code="taken",
                                errors=[error_entry("name", "taken", "already taken")])
@@ -288,7 +287,7 @@ class IdentityService:
         return team_id
 
     def move_team(self, name: str, parent: str | None, *, actor: str) -> None:
-        with write_transaction(self.engine) as conn:
+        with changing(self.engine) as conn:
             team_id = self._team_id(conn, name)
             parent_id = self._team_id(conn, parent) if parent else None
             if parent_id is not None and parent_id in self._subtree(conn, team_id):
@@ -446,7 +445,7 @@ class IdentityService:
         return token, self.principal(conn, user)
 
     def sign_out(self, token: str, *, actor: str, ip: str | None = None) -> None:
-        with write_transaction(self.engine) as conn:
+        with changing(self.engine) as conn:
             deleted = conn.execute(sessions.delete().where(sessions.c.token_hash == _digest(token))).rowcount
             if deleted:
                 self._log(conn, "auth.logout", actor=actor, payload={"ip": ip})
@@ -489,7 +488,7 @@ class IdentityService:
         return NewToken(token, token_id, expires_at)
 
     def revoke_token(self, token_id: int, *, actor: str) -> None:
-        with write_transaction(self.engine) as conn:
+        with changing(self.engine) as conn:
             row = conn.execute(sa.select(tokens.c.user_id).where(tokens.c.id == token_id,
                                                                  tokens.c.revoked_at.is_(None))).first()
             if row is None:
