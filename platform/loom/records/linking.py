@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from loom.errors import ValidationError, error_entry
-from loom.metadata.model import USER_ENTITY, AppModel, Entity
+from loom.metadata.model import AppModel, Entity
 from loom.records.memory import Memory
 
 
@@ -30,6 +30,7 @@ class LinkChecks:
     access_for: Any
     _scope: Any
     _target_table: Any
+    _title_query: Any
 
     def _validate_links(self, conn: sa.Connection, loaded: Sequence[tuple[dict, dict]], *,
                         indexed: bool = False) -> None:
@@ -63,21 +64,17 @@ class LinkChecks:
         """The ``ids`` of records of ``target`` a write may link to: records that exist
         and, but for users, that the caller may read (a record the caller may not read is,
         to them, a record that does not exist)."""
-        table = self._target_table(target)
-        if target == USER_ENTITY:
+        query, title_field = self._title_query(target)
+        scope: list[sa.ColumnElement[bool]] = []
+        if title_field is None:  # users: every one may be linked to
             modes: tuple[str, ...] = ("full",)
-            scope: list[sa.ColumnElement[bool]] = []
-            title, title_field = sa.func.coalesce(sa.func.nullif(table.c.display_name, ""), table.c.username), None
         else:
-            entity = self.model.entity(target)
-            access = self.access_for(entity)
+            access = self.access_for(self.model.entity(target))
             if not access.allowed("read"):
                 return set()
-            scope = self._scope(access, table, "read")
+            scope = self._scope(access, self._target_table(target), "read")
             # where the caller reads every record, what exists and what it may read are one
             modes = ("scoped",) if scope else ("scoped", "full")
-            title_field = entity.field(entity.title_field)
-            title = table.c[title_field.name]
         found: set[int] = set()
         missing = set(ids)
         if self._memory is not None:
@@ -86,7 +83,7 @@ class LinkChecks:
                 found |= known.keys()
                 missing &= unknown
         if missing:
-            pairs = conn.execute(sa.select(table.c.id, title).where(table.c.id.in_(missing), *scope)).all()
+            pairs = conn.execute(query.where(*scope) if scope else query, {"ids": sorted(missing)}).all()
             titles = {i: t if title_field is None or t is None else title_field.kind.to_json(t) for i, t in pairs}
             found |= titles.keys()
             if self._memory is not None:

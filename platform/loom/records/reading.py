@@ -128,30 +128,38 @@ class RecordReader(Gate, RecordAudit):
             found[target] = {}
             if not ids:
                 continue
-            table = self._target_table(target)
-            where = []
-            if target == USER_ENTITY:
-                title_col = sa.func.coalesce(sa.func.nullif(table.c.display_name, ""), table.c.username)
-                title_field = None
-            else:
-                target_entity = self.model.entity(target)
-                title_field = target_entity.field(target_entity.title_field)
-                title_col = table.c[title_field.name]
-                if not full:
-                    access = self.access_for(target_entity)
-                    if not access.allowed("read") or title_field.name not in access.readable():
-                        continue
-                    where += self._scope(access, table, "read")
-            mode = "full" if full or target == USER_ENTITY else "scoped"
+            query, title_field = self._title_query(target)
+            where: list[sa.ColumnElement[bool]] = []
+            if title_field is not None and not full:
+                access = self.access_for(self.model.entity(target))
+                if not access.allowed("read") or title_field.name not in access.readable():
+                    continue
+                where = self._scope(access, self._target_table(target), "read")
+            mode = "full" if full or title_field is None else "scoped"
             if self._memory is not None:
                 found[target], ids = self._memory.titles(conn, target, mode, ids)
             if ids:
-                pairs = conn.execute(sa.select(table.c.id, title_col).where(table.c.id.in_(ids), *where)).all()
+                pairs = conn.execute(query.where(*where) if where else query, {"ids": sorted(ids)}).all()
                 titles = {i: (t if title_field is None else _json(title_field, t)) for i, t in pairs}
                 found[target].update(titles)
                 if self._memory is not None:
                     self._memory.remember_titles(conn, target, mode, ids, titles)
         return {f.name: found.get(f.target, {}) for f in fields if f.type == "link"}
+
+    def _title_query(self, target: str) -> tuple[sa.Select, Field | None]:
+        """``SELECT id, title FROM <target> WHERE id IN (:ids)`` and the title field (None
+        for users), built once per metadata version: a statement built anew costs more
+        than the lookup it runs, and every write and most reads look titles up."""
+        def build() -> tuple[sa.Select, Field | None]:
+            table = self._target_table(target)
+            if target == USER_ENTITY:
+                title_field, title = None, sa.func.coalesce(sa.func.nullif(table.c.display_name, ""), table.c.username)
+            else:
+                entity = self.model.entity(target)
+                title_field = entity.field(entity.title_field)
+                title = table.c[title_field.name]
+            return sa.select(table.c.id, title).where(table.c.id.in_(sa.bindparam("ids", expanding=True))), title_field
+        return self.context.live.derive(f"titles:{target}", build)
 
     def _child_rows(self, conn: sa.Connection, child: str, ids: list[int]) -> list[Mapping[str, Any]]:
         """The child rows of records ``ids`` in table field order: remembered, inside a
@@ -161,8 +169,9 @@ class RecordReader(Gate, RecordAudit):
             if known is not None:
                 return [row for pid in ids for row in known[pid]]
         table = self.context.live.tables[child]
-        rows = conn.execute(sa.select(table).where(table.c.parent_id.in_(ids))
-                            .order_by(table.c.parent_id, table.c.position)).mappings().all()
+        query = self.context.live.derive(f"child_rows:{child}", lambda: sa.select(table).where(
+            table.c.parent_id.in_(sa.bindparam("ids", expanding=True))).order_by(table.c.parent_id, table.c.position))
+        rows = conn.execute(query, {"ids": ids}).mappings().all()
         if self._memory is not None:
             self._memory.remember_child_rows(conn, child, ids, rows)
         return rows
@@ -199,11 +208,20 @@ class RecordReader(Gate, RecordAudit):
                            params={"entity": self.entity.name, "id": record_id})
         if not 0 < record_id < 2**63:
             raise missing
-        query = sa.select(self.table, *extra).where(self.table.c.id == record_id,
-                                                    *self._scope(self.access, self.table, action))
-        if lock and conn.dialect.name != "sqlite":
-            query = query.with_for_update()
-        row = conn.execute(query).mappings().first()
+        scope = self._scope(self.access, self.table, action)
+        lock = lock and conn.dialect.name != "sqlite"
+        if scope or extra:
+            query = sa.select(self.table, *extra).where(self.table.c.id == record_id, *scope)
+            row = conn.execute(query.with_for_update() if lock else query).mappings().first()
+        else:
+            # every record within reach: the one statement, built once per metadata version
+            table = self.table
+
+            def build() -> sa.Select:
+                query = sa.select(table).where(table.c.id == sa.bindparam("record_id"))
+                return query.with_for_update() if lock else query
+            row = conn.execute(self.context.live.derive(f"fetch:{self.entity.name}:{lock}", build),
+                               {"record_id": record_id}).mappings().first()
         if row is None:
             raise missing
         return row

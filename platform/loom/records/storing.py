@@ -62,9 +62,10 @@ class RowWrites:
                 return [found[record_id] for record_id in ids]
             # SQLite: the write lock is held since BEGIN, so the new rows are exactly those
             # above the largest id before (AUTOINCREMENT hands out ids in increasing order)
-            before = conn.execute(sa.select(sa.func.max(table.c.id))).scalar() or 0
+            before = conn.execute(self._statement("last_id", lambda: sa.select(sa.func.max(table.c.id)))).scalar() or 0
             conn.execute(insert, rows)
-            stored = conn.execute(sa.select(table).where(table.c.id > before).order_by(table.c.id)).mappings().all()
+            stored = conn.execute(self._statement("rows_after", lambda: sa.select(table).where(
+                table.c.id > sa.bindparam("after")).order_by(table.c.id)), {"after": before}).mappings().all()
             if len(stored) != len(rows):
                 raise RuntimeError(f"{len(rows)} rows were inserted into {table.name} but {len(stored)} were found")
             return stored
@@ -112,8 +113,9 @@ class RowWrites:
         for field_name, rows in children.items():
             target, table = self._child_table(field_name)
             known = self._memory.child_rows(conn, target, [parent_id]) if self._memory is not None else None
-            stored = known[parent_id] if known is not None else conn.execute(
-                sa.select(table).where(table.c.parent_id == parent_id)).mappings().all()
+            stored = known[parent_id] if known is not None else conn.execute(self.context.live.derive(
+                f"rows_of:{target}", lambda t=table: sa.select(t).where(t.c.parent_id == sa.bindparam("parent_id"))),
+                {"parent_id": parent_id}).mappings().all()
             existing = {row["id"]: row for row in stored}
             errors = [error_entry(f"{field_name}[{i}].id", "no_such_row", f"no row with id {row['id']} in this record",
                                   id=row["id"])
