@@ -83,7 +83,10 @@ def _configure_sqlite(engine: sa.Engine, synchronous: str) -> None:
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn):
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("write_lock") else "BEGIN")
+        if conn.info.get("write_lock"):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        elif not conn.get_execution_options().get("loom_reading"):
+            conn.exec_driver_sql("BEGIN")
 
 
 class WriteQueue:
@@ -174,12 +177,14 @@ def write_turn(engine: sa.Engine) -> Iterator[None]:
 
 
 def reading(engine: sa.Engine) -> sa.Connection:
-    """A connection for reads that change nothing. On PostgreSQL it runs in autocommit:
-    under READ COMMITTED each statement has its own snapshot anyway, and the BEGIN and
-    ROLLBACK round trips around every request's reads are saved."""
+    """A connection for reads that change nothing, in autocommit: each statement has its
+    own snapshot (as under PostgreSQL's READ COMMITTED anyway), and the BEGIN and ROLLBACK
+    around every request's reads are saved (round trips on PostgreSQL, statements on SQLite)."""
     conn = engine.connect()
     if engine.dialect.name == "postgresql":
         conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+    else:
+        conn = conn.execution_options(loom_reading=True)
     return conn
 
 
