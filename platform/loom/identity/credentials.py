@@ -103,9 +103,13 @@ class CredentialCache:
         return len(self._principals)
 
 
+_VERSION = sa.select(identity_versions.c.number).where(identity_versions.c.id == 1).scalar_subquery()
+
+
 def version_query() -> sa.ScalarSelect:
-    """The identity version, as a scalar subquery to read beside others in one statement."""
-    return sa.select(identity_versions.c.number).where(identity_versions.c.id == 1).scalar_subquery()
+    """The identity version, as a scalar subquery to read beside others in one statement
+    (one object, so that the statement reading it can be built once)."""
+    return _VERSION
 
 
 @contextmanager

@@ -117,6 +117,8 @@ class IdentityService:
         self.audit = audit or AuditLog(engine)
         #: principals by credential, and the team tree, for the identity version last read
         self.credentials = CredentialCache()
+        #: the statement reading the identity version beside others, per set of others
+        self._version_reads: dict[tuple[sa.ScalarSelect, ...], sa.Select] = {}
 
     # -- the identity version -----------------------------------------------------------
 
@@ -124,8 +126,11 @@ class IdentityService:
         """The identity version and ``others`` (another service's version, say), read in one
         statement; the credential cache is emptied when the identity version has moved.
         Returns the identity version, for the lookups that follow, and the others' values."""
+        statement = self._version_reads.get(others)
+        if statement is None:  # built once: building it costs more than running it
+            statement = self._version_reads[others] = sa.select(version_query(), *others)
         with reading(self.engine) as conn:
-            row = conn.execute(sa.select(version_query(), *others)).one()
+            row = conn.execute(statement).one()
         self.credentials.observe(row[0])
         return row[0], tuple(row[1:])
 
