@@ -74,9 +74,28 @@ def check_request() -> None:
             _refuse_unstorable(f"{key[:100]} file name", upload.filename or "")
 
 
-def check_json(value: Any) -> None:
+def _within_depth(value: Any) -> bool:
+    """Whether no container in ``value`` lies ``MAX_JSON_DEPTH`` or more levels deep."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth >= MAX_JSON_DEPTH:
+            return False
+        members = item.values() if isinstance(item, dict) else item
+        stack.extend((member, depth + 1) for member in members if isinstance(member, dict | list))
+    return True
+
+
+def check_json(value: Any, text: str | bytes | None = None) -> None:
     """Refuse a parsed JSON document nested deeper than ``MAX_JSON_DEPTH`` or holding a
-    string (or member name) no column can hold; the error names the member's path."""
+    string (or member name) no column can hold; the error names the member's path.
+
+    Given the ``text`` it was parsed from, and that text has no escape sequence and no
+    surrogate, no string in it can hold what a column cannot (JSON text cannot carry a
+    raw NUL): only the depth is checked, without naming every member's path."""
+    if text is not None and isinstance(value, dict | list) and _plain(text):
+        if _within_depth(value):
+            return
     stack: list[tuple[Any, str, int]] = [(value, "", 0)]
     while stack:
         item, path, depth = stack.pop()
@@ -97,6 +116,16 @@ def check_json(value: Any) -> None:
 #: orjson hands these to ``default`` (Flask's conversions) instead of writing them its own
 #: way, so a reply reads the same whichever encoder wrote it
 _ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
+def _plain(text: str | bytes) -> bool:
+    """Whether JSON ``text`` has no escape sequence, no NUL and no surrogate (bytes with an
+    0xED byte, which starts a surrogate in UTF-8 but also some Hangul, count as not)."""
+    if isinstance(text, bytes | bytearray):
+        if b"\\u" in text or b"\x00" in text or b"\xed" in text:  # UTF-8 surrogates start with ED
+            return False
+        return True
+    return "\\u" not in text and _UNSTORABLE.search(text) is None
 
 
 class JSONProvider(DefaultJSONProvider):
@@ -130,7 +159,7 @@ class JSONProvider(DefaultJSONProvider):
             value = super().loads(s, **kwargs)
         except RecursionError:
             raise bad_input("body", f"JSON nested more than {MAX_JSON_DEPTH} levels deep") from None
-        check_json(value)
+        check_json(value, s)
         return value
 
 

@@ -62,3 +62,33 @@ def test_replies_read_as_the_standard_encoder_writes_them(tmp_path):
 def test_any_value_reads_the_same(tmp_path_factory, value):
     app, standard = _apps(tmp_path_factory.mktemp("replies"))
     _same(app, standard, value)
+
+
+texts = st.text(alphabet=st.characters(codec="utf-8") | st.sampled_from(["\x00", "\ud800", "\udfff", "한", "华"]),
+                max_size=6)
+documents = st.recursive(st.none() | st.integers() | texts, lambda inner: st.lists(inner, max_size=3)
+                         | st.dictionaries(texts, inner, max_size=3), max_leaves=20)
+
+
+def _verdict(check, *args):
+    from loom.errors import BadRequest
+    try:
+        check(*args)
+    except BadRequest as refused:
+        return refused.errors
+    return None
+
+
+@settings(max_examples=300, deadline=None)
+@given(document=documents, nesting=st.integers(0, 70), as_bytes=st.booleans())
+def test_a_request_body_is_refused_alike_with_or_without_its_text(document, nesting, as_bytes):
+    """Request bodies whose text has no escape, NUL or surrogate skip the per-string check:
+    every body must get the same verdict, and the same error, either way."""
+    from loom.edge import check_json
+
+    for _ in range(nesting):
+        document = [document]
+    text = json.dumps(document, ensure_ascii=bool(nesting % 2))
+    raw = text.encode("utf-8", "surrogatepass") if as_bytes else text
+    parsed = json.loads(raw)
+    assert _verdict(check_json, parsed, raw) == _verdict(check_json, parsed)
