@@ -13,11 +13,49 @@ machinery is always loaded by marshmallow.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import marshmallow as ma
 from marshmallow.utils import missing
+
+from loom.records.schemas import TypedField
+
+
+class _Refused(Exception):
+    """A value the quick conversion does not take: the schema will say why."""
+
+
+def _quick(field: ma.fields.Field) -> Callable[[Any], Any]:
+    """``field.deserialize`` for a value it accepts, without marshmallow's wrapper: a
+    ``TypedField`` converts by its type and checks its rules; a value it refuses raises
+    (``_Refused``, or the conversion's own error), and the row goes to the schema."""
+    if not isinstance(field, TypedField) or field.validators:
+        return lambda raw: field.deserialize(raw)
+    loom_field, checks = field.loom_field, field.checks
+    coerce = loom_field.kind.coerce
+    required, allow_none, default = field.required, field.allow_none, field.load_default
+    empty_list_is_none = loom_field.type == "multiselect" and required
+
+    def convert(raw: Any) -> Any:
+        if raw is missing:
+            if required:
+                raise _Refused
+            return default() if callable(default) else default
+        if isinstance(raw, str) and not raw.strip():  # forms and spreadsheets send "" for none
+            raw = None
+        elif empty_list_is_none and isinstance(raw, list) and not raw:
+            raw = None
+        if raw is None:
+            if allow_none:
+                return None
+            raise _Refused
+        value = coerce(raw, loom_field)
+        for check in checks:
+            if check(value) is not None:
+                raise _Refused
+        return value
+    return convert
 
 
 class RowLoader:
@@ -25,27 +63,26 @@ class RowLoader:
 
     def __init__(self, schema: ma.Schema):
         self.schema = schema
-        self.fields = list(schema.load_fields.items())
+        self.fields = [(name, _quick(field)) for name, field in schema.load_fields.items()]
         self.names = frozenset(schema.load_fields)
         self.partial = schema.partial is True
         # what only Schema.load does: then every row goes through it
         self.direct = (not any(schema._hooks.values()) and schema.partial in (None, False, True)
                        and all(f.data_key is None and not f.pre_load and not f.post_load
-                               for _name, f in self.fields))
+                               for f in schema.load_fields.values()))
 
     def load(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """The loaded values of ``data``; raises ``ma.ValidationError`` as ``schema.load`` does."""
         if not self.direct or not self.names.issuperset(data):
             return self.schema.load(data)
         loaded: dict[str, Any] = {}
-        for name, field in self.fields:
+        for name, convert in self.fields:
             raw = data.get(name, missing)
             if raw is missing and self.partial:
                 continue
             try:
-                value = field.deserialize(raw, name, data)
-            except ma.ValidationError:
-                # the schema names what is wrong with the row, exactly as it always has
+                value = convert(raw)
+            except Exception:  # noqa: BLE001 - whatever it was, the schema reports it as it always has
                 return self.schema.load(data)
             if value is not missing:
                 loaded[name] = value
