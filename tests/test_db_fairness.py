@@ -303,6 +303,28 @@ def busy_free_app(tmp_path):
     engine.dispose()
 
 
+def test_a_publish_waits_its_turn_among_the_writers(busy_free_app):
+    """A metadata publish waits in the queue while a record write holds the turn (with a
+    busy timeout of zero, a publish that went straight to SQLite's lock would fail), and
+    writers that ask after it wait for it."""
+    loom_app = busy_free_app.extensions["loom"]
+    engine, metadata = loom_app.engine, loom_app.metadata
+    document = {"kind": "entity", "name": "memo", "title_field": "text", "fields": [{"name": "text", "type": "string"}]}
+    queue = write_queue(engine)
+    published: list[int] = []
+    base = metadata.live().number
+    publisher = threading.Thread(target=lambda: published.append(
+        metadata.change({"put": [document]}, base, author="test").to_version))
+    with write_transaction(engine) as conn:
+        conn.exec_driver_sql("INSERT INTO e_note (text, version, created_at, updated_at) "
+                             "VALUES ('held', 1, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)")
+        publisher.start()
+        until(lambda: queue.waiting == 1)
+        assert not published
+    publisher.join(PATIENCE)
+    assert published and metadata.live().model.entity("memo")
+
+
 def test_concurrent_api_writes_with_nested_writes_all_succeed_and_the_audit_chain_holds(busy_free_app):
     identity = busy_free_app.extensions["loom"].identity
     identity.create_user("admin", is_superuser=True)

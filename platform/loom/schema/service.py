@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 import yaml
 
-from loom.db import deferring, reading, run_before_commit, utcnow
+from loom.db import deferring, reading, run_before_commit, utcnow, write_turn
 from loom.errors import BadRequest, Conflict, MetadataError, NotFound, error_entry
 from loom.events import emit
 from loom.metadata.compiler import compile_documents
@@ -36,6 +36,8 @@ from loom.schema.statistics import analyze
 from loom.schema.tables import build_tables
 
 versions = MetadataVersion.__table__
+#: the live version's number, as a scalar subquery (one object: see ``version_query``)
+_LIVE_NUMBER = sa.select(sa.func.max(versions.c.number)).scalar_subquery()
 #: PostgreSQL advisory lock key that serialises publishes across processes
 PUBLISH_LOCK = 0x4C4F4F4D
 #: the live version number the current request has read, per metadata service (``pin``)
@@ -130,7 +132,7 @@ class MetadataService:
     def version_query(self) -> sa.ScalarSelect:
         """The live version's number, as a scalar subquery: a request reads it in the one
         statement that also reads the identity version, then ``pin``s it."""
-        return sa.select(sa.func.max(versions.c.number)).scalar_subquery()
+        return _LIVE_NUMBER
 
     def pin(self, number: int | None) -> Token:
         """Let ``live()`` trust ``number``, the live version just read, for the rest of the
@@ -217,8 +219,10 @@ class MetadataService:
 
     @contextmanager
     def _publishing(self) -> Iterator[sa.Connection]:
-        """One connection and transaction for a publish, locked against concurrent ones."""
-        with self.engine.connect() as conn:
+        """One connection and transaction for a publish, locked against concurrent ones.
+        On SQLite it waits for its turn among the process's writers (``loom.db.write_turn``)
+        like any write, instead of in SQLite's busy handler."""
+        with write_turn(self.engine), self.engine.connect() as conn:
             sqlite = conn.dialect.name == "sqlite"
             if sqlite:
                 # Table rebuilds must not fire foreign-key actions; checked before commit.
