@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 import loom_example
+from loom.metadata import unregister_field_type
 from loom.plugins import plugin_manager
 from loom.plugins.outbox import deliver_pending
 from loom.testing import sign_webhook
@@ -19,7 +20,11 @@ SECRET = "example-secret-0123456789"
 
 @pytest.fixture
 def loom_plugins():
-    return [loom_example]
+    yield [loom_example]
+    # the field types registry is the process's: the example's "rating" must not outlive
+    # its tests, or a later test in this process that adds a "rating" of its own meets it
+    for field_type in loom_example.field_types():
+        unregister_field_type(field_type.name)
 
 
 def test_the_example_is_discovered_through_its_entry_point_and_on_only_when_enabled():
