@@ -351,12 +351,14 @@ def run_import(app: Flask, job_id: int, principal: Principal, locale: str) -> No
             import_rows(svc, converter, enumerate(rows, start=2), tally,
                         lambda t: _save(engine, job_id, processed=t.processed, imported=t.imported,
                                         rejected=t.rejected))
-            _save(engine, job_id, status="done", processed=tally.processed, imported=tally.imported,
-                  rejected=tally.rejected)
             _log_import(app, principal, job, tally.imported, len(tally.rejected), "ok")
             if tally.imported:
                 # the table may have grown many times over: plan its queries for what it holds now
                 analyze(engine, [svc.table.name])
+            # "done" comes last: whoever sees it finds the import's audit entry, and a server
+            # stopped in between leaves a job shown as interrupted, not one missing its entry
+            _save(engine, job_id, status="done", processed=tally.processed, imported=tally.imported,
+                  rejected=tally.rejected)
         except Exception as exc:  # the job must end with a state and a reason, whatever failed
             app.logger.exception("import job %s failed", job_id)
             message = detail_text(exc) if isinstance(exc, LoomError) else \

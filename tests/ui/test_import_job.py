@@ -65,6 +65,23 @@ def test_run_import_needs_no_request_and_reports_in_the_users_language(items):
     assert reasons == {3: "名称: 最多 8 个字符。", 4: "数量: 请输入整数。"}
 
 
+def test_a_job_is_done_only_once_its_audit_entry_and_statistics_are_written(items, monkeypatch):
+    from loom.ui import importing
+
+    principal = items.extensions["loom"].identity.principal_for("sam")
+    job_id = queued_job(items, principal.user_id)
+    seen = []
+    log_import, analyze = importing._log_import, importing.analyze
+    monkeypatch.setattr(importing, "_log_import", lambda app, *args: (
+        seen.append(("audit entry", job_row(app, job_id)["status"])), log_import(app, *args)))
+    monkeypatch.setattr(importing, "analyze", lambda engine, tables: (
+        seen.append(("statistics", job_row(items, job_id)["status"])), analyze(engine, tables)))
+    run_import(items, job_id, principal, "en")
+    # a page that shows the job finished finds its audit entry; a stop before leaves it unfinished
+    assert seen == [("audit entry", "running"), ("statistics", "running")]
+    assert job_row(items, job_id)["status"] == "done"
+
+
 def test_an_import_refused_as_a_whole_says_why_in_the_users_language(items):
     principal = items.extensions["loom"].identity.principal_for("sam")
     job_id = queued_job(items, principal.user_id)
