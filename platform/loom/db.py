@@ -375,3 +375,43 @@ def downgrade(engine: sa.Engine, revision: str) -> None:
 __all__ = ["Base", "BigId", "NAMING_CONVENTION", "SQLITE_SYNCHRONOUS", "WriteQueue", "after_commit", "after_end",
            "before_commit", "create_engine", "deferring", "downgrade", "open_write", "reading", "run_before_commit",
            "upgrade", "utcnow", "write_queue", "write_transaction", "write_turn"]
+
+#: from this many rows on, ``insert_many`` on PostgreSQL copies instead of inserting
+COPY_FROM = 20
+
+
+def insert_many(conn: sa.Connection, table: sa.Table, rows: list[dict], statement: sa.Insert | None = None) -> None:
+    """``conn.execute(table.insert(), rows)`` (rows with the same keys), in the caller's
+    transaction. On PostgreSQL, from ``COPY_FROM`` rows on, the rows are sent with ``COPY
+    ... FROM STDIN`` instead, a fraction of the cost of even a pipelined executemany: each
+    value passes through its column type's own conversion first, columns left out get
+    their Python-side defaults here and their server defaults from PostgreSQL, and
+    constraints and triggers apply to copied rows as to inserted ones; a refused row
+    raises the same SQLAlchemy error (``IntegrityError`` ...) an insert would."""
+    if conn.dialect.name != "postgresql" or len(rows) < COPY_FROM:
+        conn.execute(statement if statement is not None else table.insert(), rows)
+        return
+    import psycopg
+    from psycopg import sql
+
+    dialect = conn.dialect
+    given = list(rows[0])
+    defaults = {c.name: c.default for c in table.c
+                if c.name not in rows[0] and c.default is not None and not c.default.is_sequence}
+    names = given + list(defaults)
+    processors = [table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names]
+    target = sql.Identifier(*(p for p in (table.schema, table.name) if p))
+    command = sql.SQL("COPY {} ({}) FROM STDIN").format(target, sql.SQL(", ").join(map(sql.Identifier, names)))
+    try:
+        with conn.connection.dbapi_connection.cursor() as cursor:
+            text = command.as_string(cursor)
+            # listeners counting or logging statements see the COPY as the statement it is
+            conn.dispatch.before_cursor_execute(conn, cursor, text, (), None, True)
+            with cursor.copy(command) as copy:
+                for row in rows:
+                    values = [row[name] for name in given]
+                    values += [d.arg if d.is_scalar else d.arg(None) for d in defaults.values()]
+                    copy.write_row([v if p is None else p(v) for v, p in zip(values, processors, strict=True)])
+            conn.dispatch.after_cursor_execute(conn, cursor, text, (), None, True)
+    except psycopg.Error as error:
+        raise sa.exc.DBAPIError.instance(f"COPY {table.name}", None, error, psycopg.Error) from None

@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from loom.db import Base, BigId, utcnow
+from loom.db import Base, BigId, insert_many, utcnow
 
 
 class OutboxEvent(Base):
@@ -50,6 +50,6 @@ def emit_many(connection: sa.Connection, *, topic: str, actor: str, entity: str 
     if not events:
         return
     now = utcnow()
-    connection.execute(_INSERT, [{"created_at": now, "topic": topic, "entity": entity, "record_id": record_id,
+    insert_many(connection, outbox, [{"created_at": now, "topic": topic, "entity": entity, "record_id": record_id,
                                   "actor": actor, "payload": payload, "status": "pending", "attempts": 0,
-                                  "available_at": now} for record_id, payload in events])
+                                  "available_at": now} for record_id, payload in events], _INSERT)

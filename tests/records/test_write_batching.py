@@ -101,7 +101,8 @@ def test_a_bulk_create_costs_the_same_statements_for_5_rows_as_for_50(orders, lo
         body = [order(orders, f"B-{start + i}") for i in range(size)]
         with statements(loom_engine) as sent:
             assert loom_client.post("/api/v1/sales_order/_bulk", json=body).status_code == 201
-        counts.append(Counter(s.split()[0] for s in sent))
+        # on PostgreSQL 50 rows are copied (COPY) where 5 are inserted: one statement either way
+        counts.append(Counter("INSERT" if s.startswith("COPY") else s.split()[0] for s in sent))
     assert counts[0] == counts[1]
     # links: one query per linked entity, for the orders and all their lines together
     with statements(loom_engine) as sent:

@@ -27,7 +27,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from loom.audit.models import audit_head, audit_log
-from loom.db import after_end, before_commit, utcnow, write_transaction
+from loom.db import after_end, before_commit, insert_many, utcnow, write_transaction
 from loom.events import emit
 from loom.metadata.model import Alert
 from loom.principal import Principal
@@ -256,7 +256,7 @@ class AuditLog:
             prev_hash = row["hash"]
             rows.append(row)
         # one statement for the whole transaction's entries, however many records it wrote
-        conn.execute(_INSERT, rows)
+        insert_many(conn, audit_log, rows, _INSERT)
         rules = [rule for rule in self.alerts().values() if any(rule.matches(e.action, e.entity, e.outcome)
                                                                for e in entries)]
         if rules:

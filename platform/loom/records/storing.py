@@ -13,6 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from loom.db import insert_many
 from loom.errors import ValidationError, error_entry
 from loom.metadata.model import Entity
 from loom.principal import Principal
@@ -56,7 +57,8 @@ class RowWrites:
                     sa.func.nextval(sa.func.pg_get_serial_sequence(table.name, "id"))).select_from(
                     sa.func.generate_series(1, sa.bindparam("n"))))
                 ids = sorted(conn.execute(next_ids, {"n": len(rows)}).scalars())
-                conn.execute(insert, [{**row, "id": record_id} for row, record_id in zip(rows, ids, strict=True)])
+                insert_many(conn, table, [{**row, "id": record_id} for row, record_id in zip(rows, ids, strict=True)],
+                            insert)
                 found = {row["id"]: row for row in conn.execute(
                     sa.select(table).where(table.c.id.between(ids[0], ids[-1]))).mappings()}
                 return [found[record_id] for record_id in ids]
