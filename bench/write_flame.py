@@ -6,6 +6,9 @@ profiler it gives the flame graph of the single-write path:
 
     py-spy record -o bench/flames/single-writes-sqlite.svg -- python bench/write_flame.py --writes 2000
 
+With ``--bulk N`` it instead loops bulk creates of N orders each (``POST .../_bulk``), as
+many as make ``--writes`` orders, for the flame graph of the bulk path.
+
 Everything it creates is removed at the end.
 """
 
@@ -24,6 +27,7 @@ SCHEMA = "bench_write_flame"
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--writes", type=int, default=1000, help="creates, each followed by an update (default 1000)")
+    parser.add_argument("--bulk", type=int, metavar="N", help="bulk creates of N orders each, instead of single writes")
     parser.add_argument("--pg-url", help="run on this PostgreSQL server (schema bench_write_flame) instead of SQLite")
     args = parser.parse_args(argv)
     with scratch_database("postgresql" if args.pg_url else "sqlite", args.pg_url or "", SCHEMA) as database:
@@ -32,6 +36,14 @@ def main(argv: list[str] | None = None) -> int:
         auth = {"Authorization": f"Bearer {token}"}
         try:
             started = time.process_time()
+            if args.bulk:
+                for first in range(0, args.writes, args.bulk):
+                    made = api.post(f"{ORDERS}/_bulk", headers=auth, json=[
+                        order_body(ids, f"FB-{i:07d}") for i in range(first, min(first + args.bulk, args.writes))])
+                    assert made.status_code == 201, made.get_json()
+                cpu = time.process_time() - started
+                print(f"{args.writes} orders in bulks of {args.bulk}: {args.writes / cpu:,.0f} orders per CPU second")
+                return 0
             for i in range(args.writes):
                 made = api.post(ORDERS, json=order_body(ids, f"FL-{i:06d}"), headers=auth)
                 assert made.status_code == 201, made.get_json()
