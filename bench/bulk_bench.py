@@ -359,8 +359,8 @@ def import_job(url: str, workdir: str, rows: int, report: str) -> None:
     """Run in its own process: store an N-row import job and run it as the screen's
     background job does, sampling this process's RSS; the samples go to ``report``."""
     from loom.app import create_app
-    from loom.db import upgrade, utcnow
-    from loom.ui.importing import run_import
+    from loom.db import upgrade
+    from loom.ui.importing import run_import, store_job
     from loom.ui.models import import_jobs
 
     app = create_app({"DATABASE_URL": url, "INSTANCE_PATH": os.path.join(workdir, "import-instance"),
@@ -371,12 +371,9 @@ def import_job(url: str, workdir: str, rows: int, report: str) -> None:
         set_up(app)
     principal = loom.identity.principal_for(BENCH_USER)
     content = csv_content(rows)
-    now = utcnow()
     with loom.engine.begin() as conn:
-        job_id = conn.execute(import_jobs.insert().values(
-            user_id=principal.user_id, entity="customer", filename="customers.csv", status="running",
-            content=content, mapping=list(customer(1)), total=rows, processed=0, imported=0, rejected=[],
-            created_at=now, updated_at=now).returning(import_jobs.c.id)).scalar_one()
+        job_id = store_job(conn, user_id=principal.user_id, entity="customer", filename="customers.csv",
+                           content=content, mapping=list(customer(1)), total=rows, status="running")
     del content
     samples: list[tuple[float, float]] = []
     done = threading.Event()

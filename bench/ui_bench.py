@@ -120,9 +120,9 @@ def import_csv(rows: int, start: int) -> bytes:
 
 def run(kind: str, rows: int, requests: int, import_rows: int, pg_url: str) -> None:
     from loom.app import create_app
-    from loom.db import create_engine, upgrade, utcnow
+    from loom.db import create_engine, upgrade
     from loom.schema.service import model_from_documents
-    from loom.ui.importing import run_import
+    from loom.ui.importing import run_import, store_job
     from loom.ui.models import import_jobs
 
     print(f"machine: {machine()}")
@@ -162,13 +162,10 @@ def run(kind: str, rows: int, requests: int, import_rows: int, pg_url: str) -> N
         # import through the import job, run in this thread
         principal = loom.principal_for(BENCH_USER)
         content = import_csv(import_rows, rows + 1)
-        now = utcnow()
         with engine.begin() as conn:
-            job_id = conn.execute(import_jobs.insert().values(
-                user_id=principal.user_id, entity="customer", filename="bench.csv", status="running",
-                content=content, mapping=["name", "level", "region", "mobile", "email", "city", "notes"],
-                total=import_rows, processed=0, imported=0, rejected=[], created_at=now, updated_at=now)
-                .returning(import_jobs.c.id)).scalar_one()
+            job_id = store_job(conn, user_id=principal.user_id, entity="customer", filename="bench.csv",
+                               content=content, mapping=["name", "level", "region", "mobile", "email", "city", "notes"],
+                               total=import_rows, status="running")
         started = time.perf_counter()
         run_import(app, job_id, principal, "en")
         import_seconds = time.perf_counter() - started

@@ -48,3 +48,43 @@ def test_another_process_sees_a_publish_on_its_next_request(loom_app, apply_meta
     apply_metadata(customer_doc)
     assert other.get("/api/v1/customer").status_code == 200
     assert other.post("/api/v1/customer", json={"name": "from the other process"}).status_code == 201
+
+
+def test_import_files_move_to_their_own_table_and_back(loom_engine):
+    """An import job's file leaves the job's row (updated after every chunk) for a row of
+    its own, and a downgrade puts it back; SQLite keeps the jobs' AUTOINCREMENT."""
+    downgrade(loom_engine, "20261202_0710")
+    content = "name\n" + "".join(f"row {i}\n" for i in range(1000))
+    with loom_engine.begin() as conn:
+        user = conn.exec_driver_sql("INSERT INTO loom_users (username, display_name, locale, is_active, "
+                                    "is_superuser, created_at) VALUES ('sam', 'Sam', 'en', true, false, "
+                                    "CURRENT_TIMESTAMP) RETURNING id").scalar_one()
+        conn.execute(sa.text("INSERT INTO loom_import_jobs (user_id, entity, filename, status, content, total, "
+                             "processed, imported, created_at, updated_at) VALUES (:user, 'item', 'items.csv', "
+                             "'mapping', :content, 1000, 0, 0, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"),
+                     {"user": user, "content": content.encode()})
+    upgrade(loom_engine)
+    with loom_engine.connect() as conn:
+        moved = conn.exec_driver_sql("SELECT j.filename, f.content FROM loom_import_jobs j "
+                                     "JOIN loom_import_files f ON f.job_id = j.id").one()
+    assert (moved[0], bytes(moved[1]).decode()) == ("items.csv", content)
+    assert "content" not in {c["name"] for c in sa.inspect(loom_engine).get_columns("loom_import_jobs")}
+    assert _keeps_autoincrement(loom_engine, "loom_import_jobs")
+    downgrade(loom_engine, "20261202_0710")
+    assert "loom_import_files" not in sa.inspect(loom_engine).get_table_names()
+    with loom_engine.connect() as conn:
+        back = conn.exec_driver_sql("SELECT content FROM loom_import_jobs").scalar_one()
+    assert bytes(back).decode() == content
+    assert _keeps_autoincrement(loom_engine, "loom_import_jobs")
+    column = next(c for c in sa.inspect(loom_engine).get_columns("loom_import_jobs") if c["name"] == "content")
+    assert not column["nullable"]
+    upgrade(loom_engine)
+
+
+def _keeps_autoincrement(engine, table: str) -> bool:
+    """On SQLite, whether ``table`` still never hands out an id twice (PostgreSQL: always)."""
+    if engine.dialect.name != "sqlite":
+        return True
+    with engine.connect() as conn:
+        sql = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name = ?", (table,)).scalar()
+    return "AUTOINCREMENT" in sql.upper()

@@ -2,9 +2,10 @@
 import in the background in chunks through the record service, with a progress bar that
 survives a reload and a report of every rejected row with the reason.
 
-The job lives in the database (``loom_import_jobs``): the file, the mapping, the counts
-and the rejected rows, so any app process can show its progress. Every row ends up
-either imported or in the report; nothing is half-imported without saying so.
+The job lives in the database (``loom_import_jobs``: the mapping, the counts and the
+rejected rows; ``loom_import_files``: the file), so any app process can show its progress.
+Every row ends up either imported or in the report; nothing is half-imported without
+saying so.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from loom.records.service import RecordService
 from loom.schema.statistics import analyze
 from loom.ui.i18n import current_locale, gettext, label, lazy_gettext
 from loom.ui.messages import detail_text, message_text
-from loom.ui.models import import_jobs
+from loom.ui.models import import_files, import_jobs
 from loom.ui.pages import htmx, pages, redirect_to, render_page
 from loom.ui.screens import context, format_context, service
 
@@ -218,6 +219,23 @@ class Converter:
 
 # -- running a job ------------------------------------------------------------------------------
 
+def store_job(conn: sa.Connection, *, user_id: int, entity: str, filename: str, content: bytes,
+              mapping: list[str], total: int, status: str = "mapping") -> int:
+    """Keep a new import job and its file (a row of each); returns the job's id."""
+    now = utcnow()
+    job_id = conn.execute(import_jobs.insert().values(
+        user_id=user_id, entity=entity, filename=filename, status=status, mapping=mapping, total=total,
+        processed=0, imported=0, rejected=[], created_at=now, updated_at=now).returning(import_jobs.c.id)).scalar_one()
+    conn.execute(import_files.insert().values(job_id=job_id, content=content))
+    return job_id
+
+
+def _with_content(*where: Any) -> sa.Select:
+    """A job's columns and its file's content, as one mapping."""
+    return (sa.select(import_jobs, import_files.c.content)
+            .select_from(import_jobs.join(import_files, import_files.c.job_id == import_jobs.c.id)).where(*where))
+
+
 def _save(engine: sa.Engine, job_id: int, **values: Any) -> None:
     with write_transaction(engine) as conn:
         conn.execute(import_jobs.update().where(import_jobs.c.id == job_id).values(**values, updated_at=utcnow()))
@@ -340,7 +358,7 @@ def run_import(app: Flask, job_id: int, principal: Principal, locale: str) -> No
     engine = app.extensions["loom"].engine
     with app.app_context(), force_locale(locale):
         with reading(engine) as conn:
-            job = conn.execute(sa.select(import_jobs).where(import_jobs.c.id == job_id)).mappings().one()
+            job = conn.execute(_with_content(import_jobs.c.id == job_id)).mappings().one()
         tally = Tally()
         try:
             svc = record_service(job["entity"], principal, app=app)
@@ -405,10 +423,10 @@ def status_label(status: str) -> str:
 # -- pages --------------------------------------------------------------------------------------
 
 def _job(entity: str, job_id: int, *, with_content: bool = False) -> dict[str, Any]:
-    columns = [c for c in import_jobs.c if with_content or c.name != "content"]
+    mine = (import_jobs.c.id == job_id, import_jobs.c.entity == entity, import_jobs.c.user_id == g.principal.user_id)
     with reading(context().engine) as conn:
-        job = conn.execute(sa.select(*columns).where(import_jobs.c.id == job_id, import_jobs.c.entity == entity,
-                                                     import_jobs.c.user_id == g.principal.user_id)).mappings().first()
+        query = _with_content(*mine) if with_content else sa.select(import_jobs).where(*mine)
+        job = conn.execute(query).mappings().first()
     if job is None:
         raise NotFound(gettext("There is no such import."))
     job = dict(job)
@@ -453,12 +471,9 @@ def import_upload(entity: str):
     if total == 0:
         raise BadRequest(gettext("The file has a header row but no data rows."))
     mapping = auto_mapping(header, importable_fields(svc))
-    now = utcnow()
     with write_transaction(context().engine) as conn:
-        job_id = conn.execute(import_jobs.insert().values(
-            user_id=g.principal.user_id, entity=entity, filename=filename, status="mapping", content=content,
-            mapping=mapping, total=total, processed=0, imported=0, rejected=[], created_at=now, updated_at=now)
-            .returning(import_jobs.c.id)).scalar_one()
+        job_id = store_job(conn, user_id=g.principal.user_id, entity=entity, filename=filename, content=content,
+                           mapping=mapping, total=total)
     return redirect_to(url_for("pages.import_job", entity=entity, job_id=job_id))
 
 

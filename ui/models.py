@@ -30,9 +30,9 @@ class SavedView(Base):
 
 
 class ImportJob(Base):
-    """A spreadsheet import: the uploaded file, the column mapping, its progress and the
-    rows it rejected with the reason. Kept in the database, so any process can report
-    progress and a reload finds the job where it is."""
+    """A spreadsheet import: the column mapping, its progress and the rows it rejected
+    with the reason (its file is an ``ImportFile``). Kept in the database, so any process
+    can report progress and a reload finds the job where it is."""
 
     __tablename__ = "loom_import_jobs"
 
@@ -42,7 +42,6 @@ class ImportJob(Base):
     filename: Mapped[str] = mapped_column(sa.String(255))
     #: mapping, queued, running, done, failed
     status: Mapped[str] = mapped_column(sa.String(20), default="mapping")
-    content: Mapped[bytes] = mapped_column(sa.LargeBinary)
     mapping: Mapped[Any] = mapped_column(sa.JSON, nullable=True)
     total: Mapped[int] = mapped_column(sa.Integer, default=0)
     processed: Mapped[int] = mapped_column(sa.Integer, default=0)
@@ -54,5 +53,19 @@ class ImportJob(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(TIMESTAMP, default=utcnow)
 
 
+class ImportFile(Base):
+    """The file an import job reads. A row of its own, apart from the job's: the job's row
+    is updated after every chunk of rows, and SQLite writes a whole row again on every
+    update of it, so a file kept there would be written again a thousand times in an
+    import of a million rows."""
+
+    __tablename__ = "loom_import_files"
+
+    job_id: Mapped[int] = mapped_column(sa.BigInteger, sa.ForeignKey("loom_import_jobs.id", ondelete="CASCADE"),
+                                        primary_key=True, autoincrement=False)
+    content: Mapped[bytes] = mapped_column(sa.LargeBinary)
+
+
 saved_views: sa.Table = SavedView.__table__  # type: ignore[assignment]
 import_jobs: sa.Table = ImportJob.__table__  # type: ignore[assignment]
+import_files: sa.Table = ImportFile.__table__  # type: ignore[assignment]

@@ -7,10 +7,8 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from loom.db import utcnow
 from loom.schema import statistics
-from loom.ui.importing import run_import
-from loom.ui.models import import_jobs
+from loom.ui.importing import run_import, store_job
 
 ITEM = {"kind": "entity", "name": "item", "title_field": "name", "fields": [
     {"name": "name", "type": "string", "required": True},
@@ -88,12 +86,9 @@ def test_an_import_job_leaves_its_table_analysed(items, loom_app, loom_engine, m
     make_user("sam", roles=["stocker"])
     principal = loom_app.extensions["loom"].identity.principal_for("sam")
     content = ("name,shelf\n" + "".join(f"thing {i},S{i % 3}\n" for i in range(25))).encode()
-    now = utcnow()
     with loom_engine.begin() as conn:
-        job_id = conn.execute(import_jobs.insert().values(
-            user_id=principal.user_id, entity="item", filename="items.csv", status="running", content=content,
-            mapping=["name", "shelf"], total=25, processed=0, imported=0, rejected=[], created_at=now,
-            updated_at=now).returning(import_jobs.c.id)).scalar_one()
+        job_id = store_job(conn, user_id=principal.user_id, entity="item", filename="items.csv", content=content,
+                           mapping=["name", "shelf"], total=25, status="running")
     run_import(loom_app, job_id, principal, "en")
     assert estimated_rows(loom_engine, "e_item") == 25
 

@@ -12,9 +12,8 @@ import pytest
 import sqlalchemy as sa
 from flask import g, has_app_context, has_request_context
 
-from loom.db import utcnow
 from loom.jobs import run_job, submit
-from loom.ui.importing import run_import
+from loom.ui.importing import run_import, store_job
 from loom.ui.models import import_jobs
 
 ZH = lambda en, cn: {"en": en, "zh": cn}  # noqa: E731
@@ -35,12 +34,9 @@ def items(apply_metadata, make_entity, make_user, loom_app):
 
 
 def queued_job(app, user_id: int) -> int:
-    now = utcnow()
     with app.extensions["loom"].engine.begin() as conn:
-        return conn.execute(import_jobs.insert().values(
-            user_id=user_id, entity="item", filename="items.csv", status="running", content=CSV,
-            mapping=["name", "qty"], total=3, processed=0, imported=0, rejected=[], created_at=now, updated_at=now)
-            .returning(import_jobs.c.id)).scalar_one()
+        return store_job(conn, user_id=user_id, entity="item", filename="items.csv", content=CSV,
+                         mapping=["name", "qty"], total=3, status="running")
 
 
 def job_row(app, job_id: int):
