@@ -25,6 +25,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("basics", ("loom.config", "loom.db", "loom.errors", "loom.principal", "loom.sql", "loom.problems",
                 "loom.csvfile", "loom.downloads", "loom.edge", "loom.hookspecs", "loom.events", "loom.jobs")),
     ("metadata language", ("loom.metadata", "loom.metadata.*")),
+    ("expression language", ("loom.expressions", "loom.expressions.*")),
     ("audit log", ("loom.audit", "loom.audit.log", "loom.audit.chain", "loom.audit.models", "loom.audit.reading",
                    "loom.audit.alerts", "loom.audit.archive*")),
     ("identity", ("loom.identity", "loom.identity.models", "loom.identity.credentials", "loom.identity.service")),
