@@ -106,7 +106,7 @@ class RowWrites:
                     batches.setdefault((field_name, frozenset(values)), []).append(values)
         for (field_name, _columns), payload in batches.items():
             target, table = self._child_table(field_name)
-            conn.execute(self.context.live.derive(f"insert:{target}", table.insert), payload)
+            insert_many(conn, table, payload, self.context.live.derive(f"insert:{target}", table.insert))
             note_write(conn, target)
 
     def _replace_children(self, conn: sa.Connection, parent_id: int, children: Mapping[str, list[dict]]) -> None:
