@@ -100,7 +100,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         # choose the address the audit log records by sending the header itself
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
 
-    engine = values.get("ENGINE") or create_engine(url, sqlite_synchronous=values.get("SQLITE_SYNCHRONOUS") or "NORMAL")
+    engine = values.get("ENGINE") or create_engine(
+        url, sqlite_synchronous=values.get("SQLITE_SYNCHRONOUS") or "NORMAL",
+        pool_size=values.get("DB_POOL_SIZE") or settings.SERVE_THREADS, max_overflow=values["DB_MAX_OVERFLOW"])
     metadata = MetadataService(engine, values["METADATA_CHECK_INTERVAL"])
     plugins = plugin_manager(values.get("PLUGINS", ()), discover=values.get("DISCOVER_PLUGINS", True),
                              enabled=values.get("PLUGINS_ENABLED", ""), disabled=values.get("PLUGINS_DISABLED", ""))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -25,6 +26,7 @@ from loom.commands import (
     needs_instance,
 )
 from loom.commands.plugins import jobs_group, outbox_group, plugin_group
+from loom.config import SERVE_THREADS, SettingError
 from loom.errors import LoomError, MetadataError
 from loom.plugins.migrations import upgrade as upgrade_with_plugins
 
@@ -50,6 +52,8 @@ class LoomGroup(FlaskGroup):
             raise
         except LoomError as error:
             raise CommandFailed(error.detail.replace("\n", "; ")) from error
+        except SettingError as error:
+            raise CommandFailed(str(error)) from None
         except sa.exc.OperationalError as error:
             if os.environ.get("LOOM_DEBUG"):
                 raise
@@ -126,25 +130,78 @@ def _check_port(host: str, port: int) -> None:
                                 "or --port") from None
 
 
-def _serve(host: str, port: int, threads: int) -> None:
-    from waitress import serve
+#: seconds a worker may take to finish its requests after SIGTERM before it is killed
+WORKER_STOP_SECONDS = 30
 
+
+def _serve(host: str, port: int, threads: int, workers: int = 1) -> None:
+    """Serve with granian: this process does the one-time work (port check, upgrade, ids,
+    orphan files), then starts ``workers`` processes that each build their own app, engine
+    and connection pool with ``loom.app:create_app`` and answer with ``threads`` threads."""
+    from granian.constants import Interfaces
+    from granian.server import Server
+
+    loom = _loom()
     _check_port(host, port)
-    upgrade(_loom().engine)
-    _loom().metadata.ensure_ids_never_reused(author="loom serve")
+    upgrade(loom.engine)
+    loom.metadata.ensure_ids_never_reused(author="loom serve")
     _remove_orphan_files()
+    pool_size = current_app.config.get("DB_POOL_SIZE") or threads
+    _check_connections(loom.engine, workers, pool_size, current_app.config["DB_MAX_OVERFLOW"])
+    if workers > 1 and loom.engine.dialect.name == "sqlite":
+        click.echo(f"note: {workers} processes write to one SQLite file: their writers take turns in SQLite's busy "
+                   "timeout, not in Loom's fair queue, so under many writes some wait far longer than others; "
+                   "for write-heavy use run one process (--workers 1) or PostgreSQL")
     click.echo(f"Loom is running on http://{host}:{port}/  (API: http://{host}:{port}/api/openapi.json)")
-    serve(current_app._get_current_object(), host=host, port=port, threads=threads, ident="loom")
+    # the workers read their settings from the environment, as every Loom process does;
+    # unset, their pool holds one connection per request thread
+    os.environ["LOOM_DB_POOL_SIZE"] = str(pool_size)
+    # No engine or pooled connection crosses the fork: each worker opens its own.
+    loom.engine.dispose()
+    server = Server("loom.app:create_app", interface=Interfaces.WSGI, address=host, port=port,
+                    workers=workers, blocking_threads=threads, websockets=False, respawn_failed_workers=True,
+                    workers_kill_timeout=WORKER_STOP_SECONDS)
+    server.serve(target_loader=_worker_app, wrap_loader=False)
+
+
+def _worker_app():
+    """The app of one worker, built in the worker: ``loom.app:create_app()``.
+
+    Ctrl-C sends SIGINT to every process of the terminal's group, and the master then
+    sends each worker SIGTERM; a granian worker that gets the two signals at the same
+    moment can hang in its signal handler until it is killed. So a worker leaves SIGINT
+    to the master (blocked here, before the worker starts its threads, which inherit
+    the mask) and stops on the master's SIGTERM alone."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    return create_app()
+
+
+def _check_connections(engine: sa.Engine, workers: int, pool_size: int, max_overflow: int) -> None:
+    """Warn when the workers' pools together could take every connection PostgreSQL allows."""
+    if engine.dialect.name != "postgresql":
+        return
+    with engine.connect() as conn:
+        allowed = int(conn.exec_driver_sql("SHOW max_connections").scalar_one())
+        reserved = int(conn.exec_driver_sql("SHOW superuser_reserved_connections").scalar_one())
+    most = workers * (pool_size + max_overflow)
+    if most >= allowed - reserved:
+        click.echo(f"warning: {workers} worker(s) x (LOOM_DB_POOL_SIZE {pool_size} + LOOM_DB_MAX_OVERFLOW "
+                   f"{max_overflow}) = {most} connections, and PostgreSQL takes at most {allowed - reserved} "
+                   f"(max_connections {allowed}, {reserved} kept for superusers), with none left for commands "
+                   "and the outbox; lower those settings or --workers, or raise max_connections", err=True)
 
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True)
-@click.option("--threads", default=8, show_default=True)
+@click.option("--threads", default=SERVE_THREADS, show_default=True, type=click.IntRange(min=1),
+              help="Request threads of each worker.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Processes that answer requests, each with its own threads and database connections.")
 @with_appcontext
-def serve(host: str, port: int, threads: int) -> None:
-    """Serve Loom (waitress)."""
-    _serve(host, port, threads)
+def serve(host: str, port: int, threads: int, workers: int) -> None:
+    """Serve Loom (granian): one process, or --workers N."""
+    _serve(host, port, threads, workers)
 
 
 @main.command()
@@ -178,7 +235,7 @@ def demo(host: str, port: int, run_server: bool, reset: bool) -> None:
     for username, display, role, _team in DEMO_USERS:
         click.echo(f"  {username:<8} {demo_password(username):<20} {role:<14} {display}")
     if run_server:
-        _serve(host, port, threads=8)
+        _serve(host, port, threads=SERVE_THREADS)
 
 
 @main.group()

@@ -7,8 +7,30 @@ them, which is how tests and embedding code configure an app.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+#: request threads of each ``loom serve`` worker; also, unless LOOM_DB_POOL_SIZE says
+#: otherwise, the database connections each process keeps, so every thread can hold one
+SERVE_THREADS = 8
+
+
+class SettingError(ValueError):
+    """A ``LOOM_*`` variable whose value cannot be used; the message names it and says what it takes."""
+
+
+def _count(minimum: int) -> Callable[[str], int]:
+    """A parser of whole numbers no smaller than ``minimum``."""
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise ValueError(f"'{raw}' is not a whole number of at least {minimum}")
+        return value
+    return parse
 
 
 @dataclass(frozen=True)
@@ -16,7 +38,7 @@ class Setting:
     name: str
     default: Any
     help: str
-    parse: type = str
+    parse: Callable[[str], Any] = str
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -47,6 +69,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("METADATA_CHECK_INTERVAL", 0.0,
             "Seconds a process trusts its cached metadata version before asking the database "
             "again; 0 asks on every request.", float),
+    Setting("DB_POOL_SIZE", None,
+            "Database connections each process keeps open for its requests. Unset: the request threads "
+            "of a `loom serve` worker (--threads, 8 by default), so that each thread can hold one.", _count(1)),
+    Setting("DB_MAX_OVERFLOW", 10,
+            "Connections a process may open beyond LOOM_DB_POOL_SIZE while all of those are busy, each "
+            "closed when given back; a few requests hold two for a moment, so keep it above 0. On "
+            "PostgreSQL, workers x (pool size + overflow), plus the `loom` commands and the outbox running "
+            "beside the server, must stay below the server's max_connections (100 by default).", _count(0)),
 )
 
 
@@ -56,5 +86,14 @@ def from_environment(environ: dict[str, str] | None = None) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for setting in SETTINGS:
         raw = environ.get(f"LOOM_{setting.name}")
-        values[setting.name] = setting.default if raw in (None, "") else setting.parse(raw)
+        values[setting.name] = setting.default if raw in (None, "") else _parse(setting, raw)
     return values
+
+
+def _parse(setting: Setting, raw: str) -> Any:
+    try:
+        return setting.parse(raw)
+    except ValueError as error:
+        expected = {int: "a whole number", float: "a number"}.get(setting.parse)
+        reason = f"'{raw}' is not {expected}" if expected else str(error)
+        raise SettingError(f"LOOM_{setting.name}: {reason}") from None

@@ -17,6 +17,8 @@ from importlib.resources import files
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase
 
+from loom.config import SERVE_THREADS
+
 log = logging.getLogger(__name__)
 
 #: predictable constraint and index names, so migrations can refer to them
@@ -49,9 +51,16 @@ SQLITE_SYNCHRONOUS = ("NORMAL", "FULL")
 WRITE_TURN_TIMEOUT = 30.0
 
 
-def create_engine(url: str, *, sqlite_synchronous: str = "NORMAL", **kwargs) -> sa.Engine:
+def create_engine(url: str, *, sqlite_synchronous: str = "NORMAL", pool_size: int = SERVE_THREADS,
+                  max_overflow: int = 10, **kwargs) -> sa.Engine:
     """An engine set up the way Loom needs it on each database. ``sqlite_synchronous``
-    (one of ``SQLITE_SYNCHRONOUS``) is how hard a SQLite commit waits for the disk."""
+    (one of ``SQLITE_SYNCHRONOUS``) is how hard a SQLite commit waits for the disk;
+    ``pool_size`` and ``max_overflow`` (LOOM_DB_POOL_SIZE, LOOM_DB_MAX_OVERFLOW) are the
+    connections the process keeps, and those it may open beyond them while all are busy."""
+    in_memory = url.startswith("sqlite") and sa.make_url(url).database in (None, "", ":memory:")
+    if not in_memory:  # an in-memory SQLite database has a connection per thread, no pool to size
+        kwargs.setdefault("pool_size", pool_size)
+        kwargs.setdefault("max_overflow", max_overflow)
     if url.startswith("sqlite"):
         synchronous = str(sqlite_synchronous).upper()
         if synchronous not in SQLITE_SYNCHRONOUS:
@@ -65,7 +74,6 @@ def create_engine(url: str, *, sqlite_synchronous: str = "NORMAL", **kwargs) -> 
     # Connections are recycled rather than pinged before every use: a ping is a round trip
     # on every checkout, several per request.
     kwargs.setdefault("pool_recycle", 1800)
-    kwargs.setdefault("pool_size", 10)
     return sa.create_engine(url, **kwargs)
 
 
