@@ -384,6 +384,7 @@ __all__ = ["Base", "BigId", "NAMING_CONVENTION", "SQLITE_SYNCHRONOUS", "WriteQue
            "before_commit", "create_engine", "deferring", "downgrade", "open_write", "reading", "run_before_commit",
            "upgrade", "utcnow", "write_queue", "write_transaction", "write_turn"]
 
+
 #: from this many rows on, ``insert_many`` on PostgreSQL copies instead of inserting
 COPY_FROM = 20
 
