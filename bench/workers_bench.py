@@ -10,14 +10,18 @@ the peer benchmark's wrk script (bench/wrk/peer.lua) on two reads:
 - get: one record by a random loaded id;
 - list: ``limit=50``, region = East, ``sort=-id``, four fields.
 
+With ``--baseline-commit REV``, Loom as committed at REV is measured in the same
+rounds too, served by that commit's own ``loom serve`` (before granian: waitress, one
+process, 8 threads); REV must have the same migrations as the Loom measured.
+
 Every measurement is a warm-up that is thrown away, then the measured seconds with
 wrk -t2 -c8. It prints each run's requests per second with the load average before it,
-each round's 2-worker/1-worker ratios, and the medians; ``--json FILE`` writes the raw
+each round's ratios to one worker, and the medians; ``--json FILE`` writes the raw
 numbers too.
 
     python bench/workers_bench.py
-    python bench/workers_bench.py --databases sqlite,postgresql --rows 20000 --rounds 2 --seconds 10 \\
-        --loom-commit HEAD
+    python bench/workers_bench.py --databases sqlite,postgresql --rows 20000 --rounds 2 --seconds 8 \\
+        --loom-commit HEAD --baseline-commit 6109899
 
 ``--loom-commit REV`` measures Loom as committed at REV (exported into the scratch
 folder), so a run measures one fixed Loom while the checkout changes under it.
@@ -35,6 +39,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +58,6 @@ from peer_servers import (
 )
 
 SCENARIOS = ("get", "list")
-WORKERS = (1, 2)
 COLLECTION = "/api/v1/customers"
 LUA = Path(__file__).resolve().parent / "wrk" / "peer.lua"
 RESULT = re.compile(r"^PEER_RESULT (\{.*\})$", re.MULTILINE)
@@ -63,23 +67,36 @@ def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+@dataclass(frozen=True)
+class Setup:
+    """A way of serving the instance: a name, the ``loom serve`` options, and where Loom
+    is imported from (None: this checkout)."""
+
+    name: str
+    options: tuple[str, ...]
+    site: Path | None
+
+
+def loom_command(*args: str) -> list[str]:
+    return [sys.executable, "-c", "import sys; from loom.cli import main; sys.argv[0] = 'loom'; main()", *args]
+
+
 class Instance:
     """A Loom instance on one database, set up through the ``loom`` command."""
 
     def __init__(self, url: str, workdir: Path, site: Path | None):
         self.workdir = workdir
+        self.site = site
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("LOOM_")}
         self.env.update(LOOM_DATABASE_URL=url, LOOM_INSTANCE_PATH=str(workdir / "instance"))
-        if site is not None:
-            self.env["PYTHONPATH"] = str(site)
         self.token = ""
         self.first_id = self.last_id = 0
 
-    def command(self, *args: str) -> list[str]:
-        return [sys.executable, "-c", "import sys; from loom.cli import main; sys.argv[0] = 'loom'; main()", *args]
+    def env_for(self, site: Path | None) -> dict[str, str]:
+        return {**self.env, "PYTHONPATH": str(site)} if site is not None else self.env
 
     def run(self, *args: str, stdin: str = "") -> str:
-        done = subprocess.run(self.command(*args), env=self.env, cwd=self.workdir, input=stdin,
+        done = subprocess.run(loom_command(*args), env=self.env_for(self.site), cwd=self.workdir, input=stdin,
                               capture_output=True, text=True)
         if done.returncode:
             raise SetupError(f"loom {' '.join(args)} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
@@ -94,26 +111,26 @@ class Instance:
         self.run("metadata", "apply", str(metadata), "--author", "workers-bench")
         self.run("user", "create", "bench", "--superuser", stdin="workers-bench-password\n")
         self.token = self.run("token", "create", "bench", "--name", "workers benchmark").strip().splitlines()[-1]
-        with self.serve(1) as base:
+        with self.serve(Setup("setup", (), self.site)) as base:
             ids, seconds = bulk_load(base, f"{COLLECTION}/_bulk", self.token, 0, rows, (201,))
         self.first_id, self.last_id = ids[0], ids[-1]
         return seconds
 
-    def serve(self, workers: int) -> _Serving:
-        return _Serving(self, workers)
+    def serve(self, setup: Setup) -> _Serving:
+        return _Serving(self, setup)
 
 
 class _Serving:
-    """``loom serve --workers N`` for as long as the block runs."""
+    """``loom serve`` as ``setup`` says, for as long as the block runs."""
 
-    def __init__(self, instance: Instance, workers: int):
-        self.instance, self.workers = instance, workers
-        self.log = instance.workdir / f"serve-{workers}.log"
+    def __init__(self, instance: Instance, setup: Setup):
+        self.instance, self.setup = instance, setup
+        self.log = instance.workdir / f"serve-{setup.name.replace(' ', '-')}.log"
 
     def __enter__(self) -> str:
         port = free_port()
-        self.process = start_process(self.instance.command("serve", "--port", str(port), "--workers", str(self.workers)),
-                                     self.instance.env, self.instance.workdir, self.log)
+        self.process = start_process(loom_command("serve", "--port", str(port), *self.setup.options),
+                                     self.instance.env_for(self.setup.site), self.instance.workdir, self.log)
         base = f"http://127.0.0.1:{port}"
         try:
             wait_until(lambda: call(base, "GET", f"{COLLECTION}?limit=1", token=self.instance.token,
@@ -143,48 +160,57 @@ def wrk(base: str, instance: Instance, scenario: str, seconds: int, seed: int) -
             "p50_ms": result["latency_us"]["p50"] / 1000, "p99_ms": result["latency_us"]["p99"] / 1000}
 
 
-def measure_database(kind: str, args: argparse.Namespace, site: Path | None) -> list[dict[str, Any]]:
+def measure_database(kind: str, setups: list[Setup], args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Set up an instance on a fresh ``kind`` database and measure every setup on it,
+    round after round, the order of the setups turning each round."""
     measurements: list[dict[str, Any]] = []
     with scratch_database(kind, args.pg_url, schema="bench_workers") as database:
-        instance = Instance(database.url, Path(database.workdir), site)
+        instance = Instance(database.url, Path(database.workdir), setups[0].site)
         seconds = instance.set_up(args.rows)
         print(f"{kind}: {args.rows:,} rows loaded in {seconds:.1f} s", flush=True)
         for round_no in range(args.rounds):
-            order = WORKERS if round_no % 2 == 0 else WORKERS[::-1]
-            for workers in order:
-                with instance.serve(workers) as base:
+            shift = round_no % len(setups)
+            for setup in setups[shift:] + setups[:shift]:
+                with instance.serve(setup) as base:
                     for n, scenario in enumerate(SCENARIOS):
                         seed = round_no * 10 + n
                         if args.warmup:
                             wrk(base, instance, scenario, args.warmup, seed)
                         load = load_average()
                         m = wrk(base, instance, scenario, args.seconds, seed)
-                        m.update(database=kind, round=round_no + 1, workers=workers, scenario=scenario,
+                        m.update(database=kind, round=round_no + 1, setup=setup.name, scenario=scenario,
                                  load_before=load)
                         measurements.append(m)
-                        print(f"  {kind:10} round {m['round']} workers {workers} {scenario:4} "
+                        print(f"  {kind:10} round {m['round']} {setup.name:18} {scenario:4} "
                               f"{m['ok_per_s']:7.1f} req/s  p50 {m['p50_ms']:6.1f} ms  p99 {m['p99_ms']:6.1f} ms  "
                               f"failed {m['failed']}  load {load[0]}", flush=True)
             for scenario in SCENARIOS:
-                rate = {m["workers"]: m["ok_per_s"] for m in measurements
+                rate = {m["setup"]: m["ok_per_s"] for m in measurements
                         if m["round"] == round_no + 1 and m["scenario"] == scenario}
-                print(f"  {kind:10} round {round_no + 1} {scenario}: 2 workers / 1 worker {rate[2] / rate[1]:.2f}",
-                      flush=True)
+                ratios = ", ".join(f"{name} / 1 worker {rate[name] / rate[setups[0].name]:.2f}"
+                                   for name in rate if name != setups[0].name)
+                print(f"  {kind:10} round {round_no + 1} {scenario}: {ratios}", flush=True)
     return measurements
 
 
-def summary(measurements: list[dict[str, Any]]) -> list[str]:
-    lines = ["| database | read | 1 worker, req/s | 2 workers, req/s | ratio (median of rounds) |",
-             "|---|---|---:|---:|---:|"]
+def summary(measurements: list[dict[str, Any]], setups: list[Setup]) -> list[str]:
+    """A table of median rates, and each setup's ratio to the first (one worker): the
+    median of the rounds' ratios, then each round's."""
+    first = setups[0].name
+    lines = ["| database | read | " + " | ".join(f"{s.name}, req/s" for s in setups) + " | "
+             + " | ".join(f"{s.name} / {first}" for s in setups[1:]) + " |",
+             "|---|---|" + "---:|" * (2 * len(setups) - 1)]
     for kind in dict.fromkeys(m["database"] for m in measurements):
         for scenario in SCENARIOS:
-            runs = [m for m in measurements if m["database"] == kind and m["scenario"] == scenario]
-            rate = {w: statistics.median(m["ok_per_s"] for m in runs if m["workers"] == w) for w in WORKERS}
-            ratios = [next(m["ok_per_s"] for m in runs if m["round"] == r and m["workers"] == 2)
-                      / next(m["ok_per_s"] for m in runs if m["round"] == r and m["workers"] == 1)
-                      for r in sorted({m["round"] for m in runs})]
-            lines.append(f"| {kind} | {scenario} | {rate[1]:,.0f} | {rate[2]:,.0f} | "
-                         f"{statistics.median(ratios):.2f} ({', '.join(f'{x:.2f}' for x in ratios)}) |")
+            runs = {(m["round"], m["setup"]): m["ok_per_s"] for m in measurements
+                    if m["database"] == kind and m["scenario"] == scenario}
+            rounds = sorted({r for r, _ in runs})
+            rates = [statistics.median(runs[r, s.name] for r in rounds) for s in setups]
+            cells = [f"{rate:,.0f}" for rate in rates]
+            for setup in setups[1:]:
+                ratios = [runs[r, setup.name] / runs[r, first] for r in rounds]
+                cells.append(f"{statistics.median(ratios):.2f} ({', '.join(f'{x:.2f}' for x in ratios)})")
+            lines.append(f"| {kind} | {scenario} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -197,6 +223,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=int, default=10, help="measured seconds per run of wrk (default 10)")
     parser.add_argument("--warmup", type=int, default=3, help="unmeasured seconds before each (default 3)")
     parser.add_argument("--loom-commit", help="measure Loom as committed at this revision, not the checkout")
+    parser.add_argument("--baseline-commit", help="also measure Loom as committed at this revision, served by its "
+                                                  "own loom serve (same migrations needed)")
     parser.add_argument("--json", help="also write the raw numbers to this file")
     args = parser.parse_args(argv)
     args.databases = [d.strip() for d in args.databases.split(",") if d.strip()]
@@ -229,12 +257,18 @@ def main(argv: list[str] | None = None) -> int:
             report["loom"] = f"{commit[:7]} (exported)"
         else:
             report["loom"] = loom_revision()
+        setups = [Setup("1 worker", ("--workers", "1"), site), Setup("2 workers", ("--workers", "2"), site)]
+        if args.baseline_commit:
+            commit, baseline = export_loom(args.baseline_commit, scratch / "baseline-export")
+            report["baseline"] = f"{commit[:7]} (exported)"
+            setups.append(Setup(f"baseline {commit[:7]}", (), baseline))
         print(f"# loom serve --workers 1 against --workers 2: {args.rows:,} rows, {args.rounds} rounds, wrk -t2 -c8, "
-              f"{args.warmup:g} s warm-up + {args.seconds:g} s\nmachine: {report['machine']}\nloom: {report['loom']}\n"
+              f"{args.warmup:g} s warm-up + {args.seconds:g} s\nmachine: {report['machine']}\nloom: {report['loom']}"
+              f"{chr(10) + 'baseline: ' + report['baseline'] if args.baseline_commit else ''}\n"
               f"load average at start: {report['load_average_start']}", flush=True)
         measurements = []
         for kind in args.databases:
-            measurements.extend(measure_database(kind, args, site))
+            measurements.extend(measure_database(kind, setups, args))
         report["measurements"] = measurements
     except (SetupError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -245,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     report["load_average_end"] = load_average()
-    report["summary"] = summary(measurements)
+    report["summary"] = summary(measurements, setups)
     print(f"\nload average at end: {report['load_average_end']}  (start: {report['load_average_start']})")
     print("\n".join(report["summary"]))
     if args.json:
