@@ -97,7 +97,7 @@ def _extremum(sql_name: str, pick: Callable) -> tuple[Callable, Callable]:
         # PostgreSQL's LEAST/GREATEST skip nulls; SQLite's min/max give null on any null,
         # so each argument stands in for itself or, when null, for another one
         textual = any(n.type == TEXT for n in nodes)
-        sqlite_args = [sa.func.coalesce(a, *(b for b in args if b is not a)) for a in args]
+        sqlite_args = [sa.func.coalesce(a, *(b for j, b in enumerate(args) if j != i)) for i, a in enumerate(args)]
         postgres_args = [a.collate("C") if textual else a for a in args]
         return d.per_dialect(getattr(sa.func, sql_name[0])(*sqlite_args),
                              postgresql=getattr(sa.func, sql_name[1])(*postgres_args))
