@@ -9,9 +9,11 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
+from loom.expressions.checker import USER_PROPERTIES
 from loom.expressions.errors import ExpressionError
 from loom.expressions.functions import FUNCTIONS, Moment
 from loom.expressions.nodes import Binary, Call, In, Literal, Node, Path, Unary
+from loom.metadata.model import USER_ENTITY
 
 Lookup = Callable[[str, Any], Mapping[str, Any] | None]
 
@@ -57,6 +59,8 @@ class Evaluation:
         current: Mapping[str, Any] | None = self.record
         for position, name in enumerate(node.names):
             value = current.get(name)
+            if value is None and node.entities[position] == USER_ENTITY:  # a users row: team_id, manager_id
+                value = current.get(USER_PROPERTIES[name][2])
             if position == len(node.names) - 1 or value is None:
                 return value
             if self.lookup is None:
