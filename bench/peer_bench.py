@@ -190,6 +190,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=30, help="wrk's request timeout in seconds (default 30)")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated subset of "
                         + ", ".join(SCENARIOS))
+    parser.add_argument("--loom-workers", type=int, default=1,
+                        help="processes of loom serve (--workers; default 1); memory is summed over them")
     parser.add_argument("--loom-commit", help="measure Loom as committed at this revision, not the checkout")
     parser.add_argument("--json", help="also write the raw numbers to this file")
     args = parser.parse_args(argv)
@@ -239,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
         print(f"machine: {report['machine']}\nloom: {report['loom']}\n"
               f"load average at start: {report['load_average_start']}", flush=True)
-        loom = start_loom(workdir, args.rows, site)
+        loom = start_loom(workdir, args.rows, site, args.loom_workers)
         servers.append(loom)
         print(f"Loom ready (pid {loom.pid}): {loom.setup['loaded_rows']:,} rows in {loom.setup['load_seconds']} s, "
               f"{loom.setup['load_rows_per_s']:,} rows/s", flush=True)

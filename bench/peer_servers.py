@@ -252,9 +252,10 @@ def _loom_cli(env: dict[str, str], workdir: Path, *args: str, stdin: str = "") -
     return done.stdout
 
 
-def start_loom(workdir: Path, rows: int, site: Path | None) -> Server:
+def start_loom(workdir: Path, rows: int, site: Path | None, workers: int = 1) -> Server:
     """A fresh Loom instance under ``workdir`` with the customers entity, a superuser and
-    its token, served by ``loom serve`` on a free port and loaded with ``rows`` rows."""
+    its token, served by ``loom serve`` (``--workers``) on a free port and loaded with
+    ``rows`` rows."""
     instance, metadata = workdir / "loom-instance", workdir / "loom-metadata"
     metadata.mkdir(parents=True)
     (metadata / "customers.yaml").write_text(LOOM_ENTITY)
@@ -270,7 +271,8 @@ def start_loom(workdir: Path, rows: int, site: Path | None) -> Server:
     token = _loom_cli(env, workdir, "token", "create", "peer", "--name", "peer benchmark").strip().splitlines()[-1]
     port = free_port()
     log_path = workdir / "loom.log"
-    process = start_process(_loom_command("serve", "--port", str(port)), env, workdir, log_path)
+    serve = ["serve", "--port", str(port)] + (["--workers", str(workers)] if workers > 1 else [])
+    process = start_process(_loom_command(*serve), env, workdir, log_path)
     base = f"http://127.0.0.1:{port}"
     server = Server("Loom", base, token, "/api/v1/customers", LOOM_LIST_QUERY, 0, 0, process, log_path,
                     {"loom_module": where})
