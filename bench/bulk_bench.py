@@ -373,7 +373,7 @@ def import_job(url: str, workdir: str, rows: int, report: str) -> None:
     content = csv_content(rows)
     with loom.engine.begin() as conn:
         job_id = store_job(conn, user_id=principal.user_id, entity="customer", filename="customers.csv",
-                           content=content, mapping=list(customer(1)), total=rows, status="running")
+                           file=io.BytesIO(content), mapping=list(customer(1)), total=rows, status="running")
     del content
     samples: list[tuple[float, float]] = []
     done = threading.Event()

@@ -164,7 +164,7 @@ def run(kind: str, rows: int, requests: int, import_rows: int, pg_url: str) -> N
         content = import_csv(import_rows, rows + 1)
         with engine.begin() as conn:
             job_id = store_job(conn, user_id=principal.user_id, entity="customer", filename="bench.csv",
-                               content=content, mapping=["name", "level", "region", "mobile", "email", "city", "notes"],
+                               file=io.BytesIO(content), mapping=["name", "level", "region", "mobile", "email", "city", "notes"],
                                total=import_rows, status="running")
         started = time.perf_counter()
         run_import(app, job_id, principal, "en")

@@ -51,10 +51,11 @@ def test_another_process_sees_a_publish_on_its_next_request(loom_app, apply_meta
 
 
 def test_import_files_move_to_their_own_table_and_back(loom_engine):
-    """An import job's file leaves the job's row (updated after every chunk) for a row of
-    its own, and a downgrade puts it back; SQLite keeps the jobs' AUTOINCREMENT."""
+    """An import job's file leaves the job's row (updated after every chunk) for rows of
+    its own, in parts of 1 MiB, and a downgrade puts it back together; SQLite keeps the
+    jobs' AUTOINCREMENT."""
     downgrade(loom_engine, "20261202_0710")
-    content = "name\n" + "".join(f"row {i}\n" for i in range(1000))
+    content = "name\n" + "".join(f"row {i}\n" for i in range(250_000))  # 2.5 MiB
     with loom_engine.begin() as conn:
         user = conn.exec_driver_sql("INSERT INTO loom_users (username, display_name, locale, is_active, "
                                     "is_superuser, created_at) VALUES ('sam', 'Sam', 'en', true, false, "
@@ -65,9 +66,11 @@ def test_import_files_move_to_their_own_table_and_back(loom_engine):
                      {"user": user, "content": content.encode()})
     upgrade(loom_engine)
     with loom_engine.connect() as conn:
-        moved = conn.exec_driver_sql("SELECT j.filename, f.content FROM loom_import_jobs j "
-                                     "JOIN loom_import_files f ON f.job_id = j.id").one()
-    assert (moved[0], bytes(moved[1]).decode()) == ("items.csv", content)
+        moved = conn.exec_driver_sql("SELECT j.filename, f.part, f.content FROM loom_import_jobs j "
+                                     "JOIN loom_import_files f ON f.job_id = j.id ORDER BY f.part").all()
+    assert [(name, part, len(piece)) for name, part, piece in moved][:2] == [("items.csv", 0, 1 << 20),
+                                                                               ("items.csv", 1, 1 << 20)]
+    assert len(moved) == 3 and b"".join(bytes(piece) for _n, _p, piece in moved).decode() == content
     assert "content" not in {c["name"] for c in sa.inspect(loom_engine).get_columns("loom_import_jobs")}
     assert _keeps_autoincrement(loom_engine, "loom_import_jobs")
     downgrade(loom_engine, "20261202_0710")

@@ -10,17 +10,14 @@ saying so.
 
 from __future__ import annotations
 
-import codecs
-import csv
 import datetime as dt
-import io
 import re
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from itertools import islice
 from pathlib import PurePath
-from typing import Any
+from typing import IO, Any
 
 import sqlalchemy as sa
 from flask import Flask, current_app, g, render_template, request, url_for
@@ -39,15 +36,14 @@ from loom.records.service import RecordService
 from loom.schema.statistics import analyze
 from loom.ui.i18n import current_locale, gettext, label, lazy_gettext
 from loom.ui.messages import detail_text, message_text
-from loom.ui.models import import_files, import_jobs
+from loom.ui.models import import_jobs
 from loom.ui.pages import htmx, pages, redirect_to, render_page
 from loom.ui.screens import context, format_context, service
+from loom.ui.spreadsheets import read_table, store_file, stored_file
 
 EXTENSIONS = (".csv", ".xlsx")
 #: rows created per transaction (one bulk create); progress is saved after each
 CHUNK_ROWS = 1000
-#: bytes of a file decoded at a time while its encoding is checked
-DECODE_PIECE = 1 << 20
 #: linked records found by title that an import remembers (the most recently used)
 LINKS_REMEMBERED = 10_000
 PREVIEW_ROWS = 5
@@ -56,59 +52,6 @@ PREVIEW_CHECK_ROWS = 500
 #: a running job not heard from for this long was cut off (its process stopped)
 STALE_AFTER = dt.timedelta(minutes=2)
 _ROW_INDEX = re.compile(r"^\[(\d+)\]\.?(.*)$")
-
-
-# -- reading files ------------------------------------------------------------------------------
-
-def _cell_text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, dt.datetime):
-        return value.date().isoformat() if value.time() == dt.time(0) else value.isoformat()
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value).strip()
-
-
-def read_table(filename: str, content: bytes) -> tuple[list[str], Iterator[list[str]]]:
-    """The header and the rows of a CSV (UTF-8 or GB18030, as Chinese Excel writes it) or
-    an Excel workbook's first sheet; raises BadRequest with a reason a person understands."""
-    if filename.lower().endswith(".xlsx"):
-        from openpyxl import load_workbook
-
-        try:
-            workbook = load_workbook(io.BytesIO(content), read_only=True, data_only=True)
-        except Exception:  # openpyxl raises many kinds for a file that is not a workbook
-            raise BadRequest(gettext("This file is not an Excel workbook (.xlsx).")) from None
-        rows = (list(map(_cell_text, row)) for row in workbook.worksheets[0].iter_rows(values_only=True))
-    else:
-        encoding = next((e for e in ("utf-8-sig", "gb18030") if _decodes(content, e)), None)
-        if encoding is None:
-            raise BadRequest(gettext("This file is not text in UTF-8 or GB18030; save it as CSV UTF-8."))
-        if b"\x00" in content:  # in either encoding, a zero byte is only ever the NUL character
-            raise BadRequest(gettext("This file is not a CSV file."))
-        # read as a stream: a file of a million rows is never held as text besides its bytes
-        text = io.TextIOWrapper(io.BytesIO(content), encoding=encoding, newline="")
-        rows = ([cell.strip() for cell in row] for row in csv.reader(text))
-    header = next(rows, None)
-    if not header or not any(header):
-        raise BadRequest(gettext("The file is empty: the first row should name the columns."))
-    return header, (row for row in rows if any(cell != "" for cell in row))
-
-
-def _decodes(content: bytes, encoding: str) -> bool:
-    """Whether ``content`` is text in ``encoding``, checked piece by piece (what it
-    decodes to is not kept)."""
-    decoder = codecs.getincrementaldecoder(encoding)()
-    try:
-        for start in range(0, len(content), DECODE_PIECE):
-            decoder.decode(content[start:start + DECODE_PIECE])
-        decoder.decode(b"", final=True)
-    except UnicodeDecodeError:
-        return False
-    return True
 
 
 # -- mapping ------------------------------------------------------------------------------------
@@ -219,21 +162,16 @@ class Converter:
 
 # -- running a job ------------------------------------------------------------------------------
 
-def store_job(conn: sa.Connection, *, user_id: int, entity: str, filename: str, content: bytes,
+def store_job(conn: sa.Connection, *, user_id: int, entity: str, filename: str, file: IO[bytes],
               mapping: list[str], total: int, status: str = "mapping") -> int:
-    """Keep a new import job and its file (a row of each); returns the job's id."""
+    """Keep a new import job and its file (``file``, a binary file read from its start, a
+    part at a time); returns the job's id."""
     now = utcnow()
     job_id = conn.execute(import_jobs.insert().values(
         user_id=user_id, entity=entity, filename=filename, status=status, mapping=mapping, total=total,
         processed=0, imported=0, rejected=[], created_at=now, updated_at=now).returning(import_jobs.c.id)).scalar_one()
-    conn.execute(import_files.insert().values(job_id=job_id, content=content))
+    store_file(conn, job_id, file)
     return job_id
-
-
-def _with_content(*where: Any) -> sa.Select:
-    """A job's columns and its file's content, as one mapping."""
-    return (sa.select(import_jobs, import_files.c.content)
-            .select_from(import_jobs.join(import_files, import_files.c.job_id == import_jobs.c.id)).where(*where))
 
 
 def _save(engine: sa.Engine, job_id: int, **values: Any) -> None:
@@ -337,7 +275,7 @@ def preview_import(svc: RecordService, job: Mapping[str, Any]) -> Tally:
     transaction that is then rolled back: the same conversion and the record service's own
     checks (required values, formats, links, the row scope, uniqueness against stored
     records and the file's earlier rows), so the preview refuses what the import would."""
-    _header, rows = read_table(job["filename"], job["content"])
+    _header, rows = read_table(job["filename"], stored_file(svc.context.engine, job["id"]))
     by_name = {f.name: f for f in importable_fields(svc)}
     converter = Converter(svc, [by_name.get(name) for name in job["mapping"]])
     tally = Tally()
@@ -358,12 +296,12 @@ def run_import(app: Flask, job_id: int, principal: Principal, locale: str) -> No
     engine = app.extensions["loom"].engine
     with app.app_context(), force_locale(locale):
         with reading(engine) as conn:
-            job = conn.execute(_with_content(import_jobs.c.id == job_id)).mappings().one()
+            job = conn.execute(sa.select(import_jobs).where(import_jobs.c.id == job_id)).mappings().one()
         tally = Tally()
         try:
             svc = record_service(job["entity"], principal, app=app)
             svc.require("import")
-            header, rows = read_table(job["filename"], job["content"])
+            header, rows = read_table(job["filename"], stored_file(engine, job_id))
             by_name = {f.name: f for f in importable_fields(svc)}
             converter = Converter(svc, [by_name.get(name) for name in job["mapping"]])
             import_rows(svc, converter, enumerate(rows, start=2), tally,
@@ -381,18 +319,19 @@ def run_import(app: Flask, job_id: int, principal: Principal, locale: str) -> No
             app.logger.exception("import job %s failed", job_id)
             message = detail_text(exc) if isinstance(exc, LoomError) else \
                 gettext("The import stopped on an unexpected error.")
-            rejected = _with_unfinished(job, tally.rejected, tally.finished_through)
+            rejected = _with_unfinished(engine, job, tally.rejected, tally.finished_through)
             _save(engine, job_id, status="failed", message=message, imported=tally.imported, rejected=rejected)
             why = exc.detail if isinstance(exc, LoomError) else message  # the audit log keeps Loom's own words
             _log_import(app, principal, job, tally.imported, len(rejected), "error", str(why))
 
 
-def _with_unfinished(job: Any, rejected: list[dict[str, Any]], finished_through: int) -> list[dict[str, Any]]:
+def _with_unfinished(engine: sa.Engine, job: Any, rejected: list[dict[str, Any]], finished_through: int
+                     ) -> list[dict[str, Any]]:
     """After a failure, every row not carried out joins the report, so the report and the
     imported rows together account for the whole file."""
     reported = {row["line"] for row in rejected}
     try:
-        _header, rows = read_table(job["filename"], job["content"])
+        _header, rows = read_table(job["filename"], stored_file(engine, job["id"]))
         rest = [{"line": line, "cells": cells, "reason": gettext("Not imported: the import stopped before this row.")}
                 for line, cells in enumerate(rows, start=2) if line > finished_through and line not in reported]
     except LoomError:
@@ -422,11 +361,10 @@ def status_label(status: str) -> str:
 
 # -- pages --------------------------------------------------------------------------------------
 
-def _job(entity: str, job_id: int, *, with_content: bool = False) -> dict[str, Any]:
-    mine = (import_jobs.c.id == job_id, import_jobs.c.entity == entity, import_jobs.c.user_id == g.principal.user_id)
+def _job(entity: str, job_id: int) -> dict[str, Any]:
     with reading(context().engine) as conn:
-        query = _with_content(*mine) if with_content else sa.select(import_jobs).where(*mine)
-        job = conn.execute(query).mappings().first()
+        job = conn.execute(sa.select(import_jobs).where(import_jobs.c.id == job_id, import_jobs.c.entity == entity,
+                                                        import_jobs.c.user_id == g.principal.user_id)).mappings().first()
     if job is None:
         raise NotFound(gettext("There is no such import."))
     job = dict(job)
@@ -465,14 +403,14 @@ def import_upload(entity: str):
     filename = PurePath(upload.filename.replace("\\", "/")).name[:200] or "upload"
     if not filename.lower().endswith(EXTENSIONS):
         raise BadRequest(gettext("Only CSV (.csv) and Excel (.xlsx) files can be imported."))
-    content = upload.read()
-    header, rows = read_table(filename, content)
+    # werkzeug has spooled the file to disk: it is read from there, a piece at a time
+    header, rows = read_table(filename, upload.stream)
     total = sum(1 for _ in rows)
     if total == 0:
         raise BadRequest(gettext("The file has a header row but no data rows."))
     mapping = auto_mapping(header, importable_fields(svc))
     with write_transaction(context().engine) as conn:
-        job_id = store_job(conn, user_id=g.principal.user_id, entity=entity, filename=filename, content=content,
+        job_id = store_job(conn, user_id=g.principal.user_id, entity=entity, filename=filename, file=upload.stream,
                            mapping=mapping, total=total)
     return redirect_to(url_for("pages.import_job", entity=entity, job_id=job_id))
 
@@ -480,14 +418,13 @@ def import_upload(entity: str):
 @pages.get("/r/<entity>/_import/<int:job_id>")
 def import_job(entity: str, job_id: int):
     svc = _importer(entity)
-    job = _job(entity, job_id, with_content=True)
+    job = _job(entity, job_id)
     preview, header, tried = [], [], None
     if job["status"] == "mapping":
-        header, rows = read_table(job["filename"], job["content"])
+        header, rows = read_table(job["filename"], stored_file(context().engine, job_id))
         tried = preview_import(svc, job)
         reasons = {row["line"]: row["reason"] for row in tried.rejected}
         preview = [(cells, reasons.get(line, "")) for line, cells in islice(enumerate(rows, start=2), PREVIEW_ROWS)]
-    job.pop("content")
     return render_page("import_job.html", entity=svc.entity, job=job, header=header, preview=preview, tried=tried,
                        fields=importable_fields(svc))
 
@@ -531,8 +468,8 @@ def import_progress(entity: str, job_id: int):
 @pages.get("/r/<entity>/_import/<int:job_id>/rejected.csv")
 def import_rejected(entity: str, job_id: int):
     _importer(entity)
-    job = _job(entity, job_id, with_content=True)
-    header, _rows = read_table(job["filename"], job["content"])
+    job = _job(entity, job_id)
+    header, _rows = read_table(job["filename"], stored_file(context().engine, job_id))
     rows = ([row["line"], row["reason"], *row["cells"]] for row in job["rejected"] or [])
     body = "".join(csv_chunks([gettext("Line"), gettext("Reason"), *header], rows, bom=True))
     return download(body.encode("utf-8"), f"{entity}-import-{job_id}-rejected.csv", "csv")

@@ -54,15 +54,16 @@ class ImportJob(Base):
 
 
 class ImportFile(Base):
-    """The file an import job reads. A row of its own, apart from the job's: the job's row
-    is updated after every chunk of rows, and SQLite writes a whole row again on every
-    update of it, so a file kept there would be written again a thousand times in an
-    import of a million rows."""
+    """A part (1 MiB) of the file an import job reads, in order of ``part``. Apart from the
+    job's row: that row is updated after every chunk of rows, and SQLite writes a whole
+    row again on every update of it. In parts, so that the file is written and read a
+    part at a time (``loom.ui.spreadsheets``), never held whole."""
 
     __tablename__ = "loom_import_files"
 
     job_id: Mapped[int] = mapped_column(sa.BigInteger, sa.ForeignKey("loom_import_jobs.id", ondelete="CASCADE"),
                                         primary_key=True, autoincrement=False)
+    part: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=False)
     content: Mapped[bytes] = mapped_column(sa.LargeBinary)
 
 

@@ -4,6 +4,8 @@ its queries are planned for the rows it holds; small writes leave that to the da
 
 from __future__ import annotations
 
+import io
+
 import pytest
 import sqlalchemy as sa
 
@@ -87,7 +89,7 @@ def test_an_import_job_leaves_its_table_analysed(items, loom_app, loom_engine, m
     principal = loom_app.extensions["loom"].identity.principal_for("sam")
     content = ("name,shelf\n" + "".join(f"thing {i},S{i % 3}\n" for i in range(25))).encode()
     with loom_engine.begin() as conn:
-        job_id = store_job(conn, user_id=principal.user_id, entity="item", filename="items.csv", content=content,
+        job_id = store_job(conn, user_id=principal.user_id, entity="item", filename="items.csv", file=io.BytesIO(content),
                            mapping=["name", "shelf"], total=25, status="running")
     run_import(loom_app, job_id, principal, "en")
     assert estimated_rows(loom_engine, "e_item") == 25

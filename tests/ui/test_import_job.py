@@ -4,13 +4,17 @@ instead of letting it end the thread silently."""
 
 from __future__ import annotations
 
+import io
 import logging
+import secrets
 import threading
+import tracemalloc
 from dataclasses import replace
 
 import pytest
 import sqlalchemy as sa
 from flask import g, has_app_context, has_request_context
+from openpyxl import Workbook
 
 from loom.jobs import run_job, submit
 from loom.ui.importing import run_import, store_job
@@ -35,7 +39,7 @@ def items(apply_metadata, make_entity, make_user, loom_app):
 
 def queued_job(app, user_id: int) -> int:
     with app.extensions["loom"].engine.begin() as conn:
-        return store_job(conn, user_id=user_id, entity="item", filename="items.csv", content=CSV,
+        return store_job(conn, user_id=user_id, entity="item", filename="items.csv", file=io.BytesIO(CSV),
                          mapping=["name", "qty"], total=3, status="running")
 
 
@@ -110,3 +114,87 @@ def test_a_failing_job_is_logged_not_raised(items, caplog):
     with caplog.at_level(logging.ERROR, logger="loom.jobs"):
         run_job(items, "broken", broken)
     assert "background job broken failed" in caplog.text and "the disk is full" in caplog.text
+
+
+# -- files of several parts --------------------------------------------------------------------------
+
+@pytest.fixture
+def notes(apply_metadata, make_entity, make_user, loom_app):
+    apply_metadata(
+        make_entity("note", [
+            {"name": "title", "type": "string", "label": ZH("Title", "名称"), "required": True},
+            {"name": "body", "type": "text", "label": ZH("Body", "正文")},
+        ], title_field="title"),
+        {"kind": "role", "name": "writer", "permissions": {"note": {"actions": ["read", "create", "import"]}}},
+    )
+    make_user("wen", roles=["writer"])
+    return loom_app
+
+
+def _import_file(app, filename: str, content: bytes, mapping: list[str], total: int):
+    principal = app.extensions["loom"].identity.principal_for("wen")
+    with app.extensions["loom"].engine.begin() as conn:
+        job_id = store_job(conn, user_id=principal.user_id, entity="note", filename=filename,
+                           file=io.BytesIO(content), mapping=mapping, total=total, status="running")
+    run_import(app, job_id, principal, "en")
+    job = job_row(app, job_id)
+    with app.extensions["loom"].engine.connect() as conn:
+        stored = conn.execute(sa.text("SELECT title, body FROM e_note ORDER BY id")).all()
+    return job, stored
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "gb18030"])
+def test_a_file_of_several_parts_is_read_whole_across_their_seams(notes, encoding):
+    """The file is kept and read in parts of 1 MiB; characters cut in two by a seam come out whole."""
+    from loom.ui.spreadsheets import PART
+
+    rows = [(f"第{i}条", "汉字" * 259 + str(i)) for i in range(2000)]
+    content = "".join(f"{title},{body}\n" for title, body in [("名称", "正文"), *rows]).encode(encoding)
+    seams = range(PART, len(content), PART)
+    assert len(seams) >= 2
+    for seam in seams:  # every seam cuts a character in two
+        with pytest.raises(UnicodeDecodeError):
+            content[:seam].decode(encoding)
+    job, stored = _import_file(notes, "notes.csv", content, ["title", "body"], len(rows))
+    assert (job["status"], job["imported"], job["rejected"]) == ("done", 2000, []), job["message"]
+    assert stored == rows
+
+
+def test_a_workbook_of_several_parts_is_read_whole(notes):
+    workbook = Workbook()
+    sheet = workbook.active
+    sheet.append(["Title", "Body"])
+    rows = [(f"Note {i}", secrets.token_urlsafe(450)) for i in range(3000)]  # hardly compressible
+    for row in rows:
+        sheet.append(row)
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    assert len(buffer.getvalue()) > 1 << 20
+    job, stored = _import_file(notes, "notes.xlsx", buffer.getvalue(), ["title", "body"], len(rows))
+    assert (job["status"], job["imported"]) == ("done", 3000), job["message"]
+    assert stored == rows
+
+
+def test_reading_a_stored_file_holds_a_part_of_it_at_a_time(notes):
+    """Checking the file's encoding and reading every row of a 24 MiB file never holds
+    more than a few MiB of it: a file of a million rows costs no more memory than this."""
+    from loom.ui.spreadsheets import read_table, stored_file
+
+    principal = notes.extensions["loom"].identity.principal_for("wen")
+    line = "名称 %d,%s\n"
+    content = ("title,body\n" + "".join(line % (i, "x" * 100) for i in range(230_000))).encode()
+    assert len(content) > 24 << 20
+    engine = notes.extensions["loom"].engine
+    with engine.begin() as conn:
+        job_id = store_job(conn, user_id=principal.user_id, entity="note", filename="big.csv",
+                           file=io.BytesIO(content), mapping=["title", "body"], total=230_000)
+    del content
+    tracemalloc.start()
+    try:
+        header, rows = read_table("big.csv", stored_file(engine, job_id))
+        count = sum(1 for _ in rows)
+        _now, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (header, count) == (["title", "body"], 230_000)
+    assert peak < 4 << 20, f"{peak / (1 << 20):.1f} MiB held at once"
