@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -24,6 +24,7 @@ from loom.metadata.model import (
     Index,
     ListView,
     Option,
+    Rule,
 )
 from loom.metadata.types import COMMON_PROPERTIES, FieldType, field_type, field_type_names
 
@@ -31,6 +32,12 @@ from loom.metadata.types import COMMON_PROPERTIES, FieldType, field_type, field_
 _NEEDS = {"options": "options: [{value: ...}, ...]", "target": "a target entity"}
 _CHILD_STANDARD = frozenset({"id"})
 _STANDARD = frozenset({"id", "version", "owner", "created_at", "created_by", "updated_at", "updated_by"})
+#: business-logic properties any stored field may carry (compiled by ``compile_logic``)
+LOGIC_PROPERTIES = frozenset({"compute", "required_when"})
+#: the field types a computed field may have (those an expression's result fits)
+COMPUTABLE_TYPES = frozenset({"integer", "decimal", "money", "percent", "string", "text", "boolean", "date",
+                              "datetime"})
+
 
 
 def label(value: Any) -> Mapping[str, str]:
@@ -49,7 +56,7 @@ def _check_properties(build: Compilation, doc: Document, path: tuple, raw: dict[
     for needed in sorted(kind.requires):
         if not raw.get(needed):
             build.fail(doc, path, f"a {raw['type']} field needs {_NEEDS.get(needed, needed)}")
-    allowed = COMMON_PROPERTIES | kind.properties
+    allowed = COMMON_PROPERTIES | kind.properties | (LOGIC_PROPERTIES if kind.stored else frozenset())
     for key in raw:
         if key not in allowed:
             build.fail(doc, path + (key,), f"'{key}' does not apply to a {raw['type']} field")
@@ -90,7 +97,7 @@ def _typed_values(build: Compilation, doc: Document, path: tuple, raw: dict[str,
             build.fail(doc, path + ("default",), f"a {raw['type']} field cannot have a default")
         return converted
     for key in ("min", "max", "default"):
-        if raw.get(key) is None:
+        if raw.get(key) is None or key == "default" and _logic_default(raw):
             continue
         try:
             converted[key] = kind.coerce(raw[key], field)
@@ -101,10 +108,48 @@ def _typed_values(build: Compilation, doc: Document, path: tuple, raw: dict[str,
     return converted
 
 
+def _logic_default(raw: dict[str, Any]) -> dict[str, str] | None:
+    """A default written as ``{expression: ...}`` or ``{from: link.field}`` (a JSON
+    field's default is a constant whatever its shape)."""
+    default = raw.get("default")
+    if raw["type"] != "json" and isinstance(default, dict) and default.keys() & {"expression", "from"}:
+        return default
+    return None
+
+
+def _check_logic(build: Compilation, doc: Document, path: tuple, raw: dict[str, Any]) -> dict[str, Any]:
+    """The business-logic properties as written (``compile_logic`` compiles them once every
+    entity is known): what contradicts itself is reported here."""
+    result: dict[str, Any] = {"compute": raw.get("compute"), "required_when": raw.get("required_when")}
+    default = _logic_default(raw)
+    if default is not None:
+        if len(default) != 1 or not isinstance(next(iter(default.values())), str) or not next(iter(default.values())):
+            build.fail(doc, path + ("default",), "a computed default is {expression: \"...\"} or "
+                                                 "{from: \"link.field\"}: one key, with text")
+        else:
+            result["default"] = None
+            result["default_expression"] = default.get("expression")
+            result["default_from"] = default.get("from")
+    if raw.get("compute"):
+        result["read_only"] = True
+        if raw["type"] not in COMPUTABLE_TYPES:
+            build.fail(doc, path + ("compute",), f"a {raw['type']} field cannot be computed; computed fields are "
+                                                 f"{', '.join(sorted(COMPUTABLE_TYPES))}")
+        for key, what in (("required", "be required"), ("default", "have a default"),
+                          ("required_when", "have required_when")):
+            if raw.get(key) not in (None, False):
+                build.fail(doc, path + (key,), f"a computed field cannot {what}: Loom fills it in; "
+                                               f"drop '{key}' or 'compute'")
+    if raw.get("required") and raw.get("required_when"):
+        build.fail(doc, path + ("required_when",), "the field is required always; drop required or required_when")
+    return result
+
+
 def compile_field(build: Compilation, doc: Document, path: tuple, raw: dict[str, Any]) -> Field:
     """One field definition (at ``path`` in ``doc``) as a ``Field``."""
     kind = field_type(raw["type"])
     _check_properties(build, doc, path, raw, kind)
+    logic = _check_logic(build, doc, path, raw)
     field = Field(
         name=raw["name"], type=raw["type"], label=label(raw.get("label")), help=label(raw.get("help")),
         required=bool(raw.get("required", False)), unique=bool(raw.get("unique", False)),
@@ -118,7 +163,7 @@ def compile_field(build: Compilation, doc: Document, path: tuple, raw: dict[str,
         renamed_from=raw.get("renamed_from"), secret=bool(raw.get("secret", False)),
         read_only_when=MappingProxyType(raw["read_only_when"]) if raw.get("read_only_when") else None,
     )
-    return Field(**{**field.__dict__, **_typed_values(build, doc, path, raw, field)})
+    return Field(**{**field.__dict__, **logic, **_typed_values(build, doc, path, raw, field)})
 
 
 # -- one entity -----------------------------------------------------------------------------------
@@ -181,6 +226,15 @@ class _EntityCheck:
         columns = tuple(raw.get("columns", [f.name for f in fields if f.stored and not f.hidden][:6]))
         return ListView(columns, tuple(raw.get("filters", [])), sort)
 
+    def rules(self) -> tuple[Rule, ...]:
+        result = []
+        for i, raw in enumerate(self.doc.data.get("rules", [])):
+            for j, name in enumerate(raw.get("fields", [])):
+                self.declared(("rules", i, "fields", j), name)
+            result.append(Rule(raw["when"], label(raw.get("message")), tuple(raw.get("fields", ()))))
+        return tuple(result)
+
+
 
 def _fields(build: Compilation, doc: Document) -> tuple[list[Field], dict[str, int]]:
     """The declared fields, and the index in ``fields`` of each name."""
@@ -223,6 +277,7 @@ def compile_entity(build: Compilation, doc: Document) -> Entity:
         child=check.child, renamed_from=data.get("renamed_from"), indexes=check.indexes(),
         form=check.sections(), list=check.list_view(fields), audit_reads=bool(data.get("audit_reads", False)),
         label_plural=label(data.get("label_plural")), nav_order=data.get("nav_order"),
+        rules=check.rules(),
     )
     _check_state_locks(build, doc, entity, seen)
     return entity
@@ -290,6 +345,31 @@ def compile_entities(docs: list[Document], build: Compilation) -> dict[str, Enti
             entity_docs[name] = doc
     entities = {name: compile_entity(build, doc) for name, doc in entity_docs.items()}
     check_references(build, entities, entity_docs)
+    return _compile_logic(build, entities, entity_docs)
+
+
+# -- business logic -------------------------------------------------------------------------------
+
+#: compiles the expressions of entity documents (compute, required_when, defaults, rules)
+#: once every entity is known: ``(build, entities, docs) -> entities with them compiled``.
+#: The expression language sits above the metadata language, so it registers itself here
+#: (``loom.expressions.logic``) rather than being imported.
+LogicCompiler = Callable[[Compilation, dict[str, Entity], dict[str, Document]], dict[str, Entity]]
+_logic_compiler: list[LogicCompiler] = []
+
+
+def use_logic_compiler(compiler: LogicCompiler) -> None:
+    """Register what compiles entities' expressions (``loom.expressions`` does, on import)."""
+    _logic_compiler[:] = [compiler]
+
+
+def _compile_logic(build: Compilation, entities: dict[str, Entity], docs: dict[str, Document]) -> dict[str, Entity]:
+    if _logic_compiler:
+        return _logic_compiler[0](build, entities, docs)
+    for name, entity in entities.items():
+        if entity.has_logic:
+            build.fail(docs[name], ("name",), "this entity has expressions (compute, required_when, rules or a "
+                                              "computed default), which need loom.expressions loaded to be checked")
     return entities
 
 

@@ -65,6 +65,18 @@ class Field:
     read_only_when: Mapping[str, Any] | None = None
     #: a standard field every record has (id, version, owner, ...), maintained by Loom
     system: bool = False
+    #: business logic as written (docs/expressions.md): the expression the field is computed
+    #: from at every write; the condition under which it needs a value; a default computed
+    #: at create ({expression: ...}) or read from a linked record ({from: link.field})
+    compute: str | None = None
+    required_when: str | None = None
+    default_expression: str | None = None
+    default_from: str | None = None
+    #: the same, compiled (``loom.expressions.Expression``) when the metadata is, so no
+    #: request parses them again; None in a definition compiled on its own
+    compute_expr: Any = dc_field(default=None, compare=False, repr=False)
+    required_when_expr: Any = dc_field(default=None, compare=False, repr=False)
+    default_expr: Any = dc_field(default=None, compare=False, repr=False)
 
     @property
     def kind(self) -> FieldType:
@@ -93,6 +105,18 @@ class Field:
         if self.type in DEFAULT_DECIMAL:
             return ("decimal", *self.precision_scale)
         return (self.type, self.target if self.type == "link" else None)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A validation rule: a record that meets ``when`` is refused, with ``message`` on
+    ``fields`` (none: on the record as a whole)."""
+
+    when: str
+    message: Mapping[str, str] = dc_field(default_factory=lambda: EMPTY)
+    fields: tuple[str, ...] = ()
+    #: ``when`` compiled (``loom.expressions.Expression``)
+    when_expr: Any = dc_field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -155,6 +179,10 @@ class Entity:
     label_plural: Mapping[str, str] = dc_field(default_factory=lambda: EMPTY)
     #: the entity's place in the navigation, lowest first; entities without one follow, by name
     nav_order: int | None = None
+    #: validation rules, checked at every write (``Rule``)
+    rules: tuple[Rule, ...] = ()
+    #: the computed fields' names in the order they are computed (each after those it reads)
+    compute_order: tuple[str, ...] = dc_field(default=(), compare=False)
 
     @property
     def table_name(self) -> str:
@@ -177,6 +205,12 @@ class Entity:
     def state_locked_fields(self) -> tuple[Field, ...]:
         """Fields read-only while the stored record meets their ``read_only_when``."""
         return tuple(f for f in self.fields if f.read_only_when)
+
+    @cached_property
+    def has_logic(self) -> bool:
+        """Whether writes compute, default, require or check anything by expression."""
+        return bool(self.rules or any(f.compute or f.required_when or f.default_expression or f.default_from
+                                      for f in self.fields))
 
     @cached_property
     def table_fields(self) -> tuple[Field, ...]:

@@ -17,11 +17,12 @@ from loom.expressions.errors import ExpressionError
 from loom.expressions.expression import Expression, compile_expression
 from loom.expressions.functions import FUNCTIONS, Function
 from loom.expressions.grammar import parse
+from loom.expressions.logic import compile_logic
 from loom.expressions.nodes import BOOLEAN, DATE, DATETIME, NULL, NUMBER, TEXT, TYPES
 from loom.expressions.sql import Resolver, table_resolver
 
 __all__ = [
     "BOOLEAN", "DATE", "DATETIME", "FUNCTIONS", "NULL", "NUMBER", "TEXT", "TYPES", "USER_PROPERTIES",
-    "Expression", "ExpressionError", "Function", "Resolver", "compile_expression", "field_value_type", "parse",
+    "Expression", "ExpressionError", "Function", "Resolver", "compile_expression", "compile_logic", "field_value_type", "parse",
     "table_resolver",
 ]
