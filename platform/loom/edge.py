@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from flask import Flask, Response, g, request
 from flask.json.provider import DefaultJSONProvider
-from werkzeug.exceptions import NotFound
+from werkzeug.exceptions import NotFound, RequestEntityTooLarge
 from werkzeug.routing import IntegerConverter
 
 from loom.errors import BadRequest, error_entry
@@ -72,6 +72,20 @@ def check_request() -> None:
                 raise bad_input("form", "every part of the form needs a name")
             _refuse_unstorable(key[:100], key)
             _refuse_unstorable(f"{key[:100]} file name", upload.filename or "")
+
+
+def refuse_long_stream() -> None:
+    """Refuse with 413 a body sent without Content-Length (chunked) that is longer than
+    MAX_CONTENT_LENGTH. Werkzeug cuts such a stream at the limit without a word when the
+    server ends the stream itself (granian, gunicorn), and a view would read half a
+    body; a body within the limit is kept for the view to read."""
+    if request.content_length is not None or request.max_content_length is None \
+            or "wsgi.input_terminated" not in request.environ \
+            or "chunked" not in request.headers.get("Transfer-Encoding", "").lower():
+        return
+    request.get_data(cache=True)  # at most the limit
+    if request.environ["wsgi.input"].read(1):
+        raise RequestEntityTooLarge()
 
 
 def _within_depth(value: Any) -> bool:
@@ -188,4 +202,5 @@ def install(app: Flask) -> None:
     @app.before_request
     def _edge() -> None:
         g.request_id = request_id()
+        refuse_long_stream()
         check_request()

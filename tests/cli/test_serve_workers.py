@@ -68,19 +68,26 @@ class Server:
         return sorted(found)
 
     def request(self, method: str, path: str, *, token: str | None = None, body: bytes | None = None,
-                headers: dict[str, str] | None = None) -> Reply:
+                headers: dict[str, str] | None = None, chunked: bool = False) -> Reply:
         """One request on a connection of its own (no keep-alive, so the kernel spreads
-        requests over the workers), noting which worker held the connection."""
+        requests over the workers), noting which worker held the connection. ``chunked``
+        sends the body in chunks, without Content-Length."""
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
         try:
             sent = dict(headers or {})
             if token:
                 sent["Authorization"] = f"Bearer {token}"
-            conn.request(method, path, body=body, headers=sent)
+            if chunked and body is not None:
+                parts = [body[i:i + 4096] for i in range(0, len(body), 4096)]
+                conn.request(method, path, body=iter(parts), headers=sent, encode_chunked=True)
+            else:
+                conn.request(method, path, body=body, headers=sent)
+            port = conn.sock.getsockname()[1]
             response = conn.getresponse()
             data = response.read()
-            # the connection is still open: find the worker holding its server side
-            worker = self._holder(conn.sock.getsockname()[1])
+            # unless the server closed it, the connection is still open: the worker holding
+            # its server side answered
+            worker = self._holder(port) if conn.sock is not None else None
             return Reply(response.status, response.headers, data, worker)
         finally:
             conn.close()
@@ -321,10 +328,16 @@ def test_bodies_uploads_downloads_and_screens_as_a_client_sees_them(instance, se
     server = serve("--workers", "2", "--threads", "2")
     json_headers = {"Content-Type": "application/json"}
 
-    too_large = server.request("POST", "/api/v1/note", token=boss, headers=json_headers,
-                               body=json.dumps({"text": "x" * MAX_BODY}).encode())
-    assert too_large.status == 413
-    assert too_large.json()["detail"] == f"the request body is larger than {MAX_BODY} bytes"
+    # over the limit, whether the client says how long the body is or sends it in chunks
+    for chunked in (False, True):
+        too_large = server.request("POST", "/api/v1/note", token=boss, headers=json_headers, chunked=chunked,
+                                   body=json.dumps({"text": "x" * MAX_BODY}).encode())
+        assert too_large.status == 413, too_large.body
+        assert too_large.json()["detail"] == f"the request body is larger than {MAX_BODY} bytes"
+    in_chunks = server.request("POST", "/api/v1/note", token=boss, headers=json_headers, chunked=True,
+                               body=json.dumps({"text": "y" * (MAX_BODY - 100)}).encode())
+    assert in_chunks.status == 201, in_chunks.body
+    assert in_chunks.json()["data"]["text"] == "y" * (MAX_BODY - 100)
 
     # uploaded through one connection, attached through others: any worker finds the file
     body, kind = _multipart("minutes.txt", b"we met on Monday")
@@ -335,6 +348,11 @@ def test_bodies_uploads_downloads_and_screens_as_a_client_sees_them(instance, se
     body, kind = _multipart("huge.txt", b"x" * 5000)
     refused = server.request("POST", "/api/v1/note/_files/scan", token=boss, body=body, headers={"Content-Type": kind})
     assert refused.status == 422, refused.body
+    body, kind = _multipart("huge.txt", b"x" * MAX_BODY)
+    for chunked in (False, True):
+        too_large = server.request("POST", "/api/v1/note/_files/scan", token=boss, body=body, chunked=chunked,
+                                   headers={"Content-Type": kind})
+        assert too_large.status == 413, too_large.body
     note = server.request("POST", "/api/v1/note", token=boss, headers=json_headers,
                           body=json.dumps({"text": "Minutes", "scan": {"key": key}}).encode())
     assert note.status == 201, note.body
@@ -347,8 +365,8 @@ def test_bodies_uploads_downloads_and_screens_as_a_client_sees_them(instance, se
     assert exported.status == 200
     assert exported.headers["Content-Disposition"] == 'attachment; filename="note.csv"'
     rows = list(csv.DictReader(io.StringIO(exported.body.decode("utf-8-sig"))))
-    assert [row["text"] for row in rows] == ["Minutes", *(f"note {i:03d}" for i in range(300))]
-    assert json.loads(rows[0]["scan"])["key"] == key
+    assert [row["text"] for row in rows][1:] == ["Minutes", *(f"note {i:03d}" for i in range(300))]
+    assert json.loads(rows[1]["scan"])["key"] == key
 
     cookie = _sign_in(server, "boss", "correct horse")
     page = server.request("GET", "/r/note", headers={"Cookie": cookie})
