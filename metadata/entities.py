@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
+from loom.metadata.autonumber import check_pattern
 from loom.metadata.conditions import check_condition
 from loom.metadata.diff import diff_entities
 from loom.metadata.documents import Document
@@ -145,10 +146,26 @@ def _check_logic(build: Compilation, doc: Document, path: tuple, raw: dict[str, 
     return result
 
 
+def _check_autonumber(build: Compilation, doc: Document, path: tuple, raw: dict[str, Any]) -> None:
+    """An autonumber pattern that makes numbers, on a field only Loom fills."""
+    if raw.get("autonumber") is None:
+        if "gap_free" in raw:
+            build.fail(doc, path + ("gap_free",), "gap_free applies to autonumber fields only")
+        return
+    problem = check_pattern(raw["autonumber"], raw.get("max_length"))
+    if problem:
+        build.fail(doc, path + ("autonumber",), f"not a usable autonumber pattern: {problem}")
+    for key, why in (("default", "Loom gives it its value"), ("required", "it always has a value"),
+                     ("read_only_when", "it is always read-only")):
+        if raw.get(key) is not None and raw.get(key) is not False:
+            build.fail(doc, path + (key,), f"an autonumber field cannot have {key}: {why}")
+
+
 def compile_field(build: Compilation, doc: Document, path: tuple, raw: dict[str, Any]) -> Field:
     """One field definition (at ``path`` in ``doc``) as a ``Field``."""
     kind = field_type(raw["type"])
     _check_properties(build, doc, path, raw, kind)
+    _check_autonumber(build, doc, path, raw)
     logic = _check_logic(build, doc, path, raw)
     field = Field(
         name=raw["name"], type=raw["type"], label=label(raw.get("label")), help=label(raw.get("help")),
@@ -162,7 +179,10 @@ def compile_field(build: Compilation, doc: Document, path: tuple, raw: dict[str,
         max_size=raw.get("max_size"), accept=tuple(raw.get("accept", ())),
         renamed_from=raw.get("renamed_from"), secret=bool(raw.get("secret", False)),
         read_only_when=MappingProxyType(raw["read_only_when"]) if raw.get("read_only_when") else None,
+        autonumber=raw.get("autonumber"), gap_free=bool(raw.get("gap_free", False)),
     )
+    if field.autonumber:  # filled by Loom on create, never written by users
+        field = Field(**{**field.__dict__, "read_only": True})
     return Field(**{**field.__dict__, **logic, **_typed_values(build, doc, path, raw, field)})
 
 
@@ -280,6 +300,11 @@ def compile_entity(build: Compilation, doc: Document) -> Entity:
         rules=check.rules(),
     )
     _check_state_locks(build, doc, entity, seen)
+    if entity.child:
+        for f in entity.fields:
+            if f.autonumber:
+                build.fail(doc, ("fields", seen[f.name], "autonumber"),
+                           "a child entity's rows are not numbered: put the autonumber field on the parent")
     return entity
 
 

@@ -65,6 +65,10 @@ class Field:
     read_only_when: Mapping[str, Any] | None = None
     #: a standard field every record has (id, version, owner, ...), maintained by Loom
     system: bool = False
+    #: Loom numbers new records with this pattern ("SO-{yyyy}{mm}-{seq:5}", see loom.metadata.autonumber)
+    autonumber: str | None = None
+    #: the number is taken in the record's own transaction: a failed create leaves no gap
+    gap_free: bool = False
     #: business logic as written (docs/expressions.md): the expression the field is computed
     #: from at every write; the condition under which it needs a value; a default computed
     #: at create ({expression: ...}) or read from a linked record ({from: link.field})

@@ -429,7 +429,8 @@ _DECIMAL_INPUT: dict[str, Any] = {**_NUMBER_INPUT, "input_attributes": fmt.decim
 _COMPOSITE: dict[str, Any] = {"sortable": False, "names_records": False, "indexable": False}
 
 _BUILTIN = [
-    FieldType("string", _text, _string_sql, _string_schema(), TEXT_OPS, **_TEXTUAL),
+    FieldType("string", _text, _string_sql, _string_schema(), TEXT_OPS,
+              **{**_TEXTUAL, "properties": _TEXT | {"autonumber", "gap_free"}}),
     FieldType("text", _text, lambda f: sa.Text(), _string_schema(), TEXT_OPS, **_TEXTUAL, indexable=False,
               wide=True, widget="textarea", parse_form=fmt.form_as_typed),
     FieldType("email", _text, _string_sql, _string_schema("email"), TEXT_OPS, **_TEXTUAL, input_type="email"),

@@ -54,6 +54,8 @@ class Loom:
     settings: PluginSettings | None = None
     #: inbound webhooks by (plugin, name) (``webhooks`` hook)
     webhooks: dict[tuple[str, str], plugin_webhooks.Webhook] = field(default_factory=dict)
+    #: the time zone of LOOM_TIMEZONE (an IANA name)
+    time_zone: str = "UTC"
 
 
 def _secret_key(instance: Path) -> str:
@@ -114,6 +116,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         audit=metadata.audit,
         plugins=plugins,
         cursors=Cursors(app.config["SECRET_KEY"]),
+        time_zone=app.config["BABEL_DEFAULT_TIMEZONE"],
         page_size=values["PAGE_SIZE"],
         max_page_size=values["MAX_PAGE_SIZE"],
         public_endpoints=auth.PUBLIC_ENDPOINTS | frozenset(flatten(plugins.hook.public_endpoints())),

@@ -4,7 +4,8 @@ the engine's, and those the built-in plugins name (``model_modules`` hook)."""
 import importlib
 
 MODEL_MODULES = ("loom.identity.models", "loom.schema.models", "loom.events", "loom.audit.models",
-                 "loom.records.comments", "loom.records.files", "loom.plugins.settings",
+                 "loom.records.comments", "loom.records.files", "loom.records.numbering",
+                 "loom.plugins.settings",
                  "loom.plugins.webhooks")
 
 

@@ -39,7 +39,7 @@ def record_context(principal: Principal | None = None, connection: sa.Connection
     return Context(engine=loom.engine, live=live, principal=principal, hooks=loom.plugins.hook,
                    cursors=loom.cursors, page_size=loom.page_size, max_page_size=loom.max_page_size,
                    policy=live.derive("policy", lambda: Policy(live.model)), audit=loom.audit,
-                   connection=connection)
+                   connection=connection, time_zone=loom.time_zone)
 
 
 def record_service(entity: str, principal: Principal | None = None, connection: sa.Connection | None = None,

@@ -30,6 +30,7 @@ from loom.records.guards import OutOfScope, WriteGuards
 from loom.records.linking import LinkChecks
 from loom.records.loading import RowLoader
 from loom.records.memory import Memory, note_write
+from loom.records.numbering import numbering
 from loom.records.query import Cursors
 from loom.records.reading import RecordReader
 from loom.records.schemas import UNKNOWN_FIELD, build_schemas, flatten_errors
@@ -76,6 +77,8 @@ class Context:
     audit: AuditLog | None = None
     #: a transaction to work in (writes are savepoints in it), instead of one of its own
     connection: sa.Connection | None = None
+    #: the app's time zone (LOOM_TIMEZONE): the date autonumbers are made with
+    time_zone: str = "UTC"
 
 
 class RecordService(WriteGuards, CommitHooks, Discussion, LinkChecks, RowWrites, RecordReader):
@@ -257,6 +260,12 @@ class RecordService(WriteGuards, CommitHooks, Discussion, LinkChecks, RowWrites,
         return check_attachments(conn, self.principal, self.entity, self.model, self.context.live.tables,
                                  loaded, prefixes, record)
 
+    def _numbering(self, rows: list[dict[str, Any]], now: Any):
+        """The autonumbers of new rows (``loom.records.numbering``): those that are not
+        gap-free taken now, ahead of the write; None when the entity numbers nothing."""
+        return numbering(self.context.engine, self.entity, rows, now, time_zone=self.context.time_zone,
+                         joined=self.context.connection is not None)
+
     def create(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """Create one record (with its child rows); returns it as stored, as far as the
         caller may read it."""
@@ -267,13 +276,16 @@ class RecordService(WriteGuards, CommitHooks, Discussion, LinkChecks, RowWrites,
             self._log_refusal("create", exc)
             raise
         row: dict[str, Any] | None = None
+        now = utcnow()
+        numbers = self._numbering([values], now)
         try:
             with self._write() as conn:
+                if numbers is not None:
+                    numbers.within(conn)
                 self.hooks.before_record_create(entity=self.entity, values=values, principal=self.principal,
                                                 connection=conn)
                 self._validate_links(conn, [(values, children)])
                 claims = self._check_files(conn, [(values, children)])
-                now = utcnow()
                 row = {**values, **self._standard_values(now)}
                 row.setdefault("owner", self.principal.user_id)
                 stored = self._insert(conn, [row])[0]
@@ -311,14 +323,18 @@ class RecordService(WriteGuards, CommitHooks, Discussion, LinkChecks, RowWrites,
             raise ValidationError(f"{len(errors)} invalid value(s) in {len(rows)} rows", errors=errors)
         if not loaded:
             return []
+        now = utcnow()
+        numbers = self._numbering([values for values, _children in loaded], now)
         try:
             with self._write() as conn:
+                if numbers is not None:
+                    numbers.within(conn)
                 hook = self.hooks.before_record_create
                 for values, _children in loaded:
                     hook(entity=self.entity, values=values, principal=self.principal, connection=conn)
                 self._validate_links(conn, loaded, indexed=True)
                 claims = self._check_files(conn, loaded, indexed=True)
-                standard = self._standard_values(utcnow())
+                standard = self._standard_values(now)
                 # every row with every column (one statement takes them all), None where unset
                 columns = set(standard).union(*(values for values, _children in loaded), ["owner"])
                 payload = []

@@ -23,7 +23,12 @@ from loom.metadata.model import AppModel, Entity, Field
 from loom.metadata.types import FieldType
 from loom.schema.ids import ensure_ids_never_reused
 from loom.schema.models import SetAside
-from loom.schema.renames import follow_entity_rename, move_comments, rename_table
+from loom.schema.renames import (
+    follow_entity_rename,
+    follow_field_rename,
+    move_comments,
+    rename_table,
+)
 from loom.schema.tables import build_tables, column_for, desired_indexes, identifier, target_table
 
 set_aside_table = SetAside.__table__
@@ -360,6 +365,7 @@ class Migration:
         for fc in field_changes:
             if fc.action == "rename":
                 self._rename_column(table, fc.old.name, fc.new.name)
+                follow_field_rename(self.connection, entity.name, fc.old.name, fc.new.name)
         for fc in field_changes:
             if fc.action == "retype":
                 stored = aside_name(self.version, fc.new.name)

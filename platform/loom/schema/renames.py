@@ -13,6 +13,14 @@ from alembic.operations import Operations
 
 _comments = sa.table("loom_comments", sa.column("entity"))
 _set_aside = sa.table("loom_set_aside", sa.column("entity"), sa.column("field"))
+_numbering = sa.table("loom_numbering", sa.column("entity"), sa.column("field"))
+
+
+def follow_field_rename(conn: sa.Connection, entity: str, old: str, new: str) -> None:
+    """The autonumber counters of field ``old`` follow it to its new name ``new``, so that
+    a renamed field never gives a number again."""
+    conn.execute(_numbering.update().where(_numbering.c.entity == entity, _numbering.c.field == old)
+                 .values(field=new))
 
 
 def rename_table(conn: sa.Connection, ops: Operations, old: str, new: str) -> None:
@@ -53,7 +61,9 @@ def move_comments(conn: sa.Connection, old: str, new: str) -> None:
 
 
 def follow_entity_rename(conn: sa.Connection, old: str, new: str) -> None:
-    """Comments and set-aside columns of entity ``old`` follow it to its new name ``new``."""
+    """Comments, set-aside columns and autonumber counters of entity ``old`` follow it to
+    its new name ``new``."""
     move_comments(conn, old, new)
+    conn.execute(_numbering.update().where(_numbering.c.entity == old).values(entity=new))
     conn.execute(_set_aside.update().where(_set_aside.c.entity == old, _set_aside.c.field.is_not(None))
                  .values(entity=new))

@@ -1,0 +1,148 @@
+"""Autonumber fields: numbers such as ``SO-202612-00042`` that Loom gives each new record.
+
+A string field declares ``autonumber: "SO-{yyyy}{mm}-{seq:5}"``. The date placeholders
+(``{yyyy}``, ``{yy}``, ``{mm}``, ``{dd}``) are the record's creation date in the app's time
+zone (LOOM_TIMEZONE, UTC by default); ``{seq:N}`` is a counter, zero-padded to N digits
+(more digits once it outgrows them). Each distinct prefix (the text with the date filled
+in and the counter left out) has a counter of its own in ``loom_numbering``, so
+``SO-{yyyy}{mm}-{seq:5}`` starts again at 1 each month. A counter only moves forward:
+the number of a deleted record is never given again.
+
+Where the number is taken decides what a failed create costs and what creates wait for:
+
+- ``gap_free: true``: in the record's own transaction, one ``INSERT ... ON CONFLICT DO
+  UPDATE ... RETURNING`` on the counter's row. A create that rolls back gives its number
+  back, so the numbers have no gaps; concurrent creates of the same prefix wait for each
+  other's transactions on that row (SQLite's writers take turns anyway).
+- ``gap_free: false`` (the default): in a short transaction of its own, committed before
+  the record's begins, so creates never wait on each other's transactions; a create that
+  fails afterwards leaves a gap. Inside a transaction the caller opened (a service given
+  a connection, a plugin hook writing another record) the number is taken in that
+  transaction, as for a gap-free field: it could not be taken apart from it.
+
+A bulk create takes the numbers of all its rows with one statement per field.
+
+Users never write the field: a value given on create or update is refused (422,
+read-only). The system principal may give one on create (an import of legacy numbers):
+it is stored as given, and when it has the field's format, its prefix's counter moves
+past it, so later numbers do not repeat it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Mapped, mapped_column
+
+from loom.db import Base, write_transaction
+from loom.metadata.autonumber import Pattern, parse_pattern
+from loom.metadata.model import Entity, Field
+
+
+class NumberCounter(Base):
+    """The last number given for one prefix of one autonumber field."""
+
+    __tablename__ = "loom_numbering"
+
+    entity: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
+    field: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
+    #: the number's text with the date filled in and the counter as ``#``: SO-202612-#
+    prefix: Mapped[str] = mapped_column(sa.String(300), primary_key=True)
+    last: Mapped[int] = mapped_column(sa.BigInteger)
+
+
+counters: sa.Table = NumberCounter.__table__  # type: ignore[assignment]
+
+def autonumber_fields(entity: Entity) -> tuple[Field, ...]:
+    return tuple(f for f in entity.fields if f.autonumber)
+
+
+def _upsert(dialect: str):
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(counters)
+
+
+def take(conn: sa.Connection, entity: str, field: str, prefix: str, count: int) -> range:
+    """The next ``count`` numbers of a counter, taken with one statement in ``conn``'s
+    transaction (whose row lock on PostgreSQL holds other takers until it ends)."""
+    insert = _upsert(conn.dialect.name).values(entity=entity, field=field, prefix=prefix, last=count)
+    statement = insert.on_conflict_do_update(
+        index_elements=[counters.c.entity, counters.c.field, counters.c.prefix],
+        set_={"last": counters.c.last + count}).returning(counters.c.last)
+    last = conn.execute(statement).scalar_one()
+    return range(last - count + 1, last + 1)
+
+
+def move_past(conn: sa.Connection, entity: str, field: str, prefix: str, number: int) -> None:
+    """Make sure the counter will not give ``number`` (or anything below it) again."""
+    insert = _upsert(conn.dialect.name).values(entity=entity, field=field, prefix=prefix, last=number)
+    conn.execute(insert.on_conflict_do_update(
+        index_elements=[counters.c.entity, counters.c.field, counters.c.prefix],
+        set_={"last": sa.case((counters.c.last < number, number), else_=counters.c.last)}))
+
+
+class Numbering:
+    """The numbers of one create (of one or many rows) of ``entity``: ``before`` takes
+    those that are not gap-free, ahead of the record's transaction; ``within`` the rest,
+    in it, and moves counters past numbers the system gave itself."""
+
+    def __init__(self, engine: sa.Engine, entity: Entity, rows: Sequence[dict[str, Any]], now: dt.datetime,
+                 time_zone: str = "UTC", joined: bool = False):
+        self.engine, self.entity, self.rows = engine, entity, rows
+        self.fields = autonumber_fields(entity)
+        self.day = now.astimezone(ZoneInfo(time_zone)).date()
+        #: the caller's transaction is open: nothing can be taken apart from it
+        self.joined = joined
+
+    def _pattern(self, f: Field) -> Pattern:
+        return parse_pattern(f.autonumber or "")
+
+    def _fill(self, conn: sa.Connection, f: Field) -> None:
+        pending = [row for row in self.rows if row.get(f.name) is None]
+        if not pending:
+            return
+        pattern = self._pattern(f)
+        numbers = take(conn, self.entity.name, f.name, pattern.prefix(self.day), len(pending))
+        for row, number in zip(pending, numbers, strict=True):
+            row[f.name] = pattern.render(self.day, number)
+
+    def before(self) -> None:
+        """Take the numbers of fields that are not gap-free, in a transaction of their own."""
+        apart = [f for f in self.fields if not f.gap_free and not self.joined]
+        if apart and any(row.get(f.name) is None for f in apart for row in self.rows):
+            with write_transaction(self.engine) as conn:
+                for f in apart:
+                    self._fill(conn, f)
+
+    def within(self, conn: sa.Connection) -> None:
+        """Take the other numbers in the record's transaction ``conn``; move counters past
+        numbers given with the rows."""
+        for f in self.fields:
+            given = [row[f.name] for row in self.rows if isinstance(row.get(f.name), str)]
+            if given:
+                pattern = self._pattern(f)
+                highest: dict[str, int] = {}
+                for text in given:
+                    parsed = pattern.parse(text)
+                    if parsed is not None:
+                        highest[parsed[0]] = max(highest.get(parsed[0], 0), parsed[1])
+                for prefix, number in sorted(highest.items()):
+                    move_past(conn, self.entity.name, f.name, prefix, number)
+            self._fill(conn, f)
+
+
+def numbering(engine: sa.Engine, entity: Entity, rows: Sequence[dict[str, Any]], now: dt.datetime, *,
+              time_zone: str = "UTC", joined: bool = False) -> Numbering | None:
+    """The ``Numbering`` of a create of ``rows`` (the loaded values, filled in place), with
+    the numbers that are not gap-free taken already; None when the entity has no
+    autonumber field."""
+    if not autonumber_fields(entity):
+        return None
+    result = Numbering(engine, entity, rows, now, time_zone, joined)
+    result.before()
+    return result
+
