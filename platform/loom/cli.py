@@ -173,7 +173,27 @@ def _worker_app():
     to the master (blocked here, before the worker starts its threads, which inherit
     the mask) and stops on the master's SIGTERM alone."""
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    return create_app()
+    return _without_process_environment(create_app())
+
+
+#: the keys of a WSGI environ that granian itself sets for every request
+_SERVER_KEYS = frozenset({"GATEWAY_INTERFACE", "SCRIPT_NAME", "SERVER_SOFTWARE", "SERVER_NAME", "SERVER_PORT",
+                          "SERVER_PROTOCOL", "REQUEST_METHOD", "PATH_INFO", "QUERY_STRING", "REMOTE_ADDR"})
+
+
+def _without_process_environment(app):
+    """``app`` given each request's environ without the variables of the worker's own
+    environment, which granian copies into every environ: an ``HTTP_*`` variable of the
+    process would read as a header the client never sent, and the secrets in ``LOOM_*``
+    have no business in a request."""
+    copied = {key: value for key, value in os.environ.items() if key not in _SERVER_KEYS}
+
+    def wsgi_app(environ, start_response):
+        for key, value in copied.items():
+            if environ.get(key) == value:  # a header the client sent with another value stays
+                del environ[key]
+        return app(environ, start_response)
+    return wsgi_app
 
 
 def _check_connections(engine: sa.Engine, workers: int, pool_size: int, max_overflow: int) -> None:

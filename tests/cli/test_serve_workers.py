@@ -325,8 +325,12 @@ def test_bodies_uploads_downloads_and_screens_as_a_client_sees_them(instance, se
     identity = instance.extensions["loom"].identity
     identity.create_user("boss", password="correct horse", is_superuser=True)
     boss = identity.create_token("boss").token
-    server = serve("--workers", "2", "--threads", "2")
+    # granian copies its process's environment into every request's: none of it may read as a header
+    server = serve("--workers", "2", "--threads", "2", env={"HTTP_X_REQUEST_ID": "from-the-environment"})
     json_headers = {"Content-Type": "application/json"}
+    assert server.request("GET", "/api/v1/note", token=boss).headers["X-Request-Id"] != "from-the-environment"
+    sent = server.request("GET", "/api/v1/note", token=boss, headers={"X-Request-Id": "from-the-client"})
+    assert sent.headers["X-Request-Id"] == "from-the-client"
 
     # over the limit, whether the client says how long the body is or sends it in chunks
     for chunked in (False, True):
