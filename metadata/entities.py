@@ -40,7 +40,6 @@ COMPUTABLE_TYPES = frozenset({"integer", "decimal", "money", "percent", "string"
                               "datetime"})
 
 
-
 def label(value: Any) -> Mapping[str, str]:
     """A label as written (one text, or text per language) as text per language."""
     if value is None:
@@ -253,7 +252,6 @@ class _EntityCheck:
                 self.declared(("rules", i, "fields", j), name)
             result.append(Rule(raw["when"], label(raw.get("message")), tuple(raw.get("fields", ()))))
         return tuple(result)
-
 
 
 def _fields(build: Compilation, doc: Document) -> tuple[list[Field], dict[str, int]]:

@@ -16,6 +16,7 @@ from typing import Any
 from flask import current_app
 
 from loom.errors import LoomError
+from loom.metadata.formatting import label_text
 from loom.ui.i18n import current_locale, join, label, lazy_gettext
 
 #: the actions a refusal may name, as a verb that fits "You may not ... records"
@@ -35,6 +36,8 @@ MESSAGES = {
     "read_only": lazy_gettext("This field cannot be changed."),
     "forbidden_field": lazy_gettext("You may read this field but not change it."),
     "state_locked": lazy_gettext("This field cannot change in the record's current state."),
+    "computed": lazy_gettext("This field is computed; it cannot be entered."),
+    "rule_failed": lazy_gettext("%(messages)s"),
     "not_an_object": lazy_gettext("Send the values as a JSON object."),
     "not_text": lazy_gettext("Enter text."),
     "nul_character": lazy_gettext("The text has a character that cannot be stored."),
@@ -141,6 +144,8 @@ def _shown(name: str, value: Any, params: Mapping[str, Any]) -> str:
         return str(ACTION_LABELS.get(value, value))
     if name == "right":
         return str(ADMIN_RIGHT_LABELS.get(value, value))
+    if name == "messages" and isinstance(value, Mapping):  # a rule's own message, per language
+        return label_text(value, current_locale())
     if isinstance(value, list | tuple):
         return join(value)
     return str(value)

@@ -57,6 +57,9 @@ ERROR_CODES: dict[str, ErrorCode] = {
     "read_only": ErrorCode((), "the field is never set by a client"),
     "forbidden_field": ErrorCode((), "the caller may read this field but not change it"),
     "state_locked": ErrorCode((), "the field cannot change while the record is in its current state"),
+    "computed": ErrorCode(("expression",), "the field is computed from an expression; it cannot be set"),
+    "rule_failed": ErrorCode(("messages",), "the record breaks one of its entity's rules; messages holds the rule's "
+                                            "message per language, the message is in the caller's"),
     "not_an_object": ErrorCode((), "expected a JSON object"),
     "not_text": ErrorCode((), "expected text"),
     "nul_character": ErrorCode((), "text cannot contain the NUL character"),

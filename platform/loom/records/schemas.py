@@ -134,7 +134,7 @@ def _schema(entity: Entity, model: AppModel, mode: str) -> type[ma.Schema]:
             attrs[field.name] = TypedField(field, allow_none=False)
             continue
         kwargs: dict[str, Any] = {"allow_none": not field.required}
-        if field.required and creating:
+        if field.required and creating and field.default_expr is None:  # a computed default fills it
             kwargs["required"] = True
         if field.default is not None and mode == "create":
             default = field.default

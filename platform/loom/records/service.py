@@ -29,6 +29,7 @@ from loom.records.files import check_attachments, claim_uploads
 from loom.records.guards import OutOfScope, WriteGuards
 from loom.records.linking import LinkChecks
 from loom.records.loading import RowLoader
+from loom.records.logic import WriteLogic, computed_refusal
 from loom.records.memory import Memory, note_write
 from loom.records.numbering import numbering
 from loom.records.query import Cursors
@@ -129,6 +130,8 @@ class RecordService(WriteGuards, CommitHooks, Discussion, LinkChecks, RowWrites,
                 continue
             if name not in readable:
                 errors.append(error_entry(prefix + name, "unknown_field", UNKNOWN_FIELD, name=name))
+            elif f.compute:
+                errors.append(computed_refusal(prefix + name, f))
             elif (f.read_only or (f.system and name != "owner")) and not self.principal.is_system:
                 errors.append(error_entry(prefix + name, "read_only", "is read-only"))
             elif name not in writable:
@@ -266,6 +269,23 @@ class RecordService(WriteGuards, CommitHooks, Discussion, LinkChecks, RowWrites,
         return numbering(self.context.engine, self.entity, rows, now, time_zone=self.context.time_zone,
                          joined=self.context.connection is not None)
 
+    def _apply_logic(self, conn: sa.Connection, loaded: Sequence[tuple[dict, Mapping[str, list]]], *,
+                     indexed: bool = False, record: Mapping[str, Any] | None = None) -> None:
+        """Computed defaults, computed fields, ``required_when`` and rules of each record
+        and its child rows (``loom.records.logic``); 422 with every problem found."""
+        entity = self.entity
+        if not entity.has_logic and not any(self.model.entity(f.target).has_logic for f in entity.table_fields):
+            return
+        logic = WriteLogic(conn, self.model, self.context.live.tables, self.principal, utcnow())
+        logic.prefetch(entity, [values if record is None else {**record, **values} for values, _c in loaded])
+        errors = []
+        for i, (values, children) in enumerate(loaded):
+            prefix = f"[{i}]." if indexed else ""
+            errors.extend(logic.apply(entity, values, record=record, creating=record is None, prefix=prefix))
+            errors.extend(logic.apply_children(entity, children, prefix))
+        if errors:
+            raise ValidationError(f"{len(errors)} invalid value(s)", errors=errors)
+
     def create(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """Create one record (with its child rows); returns it as stored, as far as the
         caller may read it."""
@@ -284,6 +304,7 @@ class RecordService(WriteGuards, CommitHooks, Discussion, LinkChecks, RowWrites,
                     numbers.within(conn)
                 self.hooks.before_record_create(entity=self.entity, values=values, principal=self.principal,
                                                 connection=conn)
+                self._apply_logic(conn, [(values, children)])
                 self._validate_links(conn, [(values, children)])
                 claims = self._check_files(conn, [(values, children)])
                 row = {**values, **self._standard_values(now)}
@@ -332,6 +353,7 @@ class RecordService(WriteGuards, CommitHooks, Discussion, LinkChecks, RowWrites,
                 hook = self.hooks.before_record_create
                 for values, _children in loaded:
                     hook(entity=self.entity, values=values, principal=self.principal, connection=conn)
+                self._apply_logic(conn, loaded, indexed=True)
                 self._validate_links(conn, loaded, indexed=True)
                 claims = self._check_files(conn, loaded, indexed=True)
                 standard = self._standard_values(now)
@@ -387,6 +409,7 @@ class RecordService(WriteGuards, CommitHooks, Discussion, LinkChecks, RowWrites,
                 before = self._serialize(conn, [row], full=True)[0]
                 self.hooks.before_record_update(entity=self.entity, record=before, changes=values,
                                                 principal=self.principal, connection=conn)
+                self._apply_logic(conn, [(values, children)], record=row)
                 self._validate_links(conn, [(values, children)])
                 claims = self._check_files(conn, [(values, children)], record=row)
                 values = {k: v for k, v in values.items() if row[k] != v}

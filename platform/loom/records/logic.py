@@ -1,0 +1,180 @@
+"""Business logic at every write: computed defaults, computed fields, conditional
+``required_when`` and the entity's rules (declared in metadata, compiled with it: see
+``loom.expressions.logic``).
+
+Per record, in this order: the input has been validated; fields not given get their
+``{expression: ...}`` or ``{from: link.field}`` default (create only); computed fields are
+evaluated, each after those it reads; ``required_when`` is checked; then every rule. Paths
+through links read the linked records on the write's own connection, each record once per
+write, and the first link of every path for all records of a bulk write in one query per
+linked entity. Child rows (table fields) go through the same steps with their own entity.
+
+What is not done here yet: a computed field is recomputed only when its own record is
+written, not when a record it reads through a link changes (``depends_on_links``), nor as
+time passes for an expression with ``today()``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+import sqlalchemy as sa
+
+from loom.errors import error_entry
+from loom.metadata.formatting import label_text
+from loom.metadata.model import USER_ENTITY, USER_TABLE, AppModel, Entity, Field
+from loom.principal import Principal
+
+COMPUTED = "is computed from {expression}; it cannot be set"
+
+
+def computed_refusal(field: str, f: Field) -> dict[str, Any]:
+    """The error entry for a value sent for a computed field."""
+    return error_entry(field, "computed", COMPUTED.format(expression=f.compute), expression=f.compute)
+
+
+def _empty(value: Any) -> bool:
+    return value is None or value == "" or value == [] or value == {}
+
+
+class WriteLogic:
+    """The business logic of one write: its instant, its actor, the linked records it read."""
+
+    def __init__(self, conn: sa.Connection, model: AppModel, tables: Mapping[str, sa.Table], principal: Principal,
+                 now: dt.datetime):
+        self.conn, self.model, self.tables, self.principal = conn, model, tables, principal
+        self.now = now if now.tzinfo is not None else now.replace(tzinfo=dt.UTC)
+        self._records: dict[tuple[str, Any], Mapping[str, Any] | None] = {}
+
+    # -- linked records -----------------------------------------------------------------
+
+    def _table(self, entity_name: str) -> sa.Table:
+        if entity_name == USER_ENTITY:
+            table = self.tables.get(USER_ENTITY)
+            return table if table is not None else next(iter(self.tables.values())).metadata.tables[USER_TABLE]
+        return self.tables[entity_name]
+
+    def _fetch(self, entity_name: str, ids: Iterable[Any]) -> None:
+        wanted = sorted({i for i in ids if i is not None and (entity_name, i) not in self._records})
+        if not wanted:
+            return
+        table = self._table(entity_name)
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start:start + 500]
+            for row in self.conn.execute(sa.select(table).where(table.c.id.in_(chunk))).mappings():
+                self._records[(entity_name, row["id"])] = dict(row)
+            for i in chunk:
+                self._records.setdefault((entity_name, i), None)
+
+    def lookup(self, entity_name: str, record_id: Any) -> Mapping[str, Any] | None:
+        """The linked record (as stored), read once per write."""
+        if (entity_name, record_id) not in self._records:
+            self._fetch(entity_name, [record_id])
+        return self._records[(entity_name, record_id)]
+
+    def prefetch(self, entity: Entity, records: Sequence[Mapping[str, Any]]) -> None:
+        """Read, one query per linked entity, the records the first link of each path of
+        ``entity``'s expressions points at, for all ``records`` at once."""
+        links: set[str] = set()
+        for expression in _expressions(entity):
+            links.update(p.split(".", 1)[0] for p in expression.paths if "." in p)
+        by_target: dict[str, set[Any]] = {}
+        for name in links:
+            f = entity.all_fields.get(name)
+            if f is not None and f.type == "link":
+                by_target.setdefault(f.target, set()).update(r.get(name) for r in records)
+        for target, ids in by_target.items():
+            self._fetch(target, ids)
+
+    # -- one record ---------------------------------------------------------------------
+
+    def evaluate(self, expression: Any, record: Mapping[str, Any]) -> Any:
+        return expression.evaluate(record, user=self.principal, now=self.now, lookup=self.lookup)
+
+    def defaults(self, entity: Entity, values: dict[str, Any]) -> None:
+        """Fill fields not given that have a computed default (in declaration order)."""
+        for f in entity.fields:
+            if f.default_expr is not None and f.name not in values:
+                values[f.name] = _stored(f, self.evaluate(f.default_expr, values))[0]
+
+    def apply(self, entity: Entity, values: dict[str, Any], *, record: Mapping[str, Any] | None = None,
+              creating: bool = True, prefix: str = "") -> list[dict[str, Any]]:
+        """Run the logic of ``entity`` on one record: ``values`` are what is written (computed
+        fields are set in it), ``record`` the stored row an update changes. Returns the
+        error entries (fields prefixed with ``prefix``)."""
+        if not entity.has_logic:
+            return []
+        errors = []
+        if creating:
+            self.defaults(entity, values)
+            for f in entity.fields:  # a required field whose computed default found nothing
+                if f.required and f.default_expr is not None and _empty(values.get(f.name)):
+                    errors.append(error_entry(prefix + f.name, "required", "is required"))
+        current = {**(record or {}), **values}
+        for name in entity.compute_order:
+            f = entity.all_fields[name]
+            value, problem = _stored(f, self.evaluate(f.compute_expr, current))
+            if problem is not None:
+                errors.append({**problem, "field": prefix + name})
+                continue
+            current[name] = value
+            if record is None or record.get(name) != value:
+                values[name] = value
+        for f in entity.fields:
+            if f.required_when_expr is not None and _empty(current.get(f.name)) \
+                    and self.evaluate(f.required_when_expr, current) is True:
+                errors.append(error_entry(prefix + f.name, "required", "is required"))
+        for rule in entity.rules:
+            if rule.when_expr is not None and self.evaluate(rule.when_expr, current) is True:
+                message = label_text(rule.message, self.principal.locale, rule.when)
+                for name in rule.fields or ("",):
+                    field = (prefix + name) if name else prefix.rstrip(".")
+                    errors.append(error_entry(field, "rule_failed", message, messages=dict(rule.message)))
+        return errors
+
+    def apply_children(self, entity: Entity, children: Mapping[str, list[dict[str, Any]]],
+                       prefix: str = "") -> list[dict[str, Any]]:
+        """The logic of each child row given (rows are written whole, so as new ones)."""
+        errors = []
+        for f in entity.table_fields:
+            rows = children.get(f.name)
+            child = self.model.entity(f.target)
+            if not rows or not child.has_logic:
+                continue
+            self.prefetch(child, rows)
+            for i, row in enumerate(rows):
+                errors.extend(self.apply(child, row, prefix=f"{prefix}{f.name}[{i}]."))
+        return errors
+
+
+def _expressions(entity: Entity) -> list[Any]:
+    found = [e for f in entity.fields for e in (f.compute_expr, f.required_when_expr, f.default_expr)
+             if e is not None]
+    return found + [r.when_expr for r in entity.rules if r.when_expr is not None]
+
+
+def _stored(f: Field, value: Any) -> tuple[Any, dict[str, Any] | None]:
+    """An expression's value as ``f`` stores it (numbers rounded half away from zero to the
+    field's places), or the error entry of a value the field cannot hold."""
+    if value is None:
+        return None, None
+    if f.type == "integer":
+        value = int(Decimal(value).quantize(Decimal(1), ROUND_HALF_UP))
+        if not -2**63 <= value < 2**63:
+            return None, error_entry(f.name, "number_too_large", "the computed number is too large")
+        return value, None
+    if f.kind.numeric and f.type != "link":
+        precision, scale = f.precision_scale
+        value = Decimal(value).quantize(Decimal(1).scaleb(-scale), ROUND_HALF_UP)
+        if abs(value) >= Decimal(10) ** (precision - scale):
+            return None, error_entry(f.name, "too_many_digits", f"the computed number has more than "
+                                     f"{precision - scale} digits before the decimal point",
+                                     digits=precision - scale)
+        return value, None
+    if isinstance(value, str) and f.max_length is not None and len(value) > f.max_length:
+        return None, error_entry(f.name, "too_long", f"the computed text is longer than {f.max_length} characters",
+                                 max=f.max_length)
+    return value, None
