@@ -117,8 +117,12 @@ def test_gap_free_numbers_have_no_gaps_after_failed_creates(orders, loom_client)
     assert _fail_some(loom_client, "invoice") == ["00001", "00002"]
 
 
-def test_numbers_that_may_have_gaps_lose_those_of_failed_creates(orders, loom_client):
-    assert _fail_some(loom_client, "order") == ["00001", "00005"]
+def test_numbers_that_may_have_gaps_lose_those_of_failed_creates_on_postgresql(orders, loom_client, loom_engine):
+    """On PostgreSQL the number is taken and committed before the record's transaction, so
+    a failed create loses it; SQLite's writers take turns anyway, so there it is taken in
+    the record's transaction and given back."""
+    expected = ["00001", "00005"] if loom_engine.dialect.name == "postgresql" else ["00001", "00002"]
+    assert _fail_some(loom_client, "order") == expected
 
 
 @pytest.mark.parametrize("entity", ["order", "invoice"])
