@@ -40,6 +40,10 @@ def _empty(value: Any) -> bool:
     return value is None or value == "" or value == [] or value == {}
 
 
+class Unevaluable(Exception):
+    """An expression that cannot be worked out for a record's values."""
+
+
 class WriteLogic:
     """The business logic of one write: its instant, its actor, the linked records it read."""
 
@@ -92,13 +96,24 @@ class WriteLogic:
     # -- one record ---------------------------------------------------------------------
 
     def evaluate(self, expression: Any, record: Mapping[str, Any]) -> Any:
-        return expression.evaluate(record, user=self.principal, now=self.now, lookup=self.lookup)
+        try:
+            return expression.evaluate(record, user=self.principal, now=self.now, lookup=self.lookup)
+        except (ArithmeticError, ValueError) as exc:  # a date past the calendar's end, say
+            raise Unevaluable(f"cannot be worked out from '{expression.text}' for these values ({exc})") from None
 
-    def defaults(self, entity: Entity, values: dict[str, Any]) -> None:
+    def defaults(self, entity: Entity, values: dict[str, Any], prefix: str) -> list[dict[str, Any]]:
         """Fill fields not given that have a computed default (in declaration order)."""
+        errors = []
         for f in entity.fields:
             if f.default_expr is not None and f.name not in values:
-                values[f.name] = _stored(f, self.evaluate(f.default_expr, values))[0]
+                try:
+                    value, problem = _stored(f, self.evaluate(f.default_expr, values))
+                except Unevaluable as exc:
+                    value, problem = None, error_entry(f.name, "invalid", str(exc))
+                values[f.name] = value
+                if problem is not None:
+                    errors.append({**problem, "field": prefix + f.name})
+        return errors
 
     def apply(self, entity: Entity, values: dict[str, Any], *, record: Mapping[str, Any] | None = None,
               creating: bool = True, prefix: str = "") -> list[dict[str, Any]]:
@@ -109,14 +124,17 @@ class WriteLogic:
             return []
         errors = []
         if creating:
-            self.defaults(entity, values)
+            errors.extend(self.defaults(entity, values, prefix))
             for f in entity.fields:  # a required field whose computed default found nothing
                 if f.required and f.default_expr is not None and _empty(values.get(f.name)):
                     errors.append(error_entry(prefix + f.name, "required", "is required"))
         current = {**(record or {}), **values}
         for name in entity.compute_order:
             f = entity.all_fields[name]
-            value, problem = _stored(f, self.evaluate(f.compute_expr, current))
+            try:
+                value, problem = _stored(f, self.evaluate(f.compute_expr, current))
+            except Unevaluable as exc:
+                value, problem = None, error_entry(name, "invalid", str(exc))
             if problem is not None:
                 errors.append({**problem, "field": prefix + name})
                 continue
@@ -125,15 +143,23 @@ class WriteLogic:
                 values[name] = value
         for f in entity.fields:
             if f.required_when_expr is not None and _empty(current.get(f.name)) \
-                    and self.evaluate(f.required_when_expr, current) is True:
+                    and self._holds(f.required_when_expr, current):
                 errors.append(error_entry(prefix + f.name, "required", "is required"))
         for rule in entity.rules:
-            if rule.when_expr is not None and self.evaluate(rule.when_expr, current) is True:
+            if rule.when_expr is not None and self._holds(rule.when_expr, current):
                 message = label_text(rule.message, self.principal.locale, rule.when)
                 for name in rule.fields or ("",):
                     field = (prefix + name) if name else prefix.rstrip(".")
                     errors.append(error_entry(field, "rule_failed", message, messages=dict(rule.message)))
         return errors
+
+    def _holds(self, condition: Any, record: Mapping[str, Any]) -> bool:
+        """Whether a condition is met (true; null is not); one that cannot be worked out
+        for these values counts as met, so the record is checked by a person."""
+        try:
+            return self.evaluate(condition, record) is True
+        except Unevaluable:
+            return True
 
     def apply_children(self, entity: Entity, children: Mapping[str, list[dict[str, Any]]],
                        prefix: str = "") -> list[dict[str, Any]]:
@@ -169,6 +195,8 @@ def _stored(f: Field, value: Any) -> tuple[Any, dict[str, Any] | None]:
     if f.kind.numeric and f.type != "link":
         precision, scale = f.precision_scale
         value = Decimal(value).quantize(Decimal(1).scaleb(-scale), ROUND_HALF_UP)
+        if value == 0:
+            value = abs(value)  # 0.00, not -0.00
         if abs(value) >= Decimal(10) ** (precision - scale):
             return None, error_entry(f.name, "too_many_digits", f"the computed number has more than "
                                      f"{precision - scale} digits before the decimal point",
