@@ -122,3 +122,15 @@ fields:
     assert any(p.startswith("shop.yaml:12: fields[0].compute: computed fields read each other in a circle "
                             "(a -> c -> b -> a)") for p in problems), problems
     assert any("fields[3].compute: computed fields read each other in a circle (d -> d)" in p for p in problems)
+
+
+def test_the_example_in_the_metadata_guide_compiles():
+    from pathlib import Path
+
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "metadata.md").read_text(encoding="utf-8")
+    block = next(b.split("\n", 1)[1] for b in guide.split("```yaml")[1:] if "name: order_line" in b).split("```")[0]
+    docs, problems = load_text(PRODUCT + block, "guide.yaml")
+    assert problems == []
+    model = compile_documents(docs)
+    assert model.entity("order_line").compute_order == ("amount",)
+    assert model.entity("sales_order").rules[0].when_expr.paths == ("delivery_date", "order_date")
