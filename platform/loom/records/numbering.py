@@ -34,6 +34,7 @@ past it, so later numbers do not repeat it.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -42,7 +43,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column
 
-from loom.db import Base, write_transaction
+from loom.db import Base, open_write, write_transaction
 from loom.metadata.autonumber import Pattern, parse_pattern
 from loom.metadata.model import Entity, Field
 
@@ -60,6 +61,10 @@ class NumberCounter(Base):
 
 
 counters: sa.Table = NumberCounter.__table__  # type: ignore[assignment]
+
+
+#: patterns parsed once each
+_parsed = functools.lru_cache(maxsize=256)(parse_pattern)
 
 
 def autonumber_fields(entity: Entity) -> tuple[Field, ...]:
@@ -113,10 +118,12 @@ class Numbering:
         self.day = now.astimezone(ZoneInfo(time_zone)).date()
         #: every number is taken in the record's transaction: the caller's is open and
         #: nothing can be taken apart from it, or SQLite's writers take turns anyway
-        self.joined = joined or engine.dialect.name == "sqlite"
+        self.joined = joined or engine.dialect.name == "sqlite" or open_write(engine) is not None
+        #: per field, the values the caller gave (the system's legacy numbers), before any is filled
+        self.given = {f.name: [row[f.name] for row in rows if isinstance(row.get(f.name), str)] for f in self.fields}
 
     def _pattern(self, f: Field) -> Pattern:
-        return parse_pattern(f.autonumber or "")
+        return _parsed(f.autonumber or "")
 
     def _fill(self, conn: sa.Connection, f: Field) -> None:
         pending = [row for row in self.rows if row.get(f.name) is None]
@@ -132,6 +139,10 @@ class Numbering:
         apart = [f for f in self.fields if not f.gap_free and not self.joined]
         if apart and any(row.get(f.name) is None for f in apart for row in self.rows):
             with write_transaction(self.engine) as conn:
+                # No wait for the disk: a number reaches a record only through the record's
+                # own commit, which comes later in the write-ahead log and flushes this one
+                # with it; lost in a crash, it was in no committed record.
+                conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
                 for f in apart:
                     self._fill(conn, f)
 
@@ -139,11 +150,10 @@ class Numbering:
         """Take the other numbers in the record's transaction ``conn``; move counters past
         numbers given with the rows."""
         for f in self.fields:
-            given = [row[f.name] for row in self.rows if isinstance(row.get(f.name), str)]
-            if given:
+            if self.given[f.name]:
                 pattern = self._pattern(f)
                 highest: dict[str, int] = {}
-                for text in given:
+                for text in self.given[f.name]:
                     parsed = pattern.parse(text)
                     if parsed is not None:
                         highest[parsed[0]] = max(highest.get(parsed[0], 0), parsed[1])
