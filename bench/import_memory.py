@@ -1,7 +1,7 @@
 """A million-row import through the import screens: memory and speed, measured.
 
-A Loom server runs as ``loom serve`` runs it (waitress, 8 threads, the environment's
-settings, ``LOOM_MAX_CONTENT_LENGTH`` raised to take the file) on a fresh database holding
+A Loom server runs as ``loom serve`` runs it (its defaults, the environment's settings,
+``LOOM_MAX_CONTENT_LENGTH`` raised to take the file) on a fresh database holding
 two entities of this script's own: ``carrier`` (50 records) and ``shipment`` (fourteen
 fields: strings, an email, a phone, two selects, a decimal, an integer, a date, a yes/no,
 a text, a unique reference, a link to a carrier and a link to a user). The script writes a
@@ -18,10 +18,10 @@ and prints the RSS when 10k, 100k, 250k, 500k and 1M rows were done, the peak, t
 per second, and the CPU time the server's processes used meanwhile (rows per CPU second
 moves less than the wall clock on a shared machine; PostgreSQL's own processes are not
 counted). RSS is that of all the server's processes added up: ``loom serve`` may answer
-from worker processes, and the job runs in one of them. At the end it checks that the job is done with every row imported, that
-the table holds every row, that the audit log has one ``record.create`` entry per row and
-the import's own entry, that the outbox has one event per row, and that
-``loom audit verify`` passes on the whole chain.
+from worker processes, and the job runs in one of them. At the end it checks that the
+job is done with every row imported, that the table holds every row, that the audit log
+has one ``record.create`` entry per row and the import's own entry, that the outbox has
+one event per row, and that ``loom audit verify`` passes on the whole chain.
 
     python bench/import_memory.py --db sqlite              # 1,000,000 rows
     python bench/import_memory.py --db postgresql --rows 100000
