@@ -287,3 +287,43 @@ def test_a_date_past_the_calendars_end_is_stored_empty_not_a_crash(sample, loom_
     reply = loom_client.post("/api/v1/sample", json={"start": "9999-12-30", "qty": 5})
     assert reply.status_code == 201, reply.get_json()
     assert reply.get_json()["data"]["due"] is None
+
+
+def test_a_bulk_create_reads_linked_records_once_per_linked_entity(shop, loom_client):
+    products = [_product(loom_client, f"{i}.00") for i in range(1, 31)]
+    statements = []
+
+    def note(conn, cursor, statement, parameters, context, executemany):
+        if "e_product" in statement:
+            statements.append(statement)
+
+    engine = shop.extensions["loom"].engine
+    sa.event.listen(engine, "before_cursor_execute", note)
+    try:
+        reply = loom_client.post("/api/v1/sales_order/_bulk", json=[
+            {"customer": f"c{i}", "lines": [{"product": p, "quantity": 2} for p in products[i:i + 3]]}
+            for i in range(0, 27)])
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", note)
+    assert reply.status_code == 201, reply.get_json()
+    # one read of the products for the prices, whatever the number of rows (the link check has its own)
+    reads = [s for s in statements if s.lstrip().upper().startswith("SELECT") and "list_price" in s]
+    assert len(reads) == 1, statements
+    lines = _stored(shop, "order_line")
+    assert len(lines) == 81
+    assert sorted({Decimal(str(line["amount"])) for line in lines}) == [Decimal(2 * i) for i in range(1, 30)]
+
+
+def test_adding_logic_to_a_published_entity_applies_to_the_next_writes(apply_metadata, make_entity, loom_client):
+    fields = [{"name": "quantity", "type": "integer"}, {"name": "double", "type": "integer"}]
+    apply_metadata(make_entity("stock", fields))
+    assert loom_client.post("/api/v1/stock", json={"quantity": 2, "double": 7}).status_code == 201
+    fields[1] = {**fields[1], "compute": "quantity * 2"}
+    apply_metadata(make_entity("stock", fields, rules=[{"when": "quantity < 0", "message": "No negative stock"}]))
+    created = loom_client.post("/api/v1/stock", json={"quantity": 5})
+    assert created.status_code == 201 and created.get_json()["data"]["double"] == 10
+    assert _errors(loom_client.post("/api/v1/stock", json={"quantity": -1})) == {"": ("rule_failed", "No negative stock")}
+    # a row stored before keeps its value until it is saved again
+    first = loom_client.get("/api/v1/stock/1").get_json()["data"]
+    assert first["double"] == 7
+    assert loom_client.patch("/api/v1/stock/1", json={"quantity": 4}).get_json()["data"]["double"] == 8

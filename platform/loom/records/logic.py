@@ -93,6 +93,13 @@ class WriteLogic:
         for target, ids in by_target.items():
             self._fetch(target, ids)
 
+    def prefetch_children(self, entity: Entity, children: Sequence[Mapping[str, list[dict[str, Any]]]]) -> None:
+        """``prefetch`` for the child rows of all records of a write at once."""
+        for f in entity.table_fields:
+            child = self.model.entity(f.target)
+            if child.has_logic:
+                self.prefetch(child, [row for rows in children for row in rows.get(f.name, ())])
+
     # -- one record ---------------------------------------------------------------------
 
     def evaluate(self, expression: Any, record: Mapping[str, Any]) -> Any:

@@ -278,6 +278,7 @@ class RecordService(WriteGuards, CommitHooks, Discussion, LinkChecks, RowWrites,
             return
         logic = WriteLogic(conn, self.model, self.context.live.tables, self.principal, utcnow())
         logic.prefetch(entity, [values if record is None else {**record, **values} for values, _c in loaded])
+        logic.prefetch_children(entity, [children for _values, children in loaded])
         errors = []
         for i, (values, children) in enumerate(loaded):
             prefix = f"[{i}]." if indexed else ""
