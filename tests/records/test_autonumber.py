@@ -226,3 +226,20 @@ def test_an_autonumber_field_s_settings_must_fit(extra, path, message):
         compile_documents(documents)
     found = caught.value.problems
     assert any(p.path == path and message in p.message and p.line for p in found), found
+
+
+def test_a_field_made_autonumber_later_numbers_new_records_and_a_new_pattern_counts_on(apply_metadata, make_entity,
+                                                                                      loom_client):
+    def publish(number: dict) -> None:
+        apply_metadata(make_entity("claim", [{"name": "ref", "type": "string", **number},
+                                             {"name": "note", "type": "string"}]))
+
+    publish({})
+    old = create(loom_client, "claim", ref="handwritten-1")
+    publish({"autonumber": "CL-{seq:3}"})
+    assert loom_client.get(f"/api/v1/claim/{old['id']}").get_json()["data"]["ref"] == "handwritten-1"
+    assert create(loom_client, "claim")["ref"] == "CL-001"
+    publish({"autonumber": "CL-{seq:6}"})  # more digits: the same counter
+    assert create(loom_client, "claim")["ref"] == "CL-000002"
+    publish({"autonumber": "CLM-{seq:6}"})  # another prefix: a counter of its own
+    assert create(loom_client, "claim")["ref"] == "CLM-000001"
