@@ -155,7 +155,7 @@ def _check_autonumber(build: Compilation, doc: Document, path: tuple, raw: dict[
     if problem:
         build.fail(doc, path + ("autonumber",), f"not a usable autonumber pattern: {problem}")
     for key, why in (("default", "Loom gives it its value"), ("required", "it always has a value"),
-                     ("read_only_when", "it is always read-only")):
+                     ("read_only_when", "it is always read-only"), ("compute", "Loom numbers it")):
         if raw.get(key) is not None and raw.get(key) is not False:
             build.fail(doc, path + (key,), f"an autonumber field cannot have {key}: {why}")
 

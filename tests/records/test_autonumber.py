@@ -215,6 +215,7 @@ def test_a_bad_pattern_is_a_metadata_error_with_file_and_line(pattern, message):
     ("type: string\n    autonumber: 'N{seq}'\n    default: N1", "fields[0].default", "cannot have default"),
     ("type: string\n    autonumber: 'N{seq}'\n    required: true", "fields[0].required", "cannot have required"),
     ("type: string\n    gap_free: true", "fields[0].gap_free", "autonumber fields only"),
+    ("type: string\n    autonumber: 'N{seq}'\n    compute: \"'x'\"", "fields[0].compute", "cannot have compute"),
     ("type: string\n    autonumber: 'SO-{yyyy}-{seq:6}'\n    max_length: 8", "fields[0].autonumber",
      "more than max_length (8)"),
 ])
