@@ -327,3 +327,19 @@ def test_adding_logic_to_a_published_entity_applies_to_the_next_writes(apply_met
     first = loom_client.get("/api/v1/stock/1").get_json()["data"]
     assert first["double"] == 7
     assert loom_client.patch("/api/v1/stock/1", json={"quantity": 4}).get_json()["data"]["double"] == 8
+
+
+def test_paths_through_a_link_to_a_user_read_the_users_row(apply_metadata, make_entity, make_user, client_for):
+    apply_metadata(make_entity("task", [
+        {"name": "title", "type": "string"},
+        {"name": "assignee", "type": "link", "target": "user", "default": {"expression": "$user.id"}},
+        {"name": "assignee_name", "type": "string", "compute": "assignee.username"},
+        {"name": "mine", "type": "boolean", "compute": "assignee = $user.id"},
+    ]), {"kind": "role", "name": "worker", "permissions": {"task": {"actions": ["read", "create", "update"]}}})
+    uma = make_user("uma", roles=["worker"])
+    vic = make_user("vic", roles=["worker"])
+    created = client_for("uma").post("/api/v1/task", json={"title": "t"}).get_json()["data"]
+    assert (created["assignee_name"], created["mine"]) == ("uma", True)
+    moved = client_for("uma").patch(f"/api/v1/task/{created['id']}", json={"assignee": vic}).get_json()["data"]
+    assert (moved["assignee_name"], moved["mine"]) == ("vic", False)
+    assert uma != vic
