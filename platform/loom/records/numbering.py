@@ -142,7 +142,8 @@ class Numbering:
                 # No wait for the disk: a number reaches a record only through the record's
                 # own commit, which comes later in the write-ahead log and flushes this one
                 # with it; lost in a crash, it was in no committed record.
-                conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+                if conn.dialect.name == "postgresql":
+                    conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
                 for f in apart:
                     self._fill(conn, f)
 
