@@ -20,8 +20,9 @@ Where the number is taken decides what a failed create costs and what creates wa
   a connection, a plugin hook writing another record) the number is taken in that
   transaction, as for a gap-free field: it could not be taken apart from it. On SQLite
   too: its writers take turns whatever happens, so a transaction of its own would let
-  no create go sooner and only cost a commit (a third of a create's time); there a
-  failed create leaves no gap either.
+  no create go sooner and only cost a commit per create; there a failed create leaves
+  no gap either. On PostgreSQL that transaction's commit does not wait for the disk
+  (see ``Numbering.before``).
 
 A bulk create takes the numbers of all its rows with one statement per field.
 
