@@ -335,11 +335,13 @@ def test_paths_through_a_link_to_a_user_read_the_users_row(apply_metadata, make_
         {"name": "assignee", "type": "link", "target": "user", "default": {"expression": "$user.id"}},
         {"name": "assignee_name", "type": "string", "compute": "assignee.username"},
         {"name": "mine", "type": "boolean", "compute": "assignee = $user.id"},
+        {"name": "self_made", "type": "boolean", "compute": "created_by = assignee and owner = created_by"},
     ]), {"kind": "role", "name": "worker", "permissions": {"task": {"actions": ["read", "create", "update"]}}})
     uma = make_user("uma", roles=["worker"])
     vic = make_user("vic", roles=["worker"])
     created = client_for("uma").post("/api/v1/task", json={"title": "t"}).get_json()["data"]
-    assert (created["assignee_name"], created["mine"]) == ("uma", True)
+    # on create, the standard fields the record will have are read too
+    assert (created["assignee_name"], created["mine"], created["self_made"]) == ("uma", True, True)
     moved = client_for("uma").patch(f"/api/v1/task/{created['id']}", json={"assignee": vic}).get_json()["data"]
-    assert (moved["assignee_name"], moved["mine"]) == ("vic", False)
+    assert (moved["assignee_name"], moved["mine"], moved["self_made"]) == ("vic", False, False)
     assert uma != vic

@@ -123,10 +123,12 @@ class WriteLogic:
         return errors
 
     def apply(self, entity: Entity, values: dict[str, Any], *, record: Mapping[str, Any] | None = None,
-              creating: bool = True, prefix: str = "") -> list[dict[str, Any]]:
+              creating: bool = True, prefix: str = "", standard: Mapping[str, Any] | None = None
+              ) -> list[dict[str, Any]]:
         """Run the logic of ``entity`` on one record: ``values`` are what is written (computed
-        fields are set in it), ``record`` the stored row an update changes. Returns the
-        error entries (fields prefixed with ``prefix``)."""
+        fields are set in it), ``record`` the stored row an update changes, ``standard``
+        the standard fields a new record will have (``owner``, ``created_by``, ...; its id
+        is not known yet). Returns the error entries (fields prefixed with ``prefix``)."""
         if not entity.has_logic:
             return []
         errors = []
@@ -135,7 +137,7 @@ class WriteLogic:
             for f in entity.fields:  # a required field whose computed default found nothing
                 if f.required and f.default_expr is not None and _empty(values.get(f.name)):
                     errors.append(error_entry(prefix + f.name, "required", "is required"))
-        current = {**(record or {}), **values}
+        current = {**(record if record is not None else standard or {}), **values}
         for name in entity.compute_order:
             f = entity.all_fields[name]
             try:

@@ -279,10 +279,12 @@ class RecordService(WriteGuards, CommitHooks, Discussion, LinkChecks, RowWrites,
         logic = WriteLogic(conn, self.model, self.context.live.tables, self.principal, utcnow())
         logic.prefetch(entity, [values if record is None else {**record, **values} for values, _c in loaded])
         logic.prefetch_children(entity, [children for _values, children in loaded])
+        standard = {**self._standard_values(logic.now), "owner": self.principal.user_id}
         errors = []
         for i, (values, children) in enumerate(loaded):
             prefix = f"[{i}]." if indexed else ""
-            errors.extend(logic.apply(entity, values, record=record, creating=record is None, prefix=prefix))
+            errors.extend(logic.apply(entity, values, record=record, creating=record is None, prefix=prefix,
+                                      standard=standard))
             errors.extend(logic.apply_children(entity, children, prefix))
         if errors:
             raise ValidationError(f"{len(errors)} invalid value(s)", errors=errors)
