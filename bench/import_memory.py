@@ -543,15 +543,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.rows < 1:
         parser.error("--rows must be at least 1")
 
+    revision = loom_revision()  # at the start: the checkout may change while the import runs
     print("# A million-row import")
     print(f"machine: {machine()}; load average {' / '.join(f'{x:.2f}' for x in os.getloadavg())} at start")
-    print(f"loom: {loom_revision()}\n")
+    print(f"loom: {revision}\n")
     run = measure(args.db, args.pg_url, args.rows, args.flame)
     print("\n".join(report(run)))
     print(f"\nload average {' / '.join(f'{x:.2f}' for x in os.getloadavg())} at the end")
     if args.json:
         with open(args.json, "w") as out:
-            json.dump({"loom": loom_revision(), "machine": machine(), **run.__dict__,
+            json.dump({"loom": revision, "machine": machine(), **run.__dict__,
                        "rows_per_second": run.rows_per_second}, out, indent=1)
     return 0
 
