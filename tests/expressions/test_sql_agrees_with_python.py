@@ -186,3 +186,24 @@ def test_sql_gives_what_python_gives(loom_engine, data):
         finally:
             table.drop(conn)
             partner.drop(conn)
+
+
+def test_a_negation_inside_another_operator_keeps_its_place(loom_engine):
+    """Found by the property test: ``NOT x IS NULL`` reads as ``NOT (x IS NULL)`` in SQL,
+    so a negation handed to another operator must stay in its parentheses."""
+    model = model_from_documents([{"kind": "entity", "name": "plain", "fields": [{"name": "text", "type": "string"}]}])
+    table = build_tables(model)["plain"]
+    with loom_engine.begin() as conn:
+        table.create(conn)
+        try:
+            conn.execute(table.insert(), {"id": 1, "text": "", "version": 1,
+                                          "created_at": dt.datetime(2024, 1, 1, tzinfo=dt.UTC),
+                                          "updated_at": dt.datetime(2024, 1, 1, tzinfo=dt.UTC)})
+            resolve = table_resolver(table, {"plain": table}, model.entity("plain"), model)
+            for text in ("is_empty(not (contains('', '')))", "is_empty(not contains(text, 'x'))",
+                         "coalesce(not (text = ''), true)", "if(not (text = ''), 1, 2) = 2"):
+                expression = compile_expression(text, model.entity("plain"), model)
+                found = conn.execute(sa.select(expression.to_sql(resolve))).scalar()
+                assert _same(found, expression.evaluate({"text": ""})), text
+        finally:
+            table.drop(conn)

@@ -58,7 +58,7 @@ class SqlCompilation:
             return self.resolve(node.dotted)
         if isinstance(node, Unary):
             operand = self.element(node.operand)
-            return d.op(sa.literal_column("0"), "-", operand) if node.op == "-" else sa.not_(operand)
+            return d.op(sa.literal_column("0"), "-", operand) if node.op == "-" else sa.Grouping(sa.not_(operand))
         if isinstance(node, Binary):
             return self._binary(node)
         if isinstance(node, In):
