@@ -160,7 +160,7 @@ def run(kind: str, rows: int, requests: int, import_rows: int, pg_url: str) -> N
             print(f"{name:<30} {percentile(loom_ms, .5):9.1f} {percentile(loom_ms, .95):9.1f} {raw}")
 
         # import through the import job, run in this thread
-        principal = loom.principal_for(BENCH_USER)
+        principal = loom.identity.principal_for(BENCH_USER)
         content = import_csv(import_rows, rows + 1)
         with engine.begin() as conn:
             job_id = store_job(conn, user_id=principal.user_id, entity="customer", filename="bench.csv",
