@@ -119,9 +119,10 @@ def checkout_revision() -> str:
     return f"{commit} with {len(dirty)} changed files" if dirty else commit
 
 
-def serve(url: str, port: int, instance: str, ready: str) -> None:
+def serve(url: str, port: int, instance: str, ready: str, workers: int = 0) -> None:
     """The server process: set up, say so in ``ready`` (the token and the checkout's
-    commit), serve with waitress."""
+    commit), serve with waitress, or with ``workers`` > 0 as ``loom serve --workers``
+    serves (granian)."""
     import waitress
 
     from loom.app import create_app
@@ -135,6 +136,13 @@ def serve(url: str, port: int, instance: str, ready: str) -> None:
     with open(ready + ".part", "w") as out:
         out.write(f"{token}\n{checkout_revision()}")
     os.replace(ready + ".part", ready)
+    if workers:
+        from loom.cli import main as loom_command
+
+        app.extensions["loom"].engine.dispose()
+        os.environ.update({"LOOM_DATABASE_URL": url, "LOOM_INSTANCE_PATH": instance, "LOOM_SECRET_KEY": "bulk-bench"})
+        loom_command(["serve", "--port", str(port), "--threads", str(SERVER_THREADS), "--workers", str(workers)])
+        return
     waitress.serve(app, host="127.0.0.1", port=port, threads=SERVER_THREADS, ident="loom")
 
 
@@ -177,14 +185,15 @@ def _proc_status(pid: int, key: str) -> float:
     return float("nan")
 
 
-def start_server(python: str, url: str, workdir: str, label: str) -> Server:
+def start_server(python: str, url: str, workdir: str, label: str, workers: int = 0) -> Server:
     port = _free_port()
     ready = os.path.join(workdir, f"{label}.ready")
     log_path = os.path.join(workdir, f"{label}.log")
     with open(log_path, "w") as log:
         process = subprocess.Popen(
             [python, os.path.join(HERE, "bulk_bench.py"), "--serve", "--database-url", url, "--port", str(port),
-             "--instance", os.path.join(workdir, f"{label}-instance"), "--ready", ready],
+             "--instance", os.path.join(workdir, f"{label}-instance"), "--ready", ready,
+             "--server-workers", str(workers)],
             stdout=log, stderr=subprocess.STDOUT, cwd=HERE)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
@@ -307,9 +316,9 @@ def check_load(url: str, rows: int) -> dict[str, Any]:
 
 
 def measure(python: str, label: str, dialect: str, pg_url: str, payloads: list[bytes], rows: int,
-            clients: int, flame: str | None = None) -> Load:
+            clients: int, flame: str | None = None, workers: int = 0) -> Load:
     with scratch_database(dialect, pg_url, SCHEMA) as database:
-        server = start_server(python, database.url, database.workdir, label)
+        server = start_server(python, database.url, database.workdir, label, workers)
         profiler = None
         try:
             if flame:
@@ -444,6 +453,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--compare", metavar="PYTHON",
                         help="also load a server run by this interpreter (another Loom checkout), alternating")
+    parser.add_argument("--server-workers", type=int, default=0,
+                        help="serve as loom serve --workers N does (granian); 0, the default: waitress, one process; "
+                             "the peak RSS is then the master's only")
     parser.add_argument("--import-rows", type=int, help="measure an import job of this many rows instead")
     parser.add_argument("--json", help="also write the raw numbers to this file")
     parser.add_argument("--flame", metavar="FILE", help="record a flame graph (py-spy; FILE.svg, or collapsed "
@@ -460,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
-        serve(args.database_url, args.port, args.instance, args.ready)
+        serve(args.database_url, args.port, args.instance, args.ready, args.server_workers)
         return 0
     if args.import_job:
         import_job(args.database_url, args.workdir, args.import_rows, args.report)
@@ -488,7 +500,8 @@ def main(argv: list[str] | None = None) -> int:
                 order = servers if round_number % 2 == 0 else list(reversed(servers))
                 for label, python in order:
                     flame = args.flame if label == "this" and round_number == 0 and dialect == dialects[0] else None
-                    load = measure(python, label, dialect, args.pg_url, payloads, args.rows, args.clients, flame)
+                    load = measure(python, label, dialect, args.pg_url, payloads, args.rows, args.clients, flame,
+                                   args.server_workers)
                     loads.append(load)
                     print(f"{dialect} round {round_number + 1} {label} (loom {load.revision}): "
                           f"{load.rows_per_second:,.0f} rows/s "
