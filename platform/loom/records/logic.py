@@ -24,6 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from loom.errors import error_entry
+from loom.expressions.evaluator import user_properties
 from loom.metadata.formatting import label_text
 from loom.metadata.model import USER_ENTITY, USER_TABLE, AppModel, Entity, Field
 from loom.principal import Principal
@@ -51,6 +52,8 @@ class WriteLogic:
                  now: dt.datetime):
         self.conn, self.model, self.tables, self.principal = conn, model, tables, principal
         self.now = now if now.tzinfo is not None else now.replace(tzinfo=dt.UTC)
+        #: the actor's $user properties, worked out once for every expression of the write
+        self.user = user_properties(principal)
         self._records: dict[tuple[str, Any], Mapping[str, Any] | None] = {}
 
     # -- linked records -----------------------------------------------------------------
@@ -104,7 +107,7 @@ class WriteLogic:
 
     def evaluate(self, expression: Any, record: Mapping[str, Any]) -> Any:
         try:
-            return expression.evaluate(record, user=self.principal, now=self.now, lookup=self.lookup)
+            return expression.evaluate(record, user=self.user, now=self.now, lookup=self.lookup)
         except (ArithmeticError, ValueError) as exc:  # a date past the calendar's end, say
             raise Unevaluable(f"cannot be worked out from '{expression.text}' for these values ({exc})") from None
 
