@@ -54,6 +54,7 @@ from benchlib import (
     percentile,
     role_document,
     scratch_database,
+    stop_process,
 )
 
 OPERATIONS = ("list", "get", "create", "update")
@@ -101,13 +102,7 @@ class Server:
     log_path: str
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 def start_server(kind: str, url: str, workdir: str, secret: str, check_interval: float, token: str) -> Server:

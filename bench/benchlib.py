@@ -173,6 +173,17 @@ def fill_customers(engine: sa.Engine, rows: int, table: str = "e_customer") -> N
         conn.exec_driver_sql(f"ANALYZE {table}")
 
 
+def stop_process(process: subprocess.Popen, timeout: float = 10) -> None:
+    """End a server the benchmark started: SIGTERM, then SIGKILL after ``timeout`` seconds."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def percentile(values: Sequence[float], fraction: float) -> float:
     """The ``fraction`` quantile (nearest rank) of ``values``; NaN when there are none."""
     if not values:

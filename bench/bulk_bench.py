@@ -64,6 +64,7 @@ from benchlib import (
     machine,
     percentile,
     scratch_database,
+    stop_process,
 )
 
 SCHEMA = "bench_bulk"
@@ -164,13 +165,7 @@ class Server:
         return _proc_status(self.process.pid, "VmHWM") / 1024
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 def _proc_status(pid: int, key: str) -> float:

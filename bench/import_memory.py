@@ -56,7 +56,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from benchlib import DEFAULT_PG_URL, loom_revision, machine, scratch_database
+from benchlib import DEFAULT_PG_URL, loom_revision, machine, scratch_database, stop_process
 
 SCHEMA = "bench_import"
 ENTITY = "shipment"
@@ -188,13 +188,7 @@ class Server:
         return self.process.pid
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
     def log_tail(self) -> str:
         with open(self.log_path) as log:

@@ -38,7 +38,7 @@ import time
 from dataclasses import dataclass, field
 
 from api_bench import LIST_PATH, Http, prepare
-from benchlib import REGIONS, USERS, loom_revision, machine, scratch_database
+from benchlib import REGIONS, USERS, loom_revision, machine, scratch_database, stop_process
 
 OPERATIONS = ("create", "update")
 #: a request slower than wrk's timeout counts as an error (and as slow); wrk allocates one
@@ -348,13 +348,7 @@ class Server:
     process: subprocess.Popen
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 def _start(url: str, workdir: str, token: str) -> Server:
