@@ -269,14 +269,15 @@ class RecordService(WriteGuards, CommitHooks, Discussion, LinkChecks, RowWrites,
         return numbering(self.context.engine, self.entity, rows, now, time_zone=self.context.time_zone,
                          joined=self.context.connection is not None)
 
-    def _apply_logic(self, conn: sa.Connection, loaded: Sequence[tuple[dict, Mapping[str, list]]], *,
+    def _apply_logic(self, conn: sa.Connection, loaded: Sequence[tuple[dict, Mapping[str, list]]], now: Any, *,
                      indexed: bool = False, record: Mapping[str, Any] | None = None) -> None:
         """Computed defaults, computed fields, ``required_when`` and rules of each record
-        and its child rows (``loom.records.logic``); 422 with every problem found."""
+        and its child rows (``loom.records.logic``), at ``now``, the instant the write
+        stores as its time; 422 with every problem found."""
         entity = self.entity
         if not entity.has_logic and not any(self.model.entity(f.target).has_logic for f in entity.table_fields):
             return
-        logic = WriteLogic(conn, self.model, self.context.live.tables, self.principal, utcnow())
+        logic = WriteLogic(conn, self.model, self.context.live.tables, self.principal, now)
         logic.prefetch(entity, [values if record is None else {**record, **values} for values, _c in loaded])
         logic.prefetch_children(entity, [children for _values, children in loaded])
         standard = {**self._standard_values(logic.now), "owner": self.principal.user_id}
@@ -307,7 +308,7 @@ class RecordService(WriteGuards, CommitHooks, Discussion, LinkChecks, RowWrites,
                     numbers.within(conn)
                 self.hooks.before_record_create(entity=self.entity, values=values, principal=self.principal,
                                                 connection=conn)
-                self._apply_logic(conn, [(values, children)])
+                self._apply_logic(conn, [(values, children)], now)
                 self._validate_links(conn, [(values, children)])
                 claims = self._check_files(conn, [(values, children)])
                 row = {**values, **self._standard_values(now)}
@@ -356,7 +357,7 @@ class RecordService(WriteGuards, CommitHooks, Discussion, LinkChecks, RowWrites,
                 hook = self.hooks.before_record_create
                 for values, _children in loaded:
                     hook(entity=self.entity, values=values, principal=self.principal, connection=conn)
-                self._apply_logic(conn, loaded, indexed=True)
+                self._apply_logic(conn, loaded, now, indexed=True)
                 self._validate_links(conn, loaded, indexed=True)
                 claims = self._check_files(conn, loaded, indexed=True)
                 standard = self._standard_values(now)
@@ -412,14 +413,15 @@ class RecordService(WriteGuards, CommitHooks, Discussion, LinkChecks, RowWrites,
                 before = self._serialize(conn, [row], full=True)[0]
                 self.hooks.before_record_update(entity=self.entity, record=before, changes=values,
                                                 principal=self.principal, connection=conn)
-                self._apply_logic(conn, [(values, children)], record=row)
+                now = utcnow()
+                self._apply_logic(conn, [(values, children)], now, record=row)
                 self._validate_links(conn, [(values, children)])
                 claims = self._check_files(conn, [(values, children)], record=row)
                 values = {k: v for k, v in values.items() if row[k] != v}
                 if not values and not children:
                     raise _NoChange(self._serialize(conn, [row])[0])
                 attempted = {**row, **values}
-                stored = self._update(conn, row, values, utcnow())
+                stored = self._update(conn, row, values, now)
                 if stored is None:
                     raise PreconditionFailed(f"this {self.entity.name} was changed by someone else; reload it")
                 self._refuse_out_of_scope(conn, "update", [record_id], [values])
