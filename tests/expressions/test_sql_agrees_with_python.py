@@ -8,6 +8,7 @@ import datetime as dt
 import itertools
 from decimal import Decimal
 
+import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -205,5 +206,33 @@ def test_a_negation_inside_another_operator_keeps_its_place(loom_engine):
                 expression = compile_expression(text, model.entity("plain"), model)
                 found = conn.execute(sa.select(expression.to_sql(resolve))).scalar()
                 assert _same(found, expression.evaluate({"text": ""})), text
+        finally:
+            table.drop(conn)
+
+
+@pytest.mark.parametrize("hours", ["1.5", "-25.0001", "0", "876000", None])
+@pytest.mark.parametrize("at", [dt.datetime(2024, 5, 6, 7, 8, 9, tzinfo=dt.UTC),
+                                dt.datetime(2024, 12, 31, 23, 0, 0, 250000, tzinfo=dt.UTC), None])
+def test_add_hours_gives_the_same_instant_in_sql(loom_engine, at, hours):
+    """``add_hours`` (an SLA deadline: the creation time plus hours by priority) in SQL and
+    in Python, to the millisecond SQLite keeps; a null on either side gives null."""
+    model = model_from_documents([{"kind": "entity", "name": "clock", "fields": [
+        {"name": "at", "type": "datetime"}, {"name": "hours", "type": "decimal"}]}])
+    table = build_tables(model)["clock"]
+    entity = model.entity("clock")
+    stamp = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    values = {"at": at, "hours": None if hours is None else Decimal(hours)}
+    with loom_engine.begin() as conn:
+        table.create(conn)
+        try:
+            conn.execute(table.insert(), {"id": 1, **values, "version": 1, "created_at": stamp, "updated_at": stamp})
+            expression = compile_expression("add_hours(at, hours)", entity, model)
+            found = conn.execute(sa.select(expression.to_sql(table_resolver(table, {"clock": table}, entity, model)))
+                                 ).scalar()
+            expected = expression.evaluate(values)
+            if expected is None:
+                assert found is None
+            else:
+                assert found.replace(tzinfo=dt.UTC) == expected, (found, expected)
         finally:
             table.drop(conn)

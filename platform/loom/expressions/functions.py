@@ -111,6 +111,28 @@ def _add_days(args: list[Any], _m: Moment) -> dt.date | None:
         return None
 
 
+def _seconds(hours: Any) -> int:
+    """Hours as whole seconds, half away from zero (what both databases add)."""
+    return int((Decimal(hours) * 3600).quantize(Decimal(1), ROUND_HALF_UP))
+
+
+def _add_hours(args: list[Any], _m: Moment) -> dt.datetime | None:
+    try:
+        return args[0] + dt.timedelta(seconds=_seconds(args[1]))
+    except OverflowError:
+        return None
+
+
+def _add_hours_sql(args: list[ColumnElement], _n, _m) -> ColumnElement:
+    seconds = sa.func.round(d.op(sa.cast(args[1], sa.Numeric()), "*", sa.literal_column("3600")))
+    # SQLite's strftime keeps milliseconds (%f); printf of a null would add "+0 seconds"
+    sqlite = sa.case((args[1].is_(None), sa.null()), else_=sa.func.strftime(
+        sa.literal_column("'%Y-%m-%d %H:%M:%f'"), args[0],
+        sa.func.printf(sa.literal_column("'%+d seconds'"), sa.cast(seconds, sa.BigInteger()))))
+    return d.per_dialect(sqlite, postgresql=d.op(args[0], "+", d.op(seconds, "*", sa.literal_column(
+        "INTERVAL '1 second'"))), type_=sa.DateTime(timezone=True))
+
+
 def _is_empty_sql(args: list[ColumnElement], nodes: Sequence[Node], _m: Moment) -> ColumnElement:
     if nodes[0].type == TEXT:
         return sa.or_(args[0].is_(None), d.op(args[0], "=", sa.literal_column("''"), comparison=True))
@@ -189,6 +211,8 @@ FUNCTIONS: dict[str, Function] = {f.name: f for f in (
                                            postgresql=d.op(a[0], "+", sa.cast(a[1], sa.Integer())),
                                            type_=sa.Date()),
              check=_whole_days),
+    Function("add_hours", "add_hours(datetime, hours)", (DATETIME, NUMBER), DATETIME, _add_hours,
+             _add_hours_sql),
     Function("days_between", "days_between(from, to)", (DATE, DATE), NUMBER,
              lambda a, m: (a[1] - a[0]).days,
              lambda a, n, m: d.per_dialect(
