@@ -34,7 +34,7 @@ _NEEDS = {"options": "options: [{value: ...}, ...]", "target": "a target entity"
 _CHILD_STANDARD = frozenset({"id"})
 _STANDARD = frozenset({"id", "version", "owner", "created_at", "created_by", "updated_at", "updated_by"})
 #: business-logic properties any stored field may carry (compiled by ``compile_logic``)
-LOGIC_PROPERTIES = frozenset({"compute", "required_when"})
+LOGIC_PROPERTIES = frozenset({"compute", "required_when", "visible_when", "clear_when_hidden"})
 #: the field types a computed field may have (those an expression's result fits)
 COMPUTABLE_TYPES = frozenset({"integer", "decimal", "money", "percent", "string", "text", "boolean", "date",
                               "datetime"})
@@ -120,7 +120,12 @@ def _logic_default(raw: dict[str, Any]) -> dict[str, str] | None:
 def _check_logic(build: Compilation, doc: Document, path: tuple, raw: dict[str, Any]) -> dict[str, Any]:
     """The business-logic properties as written (``compile_logic`` compiles them once every
     entity is known): what contradicts itself is reported here."""
-    result: dict[str, Any] = {"compute": raw.get("compute"), "required_when": raw.get("required_when")}
+    result: dict[str, Any] = {"compute": raw.get("compute"), "required_when": raw.get("required_when"),
+                              "visible_when": raw.get("visible_when"),
+                              "clear_when_hidden": bool(raw.get("clear_when_hidden", False))}
+    if raw.get("clear_when_hidden") and not raw.get("visible_when"):
+        build.fail(doc, path + ("clear_when_hidden",), "clear_when_hidden needs visible_when: a field that is "
+                                                       "never hidden is never cleared")
     default = _logic_default(raw)
     if default is not None:
         if len(default) != 1 or not isinstance(next(iter(default.values())), str) or not next(iter(default.values())):
@@ -136,13 +141,20 @@ def _check_logic(build: Compilation, doc: Document, path: tuple, raw: dict[str, 
             build.fail(doc, path + ("compute",), f"a {raw['type']} field cannot be computed; computed fields are "
                                                  f"{', '.join(sorted(COMPUTABLE_TYPES))}")
         for key, what in (("required", "be required"), ("default", "have a default"),
-                          ("required_when", "have required_when")):
+                          ("required_when", "have required_when"), ("clear_when_hidden", "be cleared when hidden")):
             if raw.get(key) not in (None, False):
                 build.fail(doc, path + (key,), f"a computed field cannot {what}: Loom fills it in; "
                                                f"drop '{key}' or 'compute'")
     if raw.get("required") and raw.get("required_when"):
         build.fail(doc, path + ("required_when",), "the field is required always; drop required or required_when")
     return result
+
+
+def _read_only_when(value: Any) -> Mapping[str, Any] | str | None:
+    """``read_only_when`` as written: an expression (text), or a row-scope condition."""
+    if not value:
+        return None
+    return value if isinstance(value, str) else MappingProxyType(value)
 
 
 def _check_autonumber(build: Compilation, doc: Document, path: tuple, raw: dict[str, Any]) -> None:
@@ -177,7 +189,7 @@ def compile_field(build: Compilation, doc: Document, path: tuple, raw: dict[str,
         precision=raw.get("precision"), scale=raw.get("scale"), currency=raw.get("currency"),
         max_size=raw.get("max_size"), accept=tuple(raw.get("accept", ())),
         renamed_from=raw.get("renamed_from"), secret=bool(raw.get("secret", False)),
-        read_only_when=MappingProxyType(raw["read_only_when"]) if raw.get("read_only_when") else None,
+        read_only_when=_read_only_when(raw.get("read_only_when")),
         autonumber=raw.get("autonumber"), gap_free=bool(raw.get("gap_free", False)),
     )
     if field.autonumber:  # filled by Loom on create, never written by users
@@ -280,7 +292,7 @@ def _check_state_locks(build: Compilation, doc: Document, entity: Entity, seen: 
         if entity.child:
             build.fail(doc, path, "a child entity's rows change with their parent: put read_only_when on "
                                   "the parent's table field")
-        else:
+        elif not isinstance(f.read_only_when, str):  # an expression is checked with the others
             check_condition(entity, f.read_only_when, path, lambda p, message: build.fail(doc, p, message))
 
 
@@ -391,8 +403,8 @@ def _compile_logic(build: Compilation, entities: dict[str, Entity], docs: dict[s
         return _logic_compiler[0](build, entities, docs)
     for name, entity in entities.items():
         if entity.has_logic:
-            build.fail(docs[name], ("name",), "this entity has expressions (compute, required_when, rules or a "
-                                              "computed default), which need loom.expressions loaded to be checked")
+            build.fail(docs[name], ("name",), "this entity has expressions (compute, required_when, "
+                                              "visible_when, read_only_when, rules or a computed default), which need loom.expressions loaded to be checked")
     return entities
 
 

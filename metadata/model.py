@@ -61,8 +61,9 @@ class Field:
     renamed_from: str | None = None
     #: the value is kept out of the audit log and change events
     secret: bool = False
-    #: a condition on the stored record; while it holds, nobody changes this field
-    read_only_when: Mapping[str, Any] | None = None
+    #: a condition on the stored record; while it holds, nobody changes this field: an
+    #: expression (text, docs/expressions.md) or a row-scope condition (a mapping)
+    read_only_when: Mapping[str, Any] | str | None = None
     #: a standard field every record has (id, version, owner, ...), maintained by Loom
     system: bool = False
     #: Loom numbers new records with this pattern ("SO-{yyyy}{mm}-{seq:5}", see loom.metadata.autonumber)
@@ -76,11 +77,18 @@ class Field:
     required_when: str | None = None
     default_expression: str | None = None
     default_from: str | None = None
+    #: the form shows the field only while the record meets this condition; a hidden field
+    #: is not required, and keeps its value unless ``clear_when_hidden`` (then set to null)
+    visible_when: str | None = None
+    clear_when_hidden: bool = False
     #: the same, compiled (``loom.expressions.Expression``) when the metadata is, so no
     #: request parses them again; None in a definition compiled on its own
     compute_expr: Any = dc_field(default=None, compare=False, repr=False)
     required_when_expr: Any = dc_field(default=None, compare=False, repr=False)
     default_expr: Any = dc_field(default=None, compare=False, repr=False)
+    visible_when_expr: Any = dc_field(default=None, compare=False, repr=False)
+    #: ``read_only_when`` compiled, where it is an expression
+    read_only_when_expr: Any = dc_field(default=None, compare=False, repr=False)
 
     @property
     def kind(self) -> FieldType:
@@ -214,6 +222,7 @@ class Entity:
     def has_logic(self) -> bool:
         """Whether writes compute, default, require or check anything by expression."""
         return bool(self.rules or any(f.compute or f.required_when or f.default_expression or f.default_from
+                                      or f.visible_when or isinstance(f.read_only_when, str)
                                       for f in self.fields))
 
     @cached_property

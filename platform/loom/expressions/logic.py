@@ -1,8 +1,9 @@
 """Business logic in entity metadata, compiled when the metadata is: a field's ``compute``,
-``required_when`` and computed default (``{expression: ...}``, ``{from: link.field}``),
-an entity's ``rules``. Each expression is checked against its entity; a problem becomes a
-metadata problem at the file and line of the expression. Computed fields that read each
-other in a circle are refused, and the others get the order they are computed in.
+``required_when``, ``visible_when``, ``read_only_when`` (where written as an expression)
+and computed default (``{expression: ...}``, ``{from: link.field}``), an entity's ``rules``.
+Each expression is checked against its entity; a problem becomes a metadata problem at the
+file and line of the expression. Computed fields that read each other in a circle are
+refused, and the others get the order they are computed in.
 
 The metadata language cannot import this one, so this module registers itself with it
 (``loom.metadata.entities.use_logic_compiler``) when ``loom.expressions`` is imported.
@@ -58,6 +59,11 @@ class _EntityLogic:
                                                 f"'{f.compute}'")
         if f.required_when:
             changes["required_when_expr"] = self.compile(at + ("required_when",), f.required_when, expect=BOOLEAN)
+        if f.visible_when:
+            changes["visible_when_expr"] = self.compile(at + ("visible_when",), f.visible_when, expect=BOOLEAN)
+        if isinstance(f.read_only_when, str):
+            changes["read_only_when_expr"] = self.compile(at + ("read_only_when",), f.read_only_when,
+                                                          expect=BOOLEAN)
         if f.default_expression:
             path = at + ("default", "expression")
             changes["default_expr"] = self.fits(path, f, self.compile(path, f.default_expression),

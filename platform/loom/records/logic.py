@@ -3,8 +3,12 @@
 ``loom.expressions.logic``).
 
 Per record, in this order: the input has been validated; fields not given get their
-``{expression: ...}`` or ``{from: link.field}`` default (create only); computed fields are
-evaluated, each after those it reads; ``required_when`` is checked; then every rule. Paths
+``{expression: ...}`` or ``{from: link.field}`` default (create; on update, a ``{from:
+link.field}`` default is read again when its link changes and the field is not given);
+computed fields are evaluated, each after those it reads; ``visible_when`` says which
+fields are shown (a hidden one is not required, and is set to null where it is
+``clear_when_hidden``); ``required``/``required_when`` are checked on the shown ones; then
+every rule. Paths
 through links read the linked records on the write's own connection, each record once per
 write, and the first link of every path for all records of a bulk write in one query per
 linked entity. Child rows (table fields) go through the same steps with their own entity.
@@ -19,7 +23,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
@@ -41,6 +45,13 @@ def _empty(value: Any) -> bool:
     return value is None or value == "" or value == [] or value == {}
 
 
+class FieldState(NamedTuple):
+    """Whether a field is shown, and whether it needs a value, for one record."""
+
+    visible: bool
+    required: bool
+
+
 class Unevaluable(Exception):
     """An expression that cannot be worked out for a record's values."""
 
@@ -55,6 +66,9 @@ class WriteLogic:
         #: the actor's $user properties, worked out once for every expression of the write
         self.user = user_properties(principal)
         self._records: dict[tuple[str, Any], Mapping[str, Any] | None] = {}
+        #: when not None, each record's values as the logic saw them and each field's
+        #: (visible, required), by the record's prefix (what a preview shows)
+        self.seen: dict[str, tuple[dict[str, Any], dict[str, FieldState]]] | None = None
 
     # -- linked records -----------------------------------------------------------------
 
@@ -137,10 +151,69 @@ class WriteLogic:
         errors = []
         if creating:
             errors.extend(self.defaults(entity, values, prefix))
-            for f in entity.fields:  # a required field whose computed default found nothing
-                if f.required and f.default_expr is not None and _empty(values.get(f.name)):
-                    errors.append(error_entry(prefix + f.name, "required", "is required"))
+        elif record is not None:
+            errors.extend(self.fetched(entity, values, record, prefix))
         current = {**(record if record is not None else standard or {}), **values}
+        errors.extend(self._compute(entity, values, current, record, prefix))
+        states = self.states(entity, current)
+        hidden = [f for f in entity.fields if f.clear_when_hidden and not states[f.name].visible
+                  and current.get(f.name) is not None]
+        for f in hidden:  # cleared, then computed again from the record as it will be
+            values[f.name] = current[f.name] = None
+        if hidden:
+            errors.extend(self._compute(entity, values, current, record, prefix))
+        if self.seen is not None:
+            self.seen[prefix] = (current, states)
+        for f in entity.fields:
+            state = states[f.name]
+            needs_check = f.visible_when_expr is not None or f.required_when_expr is not None \
+                or (creating and f.default_expr is not None)  # else the input's validation checked it
+            if needs_check and state.required and _empty(current.get(f.name)):
+                errors.append(error_entry(prefix + f.name, "required", "is required"))
+        for rule in entity.rules:
+            if rule.when_expr is not None and self._holds(rule.when_expr, current):
+                message = label_text(rule.message, self.principal.locale, rule.when)
+                for name in rule.fields or ("",):
+                    field = (prefix + name) if name else prefix.rstrip(".")
+                    errors.append(error_entry(field, "rule_failed", message, messages=dict(rule.message)))
+        return errors
+
+    def fetched(self, entity: Entity, values: dict[str, Any], record: Mapping[str, Any],
+                prefix: str) -> list[dict[str, Any]]:
+        """On update: a ``{from: link.field}`` default not given is read again from the
+        newly linked record when the write changes its link (a value sent wins)."""
+        errors = []
+        for f in entity.fields:
+            if f.default_from is None or f.default_expr is None or f.name in values:
+                continue
+            link = f.default_expr.paths[0].split(".", 1)[0]
+            if link in values and values[link] != record.get(link):
+                try:
+                    value, problem = _stored(f, self.evaluate(f.default_expr, {**record, **values}))
+                except Unevaluable as exc:
+                    value, problem = None, error_entry(f.name, "invalid", str(exc))
+                values[f.name] = value
+                if problem is not None:
+                    errors.append({**problem, "field": prefix + f.name})
+        return errors
+
+    def states(self, entity: Entity, current: Mapping[str, Any]) -> dict[str, FieldState]:
+        """Each field's (visible, required) for the record as it will be: hidden while its
+        ``visible_when`` is not met (a condition that cannot be worked out shows it);
+        required where shown and ``required`` or its ``required_when`` met."""
+        states = {}
+        for f in entity.fields:
+            visible = f.visible_when_expr is None or self._holds(f.visible_when_expr, current)
+            required = visible and (f.required or (f.required_when_expr is not None
+                                                   and self._holds(f.required_when_expr, current)))
+            states[f.name] = FieldState(visible, required)
+        return states
+
+    def _compute(self, entity: Entity, values: dict[str, Any], current: dict[str, Any],
+                 record: Mapping[str, Any] | None, prefix: str) -> list[dict[str, Any]]:
+        """Evaluate the computed fields into ``current`` (and into ``values`` where they
+        change the stored record)."""
+        errors = []
         for name in entity.compute_order:
             f = entity.all_fields[name]
             try:
@@ -153,16 +226,6 @@ class WriteLogic:
             current[name] = value
             if record is None or record.get(name) != value:
                 values[name] = value
-        for f in entity.fields:
-            if f.required_when_expr is not None and _empty(current.get(f.name)) \
-                    and self._holds(f.required_when_expr, current):
-                errors.append(error_entry(prefix + f.name, "required", "is required"))
-        for rule in entity.rules:
-            if rule.when_expr is not None and self._holds(rule.when_expr, current):
-                message = label_text(rule.message, self.principal.locale, rule.when)
-                for name in rule.fields or ("",):
-                    field = (prefix + name) if name else prefix.rstrip(".")
-                    errors.append(error_entry(field, "rule_failed", message, messages=dict(rule.message)))
         return errors
 
     def _holds(self, condition: Any, record: Mapping[str, Any]) -> bool:
@@ -189,7 +252,8 @@ class WriteLogic:
 
 
 def _expressions(entity: Entity) -> list[Any]:
-    found = [e for f in entity.fields for e in (f.compute_expr, f.required_when_expr, f.default_expr)
+    found = [e for f in entity.fields
+             for e in (f.compute_expr, f.required_when_expr, f.default_expr, f.visible_when_expr)
              if e is not None]
     return found + [r.when_expr for r in entity.rules if r.when_expr is not None]
 

@@ -133,8 +133,11 @@ def _schema(entity: Entity, model: AppModel, mode: str) -> type[ma.Schema]:
             # each row is complete whether the parent is created or patched.
             attrs[field.name] = TypedField(field, allow_none=False)
             continue
-        kwargs: dict[str, Any] = {"allow_none": not field.required}
-        if field.required and creating and field.default_expr is None:  # a computed default fills it
+        # a field shown only under a condition (visible_when) is required only while shown:
+        # the record service's business logic checks it (loom.records.logic)
+        required = field.required and field.visible_when is None
+        kwargs: dict[str, Any] = {"allow_none": not required}
+        if required and creating and field.default_expr is None:  # a computed default fills it
             kwargs["required"] = True
         if field.default is not None and mode == "create":
             default = field.default

@@ -32,6 +32,7 @@ from loom.records.loading import RowLoader
 from loom.records.logic import WriteLogic, computed_refusal
 from loom.records.memory import Memory, note_write
 from loom.records.numbering import numbering
+from loom.records.preview import Previews
 from loom.records.query import Cursors
 from loom.records.reading import RecordReader
 from loom.records.schemas import UNKNOWN_FIELD, build_schemas, flatten_errors
@@ -82,7 +83,7 @@ class Context:
     time_zone: str = "UTC"
 
 
-class RecordService(WriteGuards, CommitHooks, Discussion, LinkChecks, RowWrites, RecordReader):
+class RecordService(WriteGuards, CommitHooks, Discussion, LinkChecks, RowWrites, Previews, RecordReader):
     """Records of one entity, as seen by ``context.principal``: only the actions, rows and
     fields its roles allow."""
 
@@ -160,19 +161,19 @@ class RecordService(WriteGuards, CommitHooks, Discussion, LinkChecks, RowWrites,
         fields = self.entity.state_locked_fields
         if not fields or self.principal.is_system:
             return set()
-        checks = [sa.case((self.access.condition(f.read_only_when, self.table, self.dialect), 1), else_=0).label(f.name)
-                  for f in fields]
+        checks = [sa.case((self._lock_condition(f), 1), else_=0).label(f.name) for f in fields]
         row = conn.execute(sa.select(*checks).where(self.table.c.id == record_id)).mappings().first()
         return {name for name, locked in (row or {}).items() if locked}
 
-    def _fetch_for_update(self, conn: sa.Connection, record_id: int) -> tuple[dict[str, Any], set[str]]:
+    def _fetch_for_update(self, conn: sa.Connection, record_id: int, *,
+                          lock: bool = True) -> tuple[dict[str, Any], set[str]]:
         """The row an update changes (within the caller's update scope; locked on
         PostgreSQL) and the fields its state makes read-only, read with one query."""
         fields = [] if self.principal.is_system else self.entity.state_locked_fields
         labels = {f"{f.name}:locked": f.name for f in fields}
-        checks = [sa.case((self.access.condition(f.read_only_when, self.table, self.dialect), 1), else_=0)
-                  .label(label) for label, f in zip(labels, fields, strict=True)]
-        row = self._fetch_row(conn, record_id, action="update", lock=True, extra=checks)
+        checks = [sa.case((self._lock_condition(f), 1), else_=0).label(label)
+                  for label, f in zip(labels, fields, strict=True)]
+        row = self._fetch_row(conn, record_id, action="update", lock=lock, extra=checks)
         locked = {name for label, name in labels.items() if row[label]}
         return {c.name: row[c.name] for c in self.table.c}, locked
 
@@ -270,14 +271,16 @@ class RecordService(WriteGuards, CommitHooks, Discussion, LinkChecks, RowWrites,
                          joined=self.context.connection is not None)
 
     def _apply_logic(self, conn: sa.Connection, loaded: Sequence[tuple[dict, Mapping[str, list]]], now: Any, *,
-                     indexed: bool = False, record: Mapping[str, Any] | None = None) -> None:
+                     indexed: bool = False, record: Mapping[str, Any] | None = None,
+                     logic: WriteLogic | None = None) -> None:
         """Computed defaults, computed fields, ``required_when`` and rules of each record
         and its child rows (``loom.records.logic``), at ``now``, the instant the write
-        stores as its time; 422 with every problem found."""
+        stores as its time; 422 with every problem found. A preview passes its own
+        ``logic``, to see what it saw."""
         entity = self.entity
         if not entity.has_logic and not any(self.model.entity(f.target).has_logic for f in entity.table_fields):
             return
-        logic = WriteLogic(conn, self.model, self.context.live.tables, self.principal, now)
+        logic = logic or WriteLogic(conn, self.model, self.context.live.tables, self.principal, now)
         logic.prefetch(entity, [values if record is None else {**record, **values} for values, _c in loaded])
         logic.prefetch_children(entity, [children for _values, children in loaded])
         standard = {**self._standard_values(logic.now), "owner": self.principal.user_id}
