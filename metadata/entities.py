@@ -257,6 +257,23 @@ class _EntityCheck:
         columns = tuple(raw.get("columns", [f.name for f in fields if f.stored and not f.hidden][:6]))
         return ListView(columns, tuple(raw.get("filters", [])), sort)
 
+    def owner_field(self) -> str:
+        """The field that says whose record it is: a link to user of this entity."""
+        name = self.doc.data.get("owner_field", "owner")
+        if name == "owner":
+            return name
+        path = ("owner_field",)
+        f = self.declared(path, name)
+        if self.child:
+            self.fail(path, "a child entity's rows belong to their parent's owner; put owner_field on the parent")
+        elif f is not None and (f.type != "link" or f.target != USER_ENTITY):
+            self.fail(path, f"'{name}' is a {f.type} field{' to ' + f.target if f.target else ''}; "
+                            "the owner field must be a link to user")
+        elif name in _STANDARD:
+            self.fail(path, f"'{name}' is a standard field Loom maintains; the owner field is owner or a "
+                            "link to user declared here")
+        return name
+
     def rules(self) -> tuple[Rule, ...]:
         result = []
         for i, raw in enumerate(self.doc.data.get("rules", [])):
@@ -307,7 +324,7 @@ def compile_entity(build: Compilation, doc: Document) -> Entity:
         child=check.child, renamed_from=data.get("renamed_from"), indexes=check.indexes(),
         form=check.sections(), list=check.list_view(fields), audit_reads=bool(data.get("audit_reads", False)),
         label_plural=label(data.get("label_plural")), nav_order=data.get("nav_order"),
-        rules=check.rules(),
+        rules=check.rules(), owner_field=check.owner_field(),
     )
     _check_state_locks(build, doc, entity, seen)
     if entity.child:

@@ -193,6 +193,9 @@ class Entity:
     nav_order: int | None = None
     #: validation rules, checked at every write (``Rule``)
     rules: tuple[Rule, ...] = ()
+    #: the link-to-user field that says whose record it is (the "own" and "team" scopes,
+    #: transfers); Loom keeps the standard ``owner`` equal to it at every write
+    owner_field: str = "owner"
     #: the computed fields' names in the order they are computed (each after those it reads)
     compute_order: tuple[str, ...] = dc_field(default=(), compare=False)
 

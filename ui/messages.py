@@ -22,7 +22,8 @@ from loom.ui.i18n import current_locale, join, label, lazy_gettext
 #: the actions a refusal may name, as a verb that fits "You may not ... records"
 ACTION_LABELS = {"read": lazy_gettext("read"), "create": lazy_gettext("create"), "update": lazy_gettext("change"),
                  "delete": lazy_gettext("delete"), "export": lazy_gettext("export"), "import": lazy_gettext("import"),
-                 "approve": lazy_gettext("approve"), "comment": lazy_gettext("comment on")}
+                 "approve": lazy_gettext("approve"), "comment": lazy_gettext("comment on"),
+                 "transfer": lazy_gettext("transfer")}
 #: the admin rights a refusal may name (roles declare them as ``admin: [...]``)
 ADMIN_RIGHT_LABELS = {"audit": lazy_gettext("audit log"), "users": lazy_gettext("users"),
                       "teams": lazy_gettext("teams"), "roles": lazy_gettext("roles"),
@@ -84,6 +85,9 @@ MESSAGES = {
     "bad_parameter": lazy_gettext("This value cannot be used as sent."),
     "metadata_changed": lazy_gettext("%(kind)s %(name)s was %(change)s by someone else meanwhile."),
     "malformed_edit": lazy_gettext("This change is not in the shape Loom expects."),
+    "no_such_user": lazy_gettext("There is no user “%(user)s”."),
+    "inactive_user": lazy_gettext("%(user)s is deactivated and cannot own records."),
+    "same_owner": lazy_gettext("The records already belong to this user; choose another."),
     # a refusal as a whole
     "stale_version": lazy_gettext("Someone else changed this record in the meantime; reload it and try again."),
     "no_such_entity": lazy_gettext("There is no record type “%(entity)s”; check the address."),

@@ -111,6 +111,9 @@ ERROR_CODES: dict[str, ErrorCode] = {
     "malformed_edit": ErrorCode((), "a metadata edit not of the shape {put: [documents], remove: [[kind, name]]}"),
     "link_not_chosen": ErrorCode(("text",), "text typed in a link box that names no record, or several: "
                                             "pick one from the list"),
+    "no_such_user": ErrorCode(("user",), "no user with this username or id"),
+    "inactive_user": ErrorCode(("user",), "the user is deactivated and cannot own records"),
+    "same_owner": ErrorCode((), "a transfer to the user the records already belong to"),
 }
 
 

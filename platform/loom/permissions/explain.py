@@ -6,17 +6,18 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from loom.metadata.model import Entity, Grant
-from loom.permissions.policy import EntityAccess, Policy
+from loom.permissions.policy import EntityAccess, Policy, record_owner
 from loom.principal import Principal
 
-ACTIONS = ("read", "create", "update", "delete", "export", "import", "approve")
+ACTIONS = ("read", "create", "update", "delete", "export", "import", "approve", "transfer")
 
 
-def _scope_text(grant: Grant, principal: Principal) -> str:
+def _scope_text(grant: Grant, principal: Principal, entity: Entity) -> str:
+    whose = "owner" if entity.owner_field == "owner" else f"owner field {entity.owner_field}"
     if grant.scope == "own":
-        return f"own (records whose owner is {principal.name})"
+        return f"own (records whose {whose} is {principal.name})"
     if grant.scope == "team":
-        return f"team (records owned by members of team ids {list(principal.team_ids) or 'none'})"
+        return f"team (records whose {whose} is a member of team ids {list(principal.team_ids) or 'none'})"
     if grant.scope == "where":
         return f"where {dict(grant.where)}"
     return "all records"
@@ -49,7 +50,7 @@ def explain(policy: Policy, principal: Principal, entity: Entity, action: str, *
         return False, lines
     lines.append(f"ALLOWED: {action} on {entity.name}")
     for name, grant in grants:
-        lines.append(f"  by role {name}: scope {_scope_text(grant, principal)}")
+        lines.append(f"  by role {name}: scope {_scope_text(grant, principal, entity)}")
     readable = access.readable()
     hidden = [f for f in entity.all_fields if f not in readable]
     lines.append(f"  fields hidden: {', '.join(hidden) or 'none'}")
@@ -71,7 +72,7 @@ def explain(policy: Policy, principal: Principal, entity: Entity, action: str, *
         if admitted:
             lines.append(f"  record {record_id}: within scope (through {', '.join(admitted)})")
         else:
-            owner = connection.execute(sa.select(table.c.owner).where(table.c.id == record_id)).scalar()
+            owner = connection.execute(sa.select(record_owner(entity, table)).where(table.c.id == record_id)).scalar()
             lines.append(f"  record {record_id}: OUT OF SCOPE (owner id {owner}); to {principal.name} it does "
                          "not exist (404)")
             return False, lines

@@ -10,7 +10,7 @@ a field is readable if any granting role lets it be read.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +39,26 @@ e = some(where (p.eft == allow))
 m = g(r.sub, p.sub) && (p.obj == "*" || r.obj == p.obj) && r.act == p.act
 """
 
-WRITE_ACTIONS = ("create", "update", "delete", "import", "approve")
+WRITE_ACTIONS = ("create", "update", "delete", "import", "approve", "transfer")
+
+
+def owned(entity: Entity, table: sa.Table, matches: Callable[[sa.ColumnElement], sa.ColumnElement[bool]]
+          ) -> sa.ColumnElement[bool]:
+    """The records whose owner ``matches`` (a condition on an owner column): by the
+    entity's ``owner_field``, or by the standard ``owner`` where that field is empty (a
+    record written before the entity had an owner field, not since). Loom keeps both
+    equal at every write (``loom.records.ownership``)."""
+    if entity.owner_field == "owner":
+        return matches(table.c.owner)
+    field = table.c[entity.owner_field]
+    return sa.or_(matches(field), sa.and_(field.is_(None), matches(table.c.owner)))
+
+
+def record_owner(entity: Entity, table: sa.Table) -> sa.ColumnElement[Any]:
+    """Whose record it is, as a column: the owner field, else the standard owner."""
+    if entity.owner_field == "owner":
+        return table.c.owner
+    return sa.func.coalesce(table.c[entity.owner_field], table.c.owner)
 
 
 class Forbidden(LoomError):
@@ -197,13 +216,11 @@ class EntityAccess:
         me = self.principal.user_id
         if grant.scope == "all":
             return None
-        if grant.scope == "own":
-            return table.c.owner == me if me is not None else sa.false()
+        if grant.scope == "own" or grant.scope == "team" and not self.principal.team_ids:
+            return owned(self.entity, table, lambda owner: owner == me) if me is not None else sa.false()
         if grant.scope == "team":
-            if not self.principal.team_ids:
-                return table.c.owner == me if me is not None else sa.false()
             members = sa.select(users.c.id).where(users.c.team_id.in_(self.principal.team_ids))
-            return table.c.owner.in_(members)
+            return owned(self.entity, table, lambda owner: owner.in_(members))
         return self._where(grant.where, table, dialect)
 
     def condition(self, condition: Any, table: sa.Table, dialect: str) -> sa.ColumnElement[bool]:

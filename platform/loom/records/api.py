@@ -24,6 +24,7 @@ from loom.errors import BadRequest, PreconditionFailed, error_entry
 from loom.principal import Principal
 from loom.records.door import record_context
 from loom.records.openapi import build_openapi
+from loom.records.ownership import owned_counts, transfer_everything
 from loom.records.query import parse_fields
 from loom.records.service import Context, RecordService
 
@@ -178,6 +179,47 @@ def bulk_create(entity: str):
     response = jsonify({"data": [{"id": i} for i in ids]})
     response.status_code = 201
     return response
+
+
+def _transfer_body() -> dict[str, Any]:
+    body = _json_body()
+    if not isinstance(body, dict):
+        raise BadRequest('send a JSON object: {"ids": [...], "to": user} or {"from": user, "to": user}')
+    if ("ids" in body) == ("from" in body):
+        raise BadRequest('name either the records ("ids") or whose records ("from"), not both',
+                         errors=[error_entry("ids", "bad_parameter", 'send "ids" or "from"', parameter="ids")])
+    return body
+
+
+@api.post("/v1/<entity>/_transfer")
+def transfer_records(entity: str):
+    """Give records to another owner: the ``ids`` given, or every record of ``from``
+    (a departing user); all or none. Needs the ``transfer`` action."""
+    body = _transfer_body()
+    service = record_service(entity)
+    if "from" in body:
+        return jsonify({"transferred": service.transfer_all(body["from"], body.get("to"))})
+    records = service.transfer(body["ids"], body.get("to"))
+    return jsonify({"transferred": len(records), "data": records})
+
+
+@api.get("/v1/_transfer")
+def owned_records():
+    """Per entity the caller may transfer, how many records of the user ``from`` they could."""
+    user = request.args.get("from")
+    if not user:
+        raise BadRequest("name the user whose records to count: ?from=username",
+                         errors=[error_entry("from", "bad_parameter", "give a username or id", parameter="from")])
+    return jsonify({"data": owned_counts(record_context(), user)})
+
+
+@api.post("/v1/_transfer")
+def transfer_everything_of():
+    """Give every record of ``from`` the caller may transfer, of every entity, to ``to``."""
+    body = _json_body()
+    if not isinstance(body, dict) or "from" not in body:
+        raise BadRequest('send a JSON object: {"from": user, "to": user}')
+    return jsonify({"data": transfer_everything(record_context(), body["from"], body.get("to"))})
 
 
 @api.get("/v1/<entity>/<int:record_id>")

@@ -32,6 +32,7 @@ from loom.records.loading import RowLoader
 from loom.records.logic import WriteLogic, computed_refusal
 from loom.records.memory import Memory, note_write
 from loom.records.numbering import numbering
+from loom.records.ownership import Ownership
 from loom.records.preview import Previews
 from loom.records.query import Cursors
 from loom.records.reading import RecordReader
@@ -83,7 +84,7 @@ class Context:
     time_zone: str = "UTC"
 
 
-class RecordService(WriteGuards, CommitHooks, Discussion, LinkChecks, RowWrites, Previews, RecordReader):
+class RecordService(Ownership, WriteGuards, CommitHooks, Discussion, LinkChecks, RowWrites, Previews, RecordReader):
     """Records of one entity, as seen by ``context.principal``: only the actions, rows and
     fields its roles allow."""
 
@@ -312,6 +313,7 @@ class RecordService(WriteGuards, CommitHooks, Discussion, LinkChecks, RowWrites,
                 self.hooks.before_record_create(entity=self.entity, values=values, principal=self.principal,
                                                 connection=conn)
                 self._apply_logic(conn, [(values, children)], now)
+                self._follow_owner(values)
                 self._validate_links(conn, [(values, children)])
                 claims = self._check_files(conn, [(values, children)])
                 row = {**values, **self._standard_values(now)}
@@ -361,6 +363,8 @@ class RecordService(WriteGuards, CommitHooks, Discussion, LinkChecks, RowWrites,
                 for values, _children in loaded:
                     hook(entity=self.entity, values=values, principal=self.principal, connection=conn)
                 self._apply_logic(conn, loaded, now, indexed=True)
+                for values, _children in loaded:
+                    self._follow_owner(values)
                 self._validate_links(conn, loaded, indexed=True)
                 claims = self._check_files(conn, loaded, indexed=True)
                 standard = self._standard_values(now)
@@ -418,6 +422,7 @@ class RecordService(WriteGuards, CommitHooks, Discussion, LinkChecks, RowWrites,
                                                 principal=self.principal, connection=conn)
                 now = utcnow()
                 self._apply_logic(conn, [(values, children)], now, record=row)
+                self._follow_owner(values, row)
                 self._validate_links(conn, [(values, children)])
                 claims = self._check_files(conn, [(values, children)], record=row)
                 values = {k: v for k, v in values.items() if row[k] != v}
