@@ -150,7 +150,7 @@ class Previews:
         reply_values: dict[str, Any] = {}
         fields: dict[str, dict[str, bool]] = {}
         shown = [f for f in self.entity.fields if f.name in readable]
-        titles = self._link_titles(conn, [current], [f for f in shown if f.type == "link"], False)
+        titles = _titles(self, conn, current, shown)
         for f in shown:
             state = states[f.name] if states is not None else FieldState(True, f.required)
             fields[f.name] = _state(f, state, f.name not in writable)
@@ -173,7 +173,7 @@ class Previews:
         for i, given in enumerate(children[table.name]):
             prefix = f"{table.name}[{i}]."
             current, states = seen.get(prefix, (given, None))
-            titles = self._link_titles(conn, [current], [c for c in shown if c.type == "link"], False)
+            titles = _titles(self, conn, current, shown)
             for c in shown:
                 state = states[c.name] if states is not None else FieldState(True, c.required)
                 fields[prefix + c.name] = _state(c, state, c.name not in writable)
@@ -198,6 +198,13 @@ class Previews:
             if error not in result:
                 result.append(error)
         return result
+
+
+def _titles(service: Any, conn: sa.Connection, values: Mapping[str, Any],
+            fields: list[Field]) -> dict[str, dict[int, Any]]:
+    """The titles of the records ``values`` links to, as far as the caller may read them."""
+    links = [f for f in fields if f.type == "link"]
+    return service._link_titles(conn, [{f.name: values.get(f.name) for f in links}], links, False)
 
 
 def _state(f: Field, state: FieldState, not_writable: bool) -> dict[str, bool]:
