@@ -308,3 +308,16 @@ def test_two_concurrent_transfers_of_one_record_end_with_one_owner(world, loom_e
     assert version == 3
     entries = audit(loom_engine, "record.transfer")
     assert len(entries) == 2
+
+
+def test_the_openapi_document_offers_transfers_to_who_may_transfer(world):
+    from openapi_spec_validator import validate
+
+    lead = world["client"]("li").get("/api/openapi.json").get_json()
+    validate(lead)
+    assert "post" in lead["paths"]["/api/v1/account/_transfer"]
+    assert {"get", "post"} <= lead["paths"]["/api/v1/_transfer"].keys()
+    rep = world["client"]("wang").get("/api/openapi.json").get_json()
+    assert "/api/v1/account/_transfer" not in rep["paths"] and "/api/v1/_transfer" not in rep["paths"]
+    token = world["client"]("li", read_only=True).get("/api/openapi.json").get_json()
+    assert "/api/v1/account/_transfer" not in token["paths"]

@@ -187,6 +187,8 @@ def build_openapi(model: AppModel, version: int, access_for: Callable[[Entity], 
         schemas.update(_entity_schemas(entity, model, access))
         if not entity.child:
             paths.update(_entity_paths(entity, model, access, access_for, max_limit, default_limit))
+    if any(path.endswith("/_transfer") for path in paths):
+        paths.update(_transfer_everything_paths())
     return {
         "openapi": "3.1.0",
         "info": {"title": "Loom API", "version": f"metadata-{version}",
@@ -303,12 +305,51 @@ def _entity_paths(entity: Entity, model: AppModel, access: EntityAccess,
                 "text/csv": {"schema": {"type": "string"}}, "application/x-ndjson": {"schema": {"type": "string"}}}},
                 **_errors()}}}
     paths.update(_upload_paths(entity, access, tag))
+    paths.update(_transfer_paths(entity, access, tag))
     if not access.principal.read_only:
         comments["post"] = {
             "tags": [tag], "operationId": f"comment_on_{name}", "summary": f"Comment on a {tag}",
             "requestBody": _body({"type": "object", "required": ["body"], "properties": {"body": {"type": "string"}}}),
             "responses": {"201": _json(comment, "Created"), **_errors("404", *WITH_BODY)}}
     return paths
+
+
+_USER_REF = {"type": ["integer", "string"], "description": "a user's id or username"}
+
+
+def _transfer_paths(entity: Entity, access: EntityAccess, tag: str) -> dict[str, Any]:
+    """``POST /api/v1/{entity}/_transfer`` where the caller may transfer and update."""
+    if not (access.allowed("transfer") and access.allowed("update")):
+        return {}
+    body = {"oneOf": [
+        {"type": "object", "required": ["ids", "to"], "additionalProperties": False, "properties": {
+            "ids": {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 1}}, "to": _USER_REF}},
+        {"type": "object", "required": ["from", "to"], "additionalProperties": False, "properties": {
+            "from": _USER_REF, "to": _USER_REF}}]}
+    reply = {"type": "object", "required": ["transferred"], "properties": {
+        "transferred": {"type": "integer"},
+        "data": {"type": "array", "items": {"$ref": f"#/components/schemas/{entity.name}"},
+                 "description": "the records as changed (when ids were given)"}}}
+    return {f"/api/v1/{entity.name}/_transfer": {"post": {
+        "tags": [tag], "operationId": f"transfer_{entity.name}",
+        "summary": f"Give {tag} records to another owner: the ids given, or every record of one user; all or none",
+        "requestBody": _body(body), "responses": {"200": _json(reply), **_errors("404", *WITH_BODY)}}}}
+
+
+def _transfer_everything_paths() -> dict[str, Any]:
+    """``/api/v1/_transfer``: every record of one user, across the entities the caller may transfer."""
+    counts = {"type": "object", "required": ["data"], "properties": {"data": {
+        "type": "object", "additionalProperties": {"type": "integer"}, "description": "records per entity"}}}
+    return {"/api/v1/_transfer": {
+        "get": {"tags": ["Transfers"], "operationId": "count_owned_records",
+                "summary": "How many records of a user the caller could transfer, per entity",
+                "parameters": [{"name": "from", "in": "query", "required": True, "schema": {"type": "string"}}],
+                "responses": {"200": _json(counts), **_errors(*WITH_BODY)}},
+        "post": {"tags": ["Transfers"], "operationId": "transfer_all_records",
+                 "summary": "Give every record of a user, of every entity the caller may transfer, to another",
+                 "requestBody": _body({"type": "object", "required": ["from", "to"], "properties": {
+                     "from": _USER_REF, "to": _USER_REF}}),
+                 "responses": {"200": _json(counts), **_errors(*WITH_BODY)}}}}
 
 
 def _upload_paths(entity: Entity, access: EntityAccess, tag: str) -> dict[str, Any]:
