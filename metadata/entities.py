@@ -18,6 +18,7 @@ from loom.metadata.documents import Document
 from loom.metadata.kinds import Compilation, DocumentKind, schema_file
 from loom.metadata.model import (
     RESERVED_NAMES,
+    ROLLUP_AGGREGATES,
     USER_ENTITY,
     Entity,
     Field,
@@ -25,6 +26,7 @@ from loom.metadata.model import (
     Index,
     ListView,
     Option,
+    Rollup,
     Rule,
 )
 from loom.metadata.types import COMMON_PROPERTIES, FieldType, field_type, field_type_names
@@ -35,6 +37,10 @@ _CHILD_STANDARD = frozenset({"id"})
 _STANDARD = frozenset({"id", "version", "owner", "created_at", "created_by", "updated_at", "updated_by"})
 #: business-logic properties any stored field may carry (compiled by ``compile_logic``)
 LOGIC_PROPERTIES = frozenset({"compute", "required_when", "visible_when", "clear_when_hidden"})
+#: roll-ups and recompute through links (compiled by ``compile_logic`` too)
+DERIVED_PROPERTIES = frozenset({"rollup", "depends_on_links"})
+#: the field types a roll-up may have
+ROLLUP_TYPES = frozenset({"integer", "decimal", "money", "percent", "string", "text", "date", "datetime"})
 #: the field types a computed field may have (those an expression's result fits)
 COMPUTABLE_TYPES = frozenset({"integer", "decimal", "money", "percent", "string", "text", "boolean", "date",
                               "datetime"})
@@ -56,7 +62,7 @@ def _check_properties(build: Compilation, doc: Document, path: tuple, raw: dict[
     for needed in sorted(kind.requires):
         if not raw.get(needed):
             build.fail(doc, path, f"a {raw['type']} field needs {_NEEDS.get(needed, needed)}")
-    allowed = COMMON_PROPERTIES | kind.properties | (LOGIC_PROPERTIES if kind.stored else frozenset())
+    allowed = COMMON_PROPERTIES | kind.properties | (LOGIC_PROPERTIES | DERIVED_PROPERTIES if kind.stored else frozenset())
     for key in raw:
         if key not in allowed:
             build.fail(doc, path + (key,), f"'{key}' does not apply to a {raw['type']} field")
@@ -157,6 +163,37 @@ def _read_only_when(value: Any) -> Mapping[str, Any] | str | None:
     return value if isinstance(value, str) else MappingProxyType(value)
 
 
+def _check_rollup(build: Compilation, doc: Document, path: tuple, raw: dict[str, Any]) -> dict[str, Any]:
+    """A roll-up and ``depends_on_links`` as written (``compile_logic`` resolves the roll-up's
+    source once every entity is known): what contradicts itself is reported here."""
+    result: dict[str, Any] = {"depends_on_links": bool(raw.get("depends_on_links", False))}
+    if raw.get("depends_on_links") and not raw.get("compute"):
+        build.fail(doc, path + ("depends_on_links",), "depends_on_links applies to a computed field: add "
+                                                      "compute (an expression reading through a link) or drop it")
+    spec = raw.get("rollup")
+    if spec is None:
+        return result
+    at = path + ("rollup",)
+    aggregates = [a for a in ROLLUP_AGGREGATES if a in spec]
+    if len(aggregates) != 1:
+        build.fail(doc, at, "a roll-up takes exactly one aggregate (sum: field, count: true, min: field, "
+                            f"max: field or avg: field), not {' and '.join(aggregates) or 'none'}")
+        return result
+    aggregate = aggregates[0]
+    result["read_only"] = True
+    result["rollup"] = Rollup(source=spec["from"], aggregate=aggregate,
+                              field=None if aggregate == "count" else spec[aggregate], where=spec.get("where"))
+    if raw["type"] not in ROLLUP_TYPES:
+        build.fail(doc, at, f"a {raw['type']} field cannot hold a roll-up; roll-ups are "
+                            f"{', '.join(sorted(ROLLUP_TYPES))} fields")
+    for key, what in (("compute", "also be computed"), ("default", "have a default"), ("required", "be required"),
+                      ("required_when", "have required_when"), ("autonumber", "be numbered")):
+        if raw.get(key) not in (None, False):
+            build.fail(doc, path + (key,), f"a roll-up field cannot {what}: Loom fills it in from the records it "
+                                           f"rolls up; drop '{key}' or 'rollup'")
+    return result
+
+
 def _check_autonumber(build: Compilation, doc: Document, path: tuple, raw: dict[str, Any]) -> None:
     """An autonumber pattern that makes numbers, on a field only Loom fills."""
     if raw.get("autonumber") is None:
@@ -177,7 +214,7 @@ def compile_field(build: Compilation, doc: Document, path: tuple, raw: dict[str,
     kind = field_type(raw["type"])
     _check_properties(build, doc, path, raw, kind)
     _check_autonumber(build, doc, path, raw)
-    logic = _check_logic(build, doc, path, raw)
+    logic = {**_check_logic(build, doc, path, raw), **_check_rollup(build, doc, path, raw)}
     field = Field(
         name=raw["name"], type=raw["type"], label=label(raw.get("label")), help=label(raw.get("help")),
         required=bool(raw.get("required", False)), unique=bool(raw.get("unique", False)),

@@ -34,6 +34,41 @@ class Option:
     label: Mapping[str, str] = dc_field(default_factory=lambda: EMPTY)
 
 
+#: the aggregates a roll-up field may take
+ROLLUP_AGGREGATES = ("sum", "count", "min", "max", "avg")
+
+
+@dataclass(frozen=True)
+class Rollup:
+    """A roll-up: an aggregate of the child rows of a table field of the entity
+    (``from: lines``) or of the records of another entity whose link points at the record
+    (``from: service_ticket.customer``), optionally only those meeting ``where``."""
+
+    source: str
+    aggregate: str
+    #: the aggregated field of the source entity (None for count)
+    field: str | None = None
+    where: str | None = None
+    #: resolved when the metadata is compiled: the source entity, and either the table
+    #: field of the entity (child rows) or the link field of the source entity
+    entity: str | None = None
+    table: str | None = None
+    link: str | None = None
+    #: ``where`` compiled (``loom.expressions.Expression``) against the source entity
+    where_expr: Any = dc_field(default=None, compare=False, repr=False)
+
+    @property
+    def text(self) -> str:
+        """How the roll-up reads in messages: ``sum(amount) of lines where ...``."""
+        what = "count()" if self.aggregate == "count" else f"{self.aggregate}({self.field})"
+        return f"{what} of {self.source}" + (f" where {self.where}" if self.where else "")
+
+    @property
+    def empty(self) -> Any:
+        """The value over no records: 0 for sum and count, null for the others."""
+        return 0 if self.aggregate in ("sum", "count") else None
+
+
 @dataclass(frozen=True)
 class Field:
     name: str
@@ -86,9 +121,20 @@ class Field:
     compute_expr: Any = dc_field(default=None, compare=False, repr=False)
     required_when_expr: Any = dc_field(default=None, compare=False, repr=False)
     default_expr: Any = dc_field(default=None, compare=False, repr=False)
+    #: the field holds an aggregate of child rows or linked records (``Rollup``), kept up
+    #: to date by every write that changes them (``loom.records.derived``)
+    rollup: Rollup | None = None
+    #: the computed field is recomputed also when a record its expression reads through a
+    #: link changes, not only when its own record is written
+    depends_on_links: bool = False
     visible_when_expr: Any = dc_field(default=None, compare=False, repr=False)
     #: ``read_only_when`` compiled, where it is an expression
     read_only_when_expr: Any = dc_field(default=None, compare=False, repr=False)
+
+    @property
+    def derived(self) -> bool:
+        """Whether Loom fills the field in (computed or rolled up): nobody writes it."""
+        return bool(self.compute or self.rollup)
 
     @property
     def kind(self) -> FieldType:
@@ -224,9 +270,14 @@ class Entity:
     @cached_property
     def has_logic(self) -> bool:
         """Whether writes compute, default, require or check anything by expression."""
-        return bool(self.rules or any(f.compute or f.required_when or f.default_expression or f.default_from
+        return bool(self.rules or self.rollups or any(f.compute or f.required_when or f.default_expression or f.default_from
                                       or f.visible_when or isinstance(f.read_only_when, str)
                                       for f in self.fields))
+
+    @cached_property
+    def rollups(self) -> tuple[Field, ...]:
+        """The roll-up fields, those over child rows and those over linked records."""
+        return tuple(f for f in self.fields if f.rollup is not None)
 
     @cached_property
     def table_fields(self) -> tuple[Field, ...]:

@@ -18,6 +18,7 @@ from loom.expressions.checker import field_value_type
 from loom.expressions.errors import ExpressionError
 from loom.expressions.expression import Expression, compile_expression
 from loom.expressions.nodes import BOOLEAN, NULL, Path
+from loom.expressions.rollups import check_circles, check_depends_on_links, resolve_rollup
 from loom.metadata.documents import Document
 from loom.metadata.entities import COMPUTABLE_TYPES, use_logic_compiler
 from loom.metadata.kinds import Compilation
@@ -70,7 +71,15 @@ class _EntityLogic:
                                                 f"'{f.default_expression}'")
         elif f.default_from:
             changes["default_expr"] = self.default_from(at + ("default", "from"), f)
+        if f.rollup is not None:
+            changes["rollup"] = resolve_rollup(self.problem, at + ("rollup",), self.entity, f, self.model)
+        if f.depends_on_links:
+            check_depends_on_links(self.problem, at + ("depends_on_links",), self.entity,
+                                   dataclasses.replace(f, **changes), self.model)
         return dataclasses.replace(f, **changes) if changes else f
+
+    def problem(self, path: tuple, message: str) -> None:
+        self.build.fail(self.doc, path, message)
 
     def default_from(self, path: tuple, f: Field) -> Expression | None:
         text = f.default_from.strip()
@@ -133,6 +142,7 @@ def compile_logic(build: Compilation, entities: dict[str, Entity], docs: dict[st
         fields = tuple(logic.field(f) for f in entity.fields)
         result[name] = dataclasses.replace(entity, fields=fields, rules=logic.rules(),
                                            compute_order=logic.compute_order(fields))
+    check_circles(build, result, docs)
     return result
 
 

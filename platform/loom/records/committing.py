@@ -8,6 +8,7 @@ Part of the record service."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -39,7 +40,8 @@ class CommitHooks:
     _masked: Any
 
     def _committed(self, conn: sa.Connection, action: str, records: Sequence[dict[str, Any]],
-                   changes: Sequence[Mapping[str, list]] | None = None) -> None:
+                   changes: Sequence[Mapping[str, list]] | None = None,
+                   derived: Mapping[str, Any] | None = None) -> None:
         """The one step after a record write (``action``: create, update or delete), in its
         transaction: mask secrets -> outbox events -> per record ``after_record_<action>``
         hook -> audit entry; then ``after_record_commit`` once the change committed.
@@ -47,7 +49,9 @@ class CommitHooks:
         ``{field: [old, new]}`` of each updated record. The events of all ``records`` are
         written in one statement before the first hook runs, and their audit entries in one
         statement as the transaction's last (``AuditLog``): a bulk create of 1,000 records
-        costs two statements here, not 2,000."""
+        costs two statements here, not 2,000. ``derived`` marks a change Loom made because
+        other records changed (a roll-up, ``loom.records.derived``): it goes into each event
+        and audit entry as ``recomputed_because``."""
         past = _PAST[action]
         hook = getattr(self.hooks, f"after_record_{action}")
         events = []
@@ -56,6 +60,8 @@ class CommitHooks:
             if action == "update":
                 assert changes is not None
                 payload["changes"] = self._event_changes(changes[i])
+            if derived is not None:
+                payload["recomputed_because"] = dict(derived)
             events.append((record["id"], payload))
         emit_many(conn, topic=f"record.{past}", actor=self.principal.name, entity=self.entity.name, events=events)
         entry = self.audit.entry_maker(f"record.{action}", principal=self.principal, entity=self.entity.name)
@@ -69,7 +75,10 @@ class CommitHooks:
                 logged = created_changes(record) if action == "create" else deleted_changes(record)
             hook(**kwargs)
             # made once the hook ran: an update's entry holds its changes as the hook left them
-            self.audit.add_entry(conn, entry(record["id"], self._masked(logged)))
+            made = entry(record["id"], self._masked(logged))
+            if derived is not None:
+                made = dataclasses.replace(made, detail={"recomputed_because": dict(derived)})
+            self.audit.add_entry(conn, made)
         self._after_commit(conn, past, records)
 
     def _after_commit(self, conn: sa.Connection, action: str, records: Sequence[dict[str, Any]]) -> None:

@@ -13,9 +13,15 @@ through links read the linked records on the write's own connection, each record
 write, and the first link of every path for all records of a bulk write in one query per
 linked entity. Child rows (table fields) go through the same steps with their own entity.
 
-What is not done here yet: a computed field is recomputed only when its own record is
-written, not when a record it reads through a link changes (``depends_on_links``), nor as
-time passes for an expression with ``today()``.
+Roll-ups over child rows are worked out here, from the rows the write gives (each row's
+own logic run first), before the computed fields that read them; a new record's roll-ups
+over linked records start at their empty value (nothing links to it yet). Roll-ups over
+linked records, and computed fields marked ``depends_on_links``, are recomputed when their
+inputs change by ``loom.records.derived``, in the same transaction.
+
+What is not done here yet: a computed field without ``depends_on_links`` is recomputed only
+when its own record is written, not when a record it reads through a link changes; none is
+recomputed as time passes for an expression with ``today()``.
 """
 
 from __future__ import annotations
@@ -30,14 +36,17 @@ import sqlalchemy as sa
 from loom.errors import error_entry
 from loom.expressions.evaluator import user_properties
 from loom.metadata.formatting import label_text
-from loom.metadata.model import USER_ENTITY, USER_TABLE, AppModel, Entity, Field
+from loom.metadata.model import USER_ENTITY, USER_TABLE, AppModel, Entity, Field, Rollup
 from loom.principal import Principal
 
 COMPUTED = "is computed from {expression}; it cannot be set"
+ROLLED_UP = "is rolled up as {rollup}; it cannot be set"
 
 
 def computed_refusal(field: str, f: Field) -> dict[str, Any]:
-    """The error entry for a value sent for a computed field."""
+    """The error entry for a value sent for a computed (or rolled-up) field."""
+    if f.rollup is not None:
+        return error_entry(field, "computed", ROLLED_UP.format(rollup=f.rollup.text), rollup=f.rollup.text)
     return error_entry(field, "computed", COMPUTED.format(expression=f.compute), expression=f.compute)
 
 
@@ -140,8 +149,8 @@ class WriteLogic:
         return errors
 
     def apply(self, entity: Entity, values: dict[str, Any], *, record: Mapping[str, Any] | None = None,
-              creating: bool = True, prefix: str = "", standard: Mapping[str, Any] | None = None
-              ) -> list[dict[str, Any]]:
+              creating: bool = True, prefix: str = "", standard: Mapping[str, Any] | None = None,
+              children: Mapping[str, list[dict[str, Any]]] | None = None) -> list[dict[str, Any]]:
         """Run the logic of ``entity`` on one record: ``values`` are what is written (computed
         fields are set in it), ``record`` the stored row an update changes, ``standard``
         the standard fields a new record will have (``owner``, ``created_by``, ...; its id
@@ -153,6 +162,7 @@ class WriteLogic:
             errors.extend(self.defaults(entity, values, prefix))
         elif record is not None:
             errors.extend(self.fetched(entity, values, record, prefix))
+        errors.extend(self.rollups(entity, values, children, creating, prefix))  # before what reads them
         current = {**(record if record is not None else standard or {}), **values}
         errors.extend(self._compute(entity, values, current, record, prefix))
         states = self.states(entity, current)
@@ -228,6 +238,37 @@ class WriteLogic:
                 values[name] = value
         return errors
 
+    def rollups(self, entity: Entity, values: dict[str, Any], children: Mapping[str, list[dict[str, Any]]] | None,
+                creating: bool, prefix: str) -> list[dict[str, Any]]:
+        """Set the roll-ups of a record being written: those over child rows from the rows
+        given (already computed), and for a new record those over linked records to their
+        empty value (nothing links to it yet)."""
+        errors = []
+        for f in entity.rollups:
+            rollup = f.rollup
+            assert rollup is not None
+            if rollup.table is not None and children is not None and rollup.table in children:
+                rows = [row for row in children[rollup.table]
+                        if rollup.where_expr is None or self._meets(rollup.where_expr, row)]
+                value = aggregate(rollup, rows)
+            elif creating and (rollup.link is not None or rollup.table is not None):
+                value = rollup.empty
+            else:
+                continue
+            value, problem = _stored(f, value)
+            if problem is not None:
+                errors.append({**problem, "field": prefix + f.name})
+            else:
+                values[f.name] = value
+        return errors
+
+    def _meets(self, condition: Any, record: Mapping[str, Any]) -> bool:
+        """Whether a where condition holds (null, and what cannot be worked out, do not)."""
+        try:
+            return self.evaluate(condition, record) is True
+        except Unevaluable:
+            return False
+
     def _holds(self, condition: Any, record: Mapping[str, Any]) -> bool:
         """Whether a condition is met (true; null is not); one that cannot be worked out
         for these values counts as met, so the record is checked by a person."""
@@ -249,6 +290,22 @@ class WriteLogic:
             for i, row in enumerate(rows):
                 errors.extend(self.apply(child, row, prefix=f"{prefix}{f.name}[{i}]."))
         return errors
+
+
+def aggregate(rollup: Rollup, rows: Iterable[Mapping[str, Any]]) -> Any:
+    """A roll-up's aggregate over ``rows`` (those meeting its where), as SQL gives it:
+    nulls are skipped; over nothing, sum and count give 0, min, max and avg null."""
+    if rollup.aggregate == "count":
+        return sum(1 for _row in rows)
+    values = [row.get(rollup.field or "") for row in rows]
+    values = [v for v in values if v is not None]
+    if rollup.aggregate == "sum":
+        return sum((Decimal(v) if not isinstance(v, Decimal) else v for v in values), Decimal(0))
+    if not values:
+        return None
+    if rollup.aggregate == "avg":
+        return sum(Decimal(v) for v in values) / len(values)
+    return min(values) if rollup.aggregate == "min" else max(values)
 
 
 def _expressions(entity: Entity) -> list[Any]:

@@ -25,6 +25,7 @@ from loom.permissions import EntityAccess, Forbidden, Policy
 from loom.principal import Principal
 from loom.records.comments import Discussion
 from loom.records.committing import CommitHooks
+from loom.records.derived import recompute_derived
 from loom.records.files import check_attachments, claim_uploads
 from loom.records.guards import OutOfScope, WriteGuards
 from loom.records.linking import LinkChecks
@@ -132,7 +133,7 @@ class RecordService(Ownership, WriteGuards, CommitHooks, Discussion, LinkChecks,
                 continue
             if name not in readable:
                 errors.append(error_entry(prefix + name, "unknown_field", UNKNOWN_FIELD, name=name))
-            elif f.compute:
+            elif f.compute or f.rollup:
                 errors.append(computed_refusal(prefix + name, f))
             elif (f.read_only or (f.system and name != "owner")) and not self.principal.is_system:
                 errors.append(error_entry(prefix + name, "read_only", "is read-only"))
@@ -288,9 +289,9 @@ class RecordService(Ownership, WriteGuards, CommitHooks, Discussion, LinkChecks,
         errors = []
         for i, (values, children) in enumerate(loaded):
             prefix = f"[{i}]." if indexed else ""
+            errors.extend(logic.apply_children(entity, children, prefix))  # first: roll-ups read the rows
             errors.extend(logic.apply(entity, values, record=record, creating=record is None, prefix=prefix,
-                                      standard=standard))
-            errors.extend(logic.apply_children(entity, children, prefix))
+                                      standard=standard, children=children))
         if errors:
             raise ValidationError(f"{len(errors)} invalid value(s)", errors=errors)
 
@@ -326,6 +327,7 @@ class RecordService(Ownership, WriteGuards, CommitHooks, Discussion, LinkChecks,
                 record = self._serialize(conn, [stored], full=True)[0]
                 reply = record if self._reply_is_full() else self._serialize(conn, [stored])[0]
                 self._committed(conn, "create", [record])
+                recompute_derived(self, conn, None, [stored])
         except OutOfScope as exc:
             self._log_refusal("create", exc)
             raise
@@ -386,6 +388,7 @@ class RecordService(Ownership, WriteGuards, CommitHooks, Discussion, LinkChecks,
                 self._insert_children(conn, zip(ids, (children for _values, children in loaded), strict=True))
                 records = self._serialize(conn, stored, full=True)
                 self._committed(conn, "create", records)
+                recompute_derived(self, conn, None, stored)
                 self._refresh_statistics(conn, len(ids), loaded)
         except OutOfScope as exc:
             self._log_refusal("create", exc)
@@ -446,6 +449,7 @@ class RecordService(Ownership, WriteGuards, CommitHooks, Discussion, LinkChecks,
                                           errors=[error_entry(n, "state_locked", STATE_LOCKED) for n in refused])
                 reply = after if self._reply_is_full() else self._serialize(conn, [stored])[0]
                 self._committed(conn, "update", [after], [changes])
+                recompute_derived(self, conn, [row], [stored])
         except _NoChange as unchanged:
             return unchanged.record
         except OutOfScope as exc:
@@ -484,6 +488,7 @@ class RecordService(Ownership, WriteGuards, CommitHooks, Discussion, LinkChecks,
                 conn.execute(self.table.delete().where(self.table.c.id == record_id))
                 note_write(conn, self.entity.name)
                 self._committed(conn, "delete", [record])
+                recompute_derived(self, conn, [row], None)
         except sa.exc.IntegrityError as exc:
             raise Conflict(f"other records still link to this {self.entity.name}; it cannot be deleted "
                            "while they do", code="still_linked_unseen", params={"entity": self.entity.name}) from exc
