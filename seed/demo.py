@@ -155,6 +155,17 @@ TICKET_PROGRESS = {
     "resolved": "已处理完毕，待客户确认。",
     "closed": "问题已解决，满意度回访已完成。",
 }
+TICKET_RESOLUTIONS = {
+    "complaint": {"explained": 5, "replaced": 2, "fixed": 2, "cannot_fix": 0.3},
+    "return": {"replaced": 9, "explained": 1},
+    "repair": {"fixed": 8, "replaced": 1.5, "cannot_fix": 1},
+    "support": {"explained": 7, "fixed": 3},
+}
+CANNOT_FIX_REASONS = (
+    "主板型号已停产，无可用备件。",
+    "故障由客户自行改装引起，超出保修范围。",
+    "现场无法复现故障，客户拒绝返厂检测。",
+)
 PRIORITIES = ("low", "normal", "high", "urgent")
 SLA_HOURS = {"low": 168, "normal": 72, "high": 24, "urgent": 4}
 
@@ -345,6 +356,10 @@ class _Demo:
                 row["mobile"] = self.mobile()
             if self.chance(0.7):
                 row["email"] = f"{self.fake.user_name()}@{customer['_domain']}"
+            # phone only for someone with a mobile: Loom requires one then
+            channels = {"phone": 5 * ("mobile" in row), "wechat": 3 * ("mobile" in row), "email": 2 * ("email" in row)}
+            if any(channels.values()) and self.chance(0.8):
+                row["preferred_channel"] = self.weighted(channels)
             if "owner" in customer:
                 row["owner"] = customer["owner"]
             rows.append(row)
@@ -393,14 +408,13 @@ class _Demo:
         buyers = self.rng.choices(customers, [{"A": 6, "B": 3, "C": 1}[c["level"]] for c in customers],
                                   k=self.counts["sales_order"])
         dates = sorted(self.today - dt.timedelta(days=self.rng.randint(0, 364)) for _ in buyers)
-        # numbers run per year in date order, as an ERP's number sequence does
-        sequence: dict[int, int] = {}
+        # numbers run per month in date order, as Loom gives them (SO-{yyyy}{mm}-{seq:5}); the
+        # demo writes them as a migration of old orders would, and Loom's counters move past them
+        sequence: dict[tuple[int, int], int] = {}
         rows: list[Row] = []
         for customer, ordered in zip(buyers, dates, strict=True):
-            year = ordered.year
-            if year not in sequence:
-                sequence[year] = self.rng.randint(100, 400)
-            sequence[year] += 1
+            month = (ordered.year, ordered.month)
+            sequence[month] = sequence.get(month, 0) + 1
             age = (self.today - ordered).days
             # discontinued products only turn up in older orders
             pool = products if age > 180 else active
@@ -411,20 +425,17 @@ class _Demo:
                                    else self.rng.randint(2, 50))
                 unit_price = (Decimal(product["price"]) * Decimal(str(round(self.rng.uniform(*discount), 3)))
                               ).quantize(CENT, ROUND_HALF_UP)
-                lines.append({
-                    "product": product["id"], "quantity": decimal_text(quantity),
-                    "unit_price": decimal_text(unit_price), "amount": decimal_text(quantity * unit_price),
-                })
+                # the amount Loom computes: quantity x unit price
+                lines.append({"product": product["id"], "quantity": decimal_text(quantity),
+                              "unit_price": decimal_text(unit_price)})
             delivery = ordered + dt.timedelta(days=self.rng.randint(5, 30))
             status = self.order_status(age, "late_payer" in customer["tags"])
             if delivery > self.today and status in ("delivered", "invoiced", "paid"):
                 status = "approved"
             row: Row = {
-                "number": f"SO{year}{sequence[year]:06d}", "customer": customer["id"],
+                "number": f"SO-{month[0]}{month[1]:02d}-{sequence[month]:05d}", "customer": customer["id"],
                 "order_date": ordered.isoformat(), "delivery_date": delivery.isoformat(),
-                "status": status,
-                "total": decimal_text(sum((Decimal(line["amount"]) for line in lines), Decimal(0))),
-                "lines": lines,
+                "status": status, "lines": lines,
             }
             if "owner" in customer:
                 row["owner"] = customer["owner"]
@@ -446,7 +457,8 @@ class _Demo:
             rank = min(3, base + self.rng.choice((0, 0, 1)) + (customer["level"] == "A"))
             priority = PRIORITIES[rank]
             opened = now - dt.timedelta(minutes=self.rng.randint(10, 60 * 24 * 60))
-            due = opened + dt.timedelta(hours=SLA_HOURS[priority])
+            # the SLA deadline Loom computes from the priority and the customer's level
+            due = opened + dt.timedelta(hours=SLA_HOURS[priority] * (0.5 if customer["level"] == "A" else 1))
             if due > now:
                 status = self.weighted({"open": 3, "in_progress": 4, "resolved": 1})
             else:
@@ -456,11 +468,22 @@ class _Demo:
             title = self.rng.choice(TICKET_TITLES[kind]).format(p=short, n=self.rng.randint(1, 9))
             row: Row = {
                 "title": title, "customer": customer["id"], "kind": kind, "priority": priority,
-                "status": status, "sla_due": due.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "status": status, "opened_at": opened.strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "description": (f"{customer['name']}来电：{title}。涉及产品 {product['name']}"
                                 f"（{product['sku']}）。{TICKET_PROGRESS[status]}"),
             }
+            if status in ("resolved", "closed"):
+                row["resolution"] = self.weighted(TICKET_RESOLUTIONS[kind])
+                if row["resolution"] == "cannot_fix":
+                    row["reason"] = self.rng.choice(CANNOT_FIX_REASONS)
             if self.users:
                 row["assignee"] = row["owner"] = self.rng.choice(self.users)
             rows.append(row)
+        # numbered by the day each was opened, as Loom numbers them (TK-{yyyy}{mm}{dd}-{seq:4})
+        rows.sort(key=lambda r: r["opened_at"])
+        per_day: dict[str, int] = {}
+        for row in rows:
+            day = row["opened_at"][:10].replace("-", "")
+            per_day[day] = per_day.get(day, 0) + 1
+            row["number"] = f"TK-{day}-{per_day[day]:04d}"
         self.save("service_ticket", rows)

@@ -40,7 +40,7 @@ def test_widgets_follow_the_field_types(page_client, demo):
     order = " ".join(client.get("/r/sales_order/new").get_data(as_text=True).split())
     assert 'type="date" id="f-order_date"' in order and "Add a row" in order
     ticket = " ".join(client.get("/r/service_ticket/new").get_data(as_text=True).split())
-    assert 'type="datetime-local" id="f-sla_due"' in ticket
+    assert 'type="datetime-local" id="f-opened_at"' in ticket
     product = " ".join(client.get("/r/product/new").get_data(as_text=True).split())
     assert 'type="checkbox" id="f-active" name="active" value="true" checked' in product
 
@@ -53,14 +53,14 @@ def test_an_order_with_lines_is_saved_and_its_row_errors_are_placed(page_client,
     key = re.search(r'name="lines.row" value="(\w+)"', row).group(1)
     assert f'name="lines.{key}.product"' in row
     bad = client.post("/r/sales_order/new", {
-        "number": "SO-9", "customer": acme, "lines.row": ["a", "b"],
+        "customer": acme, "lines.row": ["a", "b"],
         "lines.a.product": ac, "lines.a.quantity": "2", "lines.b.product": "", "lines.b.quantity": "x"},
         htmx="record-form")
     assert bad.status_code == 422
     errors = _errors(bad.get_data(as_text=True))
     assert errors == {"lines-b-product": "This field is required.", "lines-b-quantity": "Enter a number."}
     good = client.post("/r/sales_order/new", {
-        "number": "SO-9", "customer": acme, "order_date": "2026-11-20", "lines.row": ["a", "b"],
+        "customer": acme, "order_date": "2026-11-20", "lines.row": ["a", "b"],
         "lines.a.product": ac, "lines.a.quantity": "2", "lines.a.unit_price": "2999",
         "lines.b.product": wm, "lines.b.quantity": "1"}, htmx="record-form")
     assert good.status_code == 204
@@ -68,15 +68,19 @@ def test_an_order_with_lines_is_saved_and_its_row_errors_are_placed(page_client,
     record_id = int(re.search(r"/r/sales_order/(\d+)", location).group(1))
     page = client.get(f"/r/sales_order/{record_id}").get_data(as_text=True)
     assert "Air conditioner" in page and "Washing machine" in page and "2,999.00" in page
+    # Loom numbered the order; the washing machine's price came from the product, and each
+    # line's amount is quantity x unit price
+    number = re.search(r"SO-\d{6}-\d{5}", page).group(0)
+    assert "5,998.00" in page and "1,999.00" in page
     # the customer's page lists the order among the records linking to it
     customer_page = client.get(f"/r/customer/{acme}").get_data(as_text=True)
-    assert 'id="related-sales_order-customer"' in customer_page and "SO-9" in customer_page
+    assert 'id="related-sales_order-customer"' in customer_page and number in customer_page
     # editing keeps the row ids, removing a row drops it
     form = client.get(f"/r/sales_order/{record_id}/edit").get_data(as_text=True)
     version = re.search(r'name="version" value="(\d+)"', form).group(1)
     first_id = re.search(r'name="lines.r0.id" value="(\d+)"', form).group(1)
     saved = client.post(f"/r/sales_order/{record_id}/edit", {
-        "version": version, "number": "SO-9", "customer": acme, "status": "draft", "lines.row": ["r0"],
+        "version": version, "customer": acme, "status": "draft", "lines.row": ["r0"],
         "lines.r0.id": first_id, "lines.r0.product": ac, "lines.r0.quantity": "3"}, htmx="record-form")
     assert saved.status_code == 204
     # the record's values (its timeline tells of the removed row)
@@ -128,18 +132,20 @@ def test_deleting_from_the_record_page(page_client, demo):
 def test_times_are_shown_and_typed_in_the_screens_time_zone(loom_app, page_client, demo):
     loom_app.extensions["babel"].default_timezone = "Asia/Shanghai"  # BABEL_DEFAULT_TIMEZONE, set late
     client = page_client("admin")
-    created = client.post("/r/service_ticket/new", {"title": "Broken", "sla_due": "2026-11-20T09:30"},
+    created = client.post("/r/service_ticket/new", {"title": "Broken", "priority": "normal", "opened_at": "2026-11-20T09:30"},
                           htmx="record-form")
     assert created.status_code == 204, created.get_data(as_text=True)
     record_id = int(re.search(r"/r/service_ticket/(\d+)", created.headers["HX-Location"]).group(1))
     api = loom_app.test_client()
     token = loom_app.extensions["loom"].identity.create_token("admin").token
     stored = api.get(f"/api/v1/service_ticket/{record_id}", headers={"Authorization": f"Bearer {token}"}).json
-    assert stored["data"]["sla_due"] == "2026-11-20T01:30:00Z"
-    assert "2026-11-20 09:30 CST" in client.get(f"/r/service_ticket/{record_id}").get_data(as_text=True)
+    # a normal ticket is due 72 hours after it was opened (the demo's computed SLA)
+    assert (stored["data"]["opened_at"], stored["data"]["sla_due"]) == ("2026-11-20T01:30:00Z", "2026-11-23T01:30:00Z")
+    page = client.get(f"/r/service_ticket/{record_id}").get_data(as_text=True)
+    assert "2026-11-20 09:30 CST" in page and "2026-11-23 09:30 CST" in page
     assert 'value="2026-11-20T09:30"' in client.get(f"/r/service_ticket/{record_id}/edit").get_data(as_text=True)
-    listed = client.get("/r/service_ticket?filter%5Bsla_due%5D%5Bgte%5D=2026-11-20T09:00"
-                        "&filter%5Bsla_due%5D%5Blte%5D=2026-11-20T10:00").get_data(as_text=True)
+    listed = client.get("/r/service_ticket?filter%5Bsla_due%5D%5Bgte%5D=2026-11-23T09:00"
+                        "&filter%5Bsla_due%5D%5Blte%5D=2026-11-23T10:00").get_data(as_text=True)
     assert "Broken" in listed
 
 
@@ -152,7 +158,7 @@ def test_fields_locked_in_the_records_state_are_shown_read_only(page_client, dem
     acme, beta = demo["customers"][:2]
     with loom_app.app_context():
         orders = RecordService(record_context(Principal.system("test")), "sales_order")
-        order = orders.create({"number": "SO-77", "customer": acme, "status": "approved", "owner": demo["users"]["wang"],
+        order = orders.create({"customer": acme, "status": "approved", "owner": demo["users"]["wang"],
                                "lines": [{"product": demo["products"][0], "quantity": "1"}]})
     wang = page_client("wang")
     form = wang.get(f"/r/sales_order/{order['id']}/edit").get_data(as_text=True)

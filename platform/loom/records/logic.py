@@ -135,10 +135,11 @@ class WriteLogic:
             raise Unevaluable(f"cannot be worked out from '{expression.text}' for these values ({exc})") from None
 
     def defaults(self, entity: Entity, values: dict[str, Any], prefix: str) -> list[dict[str, Any]]:
-        """Fill fields not given that have a computed default (in declaration order)."""
+        """Fill fields left empty (not given, or given empty, as a form sends a field nobody
+        typed into) that have a computed default, in declaration order."""
         errors = []
         for f in entity.fields:
-            if f.default_expr is not None and f.name not in values:
+            if f.default_expr is not None and _empty(values.get(f.name)):
                 try:
                     value, problem = _stored(f, self.evaluate(f.default_expr, values))
                 except Unevaluable as exc:
