@@ -7,7 +7,18 @@ host registers them in every app.
 """
 
 # each adds its routes; flashes refreshes the message area after an htmx post
-from loom.ui import attachments, audit, exporting, flashes, forms, importing, lists, records, signin  # noqa: F401
+from loom.ui import (  # noqa: F401
+    attachments,
+    audit,
+    exporting,
+    flashes,
+    forms,
+    importing,
+    lists,
+    ownership,
+    records,
+    signin,
+)
 from loom.ui.pages import pages
 
 __all__ = ["pages"]

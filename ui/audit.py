@@ -41,6 +41,7 @@ ACTION_LABELS = {
     "record.import": lazy_gettext("Records imported"),
     "record.read": lazy_gettext("Record read"),
     "record.update": lazy_gettext("Record changed"),
+    "record.transfer": lazy_gettext("Record transferred"),
     "role.assign": lazy_gettext("Role assigned"),
     "role.unassign": lazy_gettext("Role removed"),
     "team.create": lazy_gettext("Team created"),

@@ -58,8 +58,13 @@ _ROW_INDEX = re.compile(r"^\[(\d+)\]\.?(.*)$")
 
 def importable_fields(svc: RecordService) -> list[Field]:
     writable = svc.writable("create")
-    return [f for f in svc.entity.fields
-            if f.name in writable and not f.read_only and f.kind.typed]
+    fields = [f for f in svc.entity.fields
+              if f.name in writable and not f.read_only and f.kind.typed]
+    # an owner column (username or id) where the standard owner says whose record it is;
+    # a row given to someone out of the importer's scope needs transfer (loom.records.ownership)
+    if svc.entity.owner_field == "owner" and "owner" in writable:
+        fields.append(svc.entity.field("owner"))
+    return fields
 
 
 def _normal(text: str) -> str:

@@ -47,7 +47,11 @@ def model_modules():
 @hookimpl
 def navigation_links(principal):
     from loom.audit.api import may_read_audit
+    from loom.ui.ownership import may_manage_users
 
+    links = []
     if may_read_audit(principal):
-        return [NavLink(lazy_gettext("Audit log"), endpoint="pages.audit_log")]
-    return []
+        links.append(NavLink(lazy_gettext("Audit log"), endpoint="pages.audit_log"))
+    if may_manage_users(principal):
+        links.append(NavLink(lazy_gettext("Transfer records"), endpoint="pages.transfer_all_form"))
+    return links

@@ -159,6 +159,9 @@ class Ownership:
         existing record's owner, and a new record given to someone out of the creator's
         scope."""
         moves = self._owner_moves(action, ids, written)
+        if self.entity.owner_field != "owner":
+            # owner follows the owner field: a refusal names the field the writer knows
+            written = [[name for name in values if name != "owner"] for values in written]
         if not moves:
             super()._refuse_out_of_scope(conn, action, ids, written, indexed=indexed)  # type: ignore[misc]
             return
