@@ -2,7 +2,9 @@
 validation shown beside each field, and edit conflicts shown instead of overwritten.
 
 A form never holds a field the user may not read; fields they may read but not change
-(or that nobody changes, like ``created_at``) are shown as text and never sent back.
+(or that nobody changes, like ``created_at``) are shown as text and never sent back. The
+form is live (``loom.ui.live``): as the user types it shows what the save would compute,
+which fields are shown and required, and the rules the record breaks.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from loom.records.service import RecordService, form_version
 from loom.ui.attachments import store
 from loom.ui.i18n import gettext, label
 from loom.ui.links import LinkReader, shown_link
+from loom.ui.live import Slot, derived, left_to_loom, preview_form
 from loom.ui.messages import message_text
 from loom.ui.pages import htmx, pages, redirect_to, render_page
 from loom.ui.screens import display, format_context, record_title, service
-from loom.ui.widgets import read_rows, read_value
+from loom.ui.widgets import ROW_KEY, read_rows, read_value
 
 LINK_OPTIONS = 10
 
@@ -49,6 +52,10 @@ class FormField:
     child_fields: list[Field] = field(default_factory=list)
     child_read_only: set[str] = field(default_factory=set)
     rows: list[FormRow] = field(default_factory=list)
+    #: shown (``visible_when``) and required (``required``, ``required_when``) for the
+    #: record as the form holds it
+    visible: bool = True
+    required: bool = False
 
     @property
     def input_id(self) -> str:
@@ -68,6 +75,10 @@ class FormView:
     base: str = "{}"
     other_errors: list[str] = field(default_factory=list)
     conflict: list[dict[str, Any]] | None = None
+    #: each input place as the last preview of the save saw it, by input id (``loom.ui.live``)
+    slots: dict[str, Slot] = field(default_factory=dict)
+    #: the preview's messages about the record as a whole
+    live_messages: list[str] = field(default_factory=list)
 
     @property
     def fields(self) -> list[FormField]:
@@ -93,7 +104,11 @@ def submitted_value(f: Field, form: MultiDict, name: str) -> Any:
 
 
 def build_form(svc: RecordService, *, record: dict[str, Any] | None = None, form: MultiDict | None = None,
-               errors: list[dict[str, Any]] | None = None, initial: dict[str, Any] | None = None) -> FormView:
+               errors: list[dict[str, Any]] | None = None, initial: dict[str, Any] | None = None,
+               live: bool = True) -> FormView:
+    """The form of a new record, or of ``record``; with ``form``, showing what the user
+    sent (and ``errors``). ``live``: with the state of each field worked out by a preview
+    of the save (which fields are shown, required, computed values), as the page shows it."""
     entity = svc.entity
     action = "update" if record is not None else "create"
     readable, writable = svc.readable(), svc.writable(action)
@@ -120,7 +135,8 @@ def build_form(svc: RecordService, *, record: dict[str, Any] | None = None, form
                 value = initial[name]
             else:
                 value = f.default
-            ff = FormField(f, name, value, read_only, by_field.get(name, []), locked=name in locked)
+            ff = FormField(f, name, value, read_only, by_field.get(name, []), locked=name in locked,
+                           required=f.required)
             placed.add(name)
             if widget == "table":
                 _table_rows(svc, ff, record, form, by_field, action, placed)
@@ -132,7 +148,34 @@ def build_form(svc: RecordService, *, record: dict[str, Any] | None = None, form
     if record is not None:
         view.record_id, view.version = record["id"], record.get("version")
         view.base = json.dumps(editable_values(view, record), ensure_ascii=False, default=str)
+    if live:
+        _live_state(svc, view, record, form, initial)
     return view
+
+
+def _live_state(svc: RecordService, view: FormView, record: dict[str, Any] | None, form: MultiDict | None,
+                initial: dict[str, Any] | None) -> None:
+    """Each field's state from a preview of the save of what the form holds; a new form
+    shows what Loom would compute and read from linked records for its first values."""
+    if form is not None:
+        data = collect(view, form, strict=False)
+    elif record is None:
+        data = {name: value["id"] for name, value in (initial or {}).items() if isinstance(value, dict)}
+    else:
+        data = {}
+    answer = preview_form(svc, view, data, form, None if record is None else record["id"])
+    if answer is None:
+        return
+    found, view.live_messages = answer
+    view.slots = {slot.input_id: slot for slot in found}
+    for ff in view.fields:
+        slot = view.slots.get(ff.input_id)
+        if slot is None:
+            continue
+        ff.visible, ff.required = slot.visible, slot.required
+        fresh = record is None and form is None
+        if fresh and (derived(ff.field) or (ff.field.default_from and ff.value is None)):
+            ff.value = slot.value
 
 
 def _table_rows(svc, ff: FormField, record, form, by_field, action, placed) -> None:
@@ -173,7 +216,13 @@ def _collect_file(view: FormView, ff: FormField, form: MultiDict, files: MultiDi
 def _collect_table(view: FormView, ff: FormField, form: MultiDict, files: MultiDict | None,
                    links: LinkReader) -> tuple[bool, Any]:
     editable = [c for c in ff.child_fields if c.name not in ff.child_read_only]
-    return True, links.rows(ff.field, editable, read_rows(ff.field, editable, form))
+    rows = links.rows(ff.field, editable, read_rows(ff.field, editable, form))
+    keys = [key for key in form.getlist(f"{ff.name}.row") if ROW_KEY.match(key)]
+    for key, row in zip(keys, rows, strict=False):
+        for c in editable:
+            if left_to_loom(c, form, f"{ff.name}.{key}.{c.name}"):
+                del row[c.name]
+    return True, rows
 
 
 def _collect_link(view: FormView, ff: FormField, form: MultiDict, files: MultiDict | None,
@@ -185,14 +234,19 @@ def _collect_link(view: FormView, ff: FormField, form: MultiDict, files: MultiDi
 _COLLECTORS = {"file": _collect_file, "table": _collect_table, "link": _collect_link}
 
 
-def collect(view: FormView, form: MultiDict, files: MultiDict | None = None) -> dict[str, Any]:
-    """The values to send to the record service: every field the form lets the user edit.
-    An attachment changes only when a file was chosen or its removal ticked; a link whose
-    text names no record refuses the whole save (422)."""
+def collect(view: FormView, form: MultiDict, files: MultiDict | None = None, *,
+            strict: bool = True) -> dict[str, Any]:
+    """The values to send to the record service: every field the form lets the user edit,
+    but for a default read from a linked record that the user has not typed over (Loom
+    reads it again). An attachment changes only when a file was chosen or its removal
+    ticked; a link whose text names no record refuses the whole save (422). Not ``strict``
+    (for a preview): no files, and such a link is left empty."""
     data: dict[str, Any] = {}
     links = LinkReader(form)
     for ff in view.fields:
-        if ff.read_only:
+        if ff.read_only or left_to_loom(ff.field, form, ff.name):
+            continue
+        if not strict and ff.field.kind.widget == "file":
             continue
         collector = _COLLECTORS.get(ff.field.kind.widget)
         if collector is None:
@@ -201,7 +255,8 @@ def collect(view: FormView, form: MultiDict, files: MultiDict | None = None) -> 
         sent, value = collector(view, ff, form, files, links)
         if sent:
             data[ff.name] = value
-    links.check()
+    if strict:
+        links.check()
     return data
 
 
@@ -314,7 +369,7 @@ def new_record(entity: str):
 def create_record(entity: str):
     svc = service(entity)
     svc.require("create")
-    view = build_form(svc)
+    view = build_form(svc, live=False)
     try:
         record = svc.create(collect(view, request.form, request.files))
     except LoomError as exc:
@@ -346,7 +401,7 @@ def update_record(entity: str, record_id: int):
     except ValueError:
         base = {}
     try:
-        view = build_form(svc, record=record)
+        view = build_form(svc, record=record, live=False)
         svc.update(record_id, collect(view, request.form, request.files), expected_version=expected)
     except PreconditionFailed:
         current = svc.get(record_id)
@@ -363,6 +418,33 @@ def update_record(entity: str, record_id: int):
         return _render_form(view, exc.status, record=record)
     flash(gettext("%(entity)s saved.", entity=label(svc.entity)), "success")
     return redirect_to(url_for("pages.record_view", entity=entity, record_id=record_id))
+
+
+@pages.post("/r/<entity>/form/preview")
+def preview_new_record(entity: str):
+    """What saving the new form would make of it, as out-of-band swaps (``loom.ui.live``)."""
+    svc = service(entity)
+    svc.require("create")
+    return _live_answer(svc, build_form(svc, live=False), None)
+
+
+@pages.post("/r/<entity>/<int:record_id>/form/preview")
+def preview_record_edit(entity: str, record_id: int):
+    """What saving the edit form would make of the record; refused where the save is."""
+    svc = service(entity)
+    svc.require("update", record_id)
+    view = build_form(svc, record=svc.get(record_id), live=False)
+    return _live_answer(svc, view, record_id)
+
+
+def _live_answer(svc: RecordService, view: FormView, record_id: int | None):
+    form = request.form
+    answer = preview_form(svc, view, collect(view, form, strict=False), form, record_id)
+    if answer is None:
+        return "", 204
+    found, messages = answer
+    return render_template("_form_live.html", slots=found, messages=messages, entity=svc.entity,
+                           view=view, new=record_id is None)
 
 
 @pages.get("/r/<entity>/_row/<field_name>")

@@ -54,7 +54,37 @@
     if (table) {
       var focus = table.closest("fieldset").querySelector("[data-add-row]");
       if (focus) focus.focus();
+      // a live form works out its totals again without the row
+      table.dispatchEvent(new Event("change", { bubbles: true }));
     }
+  });
+
+  // Live forms (loom.ui.live): the server's answer to a preview of the save marks each
+  // field shown or hidden, required or not, read-only or not; this applies the mark to
+  // the field around it. Which field is which stays the server's business.
+  function applyFieldState(state) {
+    var field = state.parentElement && state.parentElement.closest("[data-field]");
+    if (!field) return;
+    var required = state.getAttribute("data-required") === "true";
+    var readOnly = state.getAttribute("data-read-only") === "true";
+    field.hidden = state.getAttribute("data-visible") === "false";
+    field.querySelectorAll("[data-required-mark]").forEach(function (mark) { mark.hidden = !required; });
+    field.querySelectorAll("input:not([type=hidden]), select, textarea").forEach(function (input) {
+      if (required) input.setAttribute("aria-required", "true"); else input.removeAttribute("aria-required");
+      if (input.type === "checkbox" || input.type === "file" || input.tagName === "SELECT") input.disabled = readOnly;
+      else input.readOnly = readOnly;
+    });
+  }
+  // An answer never replaces what holds the focus: the user may be typing there.
+  document.addEventListener("htmx:oobBeforeSwap", function (event) {
+    var target = event.detail.target;
+    if (target && target.contains && target.contains(document.activeElement) && target !== document.body) {
+      event.detail.shouldSwap = false;
+    }
+  });
+  document.addEventListener("htmx:oobAfterSwap", function (event) {
+    var state = event.target;
+    if (state && state.matches && state.matches("[data-field-state]")) applyFieldState(state);
   });
 
   // Link fields: picking a suggestion fills the hidden id and the visible text, and the
