@@ -7,10 +7,13 @@ read a changed record through a link."""
 from __future__ import annotations
 
 import json
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, assume, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from loom.audit.models import audit_log
 from loom.events import outbox
@@ -338,3 +341,140 @@ def test_values_agree_with_sql_after_many_writes(crm, loom_client, loom_app):
     for customer in customers:
         open_tickets, hours = _rollups(loom_client, customer)[:2]
         assert (open_tickets, Decimal(hours)) == expected[customer]
+
+
+# -- random sequences of writes -------------------------------------------------------------------
+
+MONEY = st.one_of(st.none(), st.decimals(min_value=0, max_value=500, places=2, allow_nan=False,
+                                         allow_infinity=False))
+FLAG = st.one_of(st.none(), st.booleans())
+
+
+def _cents(value: Decimal | None) -> str | None:
+    return None if value is None else str(value.quantize(Decimal("0.01"), ROUND_HALF_UP))
+
+
+def _expected(items: list[tuple[Decimal | None, bool | None]]) -> dict:
+    amounts = [a for a, _flag in items if a is not None]
+    return {"flagged": sum(1 for _a, flag in items if flag is True), "total": _cents(sum(amounts, Decimal(0))),
+            "top": _cents(max(amounts)) if amounts else None, "low": _cents(min(amounts)) if amounts else None,
+            "mean": _cents(sum(amounts) / len(amounts)) if amounts else None}
+
+
+@pytest.fixture
+def piles(apply_metadata, make_entity, loom_app):
+    aggregates = [{"name": "flagged", "type": "integer", "where": "flag"}, {"name": "total", "sum": "amount"},
+                  {"name": "top", "max": "amount"}, {"name": "low", "min": "amount"}, {"name": "mean", "avg": "amount"}]
+
+    def rollups(source):
+        fields = []
+        for spec in aggregates:
+            spec = dict(spec)
+            name, kind = spec.pop("name"), spec.pop("type", "money")
+            if "where" in spec:
+                spec["count"] = True
+            fields.append({"name": name, "type": kind, "rollup": {"from": source, **spec}})
+        return fields
+
+    apply_metadata(
+        make_entity("pile", [{"name": "label", "type": "string"}, *rollups("chip.pile")]),
+        make_entity("chip", [{"name": "pile", "type": "link", "target": "pile"},
+                             {"name": "amount", "type": "money"}, {"name": "flag", "type": "boolean"}]),
+        make_entity("basket", [{"name": "label", "type": "string"}, *rollups("rows"),
+                               {"name": "rows", "type": "table", "target": "basket_row"}]),
+        make_entity("basket_row", [{"name": "amount", "type": "money"}, {"name": "flag", "type": "boolean"}],
+                    child=True),
+    )
+    return loom_app
+
+
+def test_random_writes_keep_every_rollup_equal_to_its_records(piles, loom_client):
+    client = loom_client
+
+    class Writes(RuleBasedStateMachine):
+        """Chips created, changed, moved between piles, deleted, bulk created; basket rows
+        replaced and moved from one basket to another: every roll-up follows."""
+
+        def __init__(self):
+            super().__init__()
+            self.piles = [_created(client, "pile", {"label": f"p{i}"})["id"] for i in range(3)]
+            self.baskets = [_created(client, "basket", {"label": f"b{i}"})["id"] for i in range(2)]
+            self.chips: dict[int, dict] = {}
+            self.rows: dict[int, list[dict]] = {b: [] for b in self.baskets}
+
+        def _chip_body(self, pile, amount, flag):
+            return {"pile": None if pile is None else self.piles[pile],
+                    "amount": None if amount is None else str(amount), "flag": flag}
+
+        @rule(pile=st.none() | st.integers(0, 2), amount=MONEY, flag=FLAG)
+        def create_chip(self, pile, amount, flag):
+            chip = _created(client, "chip", self._chip_body(pile, amount, flag))
+            self.chips[chip["id"]] = {"pile": chip["pile"] and chip["pile"]["id"], "amount": amount, "flag": flag}
+
+        @rule(data=st.data(), amount=MONEY, flag=FLAG)
+        def change_chip(self, data, amount, flag):
+            assume(self.chips)
+            chip = data.draw(st.sampled_from(sorted(self.chips)))
+            _patch(client, "chip", chip, {"amount": None if amount is None else str(amount), "flag": flag})
+            self.chips[chip].update(amount=amount, flag=flag)
+
+        @rule(data=st.data(), pile=st.none() | st.integers(0, 2))
+        def move_chip(self, data, pile):
+            assume(self.chips)
+            chip = data.draw(st.sampled_from(sorted(self.chips)))
+            target = None if pile is None else self.piles[pile]
+            _patch(client, "chip", chip, {"pile": target})
+            self.chips[chip]["pile"] = target
+
+        @rule(data=st.data())
+        def delete_chip(self, data):
+            assume(self.chips)
+            chip = data.draw(st.sampled_from(sorted(self.chips)))
+            assert client.delete(f"/api/v1/chip/{chip}").status_code in (200, 204)
+            del self.chips[chip]
+
+        @rule(chips=st.lists(st.tuples(st.integers(0, 2), MONEY, FLAG), min_size=1, max_size=4))
+        def bulk_create_chips(self, chips):
+            from loom.principal import Principal
+            from loom.records.door import record_service
+            with piles.app_context():
+                ids = record_service("chip", Principal.system("test")).bulk_create(
+                    [self._chip_body(*chip) for chip in chips])
+            for chip_id, (pile, amount, flag) in zip(ids, chips, strict=True):
+                self.chips[chip_id] = {"pile": self.piles[pile], "amount": amount, "flag": flag}
+
+        @rule(basket=st.integers(0, 1), rows=st.lists(st.tuples(MONEY, FLAG), max_size=4), keep=st.booleans())
+        def write_rows(self, basket, rows, keep):
+            basket_id = self.baskets[basket]
+            kept = [{"id": r["id"], "amount": r["amount"], "flag": r["flag"]} for r in self.rows[basket_id]] \
+                if keep else []
+            new = [{"amount": None if a is None else str(a), "flag": f} for a, f in rows]
+            stored = _patch(client, "basket", basket_id, {"rows": kept + new})
+            self.rows[basket_id] = [{"id": r["id"], "amount": r["amount"], "flag": r["flag"]} for r in stored["rows"]]
+
+        @rule(data=st.data())
+        def move_row(self, data):
+            source, target = data.draw(st.permutations(self.baskets))
+            assume(self.rows[source])
+            moved = data.draw(st.sampled_from(self.rows[source]))
+            rest = [r for r in self.rows[source] if r["id"] != moved["id"]]
+            _patch(client, "basket", source, {"rows": rest})
+            self.rows[source] = rest
+            stored = _patch(client, "basket", target, {"rows": [*self.rows[target], {
+                "amount": moved["amount"], "flag": moved["flag"]}]})
+            self.rows[target] = [{"id": r["id"], "amount": r["amount"], "flag": r["flag"]} for r in stored["rows"]]
+
+        @invariant()
+        def rollups_equal_the_model(self):
+            for pile in self.piles:
+                items = [(c["amount"], c["flag"]) for c in self.chips.values() if c["pile"] == pile]
+                record = _get(client, "pile", pile)
+                assert {k: record[k] for k in ("flagged", "total", "top", "low", "mean")} == _expected(items)
+            for basket in self.baskets:
+                items = [(None if r["amount"] is None else Decimal(r["amount"]), r["flag"]) for r in self.rows[basket]]
+                record = _get(client, "basket", basket)
+                assert {k: record[k] for k in ("flagged", "total", "top", "low", "mean")} == _expected(items)
+
+    run_state_machine_as_test(Writes, settings=settings(
+        max_examples=15, stateful_step_count=12, deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]))

@@ -88,7 +88,7 @@ def _aggregate_fits(fail: Fail, at: tuple, f: Field, rollup: Rollup, source: Ent
     """Whether the aggregate can be taken of its field and held in ``f``; reported if not."""
     if rollup.aggregate == "count":
         if f.type not in COUNTABLE:
-            fail(at, f"count gives a whole number, which a {f.type} field does not hold: make "
+            fail(at, f"count gives a whole number, which {_article(f.type)} field does not hold: make "
                      f"'{f.name}' an integer or decimal field")
             return False
         return True
@@ -102,7 +102,7 @@ def _aggregate_fits(fail: Fail, at: tuple, f: Field, rollup: Rollup, source: Ent
                      f"({', '.join(sorted(NUMERIC))})")
             return False
         if f.type not in NUMERIC:
-            fail(at, f"{rollup.aggregate} gives a number, which a {f.type} field does not hold: make "
+            fail(at, f"{rollup.aggregate} gives a number, which {_article(f.type)} field does not hold: make "
                      f"'{f.name}' a number field ({', '.join(sorted(NUMERIC))})")
             return False
         return True
@@ -112,7 +112,7 @@ def _aggregate_fits(fail: Fail, at: tuple, f: Field, rollup: Rollup, source: Ent
                  "date or date-time field")
         return False
     if field_value_type(f)[0] != kind:
-        fail(at, f"the {rollup.aggregate} of '{rollup.field}' is {_article(kind)}, which a {f.type} field "
+        fail(at, f"the {rollup.aggregate} of '{rollup.field}' is {_article(kind)}, which {_article(f.type)} field "
                  f"does not hold: give '{f.name}' the type of '{rollup.field}' ({aggregated.type})")
         return False
     return True
