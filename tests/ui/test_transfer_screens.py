@@ -12,7 +12,7 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from .conftest import PASSWORD, sign_in
+from .conftest import PASSWORD, browser_sign_in, sign_in
 
 ACCOUNT = [
     {"name": "name", "type": "string", "required": True, "label": {"en": "Name", "zh": "名称"}},
@@ -236,3 +236,34 @@ def test_the_standard_owner_is_an_import_column_where_it_is_the_owner(apply_meta
     with loom_engine.connect() as conn:
         rows = conn.execute(sa.text("SELECT title, owner FROM e_lead")).all()
     assert [tuple(r) for r in rows] == [("mine", wang)]
+
+
+# -- in a browser --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("language", "button", "done"), [("English", "Transfer", "Transferred to Rep."),
+                                                          ("中文", "转移", "已转给 Rep。")])
+def test_the_record_page_transfer_in_a_browser(page, live_server, screenshots, language, button, done):
+    from playwright.sync_api import expect
+
+    with live_server.app.extensions["loom"].engine.connect() as conn:
+        rep = conn.execute(sa.text("SELECT id FROM loom_users WHERE username = 'rep'")).scalar()
+        # one of someone else's customers for each language
+        customer = conn.execute(sa.text("SELECT id FROM e_customer WHERE owner <> :rep ORDER BY id LIMIT 1 OFFSET :n"),
+                                {"rep": rep, "n": 0 if language == "English" else 1}).scalar()
+    browser_sign_in(page, "boss", language=language)
+    page.goto(f"/r/customer/{customer}")
+    page.locator("#transfer-record").click()
+    expect(page.locator("h1")).to_contain_text(button)
+    picker = page.locator("#transfer-to")
+    picker.fill("Rep")
+    option = page.locator(f"#transfer-to-options [data-pick-id='{rep}']")
+    expect(option).to_be_visible()
+    option.click()
+    expect(picker).to_have_value("Rep")
+    page.screenshot(path=screenshots / f"transfer-{'en' if language == 'English' else 'zh'}.png", full_page=True)
+    page.locator("#transfer-form button[type=submit]").click()
+    expect(page.locator("#messages")).to_contain_text(done)
+    expect(page.locator("h1")).not_to_contain_text(button)
+    with live_server.app.extensions["loom"].engine.connect() as conn:
+        owner = conn.execute(sa.text("SELECT owner FROM e_customer WHERE id = :i"), {"i": customer}).scalar()
+    assert owner == rep
