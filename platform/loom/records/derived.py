@@ -167,11 +167,9 @@ class Recompute:
         table = self.tables[task.entity]
         computes = _reading(entity, {f.name for f in task.rollups}, task.computes)
         names = [f.name for f in task.rollups] + computes
+        lock = self.context.live.derive(f"derived_lock:{entity.name}", lambda: _locking(table, self.conn.dialect.name))
         for chunk in _batches(sorted(task.ids)):
-            query = sa.select(table).where(table.c.id.in_(chunk)).order_by(table.c.id)
-            if self.conn.dialect.name == "postgresql":
-                query = query.with_for_update()
-            rows = [dict(row) for row in self.conn.execute(query).mappings()]
+            rows = [dict(row) for row in self.conn.execute(lock, {"ids": chunk}).mappings()]
             if not rows:
                 continue
             fresh: dict[int, dict[str, Any]] = {row["id"]: {} for row in rows}
@@ -200,6 +198,35 @@ class Recompute:
         ``SELECT link, aggregate, ... GROUP BY link``, into ``fresh``."""
         first = rollups[0].rollup
         assert first is not None and first.entity is not None and first.link is not None
+        # built once per metadata version, unless a where reads the actor or the time
+        timeless = all(f.rollup.where_expr is None or not (f.rollup.where_expr.uses_user or
+                                                             f.rollup.where_expr.uses_today) for f in rollups)
+        key = f"derived_aggregate:{entity.name}:{first.entity}:{first.link}:{','.join(f.name for f in rollups)}"
+        query = self.context.live.derive(key, lambda: self.aggregate_query(rollups)) if timeless \
+            else self.aggregate_query(rollups)
+        found = {row["_parent"]: row for row in self.conn.execute(query, {"ids": ids}).mappings()}
+        for parent in ids:
+            row = found.get(parent)
+            for f in rollups:
+                rollup = f.rollup
+                assert rollup is not None
+                if row is None:
+                    value = rollup.empty
+                elif rollup.aggregate == "count":
+                    value = row[f.name]
+                elif rollup.aggregate == "sum":
+                    value = _decimal(row[f.name]) if row[f.name] is not None else Decimal(0)
+                elif rollup.aggregate == "avg":
+                    value = _decimal(row[f.name]) / row[f"_n_{f.name}"] if row[f"_n_{f.name}"] else None
+                else:
+                    value = row[f.name]
+                fresh[parent][f.name] = self.stored(entity, f, parent, value)
+
+    def aggregate_query(self, rollups: Sequence[Field]) -> sa.Select:
+        """``SELECT link, aggregate, ... WHERE link IN :ids GROUP BY link`` for roll-ups
+        over one source and link (an avg as its sum and count)."""
+        first = rollups[0].rollup
+        assert first is not None and first.entity is not None and first.link is not None
         source = self.model.entity(first.entity)
         table = self.tables[source.name]
         resolve = table_resolver(table, self.tables, source, self.model)
@@ -224,24 +251,8 @@ class Recompute:
                     value = dialects.binary_text(value)  # code point order, as Python compares
                 aggregate = sa.func.min if rollup.aggregate == "min" else sa.func.max
                 columns.append(sa.type_coerce(aggregate(value), column.type).label(f.name))
-        query = sa.select(link.label("_parent"), *columns).where(link.in_(ids)).group_by(link)
-        found = {row["_parent"]: row for row in self.conn.execute(query).mappings()}
-        for parent in ids:
-            row = found.get(parent)
-            for f in rollups:
-                rollup = f.rollup
-                assert rollup is not None
-                if row is None:
-                    value = rollup.empty
-                elif rollup.aggregate == "count":
-                    value = row[f.name]
-                elif rollup.aggregate == "sum":
-                    value = _decimal(row[f.name]) if row[f.name] is not None else Decimal(0)
-                elif rollup.aggregate == "avg":
-                    value = _decimal(row[f.name]) / row[f"_n_{f.name}"] if row[f"_n_{f.name}"] else None
-                else:
-                    value = row[f.name]
-                fresh[parent][f.name] = self.stored(entity, f, parent, value)
+        return sa.select(link.label("_parent"), *columns).where(
+            link.in_(sa.bindparam("ids", expanding=True))).group_by(link)
 
     def stored(self, entity: Entity, f: Field, record_id: int, value: Any) -> Any:
         """``value`` as ``f`` stores it; one it cannot hold refuses the whole write (422)."""
@@ -270,8 +281,9 @@ class Recompute:
                                       for row, current in changed])
         note_write(self.conn, entity.name)
         ids = [row["id"] for row, _current in changed]
-        stored = {row["id"]: dict(row) for row in self.conn.execute(
-            sa.select(table).where(table.c.id.in_(ids))).mappings()}
+        reread = self.context.live.derive(f"derived_rows:{entity.name}", lambda: sa.select(table).where(
+            table.c.id.in_(sa.bindparam("ids", expanding=True))))
+        stored = {row["id"]: dict(row) for row in self.conn.execute(reread, {"ids": ids}).mappings()}
         before = [row for row, _current in changed]
         after = [stored[i] for i in ids]
         service = self.service_of(entity.name)
@@ -291,6 +303,12 @@ class Recompute:
         if entity not in self.services:
             self.services[entity] = type(self.service)(self.context, entity)
         return self.services[entity]
+
+
+def _locking(table: sa.Table, dialect: str) -> sa.Select:
+    """The rows of ``:ids``, in id order, locked on PostgreSQL until the write commits."""
+    query = sa.select(table).where(table.c.id.in_(sa.bindparam("ids", expanding=True))).order_by(table.c.id)
+    return query.with_for_update() if dialect == "postgresql" else query
 
 
 def _reading(entity: Entity, changed: set[str], computes: frozenset[str]) -> list[str]:
