@@ -436,6 +436,9 @@ class _Demo:
                 "number": f"SO-{month[0]}{month[1]:02d}-{sequence[month]:05d}", "customer": customer["id"],
                 "order_date": ordered.isoformat(), "delivery_date": delivery.isoformat(),
                 "status": status, "lines": lines,
+                # bigger orders of key accounts get a discount off their total (Loom works it out)
+                **({"discount": self.rng.choice(("2.00", "3.00", "5.00"))}
+                   if customer["level"] == "A" and len(lines) >= 3 else {}),
             }
             if "owner" in customer:
                 row["owner"] = customer["owner"]

@@ -221,6 +221,9 @@ class Markers:
         if kind == "integer":
             return self.new(entity.name, field.name, 7100000 + n)
         if kind in ("decimal", "money", "percent"):
+            if field.max is not None or kind == "percent":  # a discount: 0 to 100
+                top = int(field.max if field.max is not None else 100)
+                return self.new(entity.name, field.name, f"{n % top}.9{n % 997:03d}")
             return self.new(entity.name, field.name, f"8{n:06d}.37")
         if kind == "select":
             return field.options[option % len(field.options)].value
@@ -298,6 +301,8 @@ class World:
             for i, owner in enumerate(OWNERS):
                 body = {f.name: self.markers.value(entity, f, self.links) for f in entity.fields if settable(f)}
                 body["owner"] = self.ids[owner] if owner else None
+                if entity.owner_field != "owner":  # whose record it is follows that field
+                    body[entity.owner_field] = body["owner"]
                 if entity.name == "lead":
                     body["region"] = ("east", "north")[i % 2]
                     body["account_manager"] = self.ids[("ma", "he", "wang")[i % 3]]
