@@ -79,6 +79,9 @@ class FormView:
     slots: dict[str, Slot] = field(default_factory=dict)
     #: the preview's messages about the record as a whole
     live_messages: list[str] = field(default_factory=list)
+    #: the entity (or a child entity) has business logic: the form previews its save as the
+    #: user types; without any, a preview could change nothing on the form
+    live: bool = False
 
     @property
     def fields(self) -> list[FormField]:
@@ -148,7 +151,8 @@ def build_form(svc: RecordService, *, record: dict[str, Any] | None = None, form
     if record is not None:
         view.record_id, view.version = record["id"], record.get("version")
         view.base = json.dumps(editable_values(view, record), ensure_ascii=False, default=str)
-    if live:
+    view.live = entity.has_logic or any(svc.model.entity(f.target).has_logic for f in entity.table_fields)
+    if live and view.live:
         _live_state(svc, view, record, form, initial)
     return view
 
