@@ -30,6 +30,7 @@ def deals(apply_metadata, make_entity, make_user):
             {"name": "status", "type": "select", "options": [{"value": "draft"}, {"value": "sent"}],
              "default": "draft"},
             {"name": "note", "type": "string", "read_only_when": "status = 'sent' and not is_empty(note)"},
+            {"name": "memo", "type": "string", "read_only_when": "item.list_price > 50 or owner != $user.id"},
             {"name": "tracking", "type": "string", "required_when": "status = 'sent'",
              "visible_when": "kind = 'company'"},
             {"name": "price", "type": "money"},
@@ -118,6 +119,39 @@ def test_read_only_when_as_an_expression_refuses_a_change(deals, client_for):
     assert boss.get(f"/api/v1/deal/{created['id']}").get_json()["data"]["note"] == "second"
     # the same SQL check tells the screens which fields are locked
     assert boss.patch(f"/api/v1/deal/{created['id']}", json={"title": "Acme 2"}).status_code == 200
+
+
+def test_read_only_when_reads_through_links_and_the_user_in_sql_as_in_python(deals, loom_app, client_for):
+    boss, rep = client_for("boss"), client_for("rep")
+    cheap, dear = _item(boss, "10.00"), _item(boss, "99.00")
+    mine = rep.post("/api/v1/deal", json={"title": "Mine", "item": cheap}).get_json()["data"]
+    dear_one = rep.post("/api/v1/deal", json={"title": "Dear", "item": dear}).get_json()["data"]
+    theirs = boss.post("/api/v1/deal", json={"title": "Theirs", "item": cheap}).get_json()["data"]
+    assert rep.patch(f"/api/v1/deal/{mine['id']}", json={"memo": "ok"}).status_code == 200
+    assert _errors(rep.patch(f"/api/v1/deal/{dear_one['id']}", json={"memo": "no"})) == {"memo": "state_locked"}
+    assert _errors(rep.patch(f"/api/v1/deal/{theirs['id']}", json={"memo": "no"})) == {"memo": "state_locked"}
+    with loom_app.app_context():
+        service = _service(loom_app, "rep")
+        model = loom_app.extensions["loom"].metadata.live().model
+        condition = model.entity("deal").field("memo").read_only_when_expr
+        principal = loom_app.extensions["loom"].identity.principal_for("rep")
+        for record in (mine, dear_one, theirs):
+            with loom_app.extensions["loom"].engine.connect() as conn:
+                row = dict(conn.execute(sa.text("SELECT * FROM e_deal WHERE id = :id"), {"id": record["id"]})
+                           .mappings().one())
+
+                def lookup(entity, record_id, conn=conn):
+                    found = conn.execute(sa.text(f"SELECT * FROM e_{entity} WHERE id = :id"), {"id": record_id})
+                    return found.mappings().first()
+                in_python = condition.evaluate(row, user=principal, lookup=lookup) is True
+            assert ("memo" in service.locked_fields(record["id"])) == in_python
+
+
+def test_the_api_description_does_not_require_a_field_shown_only_under_a_condition(deals, client_for):
+    spec = client_for("boss").get("/api/openapi.json").get_json()
+    schema = spec["components"]["schemas"]["dealInput"]
+    assert "title" in schema["required"] and "company_name" not in schema["required"]
+    assert {"type": "null"} in schema["properties"]["company_name"]["anyOf"]
 
 
 def test_a_changed_link_brings_its_default_on_update_unless_a_value_is_sent(deals, client_for):

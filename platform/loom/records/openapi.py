@@ -54,7 +54,9 @@ def _record_schema(entity: Entity, model: AppModel, *, writing: bool, visible: s
         if f.type == "table":
             suffix = "Input" if writing else ""
             schema = {"type": "array", "items": {"$ref": f"#/components/schemas/{f.target}{suffix}"}}
-        if not f.required or f.type == "table":
+        # a field shown only under a condition is required only while shown (visible_when)
+        needed = f.required and f.visible_when is None
+        if not needed or f.type == "table":
             schema = {"anyOf": [schema, {"type": "null"}]} if f.type != "table" else schema
         title = label_text(f.label, "en", f.name)
         schema = {**schema, "title": title}
@@ -63,7 +65,7 @@ def _record_schema(entity: Entity, model: AppModel, *, writing: bool, visible: s
         if read_only and not writing:
             schema["readOnly"] = True
         properties[f.name] = schema
-        if writing and f.required and f.type != "table":
+        if writing and needed and f.type != "table":
             required.append(f.name)
     result: dict[str, Any] = {"type": "object", "title": entity.title("en"), "properties": properties}
     if writing:
