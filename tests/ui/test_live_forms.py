@@ -159,6 +159,9 @@ def test_the_preview_is_refused_where_the_save_is(shop, loom_client, client_for)
     kim = sign_in(shop, "kim")
     missing = kim.post(f"/r/order/{order['id'] + 99}/form/preview", {"customer": "x"}, htmx="record-form")
     assert missing.status_code == 404
+    # without the form's CSRF token (a post from another site) nothing is worked out
+    forged = kim.client.post("/r/order/form/preview", data={"customer": "x"}, headers={"HX-Request": "true"})
+    assert forged.status_code == 400
     # a read-only token is refused before anything is worked out, as for a save
     token = client_for("kim", read_only=True)
     refused = token.post("/r/order/form/preview", data={"customer": "x"}, headers={"HX-Request": "true"})
