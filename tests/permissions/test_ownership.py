@@ -321,3 +321,19 @@ def test_the_openapi_document_offers_transfers_to_who_may_transfer(world):
     assert "/api/v1/account/_transfer" not in rep["paths"] and "/api/v1/_transfer" not in rep["paths"]
     token = world["client"]("li", read_only=True).get("/api/openapi.json").get_json()
     assert "/api/v1/account/_transfer" not in token["paths"]
+
+
+def test_owner_cannot_be_written_around_a_read_only_owner_field(world, apply_metadata, make_entity, loom_engine):
+    ids = world["ids"]
+    account = make_entity("account", ACCOUNT, title_field="name", owner_field="account_manager")
+    memo = make_entity("memo", [{"name": "title", "type": "string"}], title_field="title")
+    apply_metadata(account, memo, {"kind": "role", "name": "lead", "permissions": {"account": {
+        "actions": ["read", "create", "update", "transfer"], "scope": "all",
+        "fields": {"account_manager": "read"}}}})
+    lead = world["client"]("li")
+    record_id = create(lead, name="one")
+    for body in ({"owner": ids["zhao"]}, {"account_manager": ids["zhao"]}):
+        refused = lead.patch(f"/api/v1/account/{record_id}", json=body)
+        assert refused.status_code == 403 and refused.get_json()["code"] == "forbidden_fields", body
+    assert lead.post("/api/v1/account/_transfer", json={"ids": [record_id], "to": "zhao"}).status_code == 403
+    assert accounts(loom_engine) == {"one": (ids["li"], ids["li"])}
