@@ -85,7 +85,8 @@ class Context:
     time_zone: str = "UTC"
 
 
-class RecordService(Ownership, WriteGuards, CommitHooks, Discussion, LinkChecks, RowWrites, Previews, RecordReader):
+class RecordService(Ownership, WriteGuards, CommitHooks, Discussion, LinkChecks, RowWrites, Previews,
+                    RecordReader):
     """Records of one entity, as seen by ``context.principal``: only the actions, rows and
     fields its roles allow."""
 
