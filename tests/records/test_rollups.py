@@ -478,3 +478,33 @@ def test_random_writes_keep_every_rollup_equal_to_its_records(piles, loom_client
     run_state_machine_as_test(Writes, settings=settings(
         max_examples=15, stateful_step_count=12, deadline=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]))
+
+
+def test_concurrent_writers_adding_to_one_parent_both_count(crm, loom_client):
+    """Two writers adding tickets to one customer at the same time: each locks the customer
+    before reading its aggregate, so neither overwrites the other's count."""
+    import threading
+
+    from loom.principal import Principal
+    from loom.records.door import record_service
+
+    acme = _created(loom_client, "customer", {"name": "Acme"})["id"]
+    failures = []
+
+    def add(n: int) -> None:
+        try:
+            with crm.app_context():
+                service = record_service("service_ticket", Principal.system(f"writer{n}"))
+                for i in range(8):
+                    service.create({"subject": f"w{n}-{i}", "customer": acme, "hours": "1.00"})
+        except Exception as exc:  # reported below, with the thread's error
+            failures.append(exc)
+
+    threads = [threading.Thread(target=add, args=(n,)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert _rollups(loom_client, acme)[:2] == (24, "24.00")
+    assert _get(loom_client, "customer", acme)["version"] == 25

@@ -17,7 +17,7 @@ equal to what a query over the records gives. The cost is paid by the writer: on
 aggregate (``SELECT link, SUM(...) ... GROUP BY link``) per batch of up to 500 parents,
 one statement updating the changed parents, and their events and audit entries
 (docs/benchmarks.md, "Roll-ups", measures it). On PostgreSQL the parents are locked
-(``FOR UPDATE``, in id order) before their aggregate is read, so two writers adding tickets
+(``FOR NO KEY UPDATE``, in id order) before their aggregate is read, so two writers adding tickets
 to one customer at once both count.
 
 A parent changed this way is really changed: its ``version`` goes up, ``updated_at`` and
@@ -306,9 +306,12 @@ class Recompute:
 
 
 def _locking(table: sa.Table, dialect: str) -> sa.Select:
-    """The rows of ``:ids``, in id order, locked on PostgreSQL until the write commits."""
+    """The rows of ``:ids``, in id order, locked on PostgreSQL until the write commits:
+    ``FOR NO KEY UPDATE``, which does not wait for the key-share locks that inserting a
+    record linking to them takes (``FOR UPDATE`` would, and two writers adding to one
+    parent would deadlock)."""
     query = sa.select(table).where(table.c.id.in_(sa.bindparam("ids", expanding=True))).order_by(table.c.id)
-    return query.with_for_update() if dialect == "postgresql" else query
+    return query.with_for_update(key_share=True) if dialect == "postgresql" else query
 
 
 def _reading(entity: Entity, changed: set[str], computes: frozenset[str]) -> list[str]:
