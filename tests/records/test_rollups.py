@@ -508,3 +508,37 @@ def test_concurrent_writers_adding_to_one_parent_both_count(crm, loom_client):
     assert failures == []
     assert _rollups(loom_client, acme)[:2] == (24, "24.00")
     assert _get(loom_client, "customer", acme)["version"] == 25
+
+
+def test_a_rollup_added_to_records_that_exist_is_filled_at_publish(apply_metadata, loom_client):
+    plain_customer = {**CUSTOMER, "fields": [f for f in CUSTOMER["fields"] if "rollup" not in f and "compute" not in f]}
+    plain_region = {**REGION, "fields": [f for f in REGION["fields"] if "rollup" not in f]}
+    plain_order = {**ORDER, "fields": [f for f in ORDER["fields"] if "rollup" not in f and "compute" not in f]}
+    apply_metadata(plain_region, plain_customer, TICKET, plain_order, LINE)
+    north = _created(loom_client, "region", {"name": "North"})["id"]
+    acme = _created(loom_client, "customer", {"name": "Acme", "region": north, "credit_limit": "10.00"})["id"]
+    idle = _created(loom_client, "customer", {"name": "Idle"})["id"]
+    for i, status in enumerate(("open", "open", "open", "closed")):
+        _created(loom_client, "service_ticket", {"subject": f"s{i}", "customer": acme, "hours": f"{i}.50",
+                                                 "status": status, "opened": f"2030-01-0{i + 1}"})
+    order = _created(loom_client, "sales_order", {"code": "SO", "discount": "10", "lines": [
+        {"quantity": 2, "unit_price": "30.00"}, {"quantity": 5, "unit_price": "40.00"}]})["id"]
+    version = _get(loom_client, "customer", acme)["version"]
+    plan = apply_metadata(REGION, CUSTOMER, TICKET, ORDER, LINE)
+    assert "  fills customer.open_tickets for every stored record" in plan.summary
+    assert _rollups(loom_client, acme) == (3, "8.00", "2.00", "2030-01-01", "s3", "busy")
+    assert _rollups(loom_client, idle) == (0, "0.00", None, None, None, "calm")
+    assert _get(loom_client, "region", north)["open_tickets"] == 3  # filled after what it sums
+    stored = _get(loom_client, "sales_order", order)
+    assert (stored["lines_total"], stored["big_lines"], stored["cheapest"], stored["total"]) == \
+        ("260.00", 1, "30.00", "234.00")
+    assert _get(loom_client, "customer", acme)["version"] == version  # a publish, not a change of the record
+    # another where: filled again; writes go on from there
+    changed = {**CUSTOMER, "fields": [
+        {**f, "rollup": {**f["rollup"], "where": "status = 'closed'"}} if f["name"] == "open_tickets" else f
+        for f in CUSTOMER["fields"]]}
+    apply_metadata(REGION, changed, TICKET, ORDER, LINE)
+    assert _rollups(loom_client, acme)[0] == 1
+    assert _get(loom_client, "region", north)["open_tickets"] == 1
+    _created(loom_client, "service_ticket", {"subject": "x", "customer": acme, "status": "closed"})
+    assert _rollups(loom_client, acme)[0] == 2

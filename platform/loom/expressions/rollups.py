@@ -229,7 +229,7 @@ def dependencies(model: AppModel) -> Dependencies:
 
 # -- circles --------------------------------------------------------------------------------------
 
-def _edges(model: AppModel) -> Iterator[tuple[tuple[str, str], tuple[str, str]]]:
+def edges(model: AppModel) -> Iterator[tuple[tuple[str, str], tuple[str, str]]]:
     """(input, field) for every field Loom fills from others: what it reads in its own
     record, and, for roll-ups and ``depends_on_links``, in other records."""
     for entity in model.entities.values():
@@ -256,7 +256,7 @@ def check_circles(build: Compilation, entities: Mapping[str, Entity], docs: Mapp
     circle (a circle of computed fields within one record is reported by ``compute_order``)."""
     model = AppModel(dict(entities))
     graph: dict[tuple[str, str], set[tuple[str, str]]] = {}
-    for source, target in _edges(model):
+    for source, target in edges(model):
         graph.setdefault(source, set()).add(target)
     reported: set[tuple[str, str]] = set()
     for entity in entities.values():

@@ -29,6 +29,7 @@ from loom.metadata.loader import Document, check_document, load_and_compile
 from loom.metadata.model import EMPTY_MODEL, Alert, AppModel
 from loom.principal import Principal
 from loom.schema.changes import DocumentEdits, changes_between
+from loom.schema.filling import fill_rollups
 from loom.schema.ids import ensure_ids_never_reused
 from loom.schema.migrate import Migration
 from loom.schema.models import MetadataVersion
@@ -285,7 +286,7 @@ class MetadataService:
                     raise MetadataError(problems)
                 migration.run()
                 tables = migration.new_tables
-                summary = diff.summary() + migration.notes
+                summary = diff.summary() + migration.notes + fill_rollups(conn, live, model, tables)
                 conn.execute(versions.insert().values(
                     number=number + 1, created_at=utcnow(), author=author, source=source,
                     summary=summary, documents=[dict(d) for d in model.documents],
