@@ -307,6 +307,24 @@ def test_a_user_who_cannot_read_the_parent_keeps_its_rollup_right(crm, apply_met
     assert actors == {"agent"}
 
 
+def test_a_user_who_cannot_read_the_parent_at_all_still_moves_its_rollup(crm, apply_metadata, make_user,
+                                                                          client_for, loom_client):
+    apply_metadata(REGION, CUSTOMER, TICKET, ORDER, LINE, {
+        "kind": "role", "name": "closer", "permissions": {
+            "service_ticket": {"actions": ["read", "update"], "fields": {"credit_left": "none", "region_name": "none"}}}})
+    make_user("closer", roles=["closer"])
+    closer = client_for("closer")
+    acme = _created(loom_client, "customer", {"name": "Acme Secret", "credit_limit": "77.00"})["id"]
+    ticket = _created(loom_client, "service_ticket", {"subject": "s", "customer": acme, "hours": "3.00"})["id"]
+    assert closer.get(f"/api/v1/customer/{acme}").status_code in (403, 404)
+    reply = closer.patch(f"/api/v1/service_ticket/{ticket}", json={"status": "closed", "hours": "5.00"})
+    assert reply.status_code == 200, reply.get_json()
+    text = json.dumps(reply.get_json())
+    for leaked in ("Acme Secret", "77.00", "open_tickets"):
+        assert leaked not in text
+    assert _rollups(loom_client, acme)[:2] == (0, "5.00")
+
+
 def test_a_rollup_too_large_for_its_field_refuses_the_write(apply_metadata, make_entity, loom_client):
     apply_metadata(
         make_entity("box", [{"name": "name", "type": "string"},
