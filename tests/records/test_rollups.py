@@ -494,7 +494,7 @@ def test_random_writes_keep_every_rollup_equal_to_its_records(piles, loom_client
                 assert {k: record[k] for k in ("flagged", "total", "top", "low", "mean")} == _expected(items)
 
     run_state_machine_as_test(Writes, settings=settings(
-        max_examples=15, stateful_step_count=12, deadline=None,
+        max_examples=20, stateful_step_count=15, deadline=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]))
 
 
