@@ -337,3 +337,20 @@ def test_owner_cannot_be_written_around_a_read_only_owner_field(world, apply_met
         assert refused.status_code == 403 and refused.get_json()["code"] == "forbidden_fields", body
     assert lead.post("/api/v1/account/_transfer", json={"ids": [record_id], "to": "zhao"}).status_code == 403
     assert accounts(loom_engine) == {"one": (ids["li"], ids["li"])}
+
+
+def test_a_computed_default_of_the_owner_field_decides_the_owner(world, apply_metadata, make_entity, loom_engine):
+    ids, admin = world["ids"], world["admin"]
+    account = make_entity("account", ACCOUNT, title_field="name", owner_field="account_manager")
+    contact = make_entity("contact", [
+        {"name": "name", "type": "string"},
+        {"name": "account", "type": "link", "target": "account"},
+        {"name": "manager", "type": "link", "target": "user", "default": {"from": "account.account_manager"}},
+    ], title_field="name", owner_field="manager")
+    apply_metadata(account, contact, make_entity("memo", [{"name": "title", "type": "string"}]))
+    acme = create(admin, name="Acme", account_manager=ids["zhao"])
+    made = admin.post("/api/v1/contact", json={"name": "Li Lei", "account": acme})
+    assert made.status_code == 201, made.get_json()
+    with loom_engine.connect() as conn:
+        row = conn.execute(sa.text("SELECT manager, owner FROM e_contact")).one()
+    assert tuple(row) == (ids["zhao"], ids["zhao"])
