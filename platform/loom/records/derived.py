@@ -40,7 +40,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from loom.db import utcnow
-from loom.errors import ValidationError, error_entry
+from loom.errors import Conflict, ValidationError, error_entry
 from loom.expressions import dialects
 from loom.expressions.rollups import Dependencies, LinkDependency, dependencies
 from loom.expressions.sql import table_resolver
@@ -53,6 +53,8 @@ BATCH = 500
 #: changed records followed before the cascade is taken for a circle (the metadata refuses
 #: circles, so only a bug gets there)
 MAX_STEPS = 100_000
+#: PostgreSQL's SQLSTATE for a deadlock it broke
+DEADLOCK = "40P01"
 #: ids named in ``recomputed_because`` (an update of 10,000 tickets names the first ones)
 NAMED_IDS = 100
 
@@ -63,8 +65,19 @@ def recompute_derived(service: Any, conn: sa.Connection, before: Rows | None, af
     """After ``service`` wrote records of its entity (``before``/``after``: the rows as
     stored, None for a create's before and a delete's after), recompute what reads them."""
     found = service.context.live.derive("derived:dependencies", lambda: dependencies(service.model))
-    if found.concern(service.entity.name):
+    if not found.concern(service.entity.name):
+        return
+    try:
         Recompute(service, conn, found).run(service.entity.name, before, after)
+    except sa.exc.OperationalError as exc:
+        # two writers locking the same records from opposite ends (a customer's update
+        # recomputing its tickets, a ticket's update recomputing its customer): PostgreSQL
+        # ends one of them; that write is refused as a conflict, to be sent again
+        if getattr(exc.orig, "sqlstate", None) != DEADLOCK:
+            raise
+        raise Conflict("records this change recomputes were being changed at the same time by another write; "
+                       "nothing was saved: send it again", code="derived_conflict",
+                       params={"entity": service.entity.name}) from exc
 
 
 @dataclasses.dataclass
