@@ -15,8 +15,8 @@ from werkzeug.datastructures import MultiDict
 
 from loom.errors import BadRequest, LoomError, NotFound, ValidationError
 from loom.identity.admin import admin_policy, admin_rights, authorise
-from loom.records.ownership import owned_counts, transfer_everything
 from loom.records.service import RecordService
+from loom.records.transfers import owned_counts, transfer_everything
 from loom.ui.i18n import gettext, ngettext
 from loom.ui.links import read_link
 from loom.ui.lists import _bulk_reply, _selected_ids

@@ -24,9 +24,9 @@ from loom.errors import BadRequest, PreconditionFailed, error_entry
 from loom.principal import Principal
 from loom.records.door import record_context
 from loom.records.openapi import build_openapi
-from loom.records.ownership import owned_counts, transfer_everything
 from loom.records.query import parse_fields
 from loom.records.service import Context, RecordService
+from loom.records.transfers import owned_counts, transfer_everything
 
 api = Blueprint("api", __name__, url_prefix="/api")
 #: a version fits in 64 bits: longer digits are no ETag Loom sent (and int() of thousands of them fails)

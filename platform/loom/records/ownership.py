@@ -19,15 +19,14 @@ logged as ``record.transfer`` (entity, record, from, to) beside the write's own 
 ``transfer`` and ``transfer_all`` change the owner of a selection or of every record of
 one user (a departing one) in one transaction, through ``update``: each record passes
 the hooks, business logic, events and audit entry of any update, and all or none change.
-``owned_counts`` and ``transfer_everything`` do the same across every entity the caller
-may transfer.
+``loom.records.transfers`` does the same across every entity the caller may transfer.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.sql import visitors
@@ -37,9 +36,6 @@ from loom.metadata.model import USER_TABLE, Entity
 from loom.permissions import EntityAccess, Forbidden
 from loom.permissions.policy import owned
 from loom.principal import Principal
-
-if TYPE_CHECKING:
-    from loom.records.service import Context
 
 
 @dataclasses.dataclass(frozen=True)
@@ -263,35 +259,3 @@ class Ownership:
                 self.update(record_id, {self.entity.owner_field: target.id})  # type: ignore[attr-defined]
         return len(ids)
 
-
-def _transferable(context: Context) -> list[Any]:
-    """A record service for every entity the caller may transfer records of."""
-    from loom.records.service import RecordService
-
-    services = [RecordService(context, e.name) for e in context.live.model.entities.values() if not e.child]
-    return [s for s in services if s.allowed("transfer") and s.allowed("update")]
-
-
-def owned_counts(context: Context, user: Any) -> dict[str, int]:
-    """Per entity the caller may transfer: how many of ``user``'s records they could
-    transfer (entities without any left out)."""
-    counts = {s.entity.name: s.owned_count(user) for s in _transferable(context)}
-    return {name: n for name, n in counts.items() if n}
-
-
-def transfer_everything(context: Context, from_user: Any, to: Any) -> dict[str, int]:
-    """Give every record of ``from_user`` the caller may transfer, of every entity, to
-    ``to`` in one transaction; returns how many moved per entity (none: nothing to do)."""
-    from loom.db import write_transaction
-
-    services = _transferable(context)
-    if not services:
-        raise Forbidden("you may not transfer records of any entity", code="forbidden_action",
-                        params={"action": "transfer", "entity": "*"})
-    moved = {}
-    with write_transaction(context.engine, join=context.connection):
-        for service in services:
-            n = service.transfer_all(from_user, to)
-            if n:
-                moved[service.entity.name] = n
-    return moved
