@@ -75,6 +75,18 @@
       else input.readOnly = readOnly;
     });
   }
+  // An answer that left the server before a row was removed still names the row's parts:
+  // those parts are dropped from it (htmx would report each missing one as an error).
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var elt = event.detail.requestConfig && event.detail.requestConfig.elt;
+    if (!elt || !elt.hasAttribute || !elt.hasAttribute("data-live-form")) return;
+    var answer = document.createElement("template");
+    answer.innerHTML = event.detail.serverResponse;
+    answer.content.querySelectorAll("[hx-swap-oob]").forEach(function (part) {
+      if (!document.getElementById(part.id)) part.remove();
+    });
+    event.detail.serverResponse = answer.innerHTML;
+  });
   // An answer never replaces what holds the focus: the user may be typing there.
   document.addEventListener("htmx:oobBeforeSwap", function (event) {
     var target = event.detail.target;
