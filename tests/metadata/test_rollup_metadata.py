@@ -173,8 +173,8 @@ def test_every_rollup_mistake_names_the_field_and_the_fix(field, message):
     assert any(p.startswith(f"crm.yaml:{line}: {message}") for p in found), found
 
 
-def test_a_child_entity_cannot_be_rolled_up_by_its_link():
-    problems = _problems("""
+def test_child_rows_can_be_rolled_up_by_the_record_they_link_to():
+    model = _compile("""
 kind: entity
 name: order
 fields:
@@ -190,10 +190,36 @@ fields:
 kind: entity
 name: stock
 fields:
-  - {name: sold, type: integer, rollup: {from: line.product, sum: quantity}}
+  - {name: name, type: string}
+---
+kind: entity
+name: product_sales
+fields:
+  - {name: product, type: link, target: product}
 """)
-    assert any("fields[0].rollup.from: 'line' is a child entity: roll up its rows from the table field that "
-               "holds them, on their parent" in p for p in problems), problems
+    assert model.entity("stock").rollups == ()
+    docs, problems = load_text(BASE.replace("  - {name: name, type: string}\n---\nkind: entity\nname: service_ticket",
+                                            "  - {name: name, type: string}\n"
+                                            "  - {name: sold, type: integer, rollup: {from: line.product, sum: quantity}}\n"
+                                            "---\nkind: entity\nname: service_ticket") + """
+kind: entity
+name: order
+fields:
+  - {name: lines, type: table, target: line}
+---
+kind: entity
+name: line
+child: true
+fields:
+  - {name: product, type: link, target: product}
+  - {name: quantity, type: integer}
+""", "crm.yaml")
+    assert problems == []
+    model = compile_documents(docs)
+    sold = model.entity("product").field("sold").rollup
+    assert (sold.entity, sold.link) == ("line", "product")
+    found = dependencies(model)
+    assert found.rollups_through("order") == ("lines",) and found.concern("order")
 
 
 def test_depends_on_links_needs_a_path_through_a_link():

@@ -559,3 +559,60 @@ def test_a_rollup_added_to_records_that_exist_is_filled_at_publish(apply_metadat
     assert _get(loom_client, "region", north)["open_tickets"] == 1
     _created(loom_client, "service_ticket", {"subject": "x", "customer": acme, "status": "closed"})
     assert _rollups(loom_client, acme)[0] == 2
+
+
+@pytest.fixture
+def stock(apply_metadata, make_entity, loom_app):
+    apply_metadata(
+        make_entity("product", [
+            {"name": "name", "type": "string"},
+            {"name": "sold", "type": "integer", "rollup": {"from": "line.product", "sum": "quantity"}},
+            {"name": "big_orders", "type": "integer",
+             "rollup": {"from": "line.product", "count": True, "where": "amount >= 100"}}], title_field="name"),
+        make_entity("order", [{"name": "code", "type": "string"},
+                              {"name": "lines", "type": "table", "target": "line"}]),
+        make_entity("line", [{"name": "product", "type": "link", "target": "product"},
+                             {"name": "quantity", "type": "integer"}, {"name": "price", "type": "money"},
+                             {"name": "amount", "type": "money", "compute": "quantity * price"}], child=True))
+    return loom_app
+
+
+def test_child_rows_rolled_up_by_the_record_they_link_to(stock, loom_client):
+    lamp, desk = (_created(loom_client, "product", {"name": n})["id"] for n in ("lamp", "desk"))
+
+    def sold():
+        return [(_get(loom_client, "product", p)["sold"], _get(loom_client, "product", p)["big_orders"])
+                for p in (lamp, desk)]
+
+    order = _created(loom_client, "order", {"code": "A", "lines": [
+        {"product": lamp, "quantity": 2, "price": "10.00"}, {"product": lamp, "quantity": 10, "price": "10.00"},
+        {"product": desk, "quantity": 1, "price": "300.00"}]})
+    assert sold() == [(12, 1), (1, 1)]
+    lines = order["lines"]
+    # a row moved to another product, one removed, one added: both products follow
+    _patch(loom_client, "order", order["id"], {"lines": [
+        {"id": lines[0]["id"], "product": desk, "quantity": 2, "price": "10.00"},
+        {"id": lines[2]["id"], "product": desk, "quantity": 1, "price": "300.00"},
+        {"product": lamp, "quantity": 4, "price": "1.00"}]})
+    assert sold() == [(4, 0), (3, 1)]
+    # a write of the order that leaves its rows alone recomputes nothing
+    version = _get(loom_client, "product", lamp)["version"]
+    _patch(loom_client, "order", order["id"], {"code": "A2"})
+    assert _get(loom_client, "product", lamp)["version"] == version
+    second = _created(loom_client, "order", {"code": "B", "lines": [{"product": lamp, "quantity": 1, "price": "1"}]})
+    assert sold() == [(5, 0), (3, 1)]
+    assert loom_client.delete(f"/api/v1/order/{order['id']}").status_code in (200, 204)
+    assert sold() == [(1, 0), (0, 0)]
+    engine = stock.extensions["loom"].engine
+    with engine.connect() as conn:
+        detail = conn.execute(sa.select(audit_log.c.detail).where(
+            audit_log.c.entity == "product", audit_log.c.record_id == desk).order_by(audit_log.c.seq.desc())
+        ).scalars().first()
+    assert json.loads(detail) == {"recomputed_because": {"entity": "order", "ids": [order["id"]]}}
+    assert second["lines"][0]["amount"] == "1.00"
+    from loom.principal import Principal
+    from loom.records.door import record_service
+    with stock.app_context():
+        record_service("order", Principal.system("test")).bulk_create([
+            {"code": f"C{i}", "lines": [{"product": desk, "quantity": i, "price": "50.00"}]} for i in (1, 2, 3)])
+    assert sold() == [(1, 0), (6, 2)]  # amounts 50, 100, 150

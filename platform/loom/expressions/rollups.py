@@ -68,10 +68,6 @@ def _source(fail: Fail, at: tuple, entity: Entity, rollup: Rollup,
     if source is None:
         fail(at, f"no entity named '{name}' to roll up from; {how}")
         return None
-    if source.child:
-        fail(at, f"'{name}' is a child entity: roll up its rows from the table field that holds them, "
-                 "on their parent")
-        return None
     f = source.all_fields.get(link)
     if f is None:
         fail(at, f"no field named '{link}' in {name}; name its link field that points at {entity.name}")
@@ -182,9 +178,16 @@ class Dependencies:
 
     rollups_from: Mapping[str, tuple[LinkRollups, ...]]
     read_by: Mapping[str, tuple[LinkDependency, ...]]
+    #: parent entity -> its table fields whose child rows are the source of link roll-ups
+    #: (order lines summed per product): those change when the parent is written
+    through_rows: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
     def concern(self, entity: str) -> bool:
-        return entity in self.rollups_from or entity in self.read_by
+        return entity in self.rollups_from or entity in self.read_by or entity in self.through_rows
+
+    def rollups_through(self, entity: str) -> tuple[str, ...]:
+        """``entity``'s table fields whose rows are rolled up by another entity."""
+        return tuple(self.through_rows.get(entity, ()))
 
 
 def _first_names(expression: Any) -> set[str]:
@@ -224,7 +227,13 @@ def dependencies(model: AppModel) -> Dependencies:
     by_entity: dict[str, list[LinkDependency]] = {}
     for (hop, reads, dependent, chain), names in read_by.items():
         by_entity.setdefault(hop, []).append(LinkDependency(hop, reads, dependent, chain, tuple(names)))
-    return Dependencies({k: tuple(v) for k, v in rollups_from.items()}, {k: tuple(v) for k, v in by_entity.items()})
+    through_rows: dict[str, list[str]] = {}
+    for child in rollups_from:
+        if child in model.parents:
+            parent, table_field = model.parents[child]
+            through_rows.setdefault(parent.name, []).append(table_field.name)
+    return Dependencies({k: tuple(v) for k, v in rollups_from.items()}, {k: tuple(v) for k, v in by_entity.items()},
+                        {k: tuple(v) for k, v in through_rows.items()})
 
 
 # -- circles --------------------------------------------------------------------------------------

@@ -61,14 +61,16 @@ NAMED_IDS = 100
 Rows = Sequence[Mapping[str, Any]]
 
 
-def recompute_derived(service: Any, conn: sa.Connection, before: Rows | None, after: Rows | None) -> None:
+def recompute_derived(service: Any, conn: sa.Connection, before: Rows | None, after: Rows | None, *,
+                      records: tuple[Rows | None, Rows | None] = (None, None)) -> None:
     """After ``service`` wrote records of its entity (``before``/``after``: the rows as
-    stored, None for a create's before and a delete's after), recompute what reads them."""
+    stored, None for a create's before and a delete's after; ``records``: the same as
+    full JSON records, with their child rows), recompute what reads them."""
     found = service.context.live.derive("derived:dependencies", lambda: dependencies(service.model))
     if not found.concern(service.entity.name):
         return
     try:
-        Recompute(service, conn, found).run(service.entity.name, before, after)
+        Recompute(service, conn, found).run(service.entity.name, before, after, records)
     except sa.exc.OperationalError as exc:
         # two writers locking the same records from opposite ends (a customer's update
         # recomputing its tickets, a ticket's update recomputing its customer): PostgreSQL
@@ -119,15 +121,21 @@ class Recompute:
         self.services: dict[str, Any] = {}
         self.now = utcnow()
 
-    def run(self, entity: str, before: Rows | None, after: Rows | None) -> None:
+    def run(self, entity: str, before: Rows | None, after: Rows | None,
+            records: tuple[Rows | None, Rows | None] = (None, None)) -> None:
         work: deque[tuple[str, Rows | None, Rows | None]] = deque([(entity, before, after)])
         steps = 0
+        first = True
         while work:
             name, old, new = work.popleft()
             steps += len(new or old or ())
             if steps > MAX_STEPS:
                 raise RuntimeError("roll-ups and computed fields did not settle; the metadata has a circle")
-            for task in self.tasks(name, old, new):
+            tasks = self.tasks(name, old, new)
+            if first:  # the write's own child rows (a derived change never writes any)
+                tasks += self.row_tasks(name, *records)
+                first = False
+            for task in tasks:
                 for changed_before, changed_after in self.refresh(task):
                     if self.found.concern(task.entity):
                         work.append((task.entity, changed_before, changed_after))
@@ -155,6 +163,33 @@ class Recompute:
                 ids = self.dependents(dependency, changed)
                 if ids:
                     tasks.append(_Task(dependency.dependent, ids, (), frozenset(dependency.fields), entity, changed))
+        return tasks
+
+    def row_tasks(self, entity: str, before: Rows | None, after: Rows | None) -> list[_Task]:
+        """Link roll-ups over child rows of ``entity``'s table fields (sales per product over
+        order lines): the records the rows written link to, before and after, where a row
+        was added, removed, or changed in the link, the aggregated field or the where."""
+        tasks = []
+        pairs = _pairs(before, after)
+        for table_field in self.found.rollups_through(entity):
+            child = self.model.entity(entity).field(table_field).target
+            for group in self.found.rollups_from.get(child, ()):
+                parents: set[int] = set()
+                causes: set[int] = set()
+                for old_record, new_record in pairs:
+                    old_rows = {r["id"]: r for r in (old_record or {}).get(table_field) or ()}
+                    new_rows = {r["id"]: r for r in (new_record or {}).get(table_field) or ()}
+                    for row_id in old_rows.keys() | new_rows.keys():
+                        old, new = old_rows.get(row_id), new_rows.get(row_id)
+                        if old is not None and new is not None and \
+                                all(_plain(old.get(k)) == _plain(new.get(k)) for k in group.inputs):
+                            continue
+                        for row in (old, new):
+                            if row is not None and _plain(row.get(group.link)) is not None:
+                                parents.add(_plain(row[group.link]))
+                        causes.add((new_record or old_record or {})["id"])
+                if parents:
+                    tasks.append(_Task(group.parent, parents, group.fields, frozenset(), entity, causes))
         return tasks
 
     def dependents(self, dependency: LinkDependency, changed: set[int]) -> set[int]:
@@ -339,6 +374,11 @@ def _reading(entity: Entity, changed: set[str], computes: frozenset[str]) -> lis
             result.append(name)
             names.add(name)
     return result
+
+
+def _plain(value: Any) -> Any:
+    """A value of a JSON record as stored: a link by its id."""
+    return value["id"] if isinstance(value, dict) and "id" in value else value
 
 
 def _decimal(value: Any) -> Decimal:

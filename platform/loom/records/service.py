@@ -328,7 +328,7 @@ class RecordService(Ownership, WriteGuards, CommitHooks, Discussion, LinkChecks,
                 record = self._serialize(conn, [stored], full=True)[0]
                 reply = record if self._reply_is_full() else self._serialize(conn, [stored])[0]
                 self._committed(conn, "create", [record])
-                recompute_derived(self, conn, None, [stored])
+                recompute_derived(self, conn, None, [stored], records=(None, [record]))
         except OutOfScope as exc:
             self._log_refusal("create", exc)
             raise
@@ -389,7 +389,7 @@ class RecordService(Ownership, WriteGuards, CommitHooks, Discussion, LinkChecks,
                 self._insert_children(conn, zip(ids, (children for _values, children in loaded), strict=True))
                 records = self._serialize(conn, stored, full=True)
                 self._committed(conn, "create", records)
-                recompute_derived(self, conn, None, stored)
+                recompute_derived(self, conn, None, stored, records=(None, records))
                 self._refresh_statistics(conn, len(ids), loaded)
         except OutOfScope as exc:
             self._log_refusal("create", exc)
@@ -450,7 +450,7 @@ class RecordService(Ownership, WriteGuards, CommitHooks, Discussion, LinkChecks,
                                           errors=[error_entry(n, "state_locked", STATE_LOCKED) for n in refused])
                 reply = after if self._reply_is_full() else self._serialize(conn, [stored])[0]
                 self._committed(conn, "update", [after], [changes])
-                recompute_derived(self, conn, [row], [stored])
+                recompute_derived(self, conn, [row], [stored], records=([before], [after]))
         except _NoChange as unchanged:
             return unchanged.record
         except OutOfScope as exc:
@@ -489,7 +489,7 @@ class RecordService(Ownership, WriteGuards, CommitHooks, Discussion, LinkChecks,
                 conn.execute(self.table.delete().where(self.table.c.id == record_id))
                 note_write(conn, self.entity.name)
                 self._committed(conn, "delete", [record])
-                recompute_derived(self, conn, [row], None)
+                recompute_derived(self, conn, [row], None, records=([record], None))
         except sa.exc.IntegrityError as exc:
             raise Conflict(f"other records still link to this {self.entity.name}; it cannot be deleted "
                            "while they do", code="still_linked_unseen", params={"entity": self.entity.name}) from exc
