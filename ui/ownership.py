@@ -21,6 +21,7 @@ from loom.ui.i18n import gettext, ngettext
 from loom.ui.links import read_link
 from loom.ui.lists import _bulk_reply, _selected_ids
 from loom.ui.messages import message_text
+from loom.ui.navigation import nav_order
 from loom.ui.pages import pages, redirect_to, render_page
 from loom.ui.screens import context, display_names, record_title, service
 
@@ -137,7 +138,8 @@ def transfer_all_form():
     if source is not None:
         model = context().live.model
         found = owned_counts(context(), source["id"])
-        counts = [(model.entity(name), n) for name, n in found.items()]
+        counts = [(entity, found[entity.name]) for entity in nav_order(model.entities.values())
+                  if entity.name in found]
     return render_page("transfer_all.html", users=users, source=source, target=target, counts=counts)
 
 
