@@ -8,8 +8,10 @@ recomputed: for a roll-up, the parents the source records link to, before and af
 write (a ticket moved from customer A to B changes both), where the link, the aggregated
 field or a field its ``where`` reads changed; for ``depends_on_links``, the records that
 read a changed field through their links (for a path of several links, the records at
-each hop). Roll-ups over child rows are worked out by the write itself
-(``loom.records.logic``), from the rows it is given.
+each hop); for a roll-up over child rows of another entity (order lines summed per
+product), the records the rows written link to, before and after. Roll-ups of a record
+over its own child rows are worked out by the write itself (``loom.records.logic``), from
+the rows it is given.
 
 Why in the same transaction: a roll-up that lags behind its records would be a value
 nobody can trust; a write that commits with its derived values, or not at all, keeps them
