@@ -354,3 +354,16 @@ def test_a_computed_default_of_the_owner_field_decides_the_owner(world, apply_me
     with loom_engine.connect() as conn:
         row = conn.execute(sa.text("SELECT manager, owner FROM e_contact")).one()
     assert tuple(row) == (ids["zhao"], ids["zhao"])
+
+
+def test_a_required_owner_field_is_refused_empty_rather_than_filled(world, apply_metadata, make_entity):
+    ids, admin = world["ids"], world["admin"]
+    apply_metadata(make_entity("deal", [{"name": "title", "type": "string"},
+                                        {"name": "manager", "type": "link", "target": "user", "required": True}],
+                               title_field="title", owner_field="manager"))
+    missing = admin.post("/api/v1/deal", json={"title": "x"})
+    assert missing.status_code == 422 and codes(missing) == ["required"]
+    made = admin.post("/api/v1/deal", json={"title": "x", "manager": ids["zhao"]}).get_json()["data"]
+    assert made["owner"]["id"] == ids["zhao"]
+    emptied = admin.patch(f"/api/v1/deal/{made['id']}", json={"manager": None})
+    assert emptied.status_code == 422 and codes(emptied) == ["required"]
