@@ -59,7 +59,7 @@ FIELD_AGENT = {"kind": "role", "name": "field_agent", "permissions": {
              "fields": {"budget": "none"}},
     "customer": {"actions": ["read"], "scope": "team", "fields": {"*": "none", "name": "read", "region": "read"}},
 }}
-ACTIONS = ("read", "export", "create", "update", "delete", "import", "approve")
+ACTIONS = ("read", "export", "create", "update", "delete", "import", "approve", "transfer")
 
 
 def _seed_documents() -> list[dict]:

@@ -214,6 +214,35 @@ def check_delete(world, caller, entity, client):
     assert world.admin.get(f"/api/v1/{name}/{outside[0]['id']}").status_code == 200
 
 
+def check_transfer(world, caller, entity, client):
+    """Giving records to another owner needs ``transfer``, and reaches only records the
+    caller may update; the new owner may be anyone (sun, of another region here)."""
+    name, to = entity.name, world.ids["sun"]
+    records = world.records(name)
+    if not grants(caller.roles, name, "transfer"):
+        refused = client.post(f"/api/v1/{name}/_transfer", json={"ids": [records[0]["id"]], "to": to})
+        assert refused.status_code == 403, refused.get_json()
+        assert world.admin.get(f"/api/v1/{name}/{records[0]['id']}").get_json()["data"] == records[0]
+        return
+    body = {f.name: world.markers.value(entity, f, world.links) for f in entity.fields if settable(f)}
+    body = world.fitting(caller, entity, "update", {**body, "owner": caller.id, entity.owner_field: caller.id})
+    made = world.admin.post(f"/api/v1/{name}", json=body)
+    assert made.status_code == 201, made.get_json()
+    mine = made.get_json()["data"]
+    moved = client.post(f"/api/v1/{name}/_transfer", json={"ids": [mine["id"]], "to": to})
+    if not (grants(caller.roles, name, "update") and in_scope(caller, name, "update", mine)):
+        assert moved.status_code in (403, 404), moved.get_json()
+        return
+    assert moved.status_code == 200, moved.get_json()
+    now = world.admin.get(f"/api/v1/{name}/{mine['id']}").get_json()["data"]
+    assert value_of(now, "owner") == value_of(now, entity.owner_field) == to
+    outside = [r for r in records if not in_scope(caller, name, "update", r)]
+    if outside:
+        assert client.post(f"/api/v1/{name}/_transfer",
+                           json={"ids": [outside[0]["id"]], "to": to}).status_code == 404
+        assert world.admin.get(f"/api/v1/{name}/{outside[0]['id']}").get_json()["data"] == outside[0]
+
+
 def _import_jobs(world):
     with world.app.extensions["loom"].engine.connect() as conn:
         return conn.execute(sa.text("SELECT count(*) FROM loom_import_jobs")).scalar()
@@ -262,7 +291,7 @@ def check_approve(world, caller, entity, client, monkeypatch):
 
 
 CHECKS = {"read": check_read, "export": check_export, "update": check_update, "create": check_create,
-          "delete": check_delete, "import": check_import}
+          "delete": check_delete, "import": check_import, "transfer": check_transfer}
 
 
 @pytest.mark.parametrize("action", ACTIONS)
