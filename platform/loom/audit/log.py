@@ -24,6 +24,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 
 from loom.audit.models import audit_head, audit_log
@@ -93,14 +94,52 @@ def _clean_detail(value: Any) -> Any:
 
 def canonical_json(value: Any) -> str | None:
     """The one text form of a JSON value: sorted keys, no spaces, UTF-8 kept (a surrogate
-    without its partner, which UTF-8 cannot hold, becomes U+FFFD)."""
+    without its partner, which UTF-8 cannot hold, becomes U+FFFD).
+
+    The form is the standard library's (the chain's hashes cover it); orjson writes the
+    same bytes several times faster for the values it writes exactly alike, which are
+    nearly all: those ``_orjson_alike`` finds (no float: orjson writes 1e-05 as 0.00001)
+    and orjson then takes (no lone surrogate, no integer beyond 64 bits). Anything else
+    is written by the standard library, as before."""
     if value is None:
         return None
+    if _orjson_alike(value):
+        try:
+            return orjson.dumps(value, default=_default, option=_ORJSON_CANONICAL).decode()
+        except orjson.JSONEncodeError:
+            pass
     return _UNSTORABLE.sub("\ufffd", _canonical(value))
 
 
 #: built once: ``json.dumps`` with these options makes a new encoder for every entry
 _canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_default).encode
+#: times and subclasses go to ``_default`` (or are refused by it), as with the standard library
+_ORJSON_CANONICAL = (orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS
+                     | orjson.OPT_PASSTHROUGH_DATACLASS)
+#: values both write alike: orjson itself, or through ``_default``
+_ALIKE_ATOMS = frozenset({str, int, bool, type(None), decimal.Decimal, dt.datetime, dt.date, dt.time})
+_ALIKE_LISTS = frozenset({list, tuple, set, frozenset})
+
+
+def _orjson_alike(value: Any) -> bool:
+    """Whether orjson writes ``value`` as the standard library does: built of exactly the
+    types both write alike (a subclass, a float, a UUID or an enum may differ), every
+    dictionary keyed by strings. Walked without recursion, however deep it is."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind in _ALIKE_ATOMS:
+            continue
+        if kind is dict:
+            if any(type(k) is not str for k in item):
+                return False
+            stack.extend(item.values())
+        elif kind in _ALIKE_LISTS:
+            stack.extend(item)
+        else:
+            return False
+    return True
 
 
 def timestamp(value: dt.datetime) -> str:
@@ -115,10 +154,23 @@ def entry_hash(row: Mapping[str, Any], at_text: str | None = None) -> str:
     (``at_text``, when the caller already has it: the entries of one write share a time)."""
     values = [row[c] for c in HASHED]
     values[1] = at_text or timestamp(values[1])
-    return hashlib.sha256(_compact(values).encode()).hexdigest()
+    return hashlib.sha256(_compact_bytes(values)).hexdigest()
 
 
 _compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_HASHED_ATOMS = frozenset({str, int, type(None)})
+
+
+def _compact_bytes(values: list[Any]) -> bytes:
+    """The hashed columns as compact JSON in UTF-8: by orjson, which writes strings,
+    integers and None exactly as the standard library does, when the values are just
+    those (always, for an entry as stored); else by the standard library."""
+    if all(type(v) in _HASHED_ATOMS for v in values):
+        try:
+            return orjson.dumps(values)
+        except orjson.JSONEncodeError:  # a lone surrogate, an integer beyond 64 bits
+            pass
+    return _compact(values).encode()
 
 
 def mask_secrets(values: Mapping[str, Any], secret: Iterable[str]) -> dict[str, Any]:
