@@ -399,8 +399,10 @@ def piles(apply_metadata, make_entity, loom_app):
                              {"name": "amount", "type": "money"}, {"name": "flag", "type": "boolean"}]),
         make_entity("basket", [{"name": "label", "type": "string"}, *rollups("rows"),
                                {"name": "rows", "type": "table", "target": "basket_row"}]),
-        make_entity("basket_row", [{"name": "amount", "type": "money"}, {"name": "flag", "type": "boolean"}],
-                    child=True),
+        make_entity("basket_row", [{"name": "amount", "type": "money"}, {"name": "flag", "type": "boolean"},
+                                   {"name": "tag", "type": "link", "target": "tag"}], child=True),
+        # rows of every basket, rolled up by the tag they link to
+        make_entity("tag", [{"name": "label", "type": "string"}, *rollups("basket_row.tag")]),
     )
     return loom_app
 
@@ -410,7 +412,8 @@ def test_random_writes_keep_every_rollup_equal_to_its_records(piles, loom_client
 
     class Writes(RuleBasedStateMachine):
         """Chips created, changed, moved between piles, deleted, bulk created; basket rows
-        replaced and moved from one basket to another: every roll-up follows."""
+        replaced, retagged and moved from one basket to another: every roll-up follows,
+        the tags' over the rows of every basket too."""
 
         def __init__(self):
             super().__init__()
@@ -418,6 +421,7 @@ def test_random_writes_keep_every_rollup_equal_to_its_records(piles, loom_client
             self.baskets = [_created(client, "basket", {"label": f"b{i}"})["id"] for i in range(2)]
             self.chips: dict[int, dict] = {}
             self.rows: dict[int, list[dict]] = {b: [] for b in self.baskets}
+            self.tags = [_created(client, "tag", {"label": f"t{i}"})["id"] for i in range(2)]
 
         def _chip_body(self, pile, amount, flag):
             return {"pile": None if pile is None else self.piles[pile],
@@ -460,14 +464,18 @@ def test_random_writes_keep_every_rollup_equal_to_its_records(piles, loom_client
             for chip_id, (pile, amount, flag) in zip(ids, chips, strict=True):
                 self.chips[chip_id] = {"pile": self.piles[pile], "amount": amount, "flag": flag}
 
-        @rule(basket=st.integers(0, 1), rows=st.lists(st.tuples(MONEY, FLAG), max_size=4), keep=st.booleans())
-        def write_rows(self, basket, rows, keep):
+        def _kept(self, stored):
+            return [{"id": r["id"], "amount": r["amount"], "flag": r["flag"], "tag": r["tag"] and r["tag"]["id"]}
+                    for r in stored["rows"]]
+
+        @rule(basket=st.integers(0, 1), rows=st.lists(st.tuples(MONEY, FLAG, st.none() | st.integers(0, 1)),
+                                                         max_size=4), keep=st.booleans(), retag=st.booleans())
+        def write_rows(self, basket, rows, keep, retag):
             basket_id = self.baskets[basket]
-            kept = [{"id": r["id"], "amount": r["amount"], "flag": r["flag"]} for r in self.rows[basket_id]] \
-                if keep else []
-            new = [{"amount": None if a is None else str(a), "flag": f} for a, f in rows]
-            stored = _patch(client, "basket", basket_id, {"rows": kept + new})
-            self.rows[basket_id] = [{"id": r["id"], "amount": r["amount"], "flag": r["flag"]} for r in stored["rows"]]
+            kept = [{**r, "tag": self.tags[0] if retag else r["tag"]} for r in self.rows[basket_id]] if keep else []
+            new = [{"amount": None if a is None else str(a), "flag": f, "tag": None if t is None else self.tags[t]}
+                   for a, f, t in rows]
+            self.rows[basket_id] = self._kept(_patch(client, "basket", basket_id, {"rows": kept + new}))
 
         @rule(data=st.data())
         def move_row(self, data):
@@ -478,8 +486,8 @@ def test_random_writes_keep_every_rollup_equal_to_its_records(piles, loom_client
             _patch(client, "basket", source, {"rows": rest})
             self.rows[source] = rest
             stored = _patch(client, "basket", target, {"rows": [*self.rows[target], {
-                "amount": moved["amount"], "flag": moved["flag"]}]})
-            self.rows[target] = [{"id": r["id"], "amount": r["amount"], "flag": r["flag"]} for r in stored["rows"]]
+                "amount": moved["amount"], "flag": moved["flag"], "tag": moved["tag"]}]})
+            self.rows[target] = self._kept(stored)
 
         @invariant()
         def rollups_equal_the_model(self):
@@ -491,9 +499,15 @@ def test_random_writes_keep_every_rollup_equal_to_its_records(piles, loom_client
                 items = [(None if r["amount"] is None else Decimal(r["amount"]), r["flag"]) for r in self.rows[basket]]
                 record = _get(client, "basket", basket)
                 assert {k: record[k] for k in ("flagged", "total", "top", "low", "mean")} == _expected(items)
+            every_row = [r for rows in self.rows.values() for r in rows]
+            for tag in self.tags:
+                items = [(None if r["amount"] is None else Decimal(r["amount"]), r["flag"]) for r in every_row
+                         if r["tag"] == tag]
+                record = _get(client, "tag", tag)
+                assert {k: record[k] for k in ("flagged", "total", "top", "low", "mean")} == _expected(items)
 
     run_state_machine_as_test(Writes, settings=settings(
-        max_examples=20, stateful_step_count=15, deadline=None,
+        max_examples=15, stateful_step_count=15, deadline=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]))
 
 
