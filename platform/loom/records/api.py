@@ -181,11 +181,19 @@ def bulk_create(entity: str):
     return response
 
 
-def _transfer_body() -> dict[str, Any]:
+def _transfer_body(members: tuple[str, ...] = ("ids", "from", "to")) -> dict[str, Any]:
+    """The body of a transfer: an object of ``members`` only. A member Loom does not know
+    is refused rather than skipped: ``{"from": ..., "ids": [...]}`` sent to the transfer of
+    everything must not move every record of the user when a few were meant."""
     body = _json_body()
     if not isinstance(body, dict):
         raise BadRequest('send a JSON object: {"ids": [...], "to": user} or {"from": user, "to": user}')
-    if ("ids" in body) == ("from" in body):
+    unknown = sorted(str(name)[:100] for name in body if name not in members)[:20]
+    if unknown:
+        raise BadRequest(f"a transfer takes only {', '.join(members)}; not {', '.join(unknown)}",
+                         errors=[error_entry(name, "bad_parameter", f"a transfer takes only {', '.join(members)}",
+                                             parameter=name) for name in unknown])
+    if "ids" in members and ("ids" in body) == ("from" in body):
         raise BadRequest('name either the records ("ids") or whose records ("from"), not both',
                          errors=[error_entry("ids", "bad_parameter", 'send "ids" or "from"', parameter="ids")])
     return body
@@ -216,9 +224,10 @@ def owned_records():
 @api.post("/v1/_transfer")
 def transfer_everything_of():
     """Give every record of ``from`` the caller may transfer, of every entity, to ``to``."""
-    body = _json_body()
-    if not isinstance(body, dict) or "from" not in body:
-        raise BadRequest('send a JSON object: {"from": user, "to": user}')
+    body = _transfer_body(("from", "to"))
+    if "from" not in body:
+        raise BadRequest('send a JSON object: {"from": user, "to": user}',
+                         errors=[error_entry("from", "bad_parameter", "give a username or id", parameter="from")])
     return jsonify({"data": transfer_everything(record_context(), body["from"], body.get("to"))})
 
 

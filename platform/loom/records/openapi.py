@@ -349,8 +349,8 @@ def _transfer_everything_paths() -> dict[str, Any]:
                 "responses": {"200": _json(counts), **_errors(*WITH_BODY)}},
         "post": {"tags": ["Transfers"], "operationId": "transfer_all_records",
                  "summary": "Give every record of a user, of every entity the caller may transfer, to another",
-                 "requestBody": _body({"type": "object", "required": ["from", "to"], "properties": {
-                     "from": _USER_REF, "to": _USER_REF}}),
+                 "requestBody": _body({"type": "object", "required": ["from", "to"], "additionalProperties": False,
+                                       "properties": {"from": _USER_REF, "to": _USER_REF}}),
                  "responses": {"200": _json(counts), **_errors(*WITH_BODY)}}}}
 
 

@@ -1,0 +1,275 @@
+"""Attacks on the business logic's newer doors — transfers, previews, roll-ups and
+defaults read from a linked record — by a user trying to learn or change more than their
+role allows: hostile input is a clear client error (never a 500, never a half-applied
+change), nothing read through these doors shows a field or record the user may not read,
+and every transfer, allowed or refused, leaves its audit entry in a chain that verifies."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+import sqlalchemy as sa
+
+ACCOUNT = [
+    {"name": "name", "type": "string", "required": True},
+    {"name": "region", "type": "select", "options": [{"value": "east"}, {"value": "north"}]},
+    {"name": "account_manager", "type": "link", "target": "user"},
+]
+
+
+def role(name, actions, scope="own", entity="account", **extra):
+    return {"kind": "role", "name": name,
+            "permissions": {entity: {"actions": list(actions), "scope": scope, **extra}}}
+
+
+@pytest.fixture
+def world(apply_metadata, make_entity, make_user, client_for, loom_client, loom_app):
+    """Accounts owned by their account manager: ``rep`` may not transfer, ``lead`` may
+    (within their own), ``mover`` may transfer but not update."""
+    account = make_entity("account", ACCOUNT, title_field="name", owner_field="account_manager")
+    every = ("read", "create", "update")
+    apply_metadata(account, role("rep", every), role("lead", (*every, "transfer")),
+                   role("mover", ("read", "create", "transfer")))
+    ids = {"wang": make_user("wang", roles=["rep"], team="east"),
+           "li": make_user("li", roles=["lead"], team="east"),
+           "mo": make_user("mo", roles=["mover"], team="east"),
+           "zhao": make_user("zhao", team="east"),
+           "sun": make_user("sun", team="north"),
+           "gone": make_user("gone", team="east")}
+    loom_app.extensions["loom"].identity.update_user(ids["gone"], {"is_active": False}, actor="test")
+    return {"ids": ids, "admin": loom_client, "client": client_for, "app": loom_app}
+
+
+def owners(engine) -> dict[str, tuple[int, int, int]]:
+    """name -> (account manager, owner, version) of every account."""
+    with engine.connect() as conn:
+        return {r.name: (r.account_manager, r.owner, r.version) for r in
+                conn.execute(sa.text("SELECT name, account_manager, owner, version FROM e_account"))}
+
+
+def audit(engine, action: str) -> list[tuple]:
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT record_id, actor, outcome, detail FROM loom_audit "
+                                    "WHERE action = :a ORDER BY seq"), {"a": action}).all()
+    return [(r.record_id, r.actor, r.outcome, r.detail if isinstance(r.detail, dict) or r.detail is None
+             else json.loads(r.detail)) for r in rows]
+
+
+def create(client, **values) -> int:
+    reply = client.post("/api/v1/account", json=values)
+    assert reply.status_code == 201, reply.get_json()
+    return reply.get_json()["data"]["id"]
+
+
+def codes(reply) -> list[str]:
+    return [e["code"] for e in (reply.get_json() or {}).get("errors", [])]
+
+
+def verify_chain(app) -> None:
+    from loom.audit.chain import verify
+    verdict = verify(app.extensions["loom"].engine)
+    assert verdict.ok, verdict
+
+
+def assert_refused(reply) -> None:
+    """A refusal naming the user who is not one (a NUL byte is refused before, as anywhere)."""
+    assert reply.status_code in (400, 422), (reply.status_code, reply.get_data(as_text=True)[:500])
+    assert reply.get_json()["detail"] and reply.get_json()["errors"]
+    if reply.status_code == 422:
+        assert codes(reply) == ["no_such_user"], reply.get_json()
+
+
+# -- hostile input on the transfer routes -------------------------------------------------------
+
+HOSTILE_TO = [None, 0, -1, 2**63, 2**70, 1.5, True, "' or 1=1 --", "li' --", ["zhao"], {"id": 1},
+              "", "   ", "a\x00b", "\x00", "用户", "😀" * 200, "x" * 100_000, "١٢", "²", "0x10", "1e3"]
+
+
+@pytest.mark.parametrize("to", HOSTILE_TO, ids=repr)
+def test_a_transfer_to_a_hostile_user_is_a_clear_error_and_changes_nothing(world, loom_engine, to):
+    lead = world["client"]("li")
+    mine = create(lead, name="mine")
+    before = owners(loom_engine)
+    reply = lead.post("/api/v1/account/_transfer", json={"ids": [mine], "to": to})
+    assert_refused(reply)
+    assert len(reply.get_data()) < 5000   # a huge name is not sent back whole
+    assert owners(loom_engine) == before
+    assert_refused(lead.post("/api/v1/_transfer", json={"from": "li", "to": to}))
+    assert owners(loom_engine) == before
+
+
+@pytest.mark.parametrize("source", HOSTILE_TO[1:], ids=repr)
+def test_counting_or_moving_the_records_of_a_hostile_user_is_a_clear_error(world, loom_engine, source):
+    lead = world["client"]("li")
+    create(lead, name="mine")
+    before = owners(loom_engine)
+    for reply in (lead.post("/api/v1/account/_transfer", json={"from": source, "to": "zhao"}),
+                  lead.post("/api/v1/_transfer", json={"from": source, "to": "zhao"})):
+        assert_refused(reply)
+    if isinstance(source, str) and len(source) < 1000:
+        counted = lead.get("/api/v1/_transfer", query_string={"from": source})
+        assert counted.status_code in (400, 422), (counted.status_code, counted.get_data(as_text=True)[:500])
+    assert owners(loom_engine) == before
+
+
+@pytest.mark.parametrize("ids", [[0], [-1], [2**63], [1.0], ["1"], [True], [None], [[1]], [{"id": 1}],
+                                 "1", {"1": 1}, None, list(range(1, 20_001))], ids=lambda v: repr(v)[:30])
+def test_a_transfer_of_hostile_ids_is_a_clear_error_and_changes_nothing(world, loom_engine, ids):
+    lead = world["client"]("li")
+    create(lead, name="mine")
+    before = owners(loom_engine)
+    reply = lead.post("/api/v1/account/_transfer", json={"ids": ids, "to": "zhao"})
+    assert reply.status_code in (400, 404, 413, 422), (reply.status_code, reply.get_data(as_text=True)[:500])
+    assert reply.get_json()["detail"]
+    assert owners(loom_engine) == before
+
+
+@pytest.mark.parametrize("body", [{"ids": [1]}, {"from": "li"}, {}, {"ids": [1], "to": "zhao", "extra": 1},
+                                  {"from": "li", "to": "zhao", "ids": None}, "text", 3, None])
+def test_a_transfer_body_of_the_wrong_shape_is_a_clear_error(world, loom_engine, body):
+    lead = world["client"]("li")
+    create(lead, name="mine")
+    before = owners(loom_engine)
+    for url in ("/api/v1/account/_transfer", "/api/v1/_transfer"):
+        reply = lead.post(url, json=body)
+        assert reply.status_code in (400, 404, 422), (url, reply.status_code, reply.get_data(as_text=True)[:500])
+        assert reply.get_json()["detail"]
+    assert owners(loom_engine) == before
+
+
+def test_a_member_a_transfer_does_not_take_is_refused_rather_than_skipped(world, loom_engine):
+    """Records named by ``ids`` sent to the transfer of everything: not every record moves."""
+    lead = world["client"]("li")
+    first, _second = create(lead, name="one"), create(lead, name="two")
+    before = owners(loom_engine)
+    reply = lead.post("/api/v1/_transfer", json={"from": "li", "to": "zhao", "ids": [first]})
+    assert reply.status_code == 400 and codes(reply) == ["bad_parameter"], reply.get_json()
+    assert reply.get_json()["errors"][0]["field"] == "ids"
+    typo = lead.post("/api/v1/account/_transfer", json={"ids": [first], "too": "zhao"})
+    assert typo.status_code == 400 and [e["field"] for e in typo.get_json()["errors"]] == ["too"]
+    many = lead.post("/api/v1/account/_transfer", json={"ids": [first], "to": "zhao",
+                                                        **{f"k{i}": i for i in range(5000)}})
+    assert many.status_code == 400 and len(many.get_data()) < 10_000
+    assert owners(loom_engine) == before
+
+
+def test_deeply_nested_or_huge_transfer_bodies_are_refused_cleanly(world, loom_engine):
+    lead = world["client"]("li")
+    create(lead, name="mine")
+    before = owners(loom_engine)
+    nested = "[" * 100_000 + "]" * 100_000
+    for url in ("/api/v1/account/_transfer", "/api/v1/_transfer"):
+        reply = lead.post(url, data='{"ids": ' + nested + ', "to": "zhao"}', content_type="application/json")
+        assert reply.status_code in (400, 413, 422), (url, reply.status_code)
+        huge = lead.post(url, data='{"ids": [' + ",".join(map(str, range(1, 300_001))) + '], "to": "zhao"}',
+                         content_type="application/json")
+        assert huge.status_code in (400, 404, 413, 422), (url, huge.status_code)
+    assert owners(loom_engine) == before
+
+
+# -- who may transfer what ------------------------------------------------------------------
+
+def test_transfer_without_update_is_refused_on_every_door_and_logged_denied(world, loom_engine):
+    ids, admin = world["ids"], world["admin"]
+    mover = world["client"]("mo")
+    mine = create(mover, name="mine")
+    before = owners(loom_engine)
+    denied_before = [e for e in audit(loom_engine, "record.transfer") + audit(loom_engine, "record.update")
+                     if e[2] == "denied"]
+    for url, body in (("/api/v1/account/_transfer", {"ids": [mine], "to": "zhao"}),
+                      ("/api/v1/account/_transfer", {"from": "mo", "to": "zhao"}),
+                      ("/api/v1/_transfer", {"from": "mo", "to": "zhao"})):
+        reply = mover.post(url, json=body)
+        assert reply.status_code == 403, (url, reply.get_json())
+    assert mover.patch(f"/api/v1/account/{mine}", json={"account_manager": ids["zhao"]}).status_code == 403
+    assert owners(loom_engine) == before
+    assert mover.get("/api/v1/_transfer", query_string={"from": "mo"}).get_json()["data"] == {}
+    denied = [e for e in audit(loom_engine, "record.transfer") + audit(loom_engine, "record.update")
+              if e[2] == "denied"]
+    assert len(denied) > len(denied_before)   # the refusals are in the audit log, as other refusals are
+    assert admin.get(f"/api/v1/account/{mine}").get_json()["data"]["account_manager"]["id"] == ids["mo"]
+
+
+def test_a_transfer_of_someone_elses_record_is_refused_as_if_it_did_not_exist(world, loom_engine):
+    ids, admin = world["ids"], world["admin"]
+    lead = world["client"]("li")
+    mine = create(lead, name="mine")
+    theirs = create(admin, name="theirs", account_manager=ids["sun"])
+    before = owners(loom_engine)
+    reply = lead.post("/api/v1/account/_transfer", json={"ids": [mine, theirs], "to": "zhao"})
+    assert reply.status_code == 404, reply.get_json()
+    assert "theirs" not in reply.get_data(as_text=True)
+    missing = lead.post("/api/v1/account/_transfer", json={"ids": [mine, theirs + 1000], "to": "zhao"})
+    assert missing.status_code == 404
+    assert missing.get_json()["detail"].replace(str(theirs + 1000), "N") == \
+        reply.get_json()["detail"].replace(str(theirs), "N")     # the same words: no oracle
+    # another team's user's records: nothing of theirs counted or moved
+    assert lead.get("/api/v1/_transfer", query_string={"from": "sun"}).get_json()["data"] == {}
+    assert lead.post("/api/v1/account/_transfer", json={"from": "sun", "to": "li"}).get_json()["transferred"] == 0
+    assert owners(loom_engine) == before
+
+
+def test_a_transfer_to_oneself_or_to_the_same_owner_changes_nothing_and_logs_no_move(world, loom_engine):
+    lead = world["client"]("li")
+    mine = create(lead, name="mine")
+    before = owners(loom_engine)
+    reply = lead.post("/api/v1/account/_transfer", json={"ids": [mine], "to": "li"})
+    assert reply.status_code == 200, reply.get_json()
+    assert owners(loom_engine)["mine"][:2] == before["mine"][:2]
+    assert audit(loom_engine, "record.transfer") == []
+    same = lead.post("/api/v1/account/_transfer", json={"from": "li", "to": "li"})
+    assert same.status_code == 422 and codes(same) == ["same_owner"]
+
+
+def test_a_read_only_token_and_a_signed_out_caller_cannot_transfer_or_count(world, loom_engine, anonymous_client):
+    lead = world["client"]("li")
+    mine = create(lead, name="mine")
+    token = world["client"]("li", read_only=True)
+    before = owners(loom_engine)
+    for client, expected in ((token, 403), (anonymous_client, 401)):
+        assert client.post("/api/v1/account/_transfer", json={"ids": [mine], "to": "zhao"}).status_code == expected
+        assert client.post("/api/v1/_transfer", json={"from": "li", "to": "zhao"}).status_code == expected
+    assert anonymous_client.get("/api/v1/_transfer", query_string={"from": "li"}).status_code == 401
+    assert owners(loom_engine) == before
+
+
+def test_a_transfer_racing_an_update_loses_nothing_and_the_update_sees_the_new_version(world, loom_engine):
+    ids = world["ids"]
+    lead = world["client"]("li")
+    mine = create(lead, name="mine")
+    version = owners(loom_engine)["mine"][2]
+    moved = lead.post("/api/v1/account/_transfer", json={"ids": [mine], "to": "zhao"})
+    assert moved.status_code == 200
+    # an edit made on the version read before the transfer is a conflict, not a silent undo
+    stale = world["admin"].patch(f"/api/v1/account/{mine}", json={"account_manager": ids["li"]},
+                                 headers={"If-Match": f'"{version}"'})
+    assert stale.status_code in (409, 412), stale.get_json()
+    assert owners(loom_engine)["mine"][:2] == (ids["zhao"], ids["zhao"])
+
+
+def test_concurrent_transfers_of_many_records_end_with_one_owner_each_and_a_verified_chain(
+        world, loom_engine, loom_app):
+    ids = world["ids"]
+    lead = world["client"]("li")
+    records = [create(lead, name=f"a{i}") for i in range(6)]
+    boss_client = world["admin"]
+    results = []
+
+    def give(to):
+        reply = boss_client.post("/api/v1/account/_transfer", json={"ids": records, "to": to})
+        results.append(reply.status_code)
+
+    threads = [threading.Thread(target=give, args=(to,)) for to in ("zhao", "sun", "wang")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(code in (200, 409) for code in results), results
+    assert 200 in results
+    final = {manager for manager, owner, _v in owners(loom_engine).values() if manager == owner}
+    assert len(final) == 1 and final <= {ids["zhao"], ids["sun"], ids["wang"]}
+    moved = audit(loom_engine, "record.transfer")
+    assert len(moved) == 6 * results.count(200)
+    verify_chain(loom_app)
