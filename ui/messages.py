@@ -38,6 +38,7 @@ MESSAGES = {
     "forbidden_field": lazy_gettext("You may read this field but not change it."),
     "state_locked": lazy_gettext("This field cannot change in the record's current state."),
     "computed": lazy_gettext("This field is computed; it cannot be entered."),
+    "derived_unstorable": lazy_gettext("This change would make a value Loom works out from it too large to store."),
     "rule_failed": lazy_gettext("%(messages)s"),
     "not_an_object": lazy_gettext("Send the values as a JSON object."),
     "not_text": lazy_gettext("Enter text."),
@@ -90,6 +91,10 @@ MESSAGES = {
     "same_owner": lazy_gettext("The records already belong to this user; choose another."),
     # a refusal as a whole
     "stale_version": lazy_gettext("Someone else changed this record in the meantime; reload it and try again."),
+    "write_conflict": lazy_gettext("Another change to the same records was being saved at the same moment, so "
+                                   "nothing was saved. Save again."),
+    "derived_conflict": lazy_gettext("Records this change updates were being changed by someone else at the same "
+                                     "moment, so nothing was saved. Save again."),
     "no_such_entity": lazy_gettext("There is no record type “%(entity)s”; check the address."),
     "no_such_record": lazy_gettext("There is no %(entity)s #%(id)s, or it is not yours to see."),
     "forbidden_action": lazy_gettext("You may not %(action)s %(entity)s records."),

@@ -28,6 +28,10 @@ ERROR_CODES: dict[str, ErrorCode] = {
     "not_found": ErrorCode((), "no such thing, or not one the caller may see"),
     "conflict": ErrorCode((), "the change conflicts with other records"),
     "stale_version": ErrorCode((), "the record changed since the caller read it (If-Match, version)"),
+    "write_conflict": ErrorCode(("entity",), "another write to the same records was being saved at the same "
+                                             "moment (the database ended this one); nothing was saved: send it again"),
+    "derived_conflict": ErrorCode(("entity",), "records this change recomputes (roll-ups, depends_on_links) were "
+                                               "being changed by another write; nothing was saved: send it again"),
     "invalid_values": ErrorCode((), "invalid values; the entries name each one"),
     "invalid_metadata": ErrorCode((), "a metadata document or change that cannot be accepted"),
     "forbidden": ErrorCode((), "the caller's roles do not allow this"),
@@ -58,6 +62,8 @@ ERROR_CODES: dict[str, ErrorCode] = {
     "forbidden_field": ErrorCode((), "the caller may read this field but not change it"),
     "state_locked": ErrorCode((), "the field cannot change while the record is in its current state"),
     "computed": ErrorCode(("expression",), "the field is computed from an expression; it cannot be set"),
+    "derived_unstorable": ErrorCode(("entity", "field", "id"), "the change would make a roll-up or computed field "
+                                                               "of another record too large for that field"),
     "rule_failed": ErrorCode(("messages",), "the record breaks one of its entity's rules; messages holds the rule's "
                                             "message per language, the message is in the caller's"),
     "not_an_object": ErrorCode((), "expected a JSON object"),

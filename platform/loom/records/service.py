@@ -43,6 +43,9 @@ from loom.schema.service import LiveVersion
 from loom.schema.statistics import rows_written
 
 STATE_LOCKED = "is read-only in the record's current state"
+#: SQLSTATEs of a transaction the database ended to let another one through: a deadlock
+#: broken, a serialization failure
+WRITE_CONFLICTS = ("40P01", "40001")
 
 
 def whole_version(value: Any) -> int:
@@ -251,11 +254,19 @@ class RecordService(Ownership, WriteGuards, CommitHooks, Discussion, LinkChecks,
     @contextmanager
     def _write(self) -> Iterator[sa.Connection]:
         """The transaction of one write operation, with a memory of what it reads, so that
-        it reads nothing twice (``loom.records.memory``)."""
+        it reads nothing twice (``loom.records.memory``). A transaction the database ended
+        because it met another one head-on (PostgreSQL's deadlock or serialization failure)
+        is refused as a conflict to send again: it was rolled back whole."""
         outer, self._memory = self._memory, Memory()
         try:
             with self._writing() as conn:
                 yield conn
+        except sa.exc.DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) not in WRITE_CONFLICTS:
+                raise
+            raise Conflict(f"another change to the same {self.entity.name} records was being saved at the same "
+                           "moment; nothing was saved: send it again", code="write_conflict",
+                           params={"entity": self.entity.name}) from exc
         finally:
             self._memory = outer
 
