@@ -17,6 +17,7 @@ from loom.ui.i18n import gettext, label
 from loom.ui.lists import local_times, service_args
 from loom.ui.pages import pages
 from loom.ui.screens import format_context, readable_fields, service
+from loom.ui.widgets import form_id
 
 FORMATS = ("csv", "xlsx")
 CHUNK = 64 * 1024
@@ -69,7 +70,7 @@ def export_view(entity: str):
     args = local_times(svc.entity, service_args(request.args))
     for key in ("limit", "cursor"):
         args.poplist(key)
-    ids = [raw for raw in request.args.getlist("ids") if raw.isdigit()]
+    ids = [str(i) for raw in request.args.getlist("ids") if (i := form_id(raw)) is not None]
     if ids:
         args.add("filter[id][in]", ",".join(ids))
     query = svc.parse_query(args, action="export")

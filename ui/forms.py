@@ -27,7 +27,7 @@ from loom.ui.live import Slot, derived, left_to_loom, preview_form
 from loom.ui.messages import message_text
 from loom.ui.pages import htmx, pages, redirect_to, render_page
 from loom.ui.screens import display, format_context, record_title, service
-from loom.ui.widgets import ROW_KEY, read_rows, read_value
+from loom.ui.widgets import ROW_KEY, form_id, read_rows, read_value
 
 LINK_OPTIONS = 10
 
@@ -350,12 +350,12 @@ def prefilled_links(svc: RecordService, args: MultiDict) -> dict[str, Any]:
     is left out, the field then stays empty."""
     values: dict[str, Any] = {}
     for name, raw in args.items():
-        f = svc.entity.all_fields.get(name)
-        if f is None or f.kind.widget != "link" or f.system or f.target == USER_ENTITY or not raw.isdigit():
+        f, record_id = svc.entity.all_fields.get(name), form_id(raw)
+        if f is None or f.kind.widget != "link" or f.system or f.target == USER_ENTITY or record_id is None:
             continue
         target = service(f.target)
         try:
-            linked = target.get(int(raw))
+            linked = target.get(record_id)
         except LoomError:
             continue
         values[name] = {"id": linked["id"], "title": record_title(target.entity, linked)}

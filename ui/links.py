@@ -19,7 +19,7 @@ from loom.errors import LoomError, ValidationError, error_entry
 from loom.metadata.model import Field
 from loom.ui.i18n import gettext, label
 from loom.ui.screens import display, display_names, service
-from loom.ui.widgets import ROW_KEY
+from loom.ui.widgets import ROW_KEY, form_id
 
 #: the type-ahead box of the link input ``name`` is sent as ``_title.<name>``
 TITLE_PREFIX = "_title."
@@ -100,11 +100,12 @@ class LinkReader:
 def _titles(f: Field, picked: str) -> set[str]:
     """The texts the box shows for the record ``picked``: its title as the suggestions and
     the form write it, or ``#id`` where it has none the user may read."""
-    if not picked.isdigit():
+    record_id = form_id(picked)
+    if record_id is None:
         return set()
     titles = {f"#{picked}"}
     if f.target == "user":
-        name = display_names({int(picked)}).get(int(picked))
+        name = display_names({record_id}).get(record_id)
         return titles | ({name} if name else set())
     target = service(f.target)
     title = target.entity.title_field

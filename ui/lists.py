@@ -37,7 +37,7 @@ from loom.ui.screens import (
     service,
 )
 from loom.ui.views import SavedViewRow, SavedViews, view_query
-from loom.ui.widgets import read_value
+from loom.ui.widgets import form_id, read_value
 
 PAGE_SIZES = (25, 50, 100, 200)
 #: a list counts its matches up to here ("More than 10000 records"): counting them all
@@ -332,8 +332,8 @@ def list_view(entity: str):
 def _selected_ids() -> list[int]:
     ids = []
     for raw in request.form.getlist("ids"):
-        if raw.isdigit() and 0 < int(raw) < 2**63:
-            ids.append(int(raw))
+        if (record_id := form_id(raw)) is not None:
+            ids.append(record_id)
     if not ids:
         raise BadRequest(gettext("Select one or more records first."))
     return ids

@@ -24,6 +24,7 @@ from loom.ui.messages import message_text
 from loom.ui.navigation import nav_order
 from loom.ui.pages import pages, redirect_to, render_page
 from loom.ui.screens import context, display_names, record_title, service
+from loom.ui.widgets import form_id
 
 
 def may_manage_users(principal) -> bool:
@@ -86,7 +87,7 @@ def transfer_record(entity: str, record_id: int):
         record = svc.get(record_id)
         errors = [message_text(e) for e in exc.errors] or [message_text(exc.as_entry())]
         return _transfer_form(svc, record, request.form, errors, exc.status)
-    name = _user_name(int(to)) if str(to).isdigit() else str(to)
+    name = _user_name(form_id(str(to))) if form_id(str(to)) is not None else str(to)
     flash(gettext("Transferred to %(user)s.", user=name), "success")
     if _still_readable(svc, record_id):
         return redirect_to(url_for("pages.record_view", entity=entity, record_id=record_id))
@@ -104,7 +105,7 @@ def bulk_transfer(entity: str):
         raise BadRequest(gettext("Choose who should own the records."))
     # all or none: a refusal (one record out of reach, an inactive user) leaves every record as it was
     records = svc.transfer(_selected_ids(), to)
-    name = _user_name(int(to)) if str(to).isdigit() else str(to)
+    name = _user_name(form_id(str(to))) if form_id(str(to)) is not None else str(to)
     return _bulk_reply(len(records), [], ngettext("Transferred %(num)s record to %(user)s.",
                                                   "Transferred %(num)s records to %(user)s.", len(records),
                                                   user=name))

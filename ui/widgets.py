@@ -14,10 +14,21 @@ from werkzeug.datastructures import MultiDict
 from loom.metadata.model import Field
 from loom.ui.screens import format_context, local_moment
 
-__all__ = ["ROW_KEY", "input_attributes", "input_type", "input_value", "local_moment", "read_rows", "read_value",
-           "step"]
+__all__ = ["ROW_KEY", "form_id", "input_attributes", "input_type", "input_value", "local_moment", "read_rows",
+           "read_value", "step"]
 
 ROW_KEY = re.compile(r"^[A-Za-z0-9_]{1,20}$")
+
+
+def form_id(text: str | None) -> int | None:
+    """The record id a form or an address sends as text, or None where the text is not
+    one: only ASCII digits of an id a table can hold (``str.isdigit`` also takes "²",
+    which ``int`` refuses, and thousands of digits, which ``int`` will not read)."""
+    text = (text or "").strip()
+    if not (text.isascii() and text.isdigit() and len(text) <= 19):
+        return None
+    value = int(text)
+    return value if 0 < value < 2**63 else None
 
 
 def input_type(f: Field) -> str:
@@ -59,9 +70,9 @@ def read_rows(f: Field, child_fields: list[Field], form: MultiDict) -> list[dict
             continue
         prefix = f"{f.name}.{key}."
         row: dict[str, Any] = {}
-        row_id = form.get(prefix + "id", "")
-        if row_id.isdigit():
-            row["id"] = int(row_id)
+        row_id = form_id(form.get(prefix + "id", ""))
+        if row_id is not None:
+            row["id"] = row_id
         for cf in child_fields:
             row[cf.name] = read_value(cf, form, prefix + cf.name)
         rows.append(row)
