@@ -27,6 +27,7 @@ recomputed as time passes for an expression with ``today()``.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, NamedTuple
@@ -91,10 +92,10 @@ class WriteLogic:
         wanted = sorted({i for i in ids if i is not None and (entity_name, i) not in self._records})
         if not wanted:
             return
-        table = self._table(entity_name)
+        statement = _by_ids(self._table(entity_name))
         for start in range(0, len(wanted), 500):
             chunk = wanted[start:start + 500]
-            for row in self.conn.execute(sa.select(table).where(table.c.id.in_(chunk))).mappings():
+            for row in self.conn.execute(statement, {"ids": chunk}).mappings():
                 self._records[(entity_name, row["id"])] = dict(row)
             for i in chunk:
                 self._records.setdefault((entity_name, i), None)
@@ -307,6 +308,13 @@ def aggregate(rollup: Rollup, rows: Iterable[Mapping[str, Any]]) -> Any:
     if rollup.aggregate == "avg":
         return sum(Decimal(v) for v in values) / len(values)
     return min(values) if rollup.aggregate == "min" else max(values)
+
+
+@functools.lru_cache(maxsize=512)
+def _by_ids(table: sa.Table) -> sa.Select:
+    """The rows of ``table`` with the ids given as ``ids``: one statement per table (and so
+    per metadata version), not one built and keyed anew by every write."""
+    return sa.select(table).where(table.c.id.in_(sa.bindparam("ids", expanding=True)))
 
 
 def _expressions(entity: Entity) -> list[Any]:
