@@ -22,6 +22,7 @@ import json
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
+from itertools import chain
 from typing import Any
 
 import orjson
@@ -119,27 +120,41 @@ _ORJSON_CANONICAL = (orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | or
 #: values both write alike: orjson itself, or through ``_default``
 _ALIKE_ATOMS = frozenset({str, int, bool, type(None), decimal.Decimal, dt.datetime, dt.date, dt.time})
 _ALIKE_LISTS = frozenset({list, tuple, set, frozenset})
+_ALIKE = _ALIKE_ATOMS | _ALIKE_LISTS | {dict}
 
 
 def _orjson_alike(value: Any) -> bool:
     """Whether orjson writes ``value`` as the standard library does: built of exactly the
     types both write alike (a subclass, a float, a UUID or an enum may differ), every
-    dictionary keyed by strings. Walked without recursion, however deep it is."""
+    dictionary keyed by strings. Walked without recursion, however deep it is, and a
+    level at a time (the types of a record's changes, ``{field: [old, new]}``, are two
+    sets made in C): a walk value by value in Python costs more than the text it saves."""
     stack = [value]
     while stack:
         item = stack.pop()
         kind = type(item)
-        if kind in _ALIKE_ATOMS:
-            continue
         if kind is dict:
-            if any(type(k) is not str for k in item):
+            if not _STR_KEYS.issuperset(map(type, item)):
                 return False
-            stack.extend(item.values())
+            children: Any = item.values()
         elif kind in _ALIKE_LISTS:
-            stack.extend(item)
+            children = item
+        elif kind in _ALIKE_ATOMS:
+            continue
         else:
             return False
+        kinds = set(map(type, children))
+        if kinds <= _ALIKE_ATOMS:
+            continue
+        if not kinds <= _ALIKE:
+            return False
+        if kinds <= _ALIKE_LISTS and _ALIKE_ATOMS.issuperset(map(type, chain.from_iterable(children))):
+            continue
+        stack.extend(children)
     return True
+
+
+_STR_KEYS = frozenset({str})
 
 
 def timestamp(value: dt.datetime) -> str:
@@ -246,12 +261,13 @@ class AuditLog:
         """A maker of the entries of one operation on many records (a bulk create of 1,000):
         who acts, the request and the entity are taken and cleaned once, so each entry
         costs only its own record id and changes."""
-        template = self.entry(action, principal=principal, entity=entity)
+        template = vars(self.entry(action, principal=principal, entity=entity))
 
         def make(record_id: int, changes: Mapping[str, Any]) -> Entry:
             if not (isinstance(record_id, int) and -2**63 <= record_id < 2**63):
                 return self.entry(action, principal=principal, entity=entity, record_id=record_id, changes=changes)
-            return dataclasses.replace(template, record_id=record_id, changes=changes)
+            # what ``dataclasses.replace`` makes, at a fraction of its cost
+            return Entry(**{**template, "record_id": record_id, "changes": changes})
         return make
 
     def add(self, conn: sa.Connection, action: str, **values: Any) -> None:

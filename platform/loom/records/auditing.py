@@ -18,7 +18,10 @@ _NOT_LOGGED = frozenset({"id", "version", "created_at", "created_by", "updated_a
 
 def _value(value: Any) -> Any:
     """A link is logged by its id alone: titles change, and may name what a reader cannot see."""
-    return value["id"] if isinstance(value, dict) and set(value) == {"id", "title"} else value
+    # (what ``set(value) == {"id", "title"}`` says, without a set made for every value)
+    if isinstance(value, dict) and len(value) == 2 and "id" in value and "title" in value:
+        return value["id"]
+    return value
 
 
 def _empty(value: Any) -> bool:
@@ -73,6 +76,23 @@ class RecordAudit:
             masked[name] = pair
         return masked
 
+    def _masked_created(self, record: Mapping[str, Any]) -> dict[str, list]:
+        """``_masked(created_changes(record))`` in one pass over the record: a bulk create
+        logs a thousand records."""
+        plan = self.context.live.derive(f"audit_plan:{self.entity.name}", self._audit_plan)
+        masked = {}
+        for name, value in record.items():
+            how = plan.get(name, "")
+            if how is None or _empty(value):
+                continue
+            value = _value(value)
+            if how == "secret":
+                value = MASK if value is not None else None
+            elif isinstance(how, list):
+                value = [mask_secrets({k: _value(v) for k, v in r.items()}, how) for r in value]
+            masked[name] = [None, value]
+        return masked
+
     def _audit_plan(self) -> dict[str, Any]:
         """How each field's changes are logged: None (not at all: the entry's own columns
         say it), "secret" (masked), a list (a table field: its rows' secret fields), or ""
@@ -94,7 +114,8 @@ class RecordAudit:
     def _event_record(self, record: Mapping[str, Any]) -> dict[str, Any]:
         """A record as outbox events carry it: secret values masked as in the audit log,
         those of child rows included (events leave Loom, to integrations)."""
-        masked = mask_secrets(record, self._secret_names(self.entity))
+        secret = self._secret_names(self.entity)
+        masked = mask_secrets(record, secret) if secret else dict(record)
         for f in self.entity.table_fields:
             if masked.get(f.name):
                 masked[f.name] = self._event_rows(f.target, masked[f.name])

@@ -20,7 +20,7 @@ from loom.db import after_commit
 from loom.events import emit_many
 from loom.metadata.model import Entity
 from loom.principal import Principal
-from loom.records.auditing import created_changes, deleted_changes
+from loom.records.auditing import deleted_changes
 
 #: each record action: (outbox topic and after_record_commit action, audit action)
 _PAST = {"create": "created", "update": "updated", "delete": "deleted"}
@@ -71,11 +71,13 @@ class CommitHooks:
             if action == "update":
                 assert changes is not None
                 kwargs["changes"] = logged = changes[i]
+            elif action == "create":
+                logged = dict(record)  # the values it was created with, masked below
             else:
-                logged = created_changes(record) if action == "create" else deleted_changes(record)
+                logged = deleted_changes(record)
             hook(**kwargs)
             # made once the hook ran: an update's entry holds its changes as the hook left them
-            made = entry(record["id"], self._masked(logged))
+            made = entry(record["id"], self._masked_created(logged) if action == "create" else self._masked(logged))
             if derived is not None:
                 made = dataclasses.replace(made, detail={"recomputed_because": dict(derived)})
             self.audit.add_entry(conn, made)

@@ -31,6 +31,7 @@ class LinkChecks:
     _scope: Any
     _target_table: Any
     _title_query: Any
+    _with_writer: Any
 
     def _validate_links(self, conn: sa.Connection, loaded: Sequence[tuple[dict, dict]], *,
                         indexed: bool = False) -> None:
@@ -78,6 +79,7 @@ class LinkChecks:
         found: set[int] = set()
         missing = set(ids)
         if self._memory is not None:
+            missing = self._with_writer(target, missing)  # the write will show the writer's name
             for mode in modes:
                 known, unknown = self._memory.titles(conn, target, mode, missing)
                 found |= known.keys()

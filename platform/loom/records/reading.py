@@ -137,7 +137,7 @@ class RecordReader(Gate, RecordAudit):
                 where = self._scope(access, self._target_table(target), "read")
             mode = "full" if full or title_field is None else "scoped"
             if self._memory is not None:
-                found[target], ids = self._memory.titles(conn, target, mode, ids)
+                found[target], ids = self._memory.titles(conn, target, mode, self._with_writer(target, ids))
             if ids:
                 pairs = conn.execute(query.where(*where) if where else query, {"ids": sorted(ids)}).all()
                 titles = {i: (t if title_field is None else _json(title_field, t)) for i, t in pairs}
@@ -145,6 +145,15 @@ class RecordReader(Gate, RecordAudit):
                 if self._memory is not None:
                     self._memory.remember_titles(conn, target, mode, ids, titles)
         return {f.name: found.get(f.target, {}) for f in fields if f.type == "link"}
+
+    def _with_writer(self, target: str, ids: set[int]) -> set[int]:
+        """Inside a write, users looked up come with the writer: the record as written
+        names them (its updater, for a new record its creator and owner), and the write
+        then finds their name remembered instead of reading it in a statement of its own."""
+        writer = self.principal.user_id
+        if target != USER_ENTITY or writer is None or writer in ids:
+            return ids
+        return ids | {writer}
 
     def _title_query(self, target: str) -> tuple[sa.Select, Field | None]:
         """``SELECT id, title FROM <target> WHERE id IN (:ids)`` and the title field (None
