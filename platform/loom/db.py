@@ -396,7 +396,10 @@ def insert_many(conn: sa.Connection, table: sa.Table, rows: list[dict], statemen
     value passes through its column type's own conversion first, columns left out get
     their Python-side defaults here and their server defaults from PostgreSQL, and
     constraints and triggers apply to copied rows as to inserted ones; a refused row
-    raises the same SQLAlchemy error (``IntegrityError`` ...) an insert would."""
+    raises the same SQLAlchemy error (``IntegrityError`` ...) an insert would. On SQLite
+    many rows are sent by ``_sqlite_many``."""
+    if conn.dialect.name == "sqlite" and len(rows) >= COPY_FROM and _sqlite_many(conn, table, rows, statement):
+        return
     if conn.dialect.name != "postgresql" or len(rows) < COPY_FROM:
         conn.execute(statement if statement is not None else table.insert(), rows)
         return
@@ -424,3 +427,39 @@ def insert_many(conn: sa.Connection, table: sa.Table, rows: list[dict], statemen
             conn.dispatch.after_cursor_execute(conn, cursor, text, (), None, True)
     except psycopg.Error as error:
         raise sa.exc.DBAPIError.instance(f"COPY {table.name}", None, error, psycopg.Error) from None
+
+
+def _sqlite_many(conn: sa.Connection, table: sa.Table, rows: list[dict], statement: sa.Insert | None) -> bool:
+    """Insert ``rows`` on SQLite with one executemany of the compiled statement, each value
+    passed through its column type's conversion as SQLAlchemy would, but without its
+    per-row work around it (the parameters set up anew for every row), which costs a bulk
+    create of 1,000 records more than the conversions do. A value the rows share (the
+    write's time, in every row) is converted once. False, and nothing done, when the
+    statement takes parameters the rows do not give (a column default made in Python):
+    ``conn.execute`` then inserts them as always."""
+    names = list(rows[0])
+    compiled = (statement if statement is not None else table.insert()).compile(dialect=conn.dialect,
+                                                                               column_keys=names)
+    order = compiled.positiontup
+    if order is None or sorted(order) != sorted(names) or any(name not in table.c for name in order):
+        return False
+    dialect = conn.dialect
+    columns = []
+    for name in order:
+        columns.append((name, table.c[name].type.dialect_impl(dialect).bind_processor(dialect)))
+    params = [[row[name] for name in order] for row in rows]
+    for i, (_name, process) in enumerate(columns):
+        if process is None:
+            continue
+        seen: object = _NOTHING
+        done: object = None
+        for values in params:
+            value = values[i]
+            if value is not seen:
+                seen, done = value, process(value)
+            values[i] = done
+    conn.exec_driver_sql(compiled.string, [tuple(values) for values in params])
+    return True
+
+
+_NOTHING = object()

@@ -65,7 +65,7 @@ class RowWrites:
             # SQLite: the write lock is held since BEGIN, so the new rows are exactly those
             # above the largest id before (AUTOINCREMENT hands out ids in increasing order)
             before = conn.execute(self._statement("last_id", lambda: sa.select(sa.func.max(table.c.id)))).scalar() or 0
-            conn.execute(insert, rows)
+            insert_many(conn, table, rows, insert)
             stored = conn.execute(self._statement("rows_after", lambda: sa.select(table).where(
                 table.c.id > sa.bindparam("after")).order_by(table.c.id)), {"after": before}).mappings().all()
             if len(stored) != len(rows):
