@@ -121,6 +121,10 @@ class Ownership:
         if record is not None and name not in values and "owner" not in values:
             return
         if name not in values and "owner" in values and name not in self.writable("update" if record else "create"):
+            if name not in self.readable():
+                # a field the writer may not read is named nowhere, not even in a refusal
+                raise Forbidden("you may not change owner", code="forbidden_fields", params={"fields": ["owner"]},
+                                errors=[error_entry("owner", "forbidden_field", "you may not change the owner")])
             raise Forbidden(f"you may not change {name}", code="forbidden_fields", params={"fields": [name]},
                             errors=[error_entry("owner", "forbidden_field",
                                                 f"the owner is {name}, which you may read but not change")])
