@@ -273,3 +273,171 @@ def test_concurrent_transfers_of_many_records_end_with_one_owner_each_and_a_veri
     moved = audit(loom_engine, "record.transfer")
     assert len(moved) == 6 * results.count(200)
     verify_chain(loom_app)
+
+
+# -- roll-ups under attack ----------------------------------------------------------------------
+
+@pytest.fixture
+def desk(apply_metadata, make_entity, make_user, client_for, loom_client, loom_app):
+    """Customers counting their open tickets (a roll-up over linked records); ``agent``
+    may open tickets but not read a ticket's ``internal`` note nor its ``hours``."""
+    apply_metadata(
+        make_entity("customer", [
+            {"name": "name", "type": "string", "required": True},
+            {"name": "open_tickets", "type": "integer",
+             "rollup": {"from": "ticket.customer", "count": True, "where": "status != 'closed'"}},
+            {"name": "hours", "type": "decimal", "rollup": {"from": "ticket.customer", "sum": "hours"}},
+        ], title_field="name"),
+        make_entity("ticket", [
+            {"name": "subject", "type": "string", "required": True},
+            {"name": "customer", "type": "link", "target": "customer"},
+            {"name": "status", "type": "select", "options": [{"value": "open"}, {"value": "closed"}],
+             "default": "open"},
+            {"name": "hours", "type": "decimal"},
+            {"name": "internal", "type": "string"},
+        ], title_field="subject"),
+        {"kind": "role", "name": "agent", "permissions": {
+            "customer": {"actions": ["read"], "scope": "all"},
+            "ticket": {"actions": ["read", "create", "update"], "scope": "own",
+                       "fields": {"internal": "none", "hours": "read"}}}})
+    make_user("agent", roles=["agent"])
+    return {"admin": loom_client, "agent": client_for("agent"), "app": loom_app}
+
+
+def customer_rollups(engine, customer: int) -> tuple:
+    with engine.connect() as conn:
+        return tuple(conn.execute(sa.text("SELECT open_tickets, hours, version FROM e_customer WHERE id = :i"),
+                                  {"i": customer}).one())
+
+
+def test_a_parent_deleted_while_children_are_created_ends_consistent(desk, loom_engine, loom_app):
+    admin = desk["admin"]
+    acme = admin.post("/api/v1/customer", json={"name": "Acme"}).get_json()["data"]["id"]
+    results: list[int] = []
+
+    def add(n: int) -> None:
+        for i in range(5):
+            reply = admin.post("/api/v1/ticket", json={"subject": f"t{n}-{i}", "customer": acme, "hours": "1"})
+            results.append(reply.status_code)
+
+    def remove() -> None:
+        for _ in range(10):
+            results.append(admin.delete(f"/api/v1/customer/{acme}").status_code)
+
+    threads = [threading.Thread(target=add, args=(n,)) for n in range(2)] + [threading.Thread(target=remove)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert set(results) <= {201, 204, 404, 409, 422}, results
+    with loom_engine.connect() as conn:
+        tickets = conn.execute(sa.text("SELECT count(*) FROM e_ticket WHERE customer = :i"), {"i": acme}).scalar()
+        exists = conn.execute(sa.text("SELECT count(*) FROM e_customer WHERE id = :i"), {"i": acme}).scalar()
+    if exists:
+        assert customer_rollups(loom_engine, acme)[:1] == (tickets,)
+    else:
+        assert tickets == 0
+    verify_chain(loom_app)
+
+
+def test_a_roll_up_where_or_sum_over_a_hidden_field_reveals_it_to_nobody_through_their_own_input(
+        desk, loom_engine):
+    """The agent may not send ``internal`` (unknown field), so no roll-up reads their guess;
+    refusals name neither the hidden field's value nor the customer's roll-ups."""
+    admin, agent = desk["admin"], desk["agent"]
+    acme = admin.post("/api/v1/customer", json={"name": "Acme"}).get_json()["data"]["id"]
+    admin.post("/api/v1/ticket", json={"subject": "s", "customer": acme, "hours": "7.25", "internal": "vip"})
+    before = customer_rollups(loom_engine, acme)
+    for body in ({"subject": "x", "customer": acme, "internal": "vip"},
+                 {"subject": "x", "customer": acme, "hours": "1"},
+                 {"subject": "x", "customer": acme, "open_tickets": 1}):
+        reply = agent.post("/api/v1/ticket", json=body)
+        assert reply.status_code in (403, 422), reply.get_json()
+        text = reply.get_data(as_text=True)
+        assert "vip" not in text and "7.25" not in text
+    assert customer_rollups(loom_engine, acme) == before
+
+
+def audit_count(engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(sa.text("SELECT count(*) FROM loom_audit")).scalar()
+
+
+HOSTILE_PREVIEWS = [
+    {"subject": {"a": [[[[["deep"]]]]]}}, {"subject": ["x"] * 10_000}, {"customer": {"id": 1}},
+    {"customer": "1 or 1=1"}, {"customer": 2**70}, {"customer": -1}, {"hours": "NaN"}, {"hours": "1e400"},
+    {"hours": float("inf")}, {"subject": "a\x00b"}, {"status": ["open", "closed"]}, {"owner": "' or 1=1"},
+    {"internal": "guess"}, {"open_tickets": 3}, {"version": "x"}, {"id": 5}, {"": 1}, {"a" * 10_000: 1},
+    [1, 2], "text", None, 3,
+]
+
+
+@pytest.mark.parametrize("data", HOSTILE_PREVIEWS, ids=lambda v: repr(v)[:25])
+def test_a_hostile_preview_is_a_clear_error_and_writes_nothing(desk, loom_engine, loom_app, data):
+    from loom.errors import LoomError
+    from loom.records.door import record_context
+    from loom.records.service import RecordService
+
+    admin = desk["admin"]
+    acme = admin.post("/api/v1/customer", json={"name": "Acme"}).get_json()["data"]["id"]
+    mine = desk["agent"].post("/api/v1/ticket", json={"subject": "mine", "customer": acme}).get_json()["data"]
+    admin.post("/api/v1/ticket", json={"subject": "hid", "customer": acme, "internal": "vip-note"})
+    before, entries = customer_rollups(loom_engine, acme), audit_count(loom_engine)
+    with loom_app.app_context():
+        principal = loom_app.extensions["loom"].identity.principal_for("agent")
+        service = RecordService(record_context(principal), "ticket")
+        for record_id in (None, mine["id"]):
+            try:
+                preview = service.preview(data, record_id)
+            except LoomError as exc:
+                assert 400 <= exc.status < 500 and exc.detail
+                continue
+            assert "internal" not in preview["values"] and "vip-note" not in repr(preview)
+            assert all(e["field"] != "internal" or e["code"] == "unknown_field" for e in preview["errors"])
+    assert customer_rollups(loom_engine, acme) == before
+    assert audit_count(loom_engine) == entries
+
+
+def test_a_preview_moving_a_child_to_another_parent_recomputes_nothing_stored(desk, loom_engine, loom_app):
+    from loom.records.door import record_context
+    from loom.records.service import RecordService
+
+    admin = desk["admin"]
+    acme = admin.post("/api/v1/customer", json={"name": "Acme"}).get_json()["data"]["id"]
+    beta = admin.post("/api/v1/customer", json={"name": "Beta"}).get_json()["data"]["id"]
+    mine = desk["agent"].post("/api/v1/ticket", json={"subject": "mine", "customer": acme}).get_json()["data"]
+    before = (customer_rollups(loom_engine, acme), customer_rollups(loom_engine, beta), audit_count(loom_engine))
+    with loom_app.app_context():
+        principal = loom_app.extensions["loom"].identity.principal_for("agent")
+        service = RecordService(record_context(principal), "ticket")
+        preview = service.preview({"customer": beta, "status": "closed"}, mine["id"])
+        assert preview["values"]["customer"]["id"] == beta and preview["errors"] == []
+        service.preview({"subject": "new", "customer": beta})
+    assert (customer_rollups(loom_engine, acme), customer_rollups(loom_engine, beta),
+            audit_count(loom_engine)) == before
+
+
+def test_an_owner_field_the_writer_may_not_read_is_named_nowhere(world, apply_metadata, make_entity, make_user,
+                                                                  loom_engine):
+    """Whoever may not read the owner field learns nothing of it from a refused write of
+    ``owner`` (nor of who owns the record)."""
+    apply_metadata(make_entity("account", ACCOUNT, title_field="name", owner_field="account_manager"),
+                   role("rep", ("read", "create", "update"), fields={"account_manager": "none"}),
+                   role("lead", ("read", "create", "update", "transfer"), fields={"account_manager": "none"}))
+    ids = world["ids"]
+    for name in ("wang", "li"):
+        client = world["client"](name)
+        reply = client.post("/api/v1/account", json={"name": f"{name}'s"})
+        assert reply.status_code == 201, reply.get_json()
+        record = reply.get_json()["data"]
+        assert "account_manager" not in record
+        before = owners(loom_engine)
+        for attempt in (client.patch(f"/api/v1/account/{record['id']}", json={"owner": ids["zhao"]}),
+                        client.post("/api/v1/account", json={"name": "x", "owner": ids["zhao"]})):
+            assert attempt.status_code == 403, attempt.get_json()
+            assert "account_manager" not in attempt.get_data(as_text=True), attempt.get_json()
+            assert [(e["field"], e["code"]) for e in attempt.get_json()["errors"]] == [("owner", "forbidden_field")]
+        # the field itself, sent by name: unknown, in the words used for a field that does not exist
+        named = client.patch(f"/api/v1/account/{record['id']}", json={"account_manager": ids["zhao"]})
+        assert named.status_code == 422 and codes(named) == ["unknown_field"]
+        assert owners(loom_engine) == before
