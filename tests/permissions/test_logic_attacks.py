@@ -441,3 +441,49 @@ def test_an_owner_field_the_writer_may_not_read_is_named_nowhere(world, apply_me
         named = client.patch(f"/api/v1/account/{record['id']}", json={"account_manager": ids["zhao"]})
         assert named.status_code == 422 and codes(named) == ["unknown_field"]
         assert owners(loom_engine) == before
+
+
+@pytest.mark.xfail(strict=True, reason="loom.records.derived names the parent's entity, field and id in "
+                                       "derived_unstorable to a writer who may not read them")
+def test_a_roll_up_that_cannot_be_stored_names_nothing_the_writer_may_not_read(
+        apply_metadata, make_entity, make_user, client_for, loom_client, loom_engine):
+    apply_metadata(
+        make_entity("vault", [{"name": "name", "type": "string", "required": True},
+                              {"name": "secret_total", "type": "decimal", "precision": 4, "scale": 2,
+                               "rollup": {"from": "deposit.vault", "sum": "amount"}}], title_field="name"),
+        make_entity("deposit", [{"name": "vault", "type": "link", "target": "vault"},
+                                {"name": "amount", "type": "decimal", "precision": 10, "scale": 2}]),
+        {"kind": "role", "name": "teller", "permissions": {
+            "deposit": {"actions": ["read", "create"], "scope": "all"},
+            "vault": {"actions": ["read"], "scope": "all", "fields": {"secret_total": "none"}}}})
+    make_user("teller", roles=["teller"])
+    vault = loom_client.post("/api/v1/vault", json={"name": "V"}).get_json()["data"]["id"]
+    reply = client_for("teller").post("/api/v1/deposit", json={"vault": vault, "amount": "99999.00"})
+    assert reply.status_code == 422, reply.get_json()
+    text = reply.get_data(as_text=True)
+    assert "secret_total" not in text, text
+
+
+def test_a_transfer_of_everything_refused_for_one_entity_moves_nothing_of_any(
+        world, apply_metadata, make_entity, make_user, loom_engine, loom_app):
+    """The memo's rule refuses a memo leaving its author: the accounts moved before it in
+    the same transfer go back too, and the refusal is a 422, not a half-done move."""
+    apply_metadata(make_entity("account", ACCOUNT, title_field="name", owner_field="account_manager"),
+                   make_entity("memo", [{"name": "title", "type": "string"}], title_field="title",
+                               rules=[{"when": "owner != created_by", "message": {"en": "A memo stays with its author"}}]),
+                   {"kind": "role", "name": "boss", "permissions": {
+                       "account": {"actions": ["read", "create", "update", "transfer"], "scope": "team"},
+                       "memo": {"actions": ["read", "create", "update", "transfer"], "scope": "team"}}})
+    make_user("chief", roles=["boss"], team="east")
+    boss = world["client"]("chief")
+    create(boss, name="a1")
+    create(boss, name="a2")
+    assert boss.post("/api/v1/memo", json={"title": "m"}).status_code == 201
+    before = owners(loom_engine)
+    entries = len(audit(loom_engine, "record.transfer"))
+    reply = boss.post("/api/v1/_transfer", json={"from": "chief", "to": "zhao"})
+    assert reply.status_code == 422, reply.get_json()
+    assert "A memo stays with its author" in reply.get_data(as_text=True)
+    assert owners(loom_engine) == before
+    assert len(audit(loom_engine, "record.transfer")) == entries
+    verify_chain(loom_app)
