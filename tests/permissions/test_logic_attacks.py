@@ -487,3 +487,24 @@ def test_a_transfer_of_everything_refused_for_one_entity_moves_nothing_of_any(
     assert owners(loom_engine) == before
     assert len(audit(loom_engine, "record.transfer")) == entries
     verify_chain(loom_app)
+
+
+def test_a_bulk_create_giving_one_row_away_without_transfer_creates_none(world, loom_engine):
+    ids = world["ids"]
+    wang, lead = world["client"]("wang"), world["client"]("li")
+    rows = [{"name": "mine"}, {"name": "gift", "account_manager": ids["zhao"]}, {"name": "gift2", "owner": ids["sun"]}]
+    refused = wang.post("/api/v1/account/_bulk", json=rows)
+    assert refused.status_code in (403, 422), refused.get_json()
+    assert owners(loom_engine) == {}
+    # whoever may transfer gives rows away on create, each logged as a transfer
+    given = lead.post("/api/v1/account/_bulk", json=rows)
+    assert given.status_code == 201, given.get_json()
+    assert {name: pair[:2] for name, pair in owners(loom_engine).items()} == {
+        "mine": (ids["li"], ids["li"]), "gift": (ids["zhao"], ids["zhao"]), "gift2": (ids["sun"], ids["sun"])}
+    assert sorted(e[3]["to"] for e in audit(loom_engine, "record.transfer") if e[2] == "ok") == \
+        sorted([ids["zhao"], ids["sun"]])
+    # to a deactivated user: refused, naming the row
+    gone = lead.post("/api/v1/account/_bulk", json=[{"name": "x"}, {"name": "y", "account_manager": ids["gone"]}])
+    assert gone.status_code == 422 and codes(gone) == ["inactive_user"], gone.get_json()
+    assert gone.get_json()["errors"][0]["field"] == "[1].account_manager"
+    assert len(owners(loom_engine)) == 3
