@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
@@ -508,3 +509,36 @@ def test_a_bulk_create_giving_one_row_away_without_transfer_creates_none(world, 
     assert gone.status_code == 422 and codes(gone) == ["inactive_user"], gone.get_json()
     assert gone.get_json()["errors"][0]["field"] == "[1].account_manager"
     assert len(owners(loom_engine)) == 3
+
+
+def test_concurrent_writers_of_one_parents_rows_leave_its_roll_up_equal_to_its_rows(
+        apply_metadata, make_entity, loom_client, loom_engine):
+    apply_metadata(
+        make_entity("purchase", [{"name": "code", "type": "string"},
+                                 {"name": "total", "type": "money", "rollup": {"from": "lines", "sum": "amount"}},
+                                 {"name": "count", "type": "integer", "rollup": {"from": "lines", "count": True}},
+                                 {"name": "lines", "type": "table", "target": "purchase_line"}], title_field="code"),
+        make_entity("purchase_line", [{"name": "amount", "type": "money"}], child=True))
+    created = loom_client.post("/api/v1/purchase", json={"code": "P", "lines": [{"amount": "1.00"}]})
+    record = created.get_json()["data"]
+    first = record["lines"][0]["id"]
+    results = []
+
+    def add(n: int) -> None:
+        for i in range(4):
+            lines = [{"id": first, "amount": "1.00"}, {"amount": f"{n}{i}.00"}]
+            results.append(loom_client.patch(f"/api/v1/purchase/{record['id']}", json={"lines": lines}).status_code)
+        patched = loom_client.patch(f"/api/v1/purchase/{record['id']}", json={"code": f"P{n}"},
+                                    headers={"If-Match": f'"{record["version"]}"'})
+        results.append(patched.status_code)
+
+    threads = [threading.Thread(target=add, args=(n,)) for n in (1, 2, 3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert set(results) <= {200, 409, 412}, results
+    with loom_engine.connect() as conn:
+        total, count = conn.execute(sa.text("SELECT total, count FROM e_purchase")).one()
+        rows = conn.execute(sa.text("SELECT amount FROM e_purchase_line")).scalars().all()
+    assert (Decimal(str(total)), count) == (sum(Decimal(str(r)) for r in rows), len(rows)), (total, count, rows)

@@ -185,3 +185,18 @@ def test_the_transfer_screens_refuse_a_hostile_new_owner_and_change_nothing(shop
                                                     "_title.transfer_to": to}, htmx="list")
         assert bulk.status_code in (400, 422), (form, bulk.status_code)
     assert orders(shop["app"]) == before
+
+
+@pytest.mark.parametrize("raw", ["²", "-1", "0", "9" * 5000, "' or 1=1", "a\x00b", ""], ids=lambda v: repr(v)[:12])
+def test_the_screen_moving_every_record_of_a_user_refuses_hostile_users_and_non_admins(shop, make_user, raw):
+    make_user("root", superuser=True, password=PASSWORD)
+    order = new_order(shop)
+    root, kim = sign_in(shop["app"], "root"), sign_in(shop["app"], "kim")
+    before = orders(shop["app"])
+    assert kim.get("/admin/transfer").status_code == 403
+    assert kim.post("/admin/transfer", {"from": str(shop["users"]["kim"]), "to": str(shop["users"]["bo"])}
+                    ).status_code == 403
+    for query in ({"from": raw}, {"to": raw}, {"from": str(shop["users"]["kim"]), "to": raw}):
+        assert root.get("/admin/transfer", query_string=query).status_code in (200, 400, 404), query
+        assert root.post("/admin/transfer", query).status_code in (400, 404, 422), query
+    assert orders(shop["app"]) == before and before[0][0] == order["id"]
