@@ -200,3 +200,25 @@ def test_the_screen_moving_every_record_of_a_user_refuses_hostile_users_and_non_
         assert root.get("/admin/transfer", query_string=query).status_code in (200, 400, 404), query
         assert root.post("/admin/transfer", query).status_code in (400, 404, 422), query
     assert orders(shop["app"]) == before and before[0][0] == order["id"]
+
+
+def test_a_row_id_of_another_records_rows_shows_and_changes_nothing_of_it(shop):
+    lamp = shop["products"]["Lamp"]
+    theirs = new_order(shop, rep=shop["users"]["bo"], customer="Theirs",
+                       lines=[{"product": lamp, "quantity": 7, "unit_price": "31.75"}])
+    mine = new_order(shop, lines=[{"quantity": 1, "unit_price": "2.00"}])
+    stolen = str(theirs["lines"][0]["id"])
+    kim = sign_in(shop["app"], "kim")
+    html = live(kim, f"/r/order/{mine['id']}/form/preview", {
+        "customer": "Acme", "rep": str(shop["users"]["kim"]), "lines.row": "r0", "lines.r0.id": stolen})
+    assert "31.75" not in html and "222.25" not in html
+    saved = kim.post(f"/r/order/{mine['id']}/edit", {"customer": "Acme", "rep": str(shop["users"]["kim"]),
+                                                     "lines.row": "r0", "lines.r0.id": stolen,
+                                                     "version": str(mine["version"])}, htmx="record-form")
+    assert saved.status_code in (204, 404, 422), saved.status_code
+    api = shop["admin"].patch(f"/api/v1/order/{mine['id']}", json={"lines": [{"id": int(stolen), "quantity": 1}]})
+    assert api.status_code in (404, 422), api.get_json()
+    after = shop["admin"].get(f"/api/v1/order/{theirs['id']}").get_json()["data"]
+    assert [(line["id"], line["quantity"], line["unit_price"]) for line in after["lines"]] == \
+        [(int(stolen), 7, "31.75")]
+    assert after["lines_total"] == "222.25"
