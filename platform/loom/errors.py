@@ -62,8 +62,9 @@ ERROR_CODES: dict[str, ErrorCode] = {
     "forbidden_field": ErrorCode((), "the caller may read this field but not change it"),
     "state_locked": ErrorCode((), "the field cannot change while the record is in its current state"),
     "computed": ErrorCode(("expression",), "the field is computed from an expression; it cannot be set"),
-    "derived_unstorable": ErrorCode(("entity", "field", "id"), "the change would make a roll-up or computed field "
-                                                               "of another record too large for that field"),
+    "derived_unstorable": ErrorCode(("entity?", "field?", "id?"), "the change would make a roll-up or computed "
+                                                                  "field of another record too large for that "
+                                                                  "field (named where the caller may read it)"),
     "rule_failed": ErrorCode(("messages",), "the record breaks one of its entity's rules; messages holds the rule's "
                                             "message per language, the message is in the caller's"),
     "not_an_object": ErrorCode((), "expected a JSON object"),

@@ -444,8 +444,6 @@ def test_an_owner_field_the_writer_may_not_read_is_named_nowhere(world, apply_me
         assert owners(loom_engine) == before
 
 
-@pytest.mark.xfail(strict=True, reason="loom.records.derived names the parent's entity, field and id in "
-                                       "derived_unstorable to a writer who may not read them")
 def test_a_roll_up_that_cannot_be_stored_names_nothing_the_writer_may_not_read(
         apply_metadata, make_entity, make_user, client_for, loom_client, loom_engine):
     apply_metadata(

@@ -305,16 +305,19 @@ class Recompute:
             link.in_(sa.bindparam("ids", expanding=True))).group_by(link)
 
     def stored(self, entity: Entity, f: Field, record_id: int, value: Any) -> Any:
-        """``value`` as ``f`` stores it; one it cannot hold refuses the whole write (422)."""
+        """``value`` as ``f`` stores it; one it cannot hold refuses the whole write (422),
+        naming the record and field only to a writer who may read that field."""
         value, problem = _stored(f, value)
-        if problem is not None:
-            raise ValidationError(
-                f"this change would make {f.name} of {entity.name} {record_id} impossible to store: "
-                f"{problem['message']}",
-                errors=[error_entry("", "derived_unstorable", f"this change would make {f.name} of "
-                                    f"{entity.name} {record_id} impossible to store: {problem['message']}",
-                                    entity=entity.name, field=f.name, id=record_id)])
-        return value
+        if problem is None:
+            return value
+        if f.name in self.service.access_for(entity).readable():
+            message = f"this change would make {f.name} of {entity.name} {record_id} impossible to store: " \
+                      f"{problem['message']}"
+            params: dict[str, Any] = {"entity": entity.name, "field": f.name, "id": record_id}
+        else:
+            message = "this change would make a value Loom works out for another record too large to store"
+            params = {}
+        raise ValidationError(message, errors=[error_entry("", "derived_unstorable", message, **params)])
 
     def write(self, entity: Entity, table: sa.Table, names: list[str],
               changed: list[tuple[dict[str, Any], dict[str, Any]]],
