@@ -18,7 +18,7 @@ from loom.identity.admin import admin_policy, admin_rights, authorise
 from loom.records.service import RecordService
 from loom.records.transfers import owned_counts, transfer_everything
 from loom.ui.i18n import gettext, ngettext
-from loom.ui.links import read_link
+from loom.ui.links import TITLE_PREFIX, read_link
 from loom.ui.lists import _bulk_reply, _selected_ids
 from loom.ui.messages import message_text
 from loom.ui.navigation import nav_order
@@ -44,6 +44,21 @@ def _user_name(user_id: int | None) -> str:
 def _owner_id(record: dict[str, Any], field: str) -> int | None:
     value = record.get(field)
     return value.get("id") if isinstance(value, dict) else value
+
+
+def _new_owner(f: Any, name: str) -> int | str | None:
+    """The user the form's box ``name`` names: the id of the one picked from the list (an
+    int, so that a username made of digits is never taken for it), or the text typed."""
+    to = read_link(f, request.form, name)
+    if isinstance(to, str) and TITLE_PREFIX + name in request.form and form_id(to) is not None:
+        return form_id(to)
+    return to
+
+
+def _given_to(records: list[dict[str, Any]], to: Any) -> str:
+    """The name of whom the records were given to, as the transfer found them."""
+    owner = _owner_id(records[0], "owner") if records else None
+    return _user_name(owner) if owner is not None else str(to)
 
 
 def _still_readable(svc: RecordService, record_id: int) -> bool:
@@ -81,14 +96,13 @@ def transfer_record(entity: str, record_id: int):
     svc.require("transfer", record_id)
     owner_field = svc.entity.field(svc.entity.owner_field)
     try:
-        to = read_link(owner_field, request.form, "to")
-        svc.transfer([record_id], to)
+        to = _new_owner(owner_field, "to")
+        records = svc.transfer([record_id], to)
     except ValidationError as exc:
         record = svc.get(record_id)
         errors = [message_text(e) for e in exc.errors] or [message_text(exc.as_entry())]
         return _transfer_form(svc, record, request.form, errors, exc.status)
-    name = _user_name(form_id(str(to))) if form_id(str(to)) is not None else str(to)
-    flash(gettext("Transferred to %(user)s.", user=name), "success")
+    flash(gettext("Transferred to %(user)s.", user=_given_to(records, to)), "success")
     if _still_readable(svc, record_id):
         return redirect_to(url_for("pages.record_view", entity=entity, record_id=record_id))
     return redirect_to(url_for("pages.list_view", entity=entity))
@@ -100,15 +114,14 @@ def bulk_transfer(entity: str):
     svc = service(entity)
     svc.require("transfer")
     owner_field = svc.entity.field(svc.entity.owner_field)
-    to = read_link(owner_field, request.form, "transfer_to")
+    to = _new_owner(owner_field, "transfer_to")
     if to is None:
         raise BadRequest(gettext("Choose who should own the records."))
     # all or none: a refusal (one record out of reach, an inactive user) leaves every record as it was
     records = svc.transfer(_selected_ids(), to)
-    name = _user_name(form_id(str(to))) if form_id(str(to)) is not None else str(to)
     return _bulk_reply(len(records), [], ngettext("Transferred %(num)s record to %(user)s.",
                                                   "Transferred %(num)s records to %(user)s.", len(records),
-                                                  user=name))
+                                                  user=_given_to(records, to)))
 
 
 # -- every record of a user ------------------------------------------------------------------

@@ -540,3 +540,25 @@ def test_concurrent_writers_of_one_parents_rows_leave_its_roll_up_equal_to_its_r
         total, count = conn.execute(sa.text("SELECT total, count FROM e_purchase")).one()
         rows = conn.execute(sa.text("SELECT amount FROM e_purchase_line")).scalars().all()
     assert (Decimal(str(total)), count) == (sum(Decimal(str(r)) for r in rows), len(rows)), (total, count, rows)
+
+
+def test_a_username_made_of_digits_names_that_user_not_the_user_with_that_id(world, make_user, loom_engine):
+    """``"to": "7"`` goes to the user called 7 where there is one: a transfer is never sent
+    to whoever happens to have the id that a username spells."""
+    ids = world["ids"]
+    lead = world["client"]("li")
+    digits = make_user(str(ids["sun"]), team="east")       # a user whose name is sun's id
+    assert digits != ids["sun"]
+    mine = create(lead, name="mine")
+    reply = lead.post("/api/v1/account/_transfer", json={"ids": [mine], "to": str(ids["sun"])})
+    assert reply.status_code == 200, reply.get_json()
+    assert owners(loom_engine)["mine"][:2] == (digits, digits)
+    # a JSON number is an id; text of digits naming no user is the id it spells
+    back = world["admin"].post("/api/v1/account/_transfer", json={"ids": [mine], "to": ids["li"]})
+    assert back.status_code == 200 and owners(loom_engine)["mine"][:2] == (ids["li"], ids["li"])
+    by_id = lead.post("/api/v1/account/_transfer", json={"ids": [mine], "to": str(ids["zhao"])})
+    assert by_id.status_code == 200 and owners(loom_engine)["mine"][:2] == (ids["zhao"], ids["zhao"])
+    create(world["admin"], name="sun's", account_manager=ids["sun"])
+    counted = world["admin"].get("/api/v1/_transfer", query_string={"from": str(ids["sun"])})
+    assert counted.status_code == 200 and counted.get_json()["data"] == {}   # the user called so owns nothing
+    assert world["admin"].get("/api/v1/_transfer", query_string={"from": "sun"}).get_json()["data"] == {"account": 1}

@@ -222,3 +222,17 @@ def test_a_row_id_of_another_records_rows_shows_and_changes_nothing_of_it(shop):
     assert [(line["id"], line["quantity"], line["unit_price"]) for line in after["lines"]] == \
         [(int(stolen), 7, "31.75")]
     assert after["lines_total"] == "222.25"
+
+
+def test_a_user_picked_from_the_list_gets_the_records_even_when_a_username_spells_their_id(shop, make_user):
+    bo = shop["users"]["bo"]
+    impostor = make_user(str(bo), roles=["clerk"], password=PASSWORD)     # a user called like bo's id
+    first, second = new_order(shop, customer="One"), new_order(shop, customer="Two")
+    kim = sign_in(shop["app"], "kim")
+    one = kim.post(f"/r/order/{first['id']}/transfer", {"to": str(bo), "_title.to": "bo"})
+    assert one.status_code in (200, 303), one.get_data(as_text=True)[:500]
+    many = kim.post("/r/order/_bulk/transfer", {"ids": str(second["id"]), "transfer_to": str(bo),
+                                                "_title.transfer_to": "bo"}, htmx="list")
+    assert many.status_code == 200 and "to bo." in many.get_data(as_text=True)
+    reps = {customer: rep for _i, customer, rep, _o, _v, _s, _t in orders(shop["app"])}
+    assert reps == {"One": bo, "Two": bo} and impostor not in reps.values()

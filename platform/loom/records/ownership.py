@@ -61,13 +61,19 @@ def _user_ref(value: Any) -> int | str | None:
 
 def find_user(conn: sa.Connection, value: Any, field: str, *, active: bool = True) -> User:
     """The user ``value`` names (id or username); 422 naming ``field`` when there is none,
-    or (with ``active``) when the user is deactivated and may own nothing new."""
+    or (with ``active``) when the user is deactivated and may own nothing new. Text of
+    digits is the username it spells where a user has it, else the id: records are never
+    given to whoever happens to have the id that a username spells."""
     ref = _user_ref(value)
     users = sa.table(USER_TABLE, sa.column("id"), sa.column("username"), sa.column("is_active"))
     row = None
     if ref is not None:
         match = users.c.id == ref if isinstance(ref, int) else users.c.username == ref
-        row = conn.execute(sa.select(users.c.id, users.c.username, users.c.is_active).where(match)).first()
+        if isinstance(ref, int) and isinstance(value, str):
+            match = sa.or_(users.c.username == value.strip(), users.c.id == ref)
+        query = sa.select(users.c.id, users.c.username, users.c.is_active).where(match)
+        rows = conn.execute(query).all()
+        row = next((r for r in rows if r.username == str(value).strip()), rows[0] if rows else None)
     shown = str(value)[:150]
     if row is None:
         raise ValidationError(f"there is no user {shown!r}",
