@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from flask import g
 from werkzeug.datastructures import MultiDict
 
 from loom.errors import LoomError
@@ -35,6 +36,10 @@ AUTO_SUFFIX = ":auto"
 _QUOTED = re.compile(r"""('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")""")
 _NAME = re.compile(r"(?<![\w.$])([a-z][a-z0-9_]*)(?![\w.(])")
 _OPERATORS = ((" * ", " × "), (" / ", " ÷ "), (" != ", " ≠ "), (" <= ", " ≤ "), (" >= ", " ≥ "))
+#: a field or a path through links in an expression (``cost``, ``product.cost``; not a function)
+_PATH = re.compile(r"(?<![\w.$])([a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*)(?![\w.(])")
+#: what an expression shows in place of a field the user may not read
+HIDDEN = "…"
 
 
 def derived(f: Field) -> bool:
@@ -42,18 +47,68 @@ def derived(f: Field) -> bool:
     return bool(f.compute or getattr(f, "rollup", None) is not None or f.autonumber)
 
 
+def _readable_fields(entity: Entity) -> frozenset[str]:
+    """The fields of ``entity`` the signed-in user may read (those of a child entity as
+    its rows follow their parent), worked out once per request."""
+    cache = g.setdefault("loom_readable_fields", {})
+    if entity.name not in cache:
+        try:
+            if entity.child:
+                parent = context().live.model.parents[entity.name][0]
+                access = RecordService(context(), parent.name).access_for(entity)
+            else:
+                access = RecordService(context(), entity.name).access
+            cache[entity.name] = frozenset(access.readable()) if access.allowed("read") else frozenset()
+        except (LoomError, LookupError):
+            cache[entity.name] = frozenset()
+    return cache[entity.name]
+
+
+def _shown_path(entity: Entity | None, path: str) -> str:
+    """``path`` (``cost``, ``product.cost``) as the signed-in user may see it: cut at the
+    first field, of ``entity`` or of a record it links to, they may not read (``product.…``)."""
+    model = context().live.model
+    shown = []
+    for name in path.split("."):
+        f = entity.all_fields.get(name) if entity is not None else None
+        if f is None:  # a user's properties, or not a field: nothing of a record
+            return path
+        if name not in _readable_fields(entity):
+            return ".".join([*shown, HIDDEN])
+        shown.append(name)
+        entity = model.entities.get(f.target) if f.target else None
+    return path
+
+
 def _readable_expression(entity: Entity | None, text: str) -> str:
-    """An expression as a person reads it: field names as their labels, × and ÷."""
+    """An expression as a person reads it: field names as their labels, × and ÷. A field
+    the user may not read (here or through a link) is not named: it shows as …"""
     parts = _QUOTED.split(text)
     for i in range(0, len(parts), 2):
         part = parts[i]
         for written, shown in _OPERATORS:
             part = part.replace(written, shown)
         if entity is not None:
+            part = _PATH.sub(lambda m: _shown_path(entity, m.group(1)), part)
             part = _NAME.sub(lambda m: label(entity.all_fields[m.group(1)])
                              if m.group(1) in entity.all_fields else m.group(1), part)
         parts[i] = part
     return "".join(parts)
+
+
+def _rollup_text(entity: Entity | None, rollup: Any) -> str:
+    """``rollup.text``, with the fields of its source the user may not read left unnamed."""
+    source = context().live.model.entities.get(rollup.entity or "") if rollup.entity else None
+    if entity is None or source is None:
+        return rollup.text
+    what = "count()" if rollup.aggregate == "count" else \
+        f"{rollup.aggregate}({_shown_path(source, rollup.field or '')})"
+    where = ""
+    if rollup.where:
+        where = " where " + "".join(
+            _PATH.sub(lambda m: _shown_path(source, m.group(1)), part) if j % 2 == 0 else part
+            for j, part in enumerate(_QUOTED.split(rollup.where)))
+    return f"{what} of {rollup.source}{where}"
 
 
 def logic_note(f: Field, entity: Entity | str | None = None) -> str:
@@ -66,11 +121,11 @@ def logic_note(f: Field, entity: Entity | str | None = None) -> str:
     if f.compute:
         return gettext("computed as %(expression)s", expression=_readable_expression(entity, f.compute))
     if rollup is not None:
-        return gettext("computed as %(expression)s", expression=rollup.text)
+        return gettext("computed as %(expression)s", expression=_rollup_text(entity, rollup))
     if f.autonumber:
         return gettext("numbered %(pattern)s", pattern=f.autonumber)
     if f.default_from:
-        return gettext("taken from %(path)s when empty", path=f.default_from)
+        return gettext("taken from %(path)s when empty", path=_shown_path(entity, f.default_from))
     return ""
 
 

@@ -23,6 +23,8 @@ SHOP = (
         {"name": "product", "type": "link", "target": "product"},
         {"name": "discount", "type": "percent"},
         {"name": "secret", "type": "integer"},
+        {"name": "doubled", "type": "integer", "compute": "secret * 2 + coalesce(discount, 0)"},
+        {"name": "supplier_price", "type": "money", "compute": "product.cost"},
         {"name": "lines_total", "type": "money", "rollup": {"from": "lines", "sum": "amount"}},
         {"name": "lines", "type": "table", "target": "order_line"},
     ], "rules": [{"when": "discount > 50", "message": {"en": "At most half off"}, "fields": ["discount"]}]},
@@ -31,6 +33,7 @@ SHOP = (
         {"name": "quantity", "type": "integer"},
         {"name": "unit_price", "type": "money", "default": {"from": "product.list_price"}},
         {"name": "amount", "type": "money", "compute": "quantity * unit_price"},
+        {"name": "bought_at", "type": "money", "default": {"from": "product.cost"}},
     ]},
     {"kind": "role", "name": "clerk", "permissions": {
         "order": {"actions": ["read", "create", "update", "transfer"], "scope": "own",
@@ -236,3 +239,21 @@ def test_a_user_picked_from_the_list_gets_the_records_even_when_a_username_spell
     assert many.status_code == 200 and "to bo." in many.get_data(as_text=True)
     reps = {customer: rep for _i, customer, rep, _o, _v, _s, _t in orders(shop["app"])}
     assert reps == {"One": bo, "Two": bo} and impostor not in reps.values()
+
+
+def test_how_a_field_is_computed_names_no_field_the_user_may_not_read(shop, make_user):
+    """The note beside a computed field (on the form and the record page) says how Loom
+    works it out in the words of fields the user may read; a field they may not read, on
+    the record or through a link, is left out of it."""
+    order = new_order(shop, secret=21, product=shop["products"]["Lamp"])
+    kim = sign_in(shop["app"], "kim")
+    for url in ("/r/order/new", f"/r/order/{order['id']}/edit", f"/r/order/{order['id']}"):
+        html = kim.get(url).get_data(as_text=True)
+        assert "computed as" in html and "Discount" in html, url
+        assert "Secret" not in html and "secret" not in html, url
+        assert "product.cost" not in html and "Cost" not in html, url
+    # whoever may read them is told every field
+    make_user("root", superuser=True, password=PASSWORD)
+    html = sign_in(shop["app"], "root").get("/r/order/new").get_data(as_text=True)
+    assert "computed as Secret × 2 + coalesce(Discount, 0)" in html and "computed as product.cost" in html
+    assert "taken from product.cost when empty" in html
