@@ -562,3 +562,30 @@ def test_a_username_made_of_digits_names_that_user_not_the_user_with_that_id(wor
     counted = world["admin"].get("/api/v1/_transfer", query_string={"from": str(ids["sun"])})
     assert counted.status_code == 200 and counted.get_json()["data"] == {}   # the user called so owns nothing
     assert world["admin"].get("/api/v1/_transfer", query_string={"from": "sun"}).get_json()["data"] == {"account": 1}
+
+
+def test_a_refused_value_for_a_computed_field_names_no_field_the_writer_may_not_read(
+        apply_metadata, make_entity, make_user, client_for, loom_client):
+    apply_metadata(
+        make_entity("part", [{"name": "name", "type": "string"}, {"name": "cost", "type": "money"}],
+                    title_field="name"),
+        make_entity("quote", [{"name": "title", "type": "string"}, {"name": "part", "type": "link", "target": "part"},
+                              {"name": "price", "type": "money"}, {"name": "margin_note", "type": "string"},
+                              {"name": "margin", "type": "money", "compute": "price - margin_secret"},
+                              {"name": "margin_secret", "type": "money"},
+                              {"name": "part_cost", "type": "money", "compute": "part.cost"},
+                              {"name": "shown", "type": "money", "compute": "price * 2"}], title_field="title"),
+        {"kind": "role", "name": "seller", "permissions": {
+            "quote": {"actions": ["read", "create"], "scope": "all", "fields": {"margin_secret": "none"}},
+            "part": {"actions": ["read"], "scope": "all", "fields": {"cost": "none"}}}})
+    make_user("seller", roles=["seller"])
+    reply = client_for("seller").post("/api/v1/quote", json={"title": "q", "margin": "1", "part_cost": "2",
+                                                             "shown": "3"})
+    assert reply.status_code == 422, reply.get_json()
+    text = reply.get_data(as_text=True)
+    assert "margin_secret" not in text and "cost" not in text.replace("part_cost", ""), text
+    by_field = {e["field"]: e for e in reply.get_json()["errors"]}
+    assert set(by_field) == {"margin", "part_cost", "shown"} and {e["code"] for e in by_field.values()} == {"computed"}
+    assert by_field["shown"]["params"]["expression"] == "price * 2"     # one the writer may read, as written
+    full = loom_client.post("/api/v1/quote", json={"title": "q", "margin": "1"}).get_json()
+    assert full["errors"][0]["params"]["expression"] == "price - margin_secret"

@@ -125,6 +125,33 @@ class RecordService(Ownership, WriteGuards, CommitHooks, Discussion, LinkChecks,
             self._accesses[entity.name] = EntityAccess(self.context.policy, self.principal, entity, parent)
         return self._accesses[entity.name]
 
+    def _computed_refusal(self, entity: Entity, field: str, f: Field) -> dict[str, Any]:
+        """The refusal of a value sent for a computed or rolled-up field, saying how it is
+        worked out only where the caller may read every field that reads (else "…")."""
+        rollup = f.rollup
+        if rollup is not None:
+            source = self.model.entities.get(rollup.entity or "")
+            paths = [p for p in (rollup.field, *(rollup.where_expr.paths if rollup.where_expr is not None else ()))
+                     if p]
+        else:
+            source, paths = entity, list(f.compute_expr.paths) if f.compute_expr is not None else []
+        if source is None or all(self._may_read_path(source, path) for path in paths):
+            return computed_refusal(field, f)
+        return error_entry(field, "computed", "is computed from …; it cannot be set", expression="…")
+
+    def _may_read_path(self, entity: Entity, path: str) -> bool:
+        """Whether the caller may read every field along ``path`` (``part.cost``) from ``entity``."""
+        current: Entity | None = entity
+        for name in path.split("."):
+            f = current.all_fields.get(name) if current is not None else None
+            if f is None:
+                return True  # a user's property, or no field: nothing of a record
+            access = self.access_for(current)
+            if not access.allowed("read") or name not in access.readable():
+                return False
+            current = self.model.entities.get(f.target) if f.target else None
+        return True
+
     def _sort_out(self, access: EntityAccess, data: dict[str, Any], action: str, prefix: str = "") -> list[dict]:
         """Remove from ``data`` what the caller may not write. Fields they cannot read are
         unknown to them (422); fields they can read but not change are refused (403)."""
@@ -138,7 +165,7 @@ class RecordService(Ownership, WriteGuards, CommitHooks, Discussion, LinkChecks,
             if name not in readable:
                 errors.append(error_entry(prefix + name, "unknown_field", UNKNOWN_FIELD, name=name))
             elif f.compute or f.rollup:
-                errors.append(computed_refusal(prefix + name, f))
+                errors.append(self._computed_refusal(entity, prefix + name, f))
             elif (f.read_only or (f.system and name != "owner")) and not self.principal.is_system:
                 errors.append(error_entry(prefix + name, "read_only", "is read-only"))
             elif name not in writable:
