@@ -589,3 +589,28 @@ def test_a_refused_value_for_a_computed_field_names_no_field_the_writer_may_not_
     assert by_field["shown"]["params"]["expression"] == "price * 2"     # one the writer may read, as written
     full = loom_client.post("/api/v1/quote", json={"title": "q", "margin": "1"}).get_json()
     assert full["errors"][0]["params"]["expression"] == "price - margin_secret"
+
+
+def test_a_broken_rule_or_required_field_the_writer_may_not_read_is_refused_without_naming_it(
+        apply_metadata, make_entity, make_user, client_for, loom_client):
+    apply_metadata(
+        make_entity("deal", [{"name": "title", "type": "string"}, {"name": "price", "type": "money"},
+                             {"name": "floor", "type": "money", "default": "50"},
+                             {"name": "approval", "type": "string", "required_when": "price > 1000"}],
+                    title_field="title",
+                    rules=[{"when": "price < floor", "message": {"en": "Priced too low"}, "fields": ["floor"]}]),
+        {"kind": "role", "name": "seller", "permissions": {
+            "deal": {"actions": ["read", "create", "update"], "scope": "all",
+                     "fields": {"floor": "none", "approval": "none"}}}})
+    make_user("seller", roles=["seller"])
+    seller = client_for("seller")
+    for body in ({"title": "t", "price": "10"}, {"title": "t", "price": "2000"}):
+        reply = seller.post("/api/v1/deal", json=body)
+        assert reply.status_code == 422, reply.get_json()
+        text = reply.get_data(as_text=True)
+        assert "floor" not in text and "approval" not in text, text
+        assert all(e["field"] == "" for e in reply.get_json()["errors"])
+    assert "Priced too low" in seller.post("/api/v1/deal", json={"title": "t", "price": "10"}).get_data(as_text=True)
+    # whoever may read the field is told which it is
+    full = loom_client.post("/api/v1/deal", json={"title": "t", "price": "10"}).get_json()
+    assert [e["field"] for e in full["errors"]] == ["floor"]

@@ -9,6 +9,7 @@ write passes before commit are in ``guards``, the commit hooks in ``committing``
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,6 +44,8 @@ from loom.schema.service import LiveVersion
 from loom.schema.statistics import rows_written
 
 STATE_LOCKED = "is read-only in the record's current state"
+#: ``[3].amount`` -> ("[3].", "amount"): the row of a bulk write an error is about
+_BULK_ROW = re.compile(r"^(\[\d+\]\.)?(.*)$", re.DOTALL)
 #: SQLSTATEs of a transaction the database ended to let another one through: a deadlock
 #: broken, a serialization failure
 WRITE_CONFLICTS = ("40P01", "40001")
@@ -332,7 +335,18 @@ class RecordService(Ownership, WriteGuards, CommitHooks, Discussion, LinkChecks,
             errors.extend(logic.apply(entity, values, record=record, creating=record is None, prefix=prefix,
                                       standard=standard, children=children))
         if errors:
-            raise ValidationError(f"{len(errors)} invalid value(s)", errors=errors)
+            raise ValidationError(f"{len(errors)} invalid value(s)", errors=self._unnamed_hidden(errors))
+
+    def _unnamed_hidden(self, errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The errors of a write's logic as the writer may read them: one about a field they
+        may not read (a rule naming it, its ``required_when``) is about the record as a
+        whole, as a preview says it (``_readable_errors``); a bulk row keeps its ``[i]``."""
+        readable, result = self.access.readable(), []
+        for error in errors:
+            row, rest = _BULK_ROW.match(error["field"]).groups()
+            shown = self._readable_errors([{**error, "field": rest}], readable)[0]
+            result.append({**shown, "field": (row or "") + shown["field"] if shown["field"] else (row or "")[:-1]})
+        return result
 
     def create(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """Create one record (with its child rows); returns it as stored, as far as the
