@@ -141,14 +141,20 @@ class WriteLogic:
         errors = []
         for f in entity.fields:
             if f.default_expr is not None and _empty(values.get(f.name)):
-                try:
-                    value, problem = _stored(f, self.evaluate(f.default_expr, values))
-                except Unevaluable as exc:
-                    value, problem = None, error_entry(f.name, "invalid", str(exc))
-                values[f.name] = value
-                if problem is not None:
-                    errors.append({**problem, "field": prefix + f.name})
+                self._fill(f, values, values, prefix, errors)
         return errors
+
+    def _fill(self, f: Field, values: dict[str, Any], record: Mapping[str, Any], prefix: str,
+              errors: list[dict[str, Any]]) -> None:
+        """Set ``f`` in ``values`` to its computed default for ``record``; a value it cannot
+        hold, or a default that cannot be worked out, is an error entry (and null)."""
+        try:
+            value, problem = _stored(f, self.evaluate(f.default_expr, record))
+        except Unevaluable as exc:
+            value, problem = None, error_entry(f.name, "invalid", str(exc))
+        values[f.name] = value
+        if problem is not None:
+            errors.append({**problem, "field": prefix + f.name})
 
     def apply(self, entity: Entity, values: dict[str, Any], *, record: Mapping[str, Any] | None = None,
               creating: bool = True, prefix: str = "", standard: Mapping[str, Any] | None = None,
@@ -200,13 +206,7 @@ class WriteLogic:
                 continue
             link = f.default_expr.paths[0].split(".", 1)[0]
             if link in values and values[link] != record.get(link):
-                try:
-                    value, problem = _stored(f, self.evaluate(f.default_expr, {**record, **values}))
-                except Unevaluable as exc:
-                    value, problem = None, error_entry(f.name, "invalid", str(exc))
-                values[f.name] = value
-                if problem is not None:
-                    errors.append({**problem, "field": prefix + f.name})
+                self._fill(f, values, {**record, **values}, prefix, errors)
         return errors
 
     def states(self, entity: Entity, current: Mapping[str, Any]) -> dict[str, FieldState]:
