@@ -47,37 +47,17 @@ def derived(f: Field) -> bool:
     return bool(f.compute or getattr(f, "rollup", None) is not None or f.autonumber)
 
 
-def _readable_fields(entity: Entity) -> frozenset[str]:
-    """The fields of ``entity`` the signed-in user may read (those of a child entity as
-    its rows follow their parent), worked out once per request."""
-    cache = g.setdefault("loom_readable_fields", {})
-    if entity.name not in cache:
-        try:
-            if entity.child:
-                parent = context().live.model.parents[entity.name][0]
-                access = RecordService(context(), parent.name).access_for(entity)
-            else:
-                access = RecordService(context(), entity.name).access
-            cache[entity.name] = frozenset(access.readable()) if access.allowed("read") else frozenset()
-        except (LoomError, LookupError):
-            cache[entity.name] = frozenset()
-    return cache[entity.name]
-
-
 def _shown_path(entity: Entity | None, path: str) -> str:
     """``path`` (``cost``, ``product.cost``) as the signed-in user may see it: cut at the
     first field, of ``entity`` or of a record it links to, they may not read (``product.…``)."""
-    model = context().live.model
-    shown = []
-    for name in path.split("."):
-        f = entity.all_fields.get(name) if entity is not None else None
-        if f is None:  # a user's properties, or not a field: nothing of a record
-            return path
-        if name not in _readable_fields(entity):
-            return ".".join([*shown, HIDDEN])
-        shown.append(name)
-        entity = model.entities.get(f.target) if f.target else None
-    return path
+    if entity is None:
+        return path
+    services = g.setdefault("loom_path_readers", {})
+    if "svc" not in services:  # any entity's service answers for every entity, once a request
+        model = context().live.model
+        services["svc"] = RecordService(context(), next(e for e in model.entities.values() if not e.child).name)
+    cut = services["svc"].unreadable_at(entity, path)
+    return path if cut is None else ".".join([*path.split(".")[:cut], HIDDEN])
 
 
 def _readable_expression(entity: Entity | None, text: str) -> str:

@@ -138,22 +138,24 @@ class RecordService(Ownership, WriteGuards, CommitHooks, Discussion, LinkChecks,
                      if p]
         else:
             source, paths = entity, list(f.compute_expr.paths) if f.compute_expr is not None else []
-        if source is None or all(self._may_read_path(source, path) for path in paths):
+        if source is None or all(self.unreadable_at(source, path) is None for path in paths):
             return computed_refusal(field, f)
         return error_entry(field, "computed", "is computed from …; it cannot be set", expression="…")
 
-    def _may_read_path(self, entity: Entity, path: str) -> bool:
-        """Whether the caller may read every field along ``path`` (``part.cost``) from ``entity``."""
+    def unreadable_at(self, entity: Entity, path: str) -> int | None:
+        """Where along ``path`` (``part.cost``, read from ``entity`` through its links) the
+        first field the caller may not read is (its index), or None when they may read
+        every one (a user's property, or no field at all, is nothing of a record)."""
         current: Entity | None = entity
-        for name in path.split("."):
+        for i, name in enumerate(path.split(".")):
             f = current.all_fields.get(name) if current is not None else None
             if f is None:
-                return True  # a user's property, or no field: nothing of a record
+                return None
             access = self.access_for(current)
             if not access.allowed("read") or name not in access.readable():
-                return False
+                return i
             current = self.model.entities.get(f.target) if f.target else None
-        return True
+        return None
 
     def _sort_out(self, access: EntityAccess, data: dict[str, Any], action: str, prefix: str = "") -> list[dict]:
         """Remove from ``data`` what the caller may not write. Fields they cannot read are
