@@ -312,3 +312,34 @@ def test_an_answer_about_a_row_removed_meanwhile_changes_only_what_is_left(page,
     # the late answer (17.00 with the removed row) is followed by the one without it
     expect(page.locator("#value-total")).to_contain_text("10.00")
     expect(rows.nth(0).locator("input[name$='.unit_price']")).to_have_value("5.00")
+
+
+def test_a_price_typed_while_the_product_answer_is_on_its_way_is_kept(page, live_server):
+    from .conftest import browser_sign_in
+
+    browser_sign_in(page, "kim")
+    page.goto("/r/order/new")
+    page.locator("#f-customer").fill("Acme")
+    page.get_by_role("button", name="Add a row").click()
+    row = page.locator("#f-lines-rows tr").first
+    held = []
+    page.route("**/form/preview", lambda route: held.append(route))
+    row.locator("input[type=search]").fill("Desk")
+    row.locator("[data-pick-id]").first.click()
+    for _ in range(50):
+        if held:
+            break
+        page.wait_for_timeout(100)
+    assert held, "no preview was asked for"
+    # the user types a price of their own before the answer with the product's price is back
+    row.locator("input[name$='.quantity']").fill("2")
+    row.locator("input[name$='.unit_price']").fill("80.00")
+    page.locator("#f-discount").focus()
+    for _ in range(50):  # the late answer (99.00 from the product), then the later ones
+        if held:
+            held.pop(0).continue_()
+        page.wait_for_timeout(100)
+    page.unroute("**/form/preview")
+    expect(row.locator("input[name$='.unit_price']")).to_have_value("80.00")
+    expect(row.locator("output[id$='-amount']")).to_have_text("160.00")
+    expect(page.locator("#value-total")).to_contain_text("160.00")

@@ -75,15 +75,35 @@
       else input.readOnly = readOnly;
     });
   }
+  // Each edit of a live form is stamped; a preview remembers the stamp it left with.
+  var edits = 0;
+  document.addEventListener("input", function (event) {
+    var form = event.target.closest && event.target.closest("form");
+    if (form && form.querySelector("[data-live-form]")) event.target.setAttribute("data-edit", String(++edits));
+  }, true);
+  function isLivePreview(config) {
+    var elt = config && config.elt;
+    return !!(elt && elt.hasAttribute && elt.hasAttribute("data-live-form"));
+  }
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    if (isLivePreview(event.detail.requestConfig)) event.detail.requestConfig.loomEdits = edits;
+  });
   // An answer that left the server before a row was removed still names the row's parts:
   // those parts are dropped from it (htmx would report each missing one as an error).
+  // Nor does an answer replace an input the user changed while it was on its way: it was
+  // worked out from the value before, and the change sends a preview of its own.
   document.addEventListener("htmx:beforeSwap", function (event) {
-    var elt = event.detail.requestConfig && event.detail.requestConfig.elt;
-    if (!elt || !elt.hasAttribute || !elt.hasAttribute("data-live-form")) return;
+    var config = event.detail.requestConfig;
+    if (!isLivePreview(config)) return;
+    var sent = config.loomEdits || 0;
     var answer = document.createElement("template");
     answer.innerHTML = event.detail.serverResponse;
     answer.content.querySelectorAll("[hx-swap-oob]").forEach(function (part) {
-      if (!document.getElementById(part.id)) part.remove();
+      var current = document.getElementById(part.id);
+      var changed = current && Array.prototype.some.call(current.querySelectorAll("[data-edit]"), function (input) {
+        return Number(input.getAttribute("data-edit")) > sent;
+      });
+      if (!current || changed) part.remove();
     });
     event.detail.serverResponse = answer.innerHTML;
   });
