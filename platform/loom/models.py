@@ -6,7 +6,7 @@ import importlib
 MODEL_MODULES = ("loom.identity.models", "loom.schema.models", "loom.events", "loom.audit.models",
                  "loom.records.comments", "loom.records.files", "loom.records.numbering",
                  "loom.plugins.settings",
-                 "loom.plugins.webhooks")
+                 "loom.plugins.webhooks", "loom.integrations.models")
 
 
 def import_all(plugins=None) -> None:
