@@ -128,6 +128,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from loom.audit.api import audit_api
     from loom.identity.admin import admin
     from loom.identity.api import auth as auth_api
+    from loom.integrations.api import deliveries_api
     from loom.records.api import api
     from loom.records.uploading import uploads_api
     from loom.schema.api import metadata_api
@@ -138,6 +139,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(api)
     app.register_blueprint(uploads_api)
     app.register_blueprint(audit_api)
+    app.register_blueprint(deliveries_api)
     app.register_blueprint(metadata_api)
     app.register_blueprint(plugin_webhooks.webhooks)
     for blueprint in flatten(plugins.hook.register_blueprints()):

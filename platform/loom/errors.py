@@ -53,6 +53,7 @@ ERROR_CODES: dict[str, ErrorCode] = {
     "still_linked_unseen": ErrorCode(("entity",), "other records still link to this one"),
     "no_attachment_field": ErrorCode(("entity", "field"), "the entity has no attachment field of that name"),
     "no_audit_entry": ErrorCode(("seq",), "there is no audit entry with that number"),
+    "no_such_delivery": ErrorCode(("id",), "there is no delivery with that id"),
     # -- one value (an entry of ``errors``) ---------------------------------------------------
     "invalid": ErrorCode(("rule?",), "a value refused for a reason without a code of its own (a plugin's, or a "
                                        "settings schema's rule); read the message"),
@@ -121,6 +122,8 @@ ERROR_CODES: dict[str, ErrorCode] = {
     "no_such_user": ErrorCode(("user",), "no user with this username or id"),
     "inactive_user": ErrorCode(("user",), "the user is deactivated and cannot own records"),
     "same_owner": ErrorCode((), "a transfer to the user the records already belong to"),
+    "replay_too_large": ErrorCode(("count", "max"), "a replay of more deliveries than one call replays; "
+                                                    "choose a shorter time range"),
 }
 
 
