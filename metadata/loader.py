@@ -99,6 +99,9 @@ def _to_python(loader: yaml.SafeLoader, node: yaml.Node, path: tuple, lines: dic
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             key = _plain(loader.construct_object(key_node, deep=True))
+            if isinstance(key, bool) and isinstance(key_node, yaml.ScalarNode):
+                # YAML 1.1 reads a plain on/off/yes/no as a boolean; as a key it is a name (a rule's ``on``)
+                key = key_node.value
             if not isinstance(key, str | int | float | bool) and key is not None:
                 problems.append(Problem(file, key_node.start_mark.line + 1, format_path(path),
                                         "keys must be plain text"))

@@ -270,7 +270,7 @@ DIRECTORY = click.Path(file_okay=False, path_type=Path)
 @click.argument("directory", type=DIRECTORY)
 def validate(directory: Path) -> None:
     """Check a directory of metadata files, with the installed plugins' own; report every
-    problem."""
+    problem. With an instance, also what a publish checks in its database (whom rules run as)."""
     from loom.plugins import plugin_manager
     from loom.plugins.metadata import load_with_shipped, shipped_folders
 
@@ -278,6 +278,11 @@ def validate(directory: Path) -> None:
         model = load_with_shipped(directory, shipped_folders(plugin_manager()))
     except MetadataError as error:
         _fail(error)
+    if has_instance(_loom().engine):
+        # users are not metadata: whom rules run as can be checked only against an instance
+        problems = _loom().metadata.database_problems(model)
+        if problems:
+            _fail(MetadataError(problems))
     click.echo(f"ok: {len(model.entities)} entities in {len(model.documents)} documents")
     for note in model.layout_notes:
         click.echo(f"note: {note}")

@@ -59,6 +59,8 @@ class Rule:
     #: where it was declared, for messages
     file: str = ""
     line: int = 0
+    #: the line of its ``run_as`` (a publish refuses a user who is missing or deactivated there)
+    run_as_line: int = 0
 
     def fires_on(self, event: str, entity: str, changed: set[str] | None = None) -> bool:
         """Whether a record ``event`` (created, updated, deleted) of ``entity`` triggers it,

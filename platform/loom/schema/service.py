@@ -96,6 +96,23 @@ class VersionInfo:
     summary: tuple[str, ...]
 
 
+#: checks a publish makes of the new model against the database, beside the schema change's
+#: own: ``check(conn, model) -> [problem, ...]``. Domains above this one add theirs (the
+#: integration rules: each rule's ``run_as`` is an active user), since this one cannot import them.
+PUBLISH_CHECKS: list[Callable[[sa.Connection, AppModel], list[Any]]] = []
+
+
+def add_publish_check(check: Callable[[sa.Connection, AppModel], list[Any]]) -> None:
+    """Make every publish (and its preview, ``plan``) run ``check``; adding it again does nothing."""
+    if check not in PUBLISH_CHECKS:
+        PUBLISH_CHECKS.append(check)
+
+
+def publish_problems(conn: sa.Connection, model: AppModel) -> list[Any]:
+    """What the publish checks find wrong with ``model`` against the database."""
+    return [problem for check in PUBLISH_CHECKS for problem in check(conn, model)]
+
+
 def model_from_documents(documents: Iterable[dict[str, Any]], origin: str = "<stored>") -> AppModel:
     docs = []
     problems = []
@@ -257,10 +274,16 @@ class MetadataService:
             number, live = self._live_in(conn)
             diff = diff_models(live, model)
             migration = Migration(conn, live, model, diff, number + 1)
-            problems = migration.problems()
+            problems = migration.problems() + publish_problems(conn, model)
             summary = diff.summary() + [f"  restores {what}" for what in migration.restorations()]
             conn.rollback()
         return Plan(number, number + 1, diff, tuple(summary), tuple(problems))
+
+    def database_problems(self, model: AppModel) -> list[Any]:
+        """What a publish of ``model`` would be refused for by the publish checks (users a
+        rule runs as, ...), without diffing or migrating; changes nothing."""
+        with self.engine.connect() as conn:
+            return publish_problems(conn, model)
 
     def apply(self, model: AppModel, *, author: str, source: str = "apply",
               principal: Principal | None = None, base_version: int | None = None) -> Plan:
@@ -281,7 +304,7 @@ class MetadataService:
                     self._ensure_ids_never_reused(conn, live, author, principal)
                     return Plan(number, number, diff, ())
                 migration = Migration(conn, live, model, diff, number + 1)
-                problems = migration.problems()
+                problems = migration.problems() + publish_problems(conn, model)
                 if problems:
                     raise MetadataError(problems)
                 migration.run()
