@@ -114,7 +114,7 @@ def test_rules_over_generated_entities_compile_to_rule_objects(tmp_path, seed):
         lines: ["{{% for name, change in changes.items() %}}{{{{ name }}}}{{% endfor %}}", 3, true, null]
         parent: "{{{{ record.parent_{parent.name} }}}}"
         since: "{{{{ record.created_at }}}} {{{{ record.updated_by }}}} {{{{ record.version }}}}"
-      token: "{{{{ settings.token }}}} {{{{ rule.name }}}} {{{{ delivery.id }}}}"
+      token: "{{{{ settings.token }}}} {{{{ rule }}}} {{{{ delivery.idempotency_key }}}}"
       plain: no template here
     run_as: integration_bot
     retry: {{max_attempts: 12, backoff: fixed, first_wait: 5m}}
