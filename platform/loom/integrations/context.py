@@ -4,6 +4,7 @@ past their declared depth."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -38,3 +39,12 @@ def running_delivery(delivery_id: int, rule: str, depth: int, chain: tuple[str, 
         yield current
     finally:
         _running.reset(token)
+
+
+#: set when a commit wrote deliveries, so a worker in this process starts on them at once
+#: instead of at its next poll
+DELIVERIES_WRITTEN = threading.Event()
+
+
+def wake_workers() -> None:
+    DELIVERIES_WRITTEN.set()

@@ -16,11 +16,14 @@ from typing import Any
 import sqlalchemy as sa
 
 from loom.audit.log import AuditLog
-from loom.db import after_commit
+from loom.db import after_commit, utcnow
 from loom.events import emit_many
+from loom.integrations import triggers
+from loom.integrations.context import wake_workers
 from loom.metadata.model import Entity
 from loom.principal import Principal
 from loom.records.auditing import deleted_changes
+from loom.records.logic import WriteLogic
 
 #: each record action: (outbox topic and after_record_commit action, audit action)
 _PAST = {"create": "created", "update": "updated", "delete": "deleted"}
@@ -32,7 +35,9 @@ class CommitHooks:
     """The commit hooks of ``RecordService`` (which sets the attributes used here)."""
 
     audit: AuditLog
+    context: Any
     entity: Entity
+    model: Any
     hooks: Any
     principal: Principal
     _event_record: Any
@@ -64,6 +69,7 @@ class CommitHooks:
                 payload["recomputed_because"] = dict(derived)
             events.append((record["id"], payload))
         emit_many(conn, topic=f"record.{past}", actor=self.principal.name, entity=self.entity.name, events=events)
+        self._trigger_rules(conn, past, events)
         entry = self.audit.entry_maker(f"record.{action}", principal=self.principal, entity=self.entity.name)
         for i, record in enumerate(records):
             kwargs: dict[str, Any] = {"entity": self.entity, "record": record, "principal": self.principal,
@@ -82,6 +88,37 @@ class CommitHooks:
                 made = dataclasses.replace(made, detail={"recomputed_because": dict(derived)})
             self.audit.add_entry(conn, made)
         self._after_commit(conn, past, records)
+
+    def _trigger_rules(self, conn: sa.Connection, event: str, events: Sequence[tuple[Any, dict[str, Any]]]) -> None:
+        """Write the deliveries the integration rules on this entity declare for the change
+        (``loom.integrations.triggers``), in its transaction; audit a rule stopped by its
+        depth and a condition that could not be worked out."""
+        found = self.context.live.derive("integration_triggers", lambda: triggers.RecordTriggers(self.model))
+        if not found.rules(self.entity.name, event):
+            return
+        now = utcnow()
+        logic: list[Any] = []
+
+        def lookup(entity_name: str, record_id: Any) -> Any:
+            if not logic:
+                logic.append(WriteLogic(conn, self.model, self.context.live.tables, self.principal, now))
+            return logic[0].lookup(entity_name, record_id)
+
+        made = found.deliveries(self.entity, event, [payload["record"] for _id, payload in events],
+                                [payload.get("changes") or {} for _id, payload in events] if event == "updated" else None,
+                                principal=self.principal, now=now, lookup=lookup)
+        triggers.write(conn, made.rows)
+        for stop in made.stopped:
+            log.warning("rule %s not run: the writes leading to it are %s deep (%s)", stop.rule, stop.depth,
+                        " -> ".join(stop.chain))
+            self.audit.add(conn, "rule.loop_stopped", principal=self.principal, entity=self.entity.name,
+                           outcome="denied", detail={"rule": stop.rule, "depth": stop.depth, "chain": list(stop.chain)})
+        for failure in made.failed:
+            self.audit.add(conn, "rule.condition_failed", principal=self.principal, entity=self.entity.name,
+                           record_id=failure.record_id, outcome="error",
+                           detail={"rule": failure.rule, "error": failure.error[:500]})
+        if made.rows:
+            after_commit(conn, wake_workers)
 
     def _after_commit(self, conn: sa.Connection, action: str, records: Sequence[dict[str, Any]]) -> None:
         """Call the ``after_record_commit`` hooks once ``conn``'s transaction committed
