@@ -33,6 +33,23 @@ def _count(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def _switch(raw: str) -> bool:
+    """on or off (also true/false, yes/no, 1/0)."""
+    lowered = raw.strip().lower()
+    if lowered in ("on", "true", "yes", "1"):
+        return True
+    if lowered in ("off", "false", "no", "0"):
+        return False
+    raise ValueError(f"'{raw}' is neither on nor off")
+
+
+def _seconds(raw: str) -> float:
+    value = float(raw)
+    if not 0 < value < 86400:
+        raise ValueError(f"'{raw}' is not a number of seconds above 0 (and below a day)")
+    return value
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -77,6 +94,17 @@ SETTINGS: tuple[Setting, ...] = (
             "closed when given back; a few requests hold two for a moment, so keep it above 0. On "
             "PostgreSQL, workers x (pool size + overflow), plus the `loom` commands and the outbox running "
             "beside the server, must stay below the server's max_connections (100 by default).", _count(0)),
+    Setting("WORKER", True,
+            "Whether `loom serve` (and `loom demo`) runs a worker thread in each process, delivering what "
+            "integration rules trigger, outbox events and scheduled jobs: on (the default) or off, for "
+            "when `loom worker` runs elsewhere.", _switch),
+    Setting("WORKER_POLL_INTERVAL", 1.0,
+            "Seconds a worker waits between two looks for due work; a delivery enqueued in the worker's "
+            "own process wakes it at once.", _seconds),
+    Setting("DELIVERY_LEASE_SECONDS", 300,
+            "Seconds a worker's claim on a delivery stands: when it runs out (the worker died, or the action "
+            "took longer), another worker takes the delivery over and runs it again. Keep it longer than "
+            "any action takes.", _count(1)),
 )
 
 

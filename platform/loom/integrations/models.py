@@ -87,3 +87,26 @@ class DeliveryAttempt(Base):
 
 deliveries = Delivery.__table__
 attempts = DeliveryAttempt.__table__
+
+
+class JobSchedule(Base):
+    """When each scheduled job of a plugin (``scheduled_jobs`` hook) last ran and runs next,
+    kept by the worker. Workers in several processes take a due run by moving
+    ``next_run_at`` on with a compare-and-set, so a job runs once per due time however
+    many workers see it due."""
+
+    __tablename__ = "loom_job_schedules"
+
+    name: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
+    plugin: Mapped[str] = mapped_column(sa.String(100))
+    #: the schedule ``next_run_at`` was worked out from (a changed schedule is worked out again)
+    schedule: Mapped[str] = mapped_column(sa.String(200))
+    next_run_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
+    last_run_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    #: ok or error, and the error's text
+    last_outcome: Mapped[str | None] = mapped_column(sa.String(20))
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    last_duration_ms: Mapped[float | None] = mapped_column(sa.Float)
+
+
+job_schedules = JobSchedule.__table__
