@@ -274,7 +274,7 @@ class MetadataService:
             number, live = self._live_in(conn)
             diff = diff_models(live, model)
             migration = Migration(conn, live, model, diff, number + 1)
-            problems = migration.problems() + publish_problems(conn, model)
+            problems = migration.problems() + [str(p) for p in publish_problems(conn, model)]
             summary = diff.summary() + [f"  restores {what}" for what in migration.restorations()]
             conn.rollback()
         return Plan(number, number + 1, diff, tuple(summary), tuple(problems))
