@@ -15,6 +15,7 @@ from loom.errors import (
     error_entry,
 )
 from loom.hookspecs import hookimpl
+from loom.integrations.actions import Action, ActionCall, PermanentFailure
 from loom.permissions import Forbidden
 from loom.plugins.access import transaction
 from loom.plugins.declarations import NavLink, Panel
@@ -24,6 +25,8 @@ from loom.principal import Principal
 from loom.records.door import record_service
 
 __all__ = [
+    "Action",
+    "ActionCall",
     "BadRequest",
     "Conflict",
     "Forbidden",
@@ -33,6 +36,7 @@ __all__ = [
     "NavLink",
     "NotFound",
     "Panel",
+    "PermanentFailure",
     "PreconditionFailed",
     "Principal",
     "ValidationError",

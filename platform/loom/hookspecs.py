@@ -9,7 +9,7 @@ list of things may return an empty list or None.
 
 The hooks come in groups: the record lifecycle (first), the app (startup, routes,
 webhooks, commands, screens), data that plugins ship (metadata, migrations, settings)
-and background work (outbox consumers, scheduled jobs).
+and background work (outbox consumers, scheduled jobs, rule actions).
 
 Record hooks receive the compiled ``entity`` (``loom.metadata.Entity``), the acting
 ``principal`` (``loom.identity.Principal``) and, except ``after_record_commit``, the
@@ -181,6 +181,17 @@ def scheduled_jobs():
     (``"0 7 * * 1-5"``, in the time zone of ``LOOM_TIMEZONE``) or an interval
     (``datetime.timedelta`` or seconds). Names are unique across plugins. ``loom jobs list``
     shows when each runs next; ``loom jobs run NAME`` runs one now."""
+
+
+@hookspec
+def rule_actions():
+    """A list of ``loom.Action(name, run, arguments=..., description=...)``: actions that
+    integration rules can name (``action: erp.push_sales_order``). ``run(call)`` receives a
+    ``loom.ActionCall`` (its rendered ``arguments``, the delivery's ``idempotency_key``, the
+    rule's ``principal``, the plugin's ``settings`` unsealed) and returns a JSON-able
+    result; it raises ``loom.PermanentFailure`` when a retry cannot help and any other
+    exception to be tried again. Registered as the plugin host starts, under the plugin's
+    name; a name another plugin (or Loom) has taken stops the app, naming both."""
 
 
 # -- the metadata language -------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """An example Loom plugin, small but real: it counts the record events Loom delivers to it
 in a table of its own, shows that count on the record pages an admin chose, receives a
-signed ``ping`` webhook, lists what it saw on a page and with ``loom example-events``, and
-adds a field type, ``rating`` (one to five stars).
+signed ``ping`` webhook, lists what it saw on a page and with ``loom example-events``,
+adds a field type, ``rating`` (one to five stars), and an action integration rules can
+name, ``example.rate`` (give a record's rating field some stars).
 
 It uses only what ``loom`` exports: every hook it implements is one a third-party plugin
 could, and ``docs/plugins.md`` walks through it.
@@ -79,6 +80,28 @@ def ping(call: loom.WebhookCall):
     return {"pong": call.timestamp}
 
 
+def rate(call: loom.ActionCall):
+    """The rule action ``example.rate``: set a record's rating field, as the rule's principal.
+    A refusal (no permission, no such record, not a rating) cannot be mended by trying again."""
+    arguments = call.arguments
+    service = loom.record_service(arguments["entity"], call.principal, app=call.app)
+    try:
+        record = service.update(int(arguments["id"]), {arguments["field"]: arguments["stars"]})
+    except (loom.Forbidden, loom.NotFound, loom.ValidationError) as refusal:
+        reasons = "; ".join(error["message"] for error in refusal.errors) or refusal.detail
+        raise loom.PermanentFailure(f"example.rate: {reasons}") from None
+    return {"id": record["id"], "stars": record[arguments["field"]]}
+
+
+RATE = loom.Action("example.rate", rate, description="Give a record's rating field 1 to 5 stars", arguments={
+    "type": "object",
+    "properties": {"entity": {"type": "string"}, "id": {"type": ["integer", "string"], "pattern": "^[0-9]+$"},
+                   "field": {"type": "string"}, "stars": {"type": "integer", "minimum": 1, "maximum": 5}},
+    "required": ["entity", "id", "field", "stars"],
+    "additionalProperties": False,
+})
+
+
 @loom.hookimpl
 def plugin_settings_schema():
     return (NAME, SETTINGS)
@@ -92,6 +115,11 @@ def migration_folders():
 @loom.hookimpl
 def field_types():
     return [RATING]
+
+
+@loom.hookimpl
+def rule_actions():
+    return [RATE]
 
 
 @loom.hookimpl

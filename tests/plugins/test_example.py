@@ -9,7 +9,9 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
+import loom
 import loom_example
+from loom.integrations.actions import action, unregister_action
 from loom.metadata import unregister_field_type
 from loom.plugins import plugin_manager
 from loom.plugins.outbox import deliver_pending
@@ -25,6 +27,8 @@ def loom_plugins():
     # its tests, or a later test in this process that adds a "rating" of its own meets it
     for field_type in loom_example.field_types():
         unregister_field_type(field_type.name)
+    for declared in loom_example.rule_actions():
+        unregister_action(declared.name)
 
 
 def test_the_example_is_discovered_through_its_entry_point_and_on_only_when_enabled():
@@ -116,3 +120,30 @@ def test_field_types_its_rating_is_checked_stored_and_shown_as_stars(apply_metad
     assert [r["title"] for r in best] == ["good"]
     page = page_for("boss", superuser=True).get(f"/r/review/{created.get_json()['data']['id']}")
     assert "★★★★☆" in page.get_data(as_text=True)
+
+
+def test_rule_actions_its_rate_action_gives_stars_as_the_rule_s_principal(apply_metadata, make_entity, make_user,
+                                                                          loom_app):
+    apply_metadata(make_entity("review", [{"name": "title", "type": "string"}, {"name": "stars", "type": "rating"}]),
+                   {"kind": "role", "name": "critic", "permissions": {"review": {"actions": ["read", "update"]}}},
+                   {"kind": "role", "name": "reader", "permissions": {"review": {"actions": ["read"]}}})
+    make_user("critic", roles=["critic"])
+    make_user("reader", roles=["reader"])
+    identity = loom_app.extensions["loom"].identity
+    critic, reader = identity.principal_for("critic"), identity.principal_for("reader")
+    made = loom.record_service("review", loom.Principal.system("test"), app=loom_app).create({"title": "fine"})
+    # registered when the app's plugins were loaded, under the name of the plugin's settings
+    rate = action("example.rate")
+    assert rate.plugin == "example" and rate.function() is loom_example.rate
+
+    def attempt(principal, stars):
+        return rate.function()(loom.ActionCall(
+            arguments={"entity": "review", "id": str(made["id"]), "field": "stars", "stars": stars},
+            idempotency_key="k-1", delivery_id=1, attempt=1, rule="rate_reviews", principal=principal, app=loom_app))
+
+    assert attempt(critic, 4) == {"id": made["id"], "stars": 4}
+    with pytest.raises(loom.PermanentFailure, match="from 1 to 5"):
+        attempt(critic, 7)
+    with pytest.raises(loom.PermanentFailure, match="example.rate"):
+        attempt(reader, 2)
+    assert loom.record_service("review", critic, app=loom_app).get(made["id"])["stars"] == 4

@@ -102,12 +102,38 @@ def action_names() -> tuple[str, ...]:
     return tuple(sorted(ACTIONS))
 
 
+_ENTITY = {"type": "string", "pattern": "^[a-z][a-z0-9_]*$", "description": "the entity's name"}
+_VALUES = {"type": "object", "description": "field name -> value, as the API takes them"}
+
 for _builtin in (
     Action("http.request", "loom.integrations.http:request",
-           description="Send an HTTP request (an outbound webhook), signed with HMAC-SHA256"),
+           description="Send an HTTP request (an outbound webhook), signed with HMAC-SHA256",
+           arguments={
+               "type": "object",
+               "properties": {
+                   "method": {"enum": ["GET", "POST", "PUT", "PATCH", "DELETE"], "default": "POST"},
+                   "url": {"type": "string", "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#\\s]+", "maxLength": 2000,
+                           "description": "an http:// or https:// address"},
+                   "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+                   "body": {"description": "any JSON value, sent as JSON"},
+                   "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 60, "default": 10,
+                               "description": "seconds to wait for the answer"},
+                   "signing_key": {"type": "string", "minLength": 1,
+                                   "description": "the name of a secret in the settings of http (signing_keys)"},
+               },
+               "required": ["url"],
+               "additionalProperties": False,
+           }),
     Action("record.create", "loom.integrations.records:create",
-           description="Create a record, as the rule's principal"),
+           description="Create a record, as the rule's principal",
+           arguments={"type": "object", "properties": {"entity": _ENTITY, "values": _VALUES},
+                      "required": ["entity", "values"], "additionalProperties": False}),
     Action("record.update", "loom.integrations.records:update",
-           description="Update a record, as the rule's principal"),
+           description="Update a record, as the rule's principal",
+           arguments={"type": "object",
+                      "properties": {"entity": _ENTITY, "values": _VALUES,
+                                     "id": {"type": ["integer", "string"], "pattern": "^[0-9]+$", "minimum": 1,
+                                            "description": "the record's id (text of digits is taken)"}},
+                      "required": ["entity", "id", "values"], "additionalProperties": False}),
 ):
     register_action(_builtin)

@@ -1,9 +1,9 @@
 """The plugin host: a pluggy manager with Loom's hook specifications, loaded with the
 built-in plugins and the plugins installed under the ``loom.plugins`` entry-point group.
 
-Built-in features that fit the hooks (the screens) are plugins too. They are named here
-as module names and imported by name, so the engine has no import edge to them: the
-layers point one way, from the plugins down to the engine.
+Built-in features that fit the hooks (the screens, the settings of ``http.request``) are
+plugins too. They are named here as module names and imported by name, so the engine has
+no import edge to them: the layers point one way, from the plugins down to the engine.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import importlib
 import logging
 import os
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "loom.plugins"
 #: modules registered as plugins in every app, before the installed ones
-BUILTIN_PLUGINS = ("loom.ui.plugin",)
+BUILTIN_PLUGINS = ("loom.ui.plugin", "loom.integrations.http")
 
 
 def plugin_manager(extra: Iterable[object] = (), *, discover: bool = True, enabled: Iterable[str] | None = None,
@@ -32,8 +33,8 @@ def plugin_manager(extra: Iterable[object] = (), *, discover: bool = True, enabl
     ``discover`` is false; see ``installed_plugins``), and the ``extra`` plugin objects (used
     by tests and embedding code). An object given in ``extra`` that discovery registered
     already is not registered twice. A plugin implementing a hook Loom does not declare (a
-    misspelt name) is refused here, at once. The plugins' field types and document kinds are
-    registered before it is returned."""
+    misspelt name) is refused here, at once. The plugins' field types, document kinds and
+    rule actions are registered before it is returned."""
     manager = pluggy.PluginManager("loom")
     manager.add_hookspecs(hookspecs)
     for name in BUILTIN_PLUGINS:
@@ -46,6 +47,7 @@ def plugin_manager(extra: Iterable[object] = (), *, discover: bool = True, enabl
             manager.register(plugin)
     manager.check_pending()
     register_metadata_extensions(manager)
+    register_rule_actions(manager)
     return manager
 
 
@@ -85,6 +87,36 @@ def register_metadata_extensions(manager: pluggy.PluginManager) -> None:
         register_document_kind(kind)
 
 
+def register_rule_actions(manager: pluggy.PluginManager) -> None:
+    """Add the actions ``manager``'s plugins declare (``rule_actions``) to the registry of
+    actions, which is the process's, each under its plugin's name: the one its settings are
+    declared under (the settings its actions are given), else ``plugin_name``. Registering
+    one again does nothing; a name taken by another plugin (or by Loom) raises, naming both."""
+    from loom.integrations.actions import Action, ActionError, action, register_action
+
+    for impl in reversed(manager.hook.rule_actions.get_hookimpls()):
+        owner = _settings_name(manager, impl.plugin) or plugin_name(manager, impl.plugin)
+        for declared in impl.function() or ():
+            if not isinstance(declared, Action):
+                raise ActionError(f"the rule_actions hook of plugin {owner} must return loom.Action objects, "
+                                  f"not {declared!r}")
+            current = action(declared.name)
+            if current is not None and current.plugin != owner:
+                raise ActionError(f"action {declared.name!r} of plugin {owner} is already registered by "
+                                  f"{current.plugin}; one of them must choose another name")
+            register_action(replace(declared, plugin=owner))
+
+
+def _settings_name(manager: pluggy.PluginManager, plugin: object) -> str | None:
+    """The name ``plugin`` declares its settings under (``plugin_settings_schema``), if any."""
+    for impl in manager.hook.plugin_settings_schema.get_hookimpls():
+        if impl.plugin is plugin:
+            answer = impl.function()
+            if isinstance(answer, tuple | list) and answer and isinstance(answer[0], str):
+                return answer[0]
+    return None
+
+
 def plugin_name(manager: pluggy.PluginManager, plugin: object) -> str:
     """How logs and listings name ``plugin``: its entry-point name, its module name, or
     its class name for a plugin object."""
@@ -121,4 +153,4 @@ def flatten(answers: Iterable[Iterable[Any] | None]) -> Iterator[Any]:
 
 __all__ = ["BUILTIN_PLUGINS", "ENTRY_POINT_GROUP", "call_each", "flatten", "installed_plugins", "plugin_manager",
            "plugin_name",
-           "register_metadata_extensions"]
+           "register_metadata_extensions", "register_rule_actions"]

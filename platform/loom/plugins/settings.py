@@ -2,7 +2,10 @@
 (``plugin_settings_schema`` hook); values live in ``loom_plugin_settings``, checked against
 that schema on every save. Properties marked ``"secret": true`` (or ``"writeOnly": true``)
 are stored encrypted with a key derived from the app's SECRET_KEY and never shown back:
-listings and the audit log show ``***``."""
+listings and the audit log show ``***``. So are the values of an object property whose
+``additionalProperties`` is marked secret (named secrets: ``{"partner": "***"}``), whose
+names stay readable; a change to such an object sets the names it gives (null removes one)
+and keeps the others."""
 
 from __future__ import annotations
 
@@ -65,6 +68,15 @@ def secret_keys(schema: Mapping[str, Any]) -> frozenset[str]:
                      if isinstance(prop, Mapping) and (prop.get("secret") or prop.get("writeOnly")))
 
 
+def secret_maps(schema: Mapping[str, Any]) -> frozenset[str]:
+    """The top-level object properties whose values (``additionalProperties``) ``schema``
+    marks secret: each value is sealed on its own, the names are not."""
+    properties = schema.get("properties") or {}
+    return frozenset(name for name, prop in properties.items()
+                     if isinstance(prop, Mapping) and isinstance(prop.get("additionalProperties"), Mapping)
+                     and (prop["additionalProperties"].get("secret") or prop["additionalProperties"].get("writeOnly")))
+
+
 class PluginSettings:
     """The settings of every plugin of one app: ``current_app.extensions['loom'].settings``."""
 
@@ -116,18 +128,33 @@ class PluginSettings:
         values = {name: prop["default"] for name, prop in (schema.get("properties") or {}).items()
                   if isinstance(prop, Mapping) and "default" in prop}
         for key, value in stored.items():
-            values[key] = self._open(plugin, key, value) if key in secret_keys(schema) else value
+            values[key] = self._opened(plugin, schema, key, value)
         return values
+
+    def _opened(self, plugin: str, schema: Mapping[str, Any], key: str, value: Any) -> Any:
+        if key in secret_keys(schema):
+            return self._open(plugin, key, value)
+        if key in secret_maps(schema) and isinstance(value, Mapping):
+            return {name: self._open(plugin, f"{key}.{name}", item, assignment=f"{key}='{{\"{name}\": \"...\"}}'")
+                    for name, item in value.items()}
+        return value
+
+    def _sealed(self, schema: Mapping[str, Any], key: str, value: Any) -> Any:
+        if key in secret_keys(schema):
+            return self._seal(value)
+        if key in secret_maps(schema) and isinstance(value, Mapping):
+            return {name: self._seal(item) for name, item in value.items()}
+        return value
 
     def masked(self, plugin: str) -> dict[str, Any]:
         """The stored settings as a person may see them: secrets as ``***``."""
         schema = self.schema(plugin)
         with self.engine.connect() as conn:
             stored = self._stored(conn, plugin)
-        hidden = secret_keys(schema)
-        return {key: (MASK if key in hidden else value) for key, value in sorted(stored.items())}
+        hidden, maps = secret_keys(schema), secret_maps(schema)
+        return {key: _shown(key, value, hidden, maps) for key, value in sorted(stored.items())}
 
-    def _open(self, plugin: str, key: str, value: Any) -> Any:
+    def _open(self, plugin: str, key: str, value: Any, *, assignment: str | None = None) -> Any:
         if not (isinstance(value, str) and value.startswith(_SEALED)):
             raise PluginSettingsError(f"the secret setting {plugin}.{key} is stored unsealed; set it again")
         try:
@@ -135,7 +162,7 @@ class PluginSettings:
         except InvalidToken:
             raise PluginSettingsError(
                 f"the secret setting {plugin}.{key} was sealed with another secret key (LOOM_SECRET_KEY "
-                f"changed?); set it again with 'loom plugin set {plugin} {key}=...'") from None
+                f"changed?); set it again with loom plugin set {plugin} {assignment or key + '=...'}") from None
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -145,7 +172,7 @@ class PluginSettings:
         not at all: the result must satisfy the plugin's schema, and every problem is
         reported (``ValidationError``, one entry per setting)."""
         schema = self.schema(plugin)
-        hidden = secret_keys(schema)
+        hidden, maps = secret_keys(schema), secret_maps(schema)
         properties = schema.get("properties") or {}
         unknown = [k for k in [*changes, *unset] if properties and k not in properties]
         if unknown:
@@ -155,23 +182,29 @@ class PluginSettings:
                 errors=[error_entry(k, "unknown_field", "no such setting", name=k) for k in sorted(set(unknown))])
         with write_transaction(self.engine) as conn:
             stored = self._stored(conn, plugin)
-            clear = {k: (self._open(plugin, k, v) if k in hidden else v) for k, v in stored.items()}
+            clear = {k: self._opened(plugin, schema, k, v) for k, v in stored.items()}
             new = {k: v for k, v in clear.items() if k not in set(unset)}
             new.update(changes)
+            for key in maps & set(changes):
+                # named secrets are shown masked, so a change names only the ones it sets
+                # (or, with null, removes): the others keep their sealed values
+                if isinstance(changes[key], Mapping) and isinstance(clear.get(key) or {}, Mapping):
+                    merged = {**(clear.get(key) or {}), **changes[key]}
+                    new[key] = {name: value for name, value in merged.items() if value is not None}
             problems = sorted(Draft202012Validator(schema).iter_errors(new), key=lambda e: list(e.absolute_path))
             if problems:
-                errors = [_error(e, hidden) for e in problems]
+                errors = [_error(e, hidden | maps) for e in problems]
                 raise ValidationError(f"the settings of plugin {plugin} are not valid: "
                                       + "; ".join(f"{e['field'] or '(settings)'}: {e['message']}" for e in errors),
                                       errors=errors)
-            sealed = {k: (self._seal(v) if k in hidden else v) for k, v in new.items()}
+            sealed = {k: self._sealed(schema, k, v) for k, v in new.items()}
             values = {"values": sealed, "updated_at": utcnow(), "updated_by": actor}
             if conn.execute(sa.select(table.c.plugin).where(table.c.plugin == plugin)).first():
                 conn.execute(table.update().where(table.c.plugin == plugin).values(**values))
             else:
                 conn.execute(table.insert().values(plugin=plugin, **values))
             if self.audit is not None:
-                changed = {k: [_shown(k, clear.get(k), hidden), _shown(k, new.get(k), hidden)]
+                changed = {k: [_shown(k, clear.get(k), hidden, maps), _shown(k, new.get(k), hidden, maps)]
                            for k in sorted(set(clear) | set(new)) if clear.get(k) != new.get(k)}
                 self.audit.add(conn, "plugin.settings", actor=actor, changes=changed, detail={"plugin": plugin})
 
@@ -179,7 +212,9 @@ class PluginSettings:
         return _SEALED + self._fernet.encrypt(json.dumps(value).encode("utf-8")).decode("ascii")
 
 
-def _shown(key: str, value: Any, hidden: frozenset[str]) -> Any:
+def _shown(key: str, value: Any, hidden: frozenset[str], maps: frozenset[str] = frozenset()) -> Any:
+    if key in maps and isinstance(value, Mapping):
+        return {name: MASK for name in sorted(value)}
     return MASK if key in hidden and value is not None else value
 
 
