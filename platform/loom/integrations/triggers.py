@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from loom.db import insert_many
 from loom.integrations import rule_kind  # noqa: F401  (registers the rule document kind)
@@ -107,19 +109,13 @@ class RecordTriggers:
                     continue
                 if rule.when is not None and not self._holds(rule, entity, record, principal, now, lookup, made):
                     continue
-                context: dict[str, Any] = {"record": dict(record), "with": _plain(rule.arguments),
+                context: dict[str, Any] = {"record": dict(record), "with": plain_data(rule.arguments),
                                            "chain": list(chain)}
                 if changed is not None:
                     context["changes"] = dict(changed)
-                made.rows.append({
-                    "created_at": now, "rule": rule.name, "trigger": f"record.{event}", "action": rule.action,
-                    "plugin": provider.plugin if provider is not None else "", "entity": entity.name,
-                    "record_id": record.get("id"), "context": context, "run_as": rule.run_as, "depth": depth,
-                    "idempotency_key": f"{rule.name}:{entity.name}:{record.get('id')}:{event}:{record.get('version')}",
-                    "status": "pending", "attempts": 0, "max_attempts": rule.max_attempts,
-                    "backoff": rule.backoff, "backoff_seconds": rule.backoff_seconds, "available_at": now,
-                    "lease_owner": None, "lease_until": None, "last_error": None, "result": None,
-                    "finished_at": None})
+                key = f"{rule.name}:{entity.name}:{record.get('id')}:{event}:{record.get('version')}"
+                made.rows.append(delivery_row(rule, f"record.{event}", record.get("id"), context, key, now,
+                                              depth=depth, plugin=provider.plugin if provider is not None else ""))
         return made
 
     @staticmethod
@@ -131,6 +127,30 @@ class RecordTriggers:
         except (ArithmeticError, ValueError, TypeError, KeyError) as exc:
             made.failed.append(ConditionFailed(rule.name, record.get("id"), f"{type(exc).__name__}: {exc}"))
             return False
+
+
+def delivery_row(rule: Rule, trigger: str, record_id: Any, context: dict[str, Any], key: str, now: dt.datetime, *,
+                 depth: int = 0, plugin: str | None = None) -> dict[str, Any]:
+    """The ``loom_deliveries`` row of one delivery of ``rule``, due at once."""
+    if plugin is None:
+        provider = registered_action(rule.action)
+        plugin = provider.plugin if provider is not None else ""
+    return {"created_at": now, "rule": rule.name, "trigger": trigger, "action": rule.action, "plugin": plugin,
+            "entity": rule.trigger.entity, "record_id": record_id, "context": context, "run_as": rule.run_as,
+            "depth": depth, "idempotency_key": key, "status": "pending", "attempts": 0,
+            "max_attempts": rule.max_attempts, "backoff": rule.backoff, "backoff_seconds": rule.backoff_seconds,
+            "available_at": now, "lease_owner": None, "lease_until": None, "last_error": None, "result": None,
+            "finished_at": None}
+
+
+def write_once(conn: sa.Connection, rows: list[dict[str, Any]]) -> int:
+    """Write delivery rows whose idempotency key is not taken yet (a schedule run again
+    after a crash); how many were new."""
+    if not rows:
+        return 0
+    insert = (sqlite_insert if conn.dialect.name == "sqlite" else pg_insert)(deliveries)
+    statement = insert.on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(deliveries.c.id)
+    return len(conn.execute(statement, rows).all())
 
 
 def write(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
@@ -157,10 +177,10 @@ def stored_values(entity: Entity, record: Mapping[str, Any]) -> dict[str, Any]:
     return values
 
 
-def _plain(value: Any) -> Any:
+def plain_data(value: Any) -> Any:
     """A mapping of the compiled model as plain JSON data (dicts and lists)."""
     if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain_data(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [plain_data(v) for v in value]
     return value

@@ -11,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from loom.errors import BadRequest, NotFound, error_entry
+from loom.expressions.sql import table_resolver
 from loom.metadata.model import USER_ENTITY, Entity, Field
 from loom.permissions import EntityAccess
 from loom.records.auditing import RecordAudit
@@ -323,6 +324,26 @@ class RecordReader(Gate, RecordAudit):
             if page.next_cursor is None:
                 return
             query.after = self.context.cursors.decode(self.entity, query.sort, page.next_cursor)
+
+    def each_matching(self, expression: Any, *, now: Any = None, batch: int = 500) -> Iterator[dict[str, Any]]:
+        """Every record in the caller's read scope for which ``expression`` (a checked
+        ``Expression`` over this entity, as a scheduled rule's filter; None: every one) holds, in id order,
+        as the caller may read it; read ``batch`` at a time, each batch in a read of its own."""
+        self.require("read")
+        where = self._scope(self.access, self.table, "read")
+        if expression is not None:
+            resolve = table_resolver(self.table, self.context.live.tables, self.entity, self.model)
+            where.append(expression.to_sql(resolve, user=self.principal, now=now))
+        after = 0
+        while True:
+            with self._reading() as conn:
+                rows = conn.execute(sa.select(*self._columns(None)).where(*where, self.table.c.id > after)
+                                    .order_by(self.table.c.id).limit(batch)).mappings().all()
+                records = self._serialize(conn, rows, None) if rows else []
+            yield from records
+            if len(rows) < batch:
+                return
+            after = rows[-1]["id"]
 
     def list_conditions(self, query: ListQuery, action: str = "read") -> list[sa.ColumnElement[bool]]:
         """The WHERE clause of a list: the query's filters and search, within the caller's scope."""
