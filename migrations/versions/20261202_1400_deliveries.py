@@ -44,6 +44,7 @@ def upgrade() -> None:
         sa.Column("result", sa.JSON()),
         sa.Column("finished_at", sa.DateTime(timezone=True)),
         sa.UniqueConstraint("idempotency_key", name="uq_loom_deliveries_idempotency_key"),
+        sqlite_autoincrement=True,
     )
     op.create_index("ix_loom_deliveries_due", "loom_deliveries", ["status", "available_at"])
     op.create_index("ix_loom_deliveries_record", "loom_deliveries", ["entity", "record_id"])
@@ -59,6 +60,7 @@ def upgrade() -> None:
         sa.Column("outcome", sa.String(20)),
         sa.Column("error", sa.Text()),
         sa.Column("duration_ms", sa.Float()),
+        sqlite_autoincrement=True,
     )
     op.create_index("ix_loom_delivery_attempts_delivery", "loom_delivery_attempts", ["delivery_id", "attempt"])
 

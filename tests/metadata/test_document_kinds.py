@@ -100,7 +100,7 @@ def _write(folder, name, text):
 def test_an_unregistered_kind_is_refused_naming_the_kinds_there_are():
     _, problems = load_text("kind: dashboard\nname: sales\n", "boards.yaml")
     assert [str(p) for p in problems] == [
-        "boards.yaml:1: kind: kind must be one of: alert, entity, role (got 'dashboard')"]
+        "boards.yaml:1: kind: kind must be one of: alert, entity, role, rule (got 'dashboard')"]
 
 
 def test_a_registered_kind_is_checked_and_compiled_with_file_and_line(dashboards, tmp_path, monkeypatch):
