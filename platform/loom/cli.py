@@ -173,7 +173,13 @@ def _worker_app():
     to the master (blocked here, before the worker starts its threads, which inherit
     the mask) and stops on the master's SIGTERM alone."""
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    return _without_process_environment(create_app())
+    app = create_app()
+    if app.config["WORKER"]:
+        # every process runs one: claims keep them from running a delivery twice
+        from loom.integrations.worker import start_in_process
+
+        start_in_process(app)
+    return _without_process_environment(app)
 
 
 #: the keys of a WSGI environ that granian itself sets for every request
@@ -256,6 +262,34 @@ def demo(host: str, port: int, run_server: bool, reset: bool) -> None:
         click.echo(f"  {username:<8} {demo_password(username):<20} {role:<14} {display}")
     if run_server:
         _serve(host, port, threads=SERVE_THREADS)
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Run what is due now, then exit.")
+@click.option("--concurrency", default=2, show_default=True, type=click.IntRange(min=1),
+              help="Threads that run deliveries, each claiming its own.")
+@with_appcontext
+@needs_instance
+def worker(once: bool, concurrency: int) -> None:
+    """Run deliveries of integration rules, outbox events and scheduled jobs as they fall
+    due, until Ctrl-C or SIGTERM (the deliveries under way are finished first)."""
+    import threading
+
+    from loom.integrations.worker import request_stop, run_threads
+
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    stop = threading.Event()
+    if once:
+        click.echo(run_threads(app, concurrency=concurrency, stop=stop, once=True).summary)
+        return
+    handlers = {sig: signal.signal(sig, lambda *_: request_stop(stop)) for sig in (signal.SIGINT, signal.SIGTERM)}
+    click.echo(f"worker running with {concurrency} thread(s); Ctrl-C stops it")
+    try:
+        run_threads(app, concurrency=concurrency, stop=stop)
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    click.echo("worker stopped")
 
 
 @main.group()

@@ -1,0 +1,412 @@
+"""The worker: runs the deliveries integration rules made, the outbox events plugins
+consume, and the jobs plugins schedule.
+
+A delivery is claimed before it runs: one short transaction moves it to ``running`` under
+a lease (``lease_owner``, ``lease_until``), counts the attempt and writes the attempt's
+row, and does no other work. On PostgreSQL the claim reads with ``FOR UPDATE SKIP LOCKED``,
+so workers in other processes take other deliveries; on SQLite it runs inside the write
+lock (``write_transaction``), one claim at a time. The action then runs with no
+transaction open, and ``finish`` records its outcome in a second short transaction, only
+if the claim still stands: a worker that died, or took longer than its lease, has its
+delivery taken over by another worker, which records the open attempt as ``lost``; the
+first worker's late outcome is then dropped. So two workers never run one delivery at
+once, and an action may see a delivery again only after a lease ran out, with the same
+idempotency key.
+
+A failed attempt puts the delivery back to ``pending`` after a backoff (exponential with
+full jitter, at most an hour, or fixed), until its last attempt makes it ``dead``; every
+attempt is written to ``loom_delivery_attempts`` and the audit log (``delivery.attempt``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import datetime as dt
+import itertools
+import logging
+import os
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing import util as multiprocessing_util
+from typing import Any
+
+import sqlalchemy as sa
+
+from loom.audit.log import AuditLog
+from loom.db import utcnow, write_transaction
+from loom.identity.service import users
+from loom.integrations import execute
+from loom.integrations.context import DELIVERIES_WRITTEN, wake_workers
+from loom.integrations.execute import Outcome
+from loom.integrations.models import attempts, deliveries, job_schedules
+from loom.plugins.jobs import ScheduledJob, registry, run_job, zone_of
+from loom.plugins.outbox import deliver_pending
+
+log = logging.getLogger(__name__)
+
+#: how long a claim stands before another worker may take the delivery over
+#: (LOOM_DELIVERY_LEASE_SECONDS): longer than any action should take
+DEFAULT_LEASE = dt.timedelta(minutes=5)
+#: seconds between looks for due work when nothing wakes the worker (LOOM_WORKER_POLL_INTERVAL)
+DEFAULT_POLL_INTERVAL = 1.0
+#: deliveries one claim takes
+BATCH = 10
+#: the longest wait between two attempts of a delivery
+MAX_BACKOFF = dt.timedelta(hours=1)
+#: seconds the in-process worker is given to finish its delivery when its process stops
+STOP_SECONDS = 20.0
+
+#: set when work was enqueued in this process (``loom.integrations.context.wake_workers``,
+#: which a commit that wrote deliveries calls), so waiting workers look at once
+_wake = DELIVERIES_WRITTEN
+_ids = itertools.count(1)
+
+
+def notify() -> None:
+    """Wake this process's workers: call after committing a transaction that wrote deliveries."""
+    wake_workers()
+
+
+def request_stop(stop: threading.Event) -> None:
+    """Ask workers running with ``stop`` to end once their current delivery is recorded."""
+    stop.set()
+    _wake.set()
+
+
+def new_worker_id() -> str:
+    """A name no other worker has: host, process, thread and a counter."""
+    host = socket.gethostname()[:100]
+    return f"{host}:{os.getpid()}:{threading.current_thread().name[:40]}:{next(_ids)}"
+
+
+def backoff(kind: str, first: dt.timedelta, attempts: int, rng: random.Random | None = None) -> dt.timedelta:
+    """The wait before the next attempt of a delivery that failed ``attempts`` times:
+    ``fixed``, always ``first``; ``exponential``, ``first`` doubled after each failure, at
+    most an hour, of which a random amount between half and the whole is taken (so that
+    deliveries failing together do not all come back at once)."""
+    if kind == "fixed":
+        return first
+    ceiling = min(first * 2 ** max(attempts - 1, 0), MAX_BACKOFF)
+    return ceiling * (rng or random).uniform(0.5, 1.0)
+
+
+def _utc(value: dt.datetime | None) -> dt.datetime:
+    value = value or utcnow()
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC)
+
+
+# -- claiming and finishing --------------------------------------------------------------
+
+def claim(engine: sa.Engine, worker_id: str, *, limit: int, lease: dt.timedelta, now: dt.datetime | None = None,
+          audit: AuditLog | None = None) -> list[sa.Row]:
+    """Claim up to ``limit`` due deliveries for ``worker_id`` until ``now + lease``: those
+    pending whose ``available_at`` has come, and those running whose lease ran out (their
+    open attempt is recorded as ``lost``; one whose lost attempt was its last is dead
+    instead). Returns the claimed rows, ``attempts`` counting the attempt about to be made."""
+    now = _utc(now)
+    audit = audit or AuditLog(engine)
+    d = deliveries
+    due = sa.or_(sa.and_(d.c.status == "pending", d.c.available_at <= now),
+                 sa.and_(d.c.status == "running", d.c.lease_until < now))
+    query = sa.select(d).where(due).order_by(d.c.available_at, d.c.id).limit(limit)
+    if engine.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    with write_transaction(engine) as conn:
+        rows = conn.execute(query).all()
+        if not rows:
+            return []
+        taken: list[sa.Row] = []
+        for row in rows:
+            if row.status == "running" and not _take_over(conn, audit, row, now):
+                continue
+            taken.append(row)
+        if not taken:
+            return []
+        ids = [row.id for row in taken]
+        conn.execute(d.update().where(d.c.id.in_(ids)).values(
+            status="running", lease_owner=worker_id, lease_until=now + lease, attempts=d.c.attempts + 1))
+        conn.execute(attempts.insert(), [{"delivery_id": row.id, "attempt": row.attempts + 1, "worker": worker_id,
+                                          "started_at": now} for row in taken])
+        return conn.execute(sa.select(d).where(d.c.id.in_(ids)).order_by(d.c.available_at, d.c.id)).all()
+
+
+def _take_over(conn: sa.Connection, audit: AuditLog, row: sa.Row, now: dt.datetime) -> bool:
+    """Record the open attempt of a delivery whose lease ran out as lost; False (and the
+    delivery dead) when that was its last attempt."""
+    error = f"the worker {row.lease_owner} stopped hearing from its attempt: its lease ran out before it finished"
+    conn.execute(attempts.update().where(attempts.c.delivery_id == row.id, attempts.c.attempt == row.attempts,
+                                         attempts.c.outcome.is_(None))
+                 .values(outcome="lost", finished_at=now, error=error))
+    _audit_attempt(conn, audit, row, attempt=row.attempts, outcome="lost", error=error, worker=row.lease_owner)
+    if row.attempts < row.max_attempts:
+        return True
+    conn.execute(deliveries.update().where(deliveries.c.id == row.id).values(
+        status="dead", lease_owner=None, lease_until=None, finished_at=now, last_error=error))
+    return False
+
+
+def finish(engine: sa.Engine, worker_id: str, delivery_id: int, outcome: Outcome, *,
+           now: dt.datetime | None = None, audit: AuditLog | None = None,
+           rng: random.Random | None = None) -> bool:
+    """Record ``outcome`` of the attempt ``worker_id`` made at a delivery it claimed, its
+    attempt row and audit entry with it. False, and nothing recorded, when the claim no
+    longer stands (the lease ran out and another worker took the delivery over)."""
+    now = _utc(now)
+    audit = audit or AuditLog(engine)
+    d = deliveries
+    query = sa.select(d).where(d.c.id == delivery_id)
+    if engine.dialect.name == "postgresql":
+        query = query.with_for_update()
+    with write_transaction(engine) as conn:
+        row = conn.execute(query).first()
+        if row is None or row.status != "running" or row.lease_owner != worker_id:
+            log.warning("the outcome (%s) of delivery %s by %s is dropped: its lease was lost to %s", outcome.kind,
+                        delivery_id, worker_id, row.lease_owner if row is not None else "nobody")
+            return False
+        kind = outcome.kind
+        if kind == "failed" and row.attempts >= row.max_attempts:
+            kind = "dead"
+        values: dict[str, Any] = {"lease_owner": None, "lease_until": None}
+        if kind == "succeeded":
+            values.update(status="succeeded", result=outcome.result, last_error=None, finished_at=now)
+        elif kind == "failed":
+            wait = backoff(row.backoff, dt.timedelta(seconds=row.backoff_seconds), row.attempts, rng)
+            values.update(status="pending", available_at=now + wait, last_error=outcome.error)
+        else:
+            values.update(status="dead", last_error=outcome.error, finished_at=now)
+        conn.execute(d.update().where(d.c.id == delivery_id).values(**values))
+        conn.execute(attempts.update().where(attempts.c.delivery_id == delivery_id,
+                                             attempts.c.attempt == row.attempts)
+                     .values(finished_at=now, outcome=kind, error=outcome.error, duration_ms=outcome.duration_ms))
+        _audit_attempt(conn, audit, row, attempt=row.attempts, outcome=kind, error=outcome.error, worker=worker_id,
+                       duration_ms=outcome.duration_ms)
+    return True
+
+
+def _audit_attempt(conn: sa.Connection, audit: AuditLog, row: sa.Row, *, attempt: int, outcome: str,
+                   error: str | None, worker: str | None, duration_ms: float | None = None) -> None:
+    """The audit entry of one attempt, made as the rule's user (by name, even when that
+    user no longer exists)."""
+    actor_id = conn.execute(sa.select(users.c.id).where(users.c.username == row.run_as)).scalar()
+    audit.add(conn, "delivery.attempt", actor=row.run_as, actor_id=actor_id, entity=row.entity,
+              record_id=row.record_id, outcome="ok" if outcome == "succeeded" else "error",
+              detail={"delivery": row.id, "rule": row.rule, "action": row.action, "plugin": row.plugin,
+                      "attempt": attempt, "outcome": outcome, "error": error, "duration_ms": duration_ms,
+                      "worker": worker})
+
+
+# -- scheduled jobs ----------------------------------------------------------------------
+
+def _take_job_run(engine: sa.Engine, job: ScheduledJob, now: dt.datetime, zone: dt.tzinfo) -> bool:
+    """Whether this worker runs ``job`` now: it is due, and this worker moved its next run
+    on first (a compare-and-set on ``next_run_at``). A job seen for the first time is due
+    at once when it runs at an interval, at its next match when it has a cron expression."""
+    t = job_schedules
+    schedule = job.description
+    with write_transaction(engine) as conn:
+        row = conn.execute(sa.select(t).where(t.c.name == job.name)).first()
+        if row is None or row.schedule != schedule:
+            first = now if isinstance(job.schedule, dt.timedelta) else _utc(job.next_run(now, zone))
+            if row is None:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(t.insert().values(name=job.name, plugin=job.plugin, schedule=schedule,
+                                                       next_run_at=first))
+                except sa.exc.IntegrityError:  # another worker saw it first
+                    return False
+            else:
+                conn.execute(t.update().where(t.c.name == job.name).values(schedule=schedule, next_run_at=first))
+            due_at = first
+        else:
+            due_at = _utc(row.next_run_at)
+        if due_at > now:
+            return False
+        moved = conn.execute(t.update().where(t.c.name == job.name, t.c.next_run_at == due_at).values(
+            next_run_at=_utc(job.next_run(now, zone)), last_run_at=now, plugin=job.plugin))
+        return moved.rowcount == 1
+
+
+def run_due_jobs(app, *, now: dt.datetime | None = None) -> list[str]:
+    """Run every plugin job that is due (``scheduled_jobs`` hook), each audited as
+    ``job.run``; returns the names of those run. A job that fails is logged and recorded
+    (``last_outcome``), and runs again at its next time."""
+    loom = app.extensions["loom"]
+    try:
+        jobs = registry(loom.plugins)
+    except (TypeError, ValueError) as error:
+        log.error("scheduled jobs are not run: %s", error)
+        return []
+    if not jobs:
+        return []
+    now = _utc(now)
+    zone = zone_of(app)
+    ran = []
+    for job in jobs.values():
+        if not _take_job_run(loom.engine, job, now, zone):
+            continue
+        started = time.perf_counter()
+        outcome, error_text = "ok", None
+        try:
+            with app.app_context():
+                run_job(job, loom.audit)
+        except Exception as error:  # logged and audited by run_job; the worker goes on
+            outcome, error_text = "error", f"{type(error).__name__}: {error}"[:execute.ERROR_WIDTH]
+        with write_transaction(loom.engine) as conn:
+            conn.execute(job_schedules.update().where(job_schedules.c.name == job.name).values(
+                last_outcome=outcome, last_error=error_text,
+                last_duration_ms=round((time.perf_counter() - started) * 1000, 3)))
+        ran.append(job.name)
+    return ran
+
+
+# -- the worker --------------------------------------------------------------------------
+
+@dataclass
+class Report:
+    """What a worker did: deliveries by outcome, outbox events handed out, jobs run."""
+
+    claimed: int = 0
+    succeeded: int = 0
+    retried: int = 0
+    dead: int = 0
+    #: outcomes not recorded because the lease had run out and another worker took over
+    dropped: int = 0
+    events: int = 0
+    jobs: list[str] = field(default_factory=list)
+
+    def add(self, other: Report) -> None:
+        for name in ("claimed", "succeeded", "retried", "dead", "dropped", "events"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.jobs.extend(other.jobs)
+
+    @property
+    def summary(self) -> str:
+        return (f"{self.claimed} delivery(ies): {self.succeeded} succeeded, {self.retried} to try again, "
+                f"{self.dead} dead" + (f", {self.dropped} outcome(s) dropped (lease lost)" if self.dropped else "")
+                + f"; {self.events} outbox event(s); {len(self.jobs)} job(s) run")
+
+
+class Worker:
+    """One worker of ``app``: claims deliveries and runs them one after another. With
+    ``housekeeping`` it also hands out due outbox events and runs due scheduled jobs."""
+
+    def __init__(self, app, *, worker_id: str | None = None, lease: dt.timedelta | None = None,
+                 batch: int = BATCH, housekeeping: bool = True):
+        self.app = app
+        self.loom = app.extensions["loom"]
+        self.id = worker_id or new_worker_id()
+        seconds = app.config.get("DELIVERY_LEASE_SECONDS")
+        self.lease = lease or (dt.timedelta(seconds=seconds) if seconds else DEFAULT_LEASE)
+        self.batch = batch
+        self.housekeeping = housekeeping
+
+    def run_once(self, limit: int | None = None, *, now: dt.datetime | None = None) -> Report:
+        """Claim up to ``limit`` due deliveries, run each and record its outcome."""
+        report = Report()
+        engine, audit = self.loom.engine, self.loom.audit
+        for row in claim(engine, self.id, limit=limit or self.batch, lease=self.lease, now=now, audit=audit):
+            report.claimed += 1
+            outcome = execute.run(self.app, row)
+            if not finish(engine, self.id, row.id, outcome, now=now, audit=audit):
+                report.dropped += 1
+                continue
+            if outcome.kind == "succeeded":
+                report.succeeded += 1
+            elif outcome.kind == "failed" and row.attempts < row.max_attempts:
+                report.retried += 1
+            else:
+                report.dead += 1
+        return report
+
+    def run_due(self, *, now: dt.datetime | None = None, stop: threading.Event | None = None) -> Report:
+        """Run deliveries until none is due (or ``stop`` is set), then, with housekeeping,
+        the due outbox events and scheduled jobs."""
+        report = Report()
+        while stop is None or not stop.is_set():
+            done = self.run_once(now=now)
+            report.add(done)
+            if done.claimed < self.batch:
+                break
+        if self.housekeeping and (stop is None or not stop.is_set()):
+            report.events = deliver_pending(self.loom.engine, self.loom.plugins, now=now).claimed
+            report.jobs = run_due_jobs(self.app, now=now)
+        return report
+
+    def run_forever(self, stop: threading.Event, poll_interval: float | None = None) -> None:
+        """Run what is due, then wait ``poll_interval`` seconds or until ``notify()``, until
+        ``stop`` is set (``request_stop``); the delivery under way is finished first."""
+        if poll_interval is None:
+            poll_interval = self.app.config.get("WORKER_POLL_INTERVAL") or DEFAULT_POLL_INTERVAL
+        while not stop.is_set():
+            _wake.clear()
+            try:
+                self.run_due(stop=stop)
+            except Exception:  # a database that went away: try again after the wait
+                log.exception("worker %s: a round failed; trying again in %s s", self.id, poll_interval)
+            if stop.is_set():
+                break
+            _wake.wait(poll_interval)
+
+
+def run_threads(app, *, concurrency: int, stop: threading.Event, once: bool = False,
+                poll_interval: float | None = None) -> Report:
+    """Run ``concurrency`` workers of ``app``, each in a thread of its own, until ``stop``
+    is set, or with ``once`` until nothing is due; the first also runs the outbox and the
+    scheduled jobs. Returns what they did together."""
+    reports = [Report() for _ in range(concurrency)]
+
+    def work(index: int) -> None:
+        worker = Worker(app, housekeeping=index == 0)
+        if not once:
+            worker.run_forever(stop, poll_interval)
+            return
+        try:
+            reports[index] = worker.run_due(stop=stop)
+        except Exception:
+            log.exception("worker %s failed", worker.id)
+            raise
+
+    threads = [threading.Thread(target=work, args=(i,), name=f"loom-worker-{i + 1}") for i in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        while thread.is_alive():  # joined in slices, so the signal handlers of the caller run
+            thread.join(0.5)
+    total = Report()
+    for report in reports:
+        total.add(report)
+    return total
+
+
+@dataclass
+class InProcessWorker:
+    """The worker thread ``loom serve`` runs beside the requests of each process."""
+
+    thread: threading.Thread
+    stop_event: threading.Event
+
+    def stop(self, timeout: float = STOP_SECONDS) -> bool:
+        """Stop it once its current delivery is recorded; whether it ended within ``timeout``."""
+        request_stop(self.stop_event)
+        self.thread.join(timeout)
+        return not self.thread.is_alive()
+
+
+def start_in_process(app, *, registrar: Callable[[Callable[[], Any]], Any] = atexit.register) -> InProcessWorker:
+    """Start one worker of ``app`` in a daemon thread of this process, stopped when the
+    process ends (``registrar`` registers that; also with ``multiprocessing``'s finalizers,
+    which a server's worker process runs instead of ``atexit``)."""
+    stop = threading.Event()
+    worker = Worker(app)
+    thread = threading.Thread(target=worker.run_forever, args=(stop,), name="loom-worker", daemon=True)
+    thread.start()
+    handle = InProcessWorker(thread, stop)
+    registrar(handle.stop)
+    multiprocessing_util.Finalize(None, handle.stop, exitpriority=10)
+    return handle
