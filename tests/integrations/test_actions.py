@@ -33,7 +33,8 @@ SYSTEM = loom.Principal.system("rule:test")
 # -- a receiver ----------------------------------------------------------------------------
 
 class Receiver(BaseHTTPRequestHandler):
-    """Answers ``/status/<code>``, ``/slow``, ``/echo/<code>`` (the request's headers and body
+    """Answers ``/status/<code>``, ``/slow``, ``/trickle`` (a reply sent a little at a time),
+    ``/echo/<code>`` (the request's headers and body
     back), ``/redirect/same`` and ``/redirect/other``; keeps every request it got."""
 
     def handle_one(self):
@@ -43,6 +44,15 @@ class Receiver(BaseHTTPRequestHandler):
         if parts[0] == "slow":
             time.sleep(1.5)
             return self.reply(200, b"late")
+        if parts[0] == "trickle":
+            self.send_response(200)
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            for _ in range(50):
+                self.wfile.write(b"x" * 10)
+                self.wfile.flush()
+                time.sleep(0.1)
+            return None
         if parts[0] == "echo":
             echoed = json.dumps({"headers": dict(self.headers), "body": body.decode()}).encode()
             return self.reply(int(parts[1]), echoed)
@@ -188,6 +198,16 @@ def test_a_slow_receiver_times_out_and_is_tried_again(receiver):
     assert time.monotonic() - started < 1.2
     assert not isinstance(failure.value, PermanentFailure)
     assert "0.3 seconds" in str(failure.value) and f"{receiver.base}/slow" in str(failure.value)
+
+
+def test_a_reply_that_trickles_in_is_cut_off_at_the_timeout(receiver):
+    """Each piece comes well within the timeout, the whole does not."""
+    started = time.monotonic()
+    with pytest.raises(Exception) as failure:
+        send(url=f"{receiver.base}/trickle", timeout=0.5)
+    assert time.monotonic() - started < 1.5
+    assert not isinstance(failure.value, PermanentFailure)
+    assert "0.5 seconds" in str(failure.value)
 
 
 def test_a_redirect_is_followed_on_the_same_host_only(receiver):

@@ -76,6 +76,7 @@ def request(call: ActionCall) -> dict[str, Any]:
     except UnicodeEncodeError:
         raise PermanentFailure("header names and values must be ASCII text") from None
     secrets = [value for name, value in headers.items() if any(word in name.lower() for word in _SENSITIVE)]
+    secrets += [url.password] if url.password else []
     if body:
         headers["Content-Type"] = "application/json"
     headers["Idempotency-Key"] = call.idempotency_key
@@ -93,10 +94,13 @@ def request(call: ActionCall) -> dict[str, Any]:
             raise PermanentFailure(f"{method} {shown} was redirected to another host ({origin}), which "
                                    "http.request does not follow: point the rule at the final address")
 
+    deadline = time.monotonic() + timeout
     try:
         with httpx.Client(timeout=timeout, follow_redirects=True, max_redirects=MAX_REDIRECTS,
-                          event_hooks={"request": [same_host_only]}) as client:
-            reply = client.request(method, url, content=body or None, headers=headers)
+                          event_hooks={"request": [same_host_only]}) as client, \
+                client.stream(method, url, content=body or None, headers=headers) as reply:
+            status, reason = reply.status_code, reply.reason_phrase
+            text = _start_of(reply, deadline)
     except httpx.TimeoutException:
         raise RequestFailed(f"{method} {shown} got no answer within {timeout:g} seconds") from None
     except httpx.TooManyRedirects:
@@ -106,16 +110,30 @@ def request(call: ActionCall) -> dict[str, Any]:
         raise PermanentFailure(f"{method} {shown} is not a valid HTTP request: a header name or value holds "
                                "characters HTTP does not allow") from None
     except httpx.TransportError as error:
-        reason = _redacted(str(error) or type(error).__name__, secrets)
-        raise RequestFailed(f"{method} {shown} could not be sent: {reason}") from None
-    status = reply.status_code
+        problem = _redacted(str(error) or type(error).__name__, secrets)
+        raise RequestFailed(f"{method} {shown} could not be sent: {problem}") from None
+    except httpx.HTTPError as error:
+        raise RequestFailed(f"{method} {shown} failed: {type(error).__name__}") from None
     if 200 <= status < 300:
-        return {"status": status, "body": reply.text[:BODY_KEPT]}
-    quoted = _redacted(reply.text[:BODY_QUOTED].strip(), secrets)
+        return {"status": status, "body": text[:BODY_KEPT]}
+    quoted = _redacted(text[:BODY_QUOTED].strip(), secrets)
     said = f": {quoted}" if quoted else ""
     if 400 <= status < 500 and status not in (408, 429):
-        raise PermanentFailure(f"{method} {shown} was refused with {status} {reply.reason_phrase}{said}")
-    raise RequestFailed(f"{method} {shown} answered {status} {reply.reason_phrase}{said}")
+        raise PermanentFailure(f"{method} {shown} was refused with {status} {reason}{said}")
+    raise RequestFailed(f"{method} {shown} answered {status} {reason}{said}")
+
+
+def _start_of(reply: httpx.Response, deadline: float) -> str:
+    """The start of the reply as text: enough of it for what is kept, read by the deadline
+    (a reply may be large, or trickle in), the rest never read."""
+    head = b""
+    for chunk in reply.iter_bytes():
+        head += chunk
+        if len(head) >= 4 * BODY_KEPT:  # UTF-8 takes at most four bytes a character
+            break
+        if time.monotonic() > deadline:
+            raise httpx.ReadTimeout("the reply took too long", request=reply.request)
+    return head.decode(reply.encoding or "utf-8", errors="replace")
 
 
 def _url(value: Any) -> httpx.URL:
@@ -190,7 +208,7 @@ def _signing_secret(call: ActionCall, name: str) -> str:
 
 def _redacted(text: str, secrets: list[str]) -> str:
     for secret in secrets:
-        if secret:
+        if len(secret) >= 4:  # shorter is no secret, and would mask every such letter
             text = text.replace(secret, "***")
     return text
 
