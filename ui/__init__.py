@@ -10,6 +10,7 @@ host registers them in every app.
 from loom.ui import (  # noqa: F401
     attachments,
     audit,
+    deliveries,
     exporting,
     flashes,
     forms,

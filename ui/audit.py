@@ -30,6 +30,8 @@ ACTION_LABELS = {
     "auth.sign_in_failed": lazy_gettext("Sign-in failed"),
     "auth.sign_out": lazy_gettext("Signed out"),
     "comment.create": lazy_gettext("Comment added"),
+    "delivery.replay": lazy_gettext("Deliveries replayed"),
+    "delivery.retry": lazy_gettext("Deliveries retried"),
     "metadata.publish": lazy_gettext("Metadata published"),
     "metadata.rollback": lazy_gettext("Metadata rolled back"),
     "metadata.storage": lazy_gettext("Tables rebuilt"),

@@ -106,6 +106,9 @@ MESSAGES = {
     "still_linked_unseen": lazy_gettext("Other records still link to this one; change or delete them first."),
     "no_attachment_field": lazy_gettext("There is no such file."),
     "no_audit_entry": lazy_gettext("There is no audit entry %(seq)s."),
+    "no_such_delivery": lazy_gettext("There is no delivery %(id)s."),
+    "replay_too_large": lazy_gettext("This would replay %(count)s deliveries; at most %(max)s are replayed at "
+                                     "once. Choose a shorter time range."),
 }
 
 #: what a refusal of each HTTP status means, said whole in the interface language

@@ -47,11 +47,21 @@ def model_modules():
 @hookimpl
 def navigation_links(principal):
     from loom.audit.api import may_read_audit
+    from loom.integrations.admin import may_manage_deliveries
     from loom.ui.ownership import may_manage_users
 
     links = []
     if may_read_audit(principal):
         links.append(NavLink(lazy_gettext("Audit log"), endpoint="pages.audit_log"))
+    if may_manage_deliveries(principal):
+        links.append(NavLink(lazy_gettext("Deliveries"), endpoint="pages.deliveries"))
     if may_manage_users(principal):
         links.append(NavLink(lazy_gettext("Transfer records"), endpoint="pages.transfer_all_form"))
     return links
+
+
+@hookimpl
+def record_panels(entity, record, principal):
+    from loom.ui.deliveries import record_panel
+
+    return record_panel(entity, record, principal)
