@@ -55,6 +55,7 @@ MAX_REDIRECTS = 5
 #: header names whose values are never quoted in an error (besides the signing secret)
 _SENSITIVE = ("authorization", "cookie", "key", "token", "secret", "password", "signature")
 
+
 class RequestFailed(Exception):
     """A request worth sending again: the other end was unreachable, slow, busy or broken."""
 
@@ -133,7 +134,10 @@ def _start_of(reply: httpx.Response, deadline: float) -> str:
             break
         if time.monotonic() > deadline:
             raise httpx.ReadTimeout("the reply took too long", request=reply.request)
-    return head.decode(reply.encoding or "utf-8", errors="replace")
+    try:
+        return head.decode(reply.encoding or "utf-8", errors="replace")
+    except LookupError:  # a charset Python does not know
+        return head.decode("utf-8", errors="replace")
 
 
 def _url(value: Any) -> httpx.URL:
