@@ -1,5 +1,5 @@
-"""Job schedules: when each plugin's scheduled job last ran and runs next, kept by the
-worker (``loom.integrations.models.JobSchedule``).
+"""Job schedules: when each plugin's scheduled job and each scheduled rule last ran and
+runs next, kept by the worker (``loom.integrations.models.JobSchedule``).
 
 Revision ID: 20261202_1500
 Revises: 20261202_1400
@@ -18,7 +18,7 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "loom_job_schedules",
-        sa.Column("name", sa.String(100), primary_key=True),
+        sa.Column("name", sa.String(200), primary_key=True),
         sa.Column("plugin", sa.String(100), nullable=False),
         sa.Column("schedule", sa.String(200), nullable=False),
         sa.Column("next_run_at", sa.DateTime(timezone=True), nullable=False),

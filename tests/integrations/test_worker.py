@@ -675,3 +675,35 @@ def test_loom_serve_runs_a_worker_unless_it_is_turned_off(loom_database_url, tmp
             assert process.wait(timeout=60) == 0, log.read_text()
     finally:
         app.extensions["loom"].engine.dispose()
+
+
+def test_a_scheduled_rule_fires_once_per_due_time_and_its_deliveries_run(loom_app, loom_database_url, bot,
+                                                                        apply_metadata, make_action, tmp_path):
+    act = make_action()
+    apply_metadata(GADGET, {
+        "kind": "rule", "name": "dear_gadgets", "on": {"schedule": "0 8 * * *", "entity": "gadget",
+                                                       "filter": "price > 10"},
+        "action": act.name, "run_as": "bot", "with": {"label": "{{ record.label }}"}})
+    with loom_app.app_context():
+        gadgets = loom.record_service("gadget", SYSTEM)
+        dear = [gadgets.create({"label": f"dear {i}", "price": 20 + i})["id"] for i in range(3)]
+        gadgets.create({"label": "cheap", "price": 5})
+    other = create_app({"ENGINE": create_engine(loom_database_url), "INSTANCE_PATH": str(tmp_path / "other"),
+                        "SECRET_KEY": "test-secret", "DISCOVER_PLUGINS": False})
+    try:
+        morning = dt.datetime(2026, 12, 1, 7, 30, tzinfo=dt.UTC)
+        first = Worker(loom_app).run_due(now=morning)
+        assert first.rules == {} and act.calls == []  # seen for the first time: it waits for 08:00
+        at_eight = morning + dt.timedelta(minutes=30, seconds=20)
+        report = Worker(loom_app).run_due(now=at_eight)
+        assert report.rules == {"dear_gadgets": 3} and report.succeeded == 3
+        # another worker looking at the same moment, or a little later, fires nothing again
+        assert Worker(other).run_due(now=at_eight).rules == {}
+        assert Worker(loom_app).run_due(now=at_eight + dt.timedelta(hours=3)).rules == {}
+        assert sorted(call.arguments["label"] for call in act.calls) == ["dear 0", "dear 1", "dear 2"]
+        assert sorted(call.context["record"]["id"] for call in act.calls) == dear
+        # the next morning, again
+        assert Worker(other).run_due(now=at_eight + dt.timedelta(days=1)).rules == {"dear_gadgets": 3}
+        assert len(act.calls) == 6 and len(set(call.idempotency_key for call in act.calls)) == 6
+    finally:
+        other.extensions["loom"].engine.dispose()

@@ -90,14 +90,16 @@ attempts = DeliveryAttempt.__table__
 
 
 class JobSchedule(Base):
-    """When each scheduled job of a plugin (``scheduled_jobs`` hook) last ran and runs next,
-    kept by the worker. Workers in several processes take a due run by moving
-    ``next_run_at`` on with a compare-and-set, so a job runs once per due time however
-    many workers see it due."""
+    """When each scheduled job of a plugin (``scheduled_jobs`` hook) and each scheduled rule
+    last ran and runs next, kept by the worker. Workers in several processes take a due run
+    by moving ``next_run_at`` on with a compare-and-set, so a job runs once per due time
+    however many workers see it due."""
 
     __tablename__ = "loom_job_schedules"
 
-    name: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
+    #: the job's name, or ``rule:<name>`` for a scheduled rule
+    name: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    #: the plugin whose job it is ("loom" for a scheduled rule)
     plugin: Mapped[str] = mapped_column(sa.String(100))
     #: the schedule ``next_run_at`` was worked out from (a changed schedule is worked out again)
     schedule: Mapped[str] = mapped_column(sa.String(200))

@@ -39,10 +39,11 @@ import sqlalchemy as sa
 from loom.audit.log import AuditLog
 from loom.db import utcnow, write_transaction
 from loom.identity.service import users
-from loom.integrations import execute
+from loom.integrations import execute, schedules
 from loom.integrations.context import DELIVERIES_WRITTEN, wake_workers
 from loom.integrations.execute import Outcome
 from loom.integrations.models import attempts, deliveries, job_schedules
+from loom.integrations.schedules import scheduled_rules
 from loom.plugins.jobs import ScheduledJob, registry, run_job, zone_of
 from loom.plugins.outbox import deliver_pending
 
@@ -203,10 +204,12 @@ def _audit_attempt(conn: sa.Connection, audit: AuditLog, row: sa.Row, *, attempt
 
 # -- scheduled jobs ----------------------------------------------------------------------
 
-def _take_job_run(engine: sa.Engine, job: ScheduledJob, now: dt.datetime, zone: dt.tzinfo) -> bool:
-    """Whether this worker runs ``job`` now: it is due, and this worker moved its next run
-    on first (a compare-and-set on ``next_run_at``). A job seen for the first time is due
-    at once when it runs at an interval, at its next match when it has a cron expression."""
+def _take_job_run(engine: sa.Engine, job: ScheduledJob, now: dt.datetime, zone: dt.tzinfo) -> dt.datetime | None:
+    """The time ``job`` was due at, when this worker is to run it now: it is due, and this
+    worker moved its next run on first (a compare-and-set on ``next_run_at``); else None.
+    A job seen for the first time is due at once when it runs at an interval, at its next
+    match when it has a cron expression. Runs missed while no worker looked are not made
+    up: the next run is worked out from now."""
     t = job_schedules
     schedule = job.description
     with write_transaction(engine) as conn:
@@ -219,17 +222,24 @@ def _take_job_run(engine: sa.Engine, job: ScheduledJob, now: dt.datetime, zone: 
                         conn.execute(t.insert().values(name=job.name, plugin=job.plugin, schedule=schedule,
                                                        next_run_at=first))
                 except sa.exc.IntegrityError:  # another worker saw it first
-                    return False
+                    return None
             else:
                 conn.execute(t.update().where(t.c.name == job.name).values(schedule=schedule, next_run_at=first))
             due_at = first
         else:
             due_at = _utc(row.next_run_at)
         if due_at > now:
-            return False
+            return None
         moved = conn.execute(t.update().where(t.c.name == job.name, t.c.next_run_at == due_at).values(
             next_run_at=_utc(job.next_run(now, zone)), last_run_at=now, plugin=job.plugin))
-        return moved.rowcount == 1
+        return due_at if moved.rowcount == 1 else None
+
+
+def _record_run(engine: sa.Engine, name: str, started: float, error: str | None) -> None:
+    with write_transaction(engine) as conn:
+        conn.execute(job_schedules.update().where(job_schedules.c.name == name).values(
+            last_outcome="ok" if error is None else "error", last_error=error,
+            last_duration_ms=round((time.perf_counter() - started) * 1000, 3)))
 
 
 def run_due_jobs(app, *, now: dt.datetime | None = None) -> list[str]:
@@ -248,21 +258,47 @@ def run_due_jobs(app, *, now: dt.datetime | None = None) -> list[str]:
     zone = zone_of(app)
     ran = []
     for job in jobs.values():
-        if not _take_job_run(loom.engine, job, now, zone):
+        if _take_job_run(loom.engine, job, now, zone) is None:
             continue
-        started = time.perf_counter()
-        outcome, error_text = "ok", None
+        started, error_text = time.perf_counter(), None
         try:
             with app.app_context():
                 run_job(job, loom.audit)
         except Exception as error:  # logged and audited by run_job; the worker goes on
-            outcome, error_text = "error", f"{type(error).__name__}: {error}"[:execute.ERROR_WIDTH]
-        with write_transaction(loom.engine) as conn:
-            conn.execute(job_schedules.update().where(job_schedules.c.name == job.name).values(
-                last_outcome=outcome, last_error=error_text,
-                last_duration_ms=round((time.perf_counter() - started) * 1000, 3)))
+            error_text = f"{type(error).__name__}: {error}"[:execute.ERROR_WIDTH]
+        _record_run(loom.engine, job.name, started, error_text)
         ran.append(job.name)
     return ran
+
+
+def run_due_rules(app, *, now: dt.datetime | None = None) -> dict[str, int]:
+    """Fire every scheduled rule of the live metadata whose time has come, once per due
+    time however many workers look, with the time it was due at (``schedules.fire``);
+    returns how many deliveries each rule fired wrote. Its schedule is kept as
+    ``rule:<name>`` beside the plugins' jobs."""
+    loom = app.extensions["loom"]
+    rules = scheduled_rules(loom.metadata.live().model)
+    if not rules:
+        return {}
+    now = _utc(now)
+    zone = zone_of(app)
+    fired = {}
+    for rule in rules:
+        job = ScheduledJob("loom", f"rule:{rule.name}", rule.trigger.cron or "", lambda: None)
+        due_at = _take_job_run(loom.engine, job, now, zone)
+        if due_at is None:
+            continue
+        started, error_text = time.perf_counter(), None
+        try:
+            with app.app_context():
+                fired[rule.name] = schedules.fire(app, rule, due_at)
+        except Exception as error:  # a database that went away: the next due time tries again
+            log.exception("scheduled rule %s failed at %s", rule.name, due_at)
+            error_text = f"{type(error).__name__}: {error}"[:execute.ERROR_WIDTH]
+        _record_run(loom.engine, job.name, started, error_text)
+    if any(fired.values()):
+        notify()
+    return fired
 
 
 # -- the worker --------------------------------------------------------------------------
@@ -279,22 +315,27 @@ class Report:
     dropped: int = 0
     events: int = 0
     jobs: list[str] = field(default_factory=list)
+    #: scheduled rules fired, with the deliveries each wrote
+    rules: dict[str, int] = field(default_factory=dict)
 
     def add(self, other: Report) -> None:
         for name in ("claimed", "succeeded", "retried", "dead", "dropped", "events"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.jobs.extend(other.jobs)
+        self.rules.update(other.rules)
 
     @property
     def summary(self) -> str:
         return (f"{self.claimed} delivery(ies): {self.succeeded} succeeded, {self.retried} to try again, "
                 f"{self.dead} dead" + (f", {self.dropped} outcome(s) dropped (lease lost)" if self.dropped else "")
-                + f"; {self.events} outbox event(s); {len(self.jobs)} job(s) run")
+                + f"; {self.events} outbox event(s); {len(self.jobs)} job(s) run; "
+                f"{len(self.rules)} scheduled rule(s) fired")
 
 
 class Worker:
     """One worker of ``app``: claims deliveries and runs them one after another. With
-    ``housekeeping`` it also hands out due outbox events and runs due scheduled jobs."""
+    ``housekeeping`` it also fires due scheduled rules, hands out due outbox events and
+    runs due scheduled jobs."""
 
     def __init__(self, app, *, worker_id: str | None = None, lease: dt.timedelta | None = None,
                  batch: int = BATCH, housekeeping: bool = True):
@@ -325,9 +366,12 @@ class Worker:
         return report
 
     def run_due(self, *, now: dt.datetime | None = None, stop: threading.Event | None = None) -> Report:
-        """Run deliveries until none is due (or ``stop`` is set), then, with housekeeping,
-        the due outbox events and scheduled jobs."""
+        """With housekeeping, fire the scheduled rules that are due; run deliveries until
+        none is due (or ``stop`` is set); then, with housekeeping, hand out the due outbox
+        events and run the due scheduled jobs."""
         report = Report()
+        if self.housekeeping:
+            report.rules = run_due_rules(self.app, now=now)
         while stop is None or not stop.is_set():
             done = self.run_once(now=now)
             report.add(done)
