@@ -141,12 +141,16 @@ def test_one_delivery_shows_its_context_and_attempts_in_order(loom_client, engin
 
 
 def test_retry_puts_dead_and_failed_back_and_skips_the_rest(loom_client, engine, mixed):
+    from loom.integrations.context import DELIVERIES_WRITTEN
+
     m = mixed
+    DELIVERIES_WRITTEN.clear()
     reply = loom_client.post("/api/v1/_deliveries/_retry", json={"ids": [m["dead"], m["failed"], m["succeeded"],
                                                                           m["running"], m["waiting"], m["dead"]]})
     assert reply.status_code == 200, reply.get_json()
     body = reply.get_json()
     assert body["retried"] == [m["dead"], m["failed"]]
+    assert DELIVERIES_WRITTEN.is_set()                  # the workers of this process look at once
     assert body["skipped"] == [{"id": m["succeeded"], "status": "succeeded"},
                                {"id": m["running"], "status": "running"},
                                {"id": m["waiting"], "status": "pending"}]
@@ -324,3 +328,55 @@ def test_a_session_needs_its_csrf_token_to_retry(loom_app, make_user, engine, mi
     reply = client.post("/api/v1/_deliveries/_retry", json={"ids": [mixed["dead"]]})
     assert reply.status_code == 400
     assert rows(engine) == before
+
+
+# -- with the worker -------------------------------------------------------------------------
+
+@pytest.fixture
+def flaky_action():
+    """An action that fails while ``down`` holds, and records the idempotency key of each call."""
+    import uuid
+
+    from loom.integrations.actions import Action, register_action, unregister_action
+
+    state = {"down": True, "keys": []}
+
+    def run(call):
+        state["keys"].append(call.idempotency_key)
+        if state["down"]:
+            raise ConnectionError("ERP is down")
+        return {"ok": True}
+    name = f"test.flaky_{uuid.uuid4().hex[:8]}"
+    register_action(Action(name, run, plugin="loom"))
+    state["name"] = name
+    yield state
+    unregister_action(name)
+
+
+def test_a_retried_dead_delivery_and_a_replayed_one_run_through_the_worker(loom_client, engine, loom_app,
+                                                                           flaky_action):
+    from loom.db import utcnow
+    from loom.integrations.worker import Worker
+
+    failing = add_delivery(engine, action=flaky_action["name"], run_as="admin", max_attempts=2, entity=None,
+                           record_id=None, context={"record": {}, "with": {}, "chain": []},
+                           created_at=utcnow(), available_at=utcnow() - dt.timedelta(seconds=1))
+    worker = Worker(loom_app)
+    now = utcnow()
+    for _ in range(2):
+        worker.run_once(now=now)
+        now += dt.timedelta(hours=2)
+    assert rows(engine)[0]["status"] == "dead" and rows(engine)[0]["attempts"] == 2
+    flaky_action["down"] = False
+    assert loom_client.post("/api/v1/_deliveries/_retry", json={"ids": [failing]}).get_json()["retried"] == [failing]
+    assert worker.run_once(now=now).succeeded == 1
+    done = rows(engine)[0]
+    assert done["status"] == "succeeded" and done["attempts"] == 3 and done["max_attempts"] == 10
+    assert [a["outcome"] for a in loom_client.get(f"/api/v1/_deliveries/{failing}").get_json()["data"]
+            ["attempts_made"]] == ["failed", "dead", "succeeded"]
+    replayed = loom_client.post("/api/v1/_deliveries/_replay", json={
+        "since": (now - dt.timedelta(days=1)).isoformat(), "until": (now + dt.timedelta(days=1)).isoformat()})
+    assert replayed.get_json()["replayed"] == 1
+    assert worker.run_once(now=now).succeeded == 1
+    key = done["idempotency_key"]
+    assert flaky_action["keys"] == [key, key, key, key + ":replay:1"]    # the remote end sees a new request

@@ -34,6 +34,7 @@ import sqlalchemy as sa
 from loom.audit.log import timestamp
 from loom.db import reading, utcnow, write_transaction
 from loom.errors import BadRequest, NotFound, ValidationError, error_entry
+from loom.integrations.context import wake_workers
 from loom.integrations.models import STATUSES, attempts, deliveries
 from loom.principal import Principal
 
@@ -298,6 +299,8 @@ def retry(engine: sa.Engine, audit, ids: list[int], *, principal: Principal,
                 result.skipped.append((delivery_id, status))
         audit.add(conn, "delivery.retry", principal=principal, rows=len(result.retried),
                   detail={"retried": result.retried, "skipped": [i for i, _ in result.skipped]})
+    if result.retried:
+        wake_workers()      # this process's waiting workers look at once, not at their next poll
     return result
 
 
@@ -380,6 +383,8 @@ def replay(engine: sa.Engine, audit, span: ReplayRange, *, principal: Principal,
         audit.add(conn, "delivery.replay", principal=principal, rows=len(new_ids),
                   detail={**span.described(), "replayed": len(new_ids),
                           "from": [r["id"] for r in originals][:100]})
+    if new_ids:
+        wake_workers()
     return new_ids
 
 
