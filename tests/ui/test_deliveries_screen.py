@@ -202,7 +202,7 @@ def test_a_read_only_token_and_a_missing_csrf_token_change_nothing(loom_app, cli
 
 # -- in the browser -------------------------------------------------------------------------------
 
-def test_an_admin_filters_to_dead_selects_two_and_retries_them(page, live_server):
+def test_an_admin_filters_to_dead_selects_two_and_retries_them(page, live_server, screenshots):
     engine = live_server.app.extensions["loom"].engine
     with engine.begin() as conn:
         conn.execute(deliveries.delete())
@@ -219,6 +219,7 @@ def test_an_admin_filters_to_dead_selects_two_and_retries_them(page, live_server
     page.get_by_label(f"Select delivery {first}").check()
     page.get_by_label(f"Select delivery {third}").check()
     assert page.locator("[data-selected-count]").inner_text() == "2"
+    page.screenshot(path=screenshots / "deliveries-dead.png", full_page=True)
     retry.click()
     page.get_by_text("2 deliveries will be tried again.").wait_for()
     assert page.url.endswith("/deliveries?status=dead")
@@ -229,6 +230,10 @@ def test_an_admin_filters_to_dead_selects_two_and_retries_them(page, live_server
     pending = page.locator("#deliveries-rows tr[id^=delivery-]")
     assert sorted(int(t) for t in pending.locator("td.card-title").all_inner_texts()) == [first, third]
     assert pending.locator(".delivery-status").all_inner_texts() == ["Pending, to retry"] * 2
+    page.locator(f"#delivery-{first} td.card-title a").click()
+    page.wait_for_url(f"**/deliveries/{first}")
+    page.get_by_role("heading", name=f"Delivery {first}").wait_for()
+    page.screenshot(path=screenshots / "delivery.png", full_page=True)
     with engine.connect() as conn:
         status = dict(conn.execute(sa.select(deliveries.c.id, deliveries.c.status)).all())
     assert status == {first: "pending", second: "dead", third: "pending"}
