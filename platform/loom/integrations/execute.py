@@ -26,6 +26,7 @@ from jsonschema import Draft202012Validator
 from loom.db import reading
 from loom.errors import NotFound
 from loom.identity.service import users
+from loom.integrations import inbound  # noqa: F401  (registers webhook.handle)
 from loom.integrations.actions import Action, ActionCall, PermanentFailure, action
 from loom.integrations.context import running_delivery
 from loom.integrations.templates import TemplateFailure, render
@@ -41,6 +42,10 @@ ERROR_WIDTH = 2000
 #: what an attempt came to: the first two leave the delivery done, ``failed`` sends it
 #: back to wait for another try, ``dead`` is a failed last attempt
 OUTCOMES = ("succeeded", "permanent", "failed", "dead")
+
+#: the actions of deliveries Loom writes itself, not a rule: those whose ``run_as`` is
+#: ``system:<name>`` run as that system principal (a rule's always run as a user)
+SYSTEM_ACTIONS = frozenset({"webhook.handle"})
 
 
 @dataclass(frozen=True)
@@ -77,7 +82,10 @@ def run(app, delivery: Any) -> Outcome:
 
 def _attempt(app, delivery: Any) -> Any:
     loom = app.extensions["loom"]
-    principal = rule_principal(loom, delivery.run_as)
+    if delivery.action in SYSTEM_ACTIONS and delivery.run_as.startswith("system:"):
+        principal = Principal.system(delivery.run_as.removeprefix("system:"))
+    else:
+        principal = rule_principal(loom, delivery.run_as)
     registered = action(delivery.action)
     if registered is None:
         raise PermanentFailure(f"there is no action named {delivery.action} (was the plugin providing it "
