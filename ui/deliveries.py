@@ -48,7 +48,8 @@ def _engine():
 
 def status_label(delivery: dict[str, Any]) -> str:
     """A delivery's status as a person reads it (a pending one that failed says so)."""
-    return str(PENDING_AGAIN if delivery.get("failed") else STATUS_LABELS[delivery["status"]])
+    status = delivery["status"]
+    return str(PENDING_AGAIN if delivery.get("failed") else STATUS_LABELS.get(status, status))
 
 
 def short(text: str | None, size: int = SHORT_ERROR) -> str:
@@ -144,7 +145,7 @@ def deliveries_retry():
                        len(result.retried)), "success")
     if result.skipped:
         flash(gettext("Not retried (only dead deliveries and those that failed can be): %(list)s",
-                      list=", ".join(f"#{i} {STATUS_LABELS[s]}" for i, s in result.skipped)), "warning")
+                      list=", ".join(f"#{i} {STATUS_LABELS.get(s, s)}" for i, s in result.skipped)), "warning")
     if request.form.get("back") == "delivery" and len(ids) == 1:
         return redirect_to(url_for("pages.delivery_view", delivery_id=ids[0]))
     return redirect_to(url_for("pages.deliveries", **_kept_filters()))
