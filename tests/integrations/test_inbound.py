@@ -18,9 +18,11 @@ import loom
 from loom.db import utcnow
 from loom.integrations import triggers
 from loom.integrations.actions import Action, register_action, unregister_action
+from loom.integrations.admin import ReplayRange, replay
 from loom.integrations.models import attempts, deliveries
 from loom.integrations.worker import Worker
 from loom.plugins.webhooks import inbound_calls, receipts, store
+from loom.principal import Principal
 from loom.testing import sign_webhook
 
 SECRET = "whsec-inbound-42"
@@ -263,6 +265,16 @@ def test_a_failing_handler_is_queued_and_the_worker_handles_the_call(crm, anonym
     assert again.timestamp == plugin.calls[0].timestamp
     [done] = delivery_rows(crm, action="webhook.handle")
     assert done["status"] == "succeeded" and done["result"] == {"taken": 7002}
+
+    # an admin's replay of the handler's delivery runs the handler on the stored call again
+    span = ReplayRange.parse({"since": (before - dt.timedelta(minutes=1)).isoformat(),
+                              "until": (utcnow() + dt.timedelta(minutes=1)).isoformat(),
+                              "action": "webhook.handle"})
+    [replayed] = replay(crm.extensions["loom"].engine, crm.extensions["loom"].audit, span,
+                        principal=Principal.system("test"))
+    assert Worker(crm).run_once(now=utcnow() + dt.timedelta(seconds=1)).succeeded == 1
+    assert len(plugin.calls) == 3 and plugin.calls[-1].id == call["id"]
+    assert delivery_rows(crm, id=replayed)[0]["status"] == "succeeded"
 
 
 def test_a_handler_the_worker_runs_can_still_refuse_the_call(crm, anonymous_client, plugin):

@@ -7,6 +7,7 @@ handler ends. The action rebuilds the call from its stored row (body, harmless h
 query, signed time) and runs the handler as the webhook's system principal. A handler
 that refuses the call (a ``LoomError``: the sender's mistake) is a permanent failure and
 the call is ``refused``; any other exception is tried again, the call staying ``queued``.
+A replayed delivery (deliveries admin) runs the handler again even on a handled call.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ from loom.plugins.webhooks import (
 def handle(call: ActionCall) -> Any:
     """Run the handler of the stored call ``arguments["inbound_id"]``; what it replied."""
     inbound_id = call.arguments.get("inbound_id")
-    if not isinstance(inbound_id, int) or call.idempotency_key != handler_key(inbound_id):
+    own = handler_key(inbound_id) if isinstance(inbound_id, int) else None
+    replayed = own is not None and call.idempotency_key.startswith(own + ":replay:")
+    if own is None or not (call.idempotency_key == own or replayed):
         raise PermanentFailure(f"{HANDLE_ACTION} runs only the deliveries Loom writes for the inbound calls it "
                                "stores, not a rule's")
     loom = call.app.extensions["loom"]
@@ -41,7 +44,7 @@ def handle(call: ActionCall) -> Any:
         row = conn.execute(sa.select(inbound_calls).where(inbound_calls.c.id == inbound_id)).first()
     if row is None:
         raise PermanentFailure(f"there is no inbound call {inbound_id}")
-    if row.status in ("handled", "refused"):  # the request's own run ended after all
+    if row.status in ("handled", "refused") and not replayed:  # the request's own run ended after all
         return {"inbound_id": inbound_id, "status": row.status}
     webhook = loom.webhooks.get((row.plugin, row.name))
     if webhook is None or webhook.handler is None:
