@@ -102,9 +102,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds a worker waits between two looks for due work; a delivery enqueued in the worker's "
             "own process wakes it at once.", _seconds),
     Setting("DELIVERY_LEASE_SECONDS", 300,
-            "Seconds a worker's claim on a delivery stands: when it runs out (the worker died, or the action "
-            "took longer), another worker takes the delivery over and runs it again. Keep it longer than "
-            "any action takes.", _count(1)),
+            "Seconds a worker's claim on a delivery stands; the worker renews it every third of that while "
+            "the action runs. When it runs out (the worker died), another worker takes the delivery over "
+            "and runs it again.", _count(1)),
 )
 
 

@@ -661,13 +661,14 @@ def test_loom_serve_runs_a_worker_unless_it_is_turned_off(loom_database_url, tmp
         try:
             # a served worker looks every 0.2 s: a second is five looks
             deadline = time.monotonic() + (30 if switch == "on" else 1)
-            while delivery(app, item)["status"] == "pending" and time.monotonic() < deadline:
+            while delivery(app, item)["status"] in ("pending", "running") and time.monotonic() < deadline:
                 time.sleep(0.1)
             row = delivery(app, item)
             if switch == "on":
-                assert row["status"] == "dead", log.read_text()
+                assert row["status"] == "dead", (row, attempt_rows(app, item), log.read_text())
                 assert row["last_error"].startswith("there is no action named test.only_in_the_test_process")
-                assert attempt_rows(app, item)[0]["worker"].split(":")[1] != str(os.getpid())
+                worker = attempt_rows(app, item)[0]["worker"]
+                assert worker.split(":")[1] != str(os.getpid()) and ":loom-worker:" in worker
             else:
                 assert row["status"] == "pending" and row["attempts"] == 0
         finally:
@@ -707,3 +708,30 @@ def test_a_scheduled_rule_fires_once_per_due_time_and_its_deliveries_run(loom_ap
         assert len(act.calls) == 6 and len(set(call.idempotency_key for call in act.calls)) == 6
     finally:
         other.extensions["loom"].engine.dispose()
+
+
+def test_a_long_action_keeps_its_delivery_by_renewing_the_lease(loom_app, bot, make_action):
+    act = make_action()
+    engine = loom_app.extensions["loom"].engine
+    lease = dt.timedelta(seconds=1.5)
+    running_now, release = threading.Event(), threading.Event()
+
+    def long(call):
+        running_now.set()
+        release.wait(20)
+        return "done"
+    act.answer = long
+    item = add_delivery(loom_app, act.name)
+    thread = threading.Thread(target=Worker(loom_app, worker_id="patient", lease=lease).run_once)
+    thread.start()
+    try:
+        assert running_now.wait(20)
+        for _ in range(4):  # well past the lease, three times over
+            time.sleep(1.5)
+            assert claim(engine, "eager", limit=10, lease=lease) == []
+            assert aware(delivery(loom_app, item)["lease_until"]) > utcnow()
+    finally:
+        release.set()
+        thread.join(20)
+    row = delivery(loom_app, item)
+    assert row["status"] == "succeeded" and row["attempts"] == 1 and len(act.calls) == 1

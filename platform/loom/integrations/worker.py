@@ -6,12 +6,13 @@ a lease (``lease_owner``, ``lease_until``), counts the attempt and writes the at
 row, and does no other work. On PostgreSQL the claim reads with ``FOR UPDATE SKIP LOCKED``,
 so workers in other processes take other deliveries; on SQLite it runs inside the write
 lock (``write_transaction``), one claim at a time. The action then runs with no
-transaction open, and ``finish`` records its outcome in a second short transaction, only
-if the claim still stands: a worker that died, or took longer than its lease, has its
-delivery taken over by another worker, which records the open attempt as ``lost``; the
-first worker's late outcome is then dropped. So two workers never run one delivery at
-once, and an action may see a delivery again only after a lease ran out, with the same
-idempotency key.
+transaction open, its lease renewed while it runs (``LeaseKeeper``), and ``finish``
+records its outcome in a second short transaction, only if the claim still stands: a
+worker that died (or could not renew its lease) has its delivery taken over by another
+worker once the lease ran out, which records the open attempt as ``lost``; the first
+worker's late outcome is then dropped. So two workers never run one delivery at once, and
+an action may see a delivery again only after a lease ran out, with the same idempotency
+key.
 
 A failed attempt puts the delivery back to ``pending`` after a backoff (exponential with
 full jitter, at most an hour, or fixed), until its last attempt makes it ``dead``; every
@@ -78,10 +79,10 @@ def request_stop(stop: threading.Event) -> None:
     _wake.set()
 
 
-def new_worker_id() -> str:
-    """A name no other worker has: host, process, thread and a counter."""
+def new_worker_id(thread: str | None = None) -> str:
+    """A name no other worker has: host, process, thread (by default this one) and a counter."""
     host = socket.gethostname()[:100]
-    return f"{host}:{os.getpid()}:{threading.current_thread().name[:40]}:{next(_ids)}"
+    return f"{host}:{os.getpid()}:{(thread or threading.current_thread().name)[:40]}:{next(_ids)}"
 
 
 def backoff(kind: str, first: dt.timedelta, attempts: int, rng: random.Random | None = None) -> dt.timedelta:
@@ -200,6 +201,41 @@ def _audit_attempt(conn: sa.Connection, audit: AuditLog, row: sa.Row, *, attempt
               detail={"delivery": row.id, "rule": row.rule, "action": row.action, "plugin": row.plugin,
                       "attempt": attempt, "outcome": outcome, "error": error, "duration_ms": duration_ms,
                       "worker": worker})
+
+
+class LeaseKeeper:
+    """Renews a worker's claim on a delivery while its action runs: every third of the
+    lease, the claim is extended to a whole lease from then, as long as it is still this
+    worker's. So only a worker that stopped (died, or hangs with its process) loses a
+    delivery to another, however long its action takes."""
+
+    def __init__(self, engine: sa.Engine, worker_id: str, delivery_id: int, lease: dt.timedelta):
+        self.engine, self.worker_id, self.delivery_id, self.lease = engine, worker_id, delivery_id, lease
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name=f"loom-lease-{delivery_id}", daemon=True)
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _renew(self) -> None:
+        d = deliveries
+        while not self._done.wait(self.lease.total_seconds() / 3):
+            try:
+                with write_transaction(self.engine) as conn:
+                    renewed = conn.execute(d.update().where(d.c.id == self.delivery_id, d.c.status == "running",
+                                                            d.c.lease_owner == self.worker_id)
+                                           .values(lease_until=utcnow() + self.lease)).rowcount
+            except sa.exc.DBAPIError:  # the database is away: try again at the next third
+                log.warning("could not renew the lease of %s on delivery %s", self.worker_id, self.delivery_id,
+                            exc_info=True)
+                continue
+            if not renewed:
+                return
 
 
 # -- scheduled jobs ----------------------------------------------------------------------
@@ -353,7 +389,8 @@ class Worker:
         engine, audit = self.loom.engine, self.loom.audit
         for row in claim(engine, self.id, limit=limit or self.batch, lease=self.lease, now=now, audit=audit):
             report.claimed += 1
-            outcome = execute.run(self.app, row)
+            with LeaseKeeper(engine, self.id, row.id, self.lease):
+                outcome = execute.run(self.app, row)
             if not finish(engine, self.id, row.id, outcome, now=now, audit=audit):
                 report.dropped += 1
                 continue
@@ -447,7 +484,7 @@ def start_in_process(app, *, registrar: Callable[[Callable[[], Any]], Any] = ate
     process ends (``registrar`` registers that; also with ``multiprocessing``'s finalizers,
     which a server's worker process runs instead of ``atexit``)."""
     stop = threading.Event()
-    worker = Worker(app)
+    worker = Worker(app, worker_id=new_worker_id("loom-worker"))
     thread = threading.Thread(target=worker.run_forever, args=(stop,), name="loom-worker", daemon=True)
     thread.start()
     handle = InProcessWorker(thread, stop)
