@@ -735,3 +735,73 @@ def test_a_long_action_keeps_its_delivery_by_renewing_the_lease(loom_app, bot, m
         thread.join(20)
     row = delivery(loom_app, item)
     assert row["status"] == "succeeded" and row["attempts"] == 1 and len(act.calls) == 1
+
+
+def test_a_stopping_worker_gives_back_the_deliveries_it_claimed_but_did_not_start(loom_app, bot, make_action):
+    act = make_action()
+    stop = threading.Event()
+    act.answer = lambda call: stop.set()
+    items = [add_delivery(loom_app, act.name) for _ in range(3)]
+    report = Worker(loom_app, batch=3).run_due(stop=stop)
+    assert report.claimed == report.succeeded == 1 and len(act.calls) == 1
+    first, *rest = items
+    assert delivery(loom_app, first)["status"] == "succeeded"
+    for item in rest:
+        row = delivery(loom_app, item)
+        assert (row["status"], row["attempts"], row["lease_owner"]) == ("pending", 0, None)
+        assert attempt_rows(loom_app, item) == [] and audited(loom_app, item) == []
+    assert Worker(loom_app).run_due().succeeded == 2
+
+
+def test_loom_worker_once_says_in_one_line_when_the_database_fails(worker_cli, monkeypatch):
+    def broken(*args, **kwargs):
+        raise sa.exc.OperationalError("SELECT", None, Exception("server closed the connection unexpectedly"))
+    monkeypatch.setattr(worker_module, "claim", broken)
+    result = worker_cli("worker", "--once")
+    assert result.exit_code == 1
+    assert "the database did not answer as expected (server closed the connection unexpectedly)" in result.output
+    assert "Traceback" not in result.output
+
+
+MAKER = {"kind": "entity", "name": "maker", "title_field": "name", "fields": [{"name": "name", "type": "string"}]}
+PART = {"kind": "entity", "name": "part", "title_field": "code", "fields": [
+    {"name": "code", "type": "string"},
+    {"name": "maker", "type": "link", "target": "maker"},
+    {"name": "bins", "type": "table", "target": "part_bin"},
+]}
+PART_BIN = {"kind": "entity", "name": "part_bin", "child": True, "fields": [
+    {"name": "place", "type": "string"}, {"name": "secret_note", "type": "string"}]}
+
+
+def test_links_and_rows_are_cut_to_what_the_rule_user_may_read(loom_app, apply_metadata, make_user, make_action):
+    act = make_action()
+    blind = {"kind": "role", "name": "blind", "permissions": {
+        "part": {"actions": ["read"], "scope": "all"},
+        "part_bin": {"actions": ["read"], "fields": {"secret_note": "none"}}}}
+    seeing = {"kind": "role", "name": "seeing", "permissions": {
+        "part": {"actions": ["read"], "scope": "all"}, "maker": {"actions": ["read"], "scope": "all"}}}
+    # may read makers, but only their own: a title could name one it may not see
+    scoped = {"kind": "role", "name": "scoped", "permissions": {
+        "part": {"actions": ["read"], "scope": "all"}, "maker": {"actions": ["read"], "scope": "own"}}}
+    apply_metadata(MAKER, PART, PART_BIN, blind, seeing, scoped)
+    make_user("scoped_bot", roles=["scoped"])
+    make_user("blind_bot", roles=["blind"])
+    make_user("seeing_bot", roles=["seeing"])
+    with loom_app.app_context():
+        acme = loom.record_service("maker", SYSTEM).create({"name": "Acme"})
+        part = loom.record_service("part", SYSTEM).create({
+            "code": "P-1", "maker": acme["id"], "bins": [{"place": "A1", "secret_note": "behind the door"}]})
+    assert part["maker"] == {"id": acme["id"], "title": "Acme"}
+    for user in ("blind_bot", "seeing_bot", "scoped_bot"):
+        add_delivery(loom_app, act.name, run_as=user, entity="part", record=part,
+                     changes={"maker": [None, part["maker"]]}, with_={"maker": "{{ record.maker.id }}"})
+    Worker(loom_app).run_once()
+    blind_call, scoped_call, seeing_call = sorted(act.calls, key=lambda call: call.principal.name)
+    assert scoped_call.context["record"]["maker"] == {"id": acme["id"], "title": None}
+    assert blind_call.arguments == seeing_call.arguments == {"maker": acme["id"]}
+    assert blind_call.context["record"]["maker"] == {"id": acme["id"], "title": None}
+    assert blind_call.context["changes"]["maker"] == [None, {"id": acme["id"], "title": None}]
+    assert [{k: v for k, v in row.items() if k in ("place", "secret_note")}
+            for row in blind_call.context["record"]["bins"]] == [{"place": "A1"}]
+    assert seeing_call.context["record"]["maker"] == {"id": acme["id"], "title": "Acme"}
+    assert seeing_call.context["record"]["bins"][0]["secret_note"] == "behind the door"

@@ -176,7 +176,10 @@ def _child_rows(value: Any, readable: frozenset[str]) -> Any:
 def _title_readable(service: Any, target: str) -> bool:
     """Whether the principal sees the title of every record of ``target`` (may read it, its
     title field, and every row of it)."""
-    other = service.other(target)
+    try:
+        other = service.other(target)
+    except NotFound:
+        return False
     if not other.allowed("read") or other.entity.title_field not in other.readable():
         return False
     access = other.access

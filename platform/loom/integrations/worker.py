@@ -138,6 +138,22 @@ def claim(engine: sa.Engine, worker_id: str, *, limit: int, lease: dt.timedelta,
         return conn.execute(sa.select(d).where(d.c.id.in_(ids)).order_by(d.c.available_at, d.c.id)).all()
 
 
+def release(engine: sa.Engine, worker_id: str, delivery_ids: list[int]) -> None:
+    """Give back deliveries ``worker_id`` claimed but did not start (it is stopping): they
+    are pending again at once, their unmade attempt neither counted nor recorded."""
+    if not delivery_ids:
+        return
+    d = deliveries
+    with write_transaction(engine) as conn:
+        mine = list(conn.execute(sa.select(d.c.id, d.c.attempts).where(
+            d.c.id.in_(delivery_ids), d.c.status == "running", d.c.lease_owner == worker_id)))
+        for row in mine:
+            conn.execute(attempts.delete().where(attempts.c.delivery_id == row.id,
+                                                 attempts.c.attempt == row.attempts, attempts.c.worker == worker_id))
+            conn.execute(d.update().where(d.c.id == row.id).values(
+                status="pending", lease_owner=None, lease_until=None, attempts=row.attempts - 1))
+
+
 def _take_over(conn: sa.Connection, audit: AuditLog, row: sa.Row, now: dt.datetime) -> bool:
     """Record the open attempt of a delivery whose lease ran out as lost; False (and the
     delivery dead) when that was its last attempt."""
@@ -383,11 +399,17 @@ class Worker:
         self.batch = batch
         self.housekeeping = housekeeping
 
-    def run_once(self, limit: int | None = None, *, now: dt.datetime | None = None) -> Report:
-        """Claim up to ``limit`` due deliveries, run each and record its outcome."""
+    def run_once(self, limit: int | None = None, *, now: dt.datetime | None = None,
+                 stop: threading.Event | None = None) -> Report:
+        """Claim up to ``limit`` due deliveries, run each and record its outcome. Once
+        ``stop`` is set, the claimed deliveries not yet started are given back."""
         report = Report()
         engine, audit = self.loom.engine, self.loom.audit
-        for row in claim(engine, self.id, limit=limit or self.batch, lease=self.lease, now=now, audit=audit):
+        claimed = claim(engine, self.id, limit=limit or self.batch, lease=self.lease, now=now, audit=audit)
+        for index, row in enumerate(claimed):
+            if stop is not None and stop.is_set():
+                release(engine, self.id, [r.id for r in claimed[index:]])
+                break
             report.claimed += 1
             with LeaseKeeper(engine, self.id, row.id, self.lease):
                 outcome = execute.run(self.app, row)
@@ -410,7 +432,7 @@ class Worker:
         if self.housekeeping:
             report.rules = run_due_rules(self.app, now=now)
         while stop is None or not stop.is_set():
-            done = self.run_once(now=now)
+            done = self.run_once(now=now, stop=stop)
             report.add(done)
             if done.claimed < self.batch:
                 break
@@ -438,9 +460,11 @@ class Worker:
 def run_threads(app, *, concurrency: int, stop: threading.Event, once: bool = False,
                 poll_interval: float | None = None) -> Report:
     """Run ``concurrency`` workers of ``app``, each in a thread of its own, until ``stop``
-    is set, or with ``once`` until nothing is due; the first also runs the outbox and the
-    scheduled jobs. Returns what they did together."""
+    is set, or with ``once`` until nothing is due; the first also fires scheduled rules,
+    runs the outbox and the scheduled jobs. Returns what they did together; with ``once``,
+    what made a worker fail is raised."""
     reports = [Report() for _ in range(concurrency)]
+    failures: list[Exception] = []
 
     def work(index: int) -> None:
         worker = Worker(app, housekeeping=index == 0)
@@ -449,9 +473,9 @@ def run_threads(app, *, concurrency: int, stop: threading.Event, once: bool = Fa
             return
         try:
             reports[index] = worker.run_due(stop=stop)
-        except Exception:
-            log.exception("worker %s failed", worker.id)
-            raise
+        except Exception as error:  # raised again below, in the caller's thread
+            log.debug("worker %s failed", worker.id, exc_info=True)
+            failures.append(error)
 
     threads = [threading.Thread(target=work, args=(i,), name=f"loom-worker-{i + 1}") for i in range(concurrency)]
     for thread in threads:
@@ -459,6 +483,8 @@ def run_threads(app, *, concurrency: int, stop: threading.Event, once: bool = Fa
     for thread in threads:
         while thread.is_alive():  # joined in slices, so the signal handlers of the caller run
             thread.join(0.5)
+    if failures:
+        raise failures[0]
     total = Report()
     for report in reports:
         total.add(report)
