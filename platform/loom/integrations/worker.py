@@ -114,13 +114,20 @@ def claim(engine: sa.Engine, worker_id: str, *, limit: int, lease: dt.timedelta,
     now = _utc(now)
     audit = audit or AuditLog(engine)
     d = deliveries
-    due = sa.or_(sa.and_(d.c.status == "pending", d.c.available_at <= now),
-                 sa.and_(d.c.status == "running", d.c.lease_until < now))
-    query = sa.select(d).where(due).order_by(d.c.available_at, d.c.id).limit(limit)
-    if engine.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
+    # two reads, each an index range that stops at ``limit`` however long the backlog:
+    # the few deliveries whose lease ran out first, then the pending ones, oldest first
+    lapsed = sa.select(d).where(d.c.status == "running", d.c.lease_until < now).order_by(d.c.lease_until, d.c.id)
+    pending = sa.select(d).where(d.c.status == "pending", d.c.available_at <= now).order_by(d.c.available_at,
+                                                                                          d.c.id)
     with write_transaction(engine) as conn:
-        rows = conn.execute(query).all()
+        rows = []
+        for query in (lapsed, pending):
+            if len(rows) >= limit:
+                break
+            query = query.limit(limit - len(rows))
+            if engine.dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            rows.extend(conn.execute(query).all())
         if not rows:
             return []
         taken: list[sa.Row] = []
