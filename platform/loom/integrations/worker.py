@@ -164,7 +164,8 @@ def release(engine: sa.Engine, worker_id: str, delivery_ids: list[int]) -> None:
 def _take_over(conn: sa.Connection, audit: AuditLog, row: sa.Row, now: dt.datetime) -> bool:
     """Record the open attempt of a delivery whose lease ran out as lost; False (and the
     delivery dead) when that was its last attempt."""
-    error = f"the worker {row.lease_owner} stopped hearing from its attempt: its lease ran out before it finished"
+    error = (f"the worker {row.lease_owner} did not finish this attempt before its lease ran out "
+             "(it stopped, or lost the database)")
     conn.execute(attempts.update().where(attempts.c.delivery_id == row.id, attempts.c.attempt == row.attempts,
                                          attempts.c.outcome.is_(None))
                  .values(outcome="lost", finished_at=now, error=error))
