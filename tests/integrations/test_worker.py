@@ -805,3 +805,25 @@ def test_links_and_rows_are_cut_to_what_the_rule_user_may_read(loom_app, apply_m
             for row in blind_call.context["record"]["bins"]] == [{"place": "A1"}]
     assert seeing_call.context["record"]["maker"] == {"id": acme["id"], "title": "Acme"}
     assert seeing_call.context["record"]["bins"][0]["secret_note"] == "behind the door"
+
+
+def test_an_idle_worker_writes_nothing_and_locks_nothing(loom_app, bot, make_action):
+    act = make_action()
+    add_delivery(loom_app, act.name)
+    worker = Worker(loom_app)
+    assert worker.run_due().succeeded == 1  # and the outbox events of making the user handed out
+    engine = loom_app.extensions["loom"].engine
+    statements = []
+
+    def seen(conn, cursor, statement, *args):
+        statements.append(statement)
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    try:
+        for _ in range(3):
+            assert worker.run_due().claimed == 0
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", seen)
+    assert statements  # it did look
+    writes = [s for s in statements if s.lstrip().upper().startswith(("BEGIN IMMEDIATE", "INSERT", "UPDATE", "DELETE"))
+              or "FOR UPDATE" in s.upper()]
+    assert writes == []

@@ -38,7 +38,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from loom.audit.log import AuditLog
-from loom.db import utcnow, write_transaction
+from loom.db import reading, utcnow, write_transaction
+from loom.events import outbox
 from loom.identity.service import users
 from loom.integrations import execute, schedules
 from loom.integrations.context import DELIVERIES_WRITTEN, wake_workers
@@ -119,6 +120,8 @@ def claim(engine: sa.Engine, worker_id: str, *, limit: int, lease: dt.timedelta,
     lapsed = sa.select(d).where(d.c.status == "running", d.c.lease_until < now).order_by(d.c.lease_until, d.c.id)
     pending = sa.select(d).where(d.c.status == "pending", d.c.available_at <= now).order_by(d.c.available_at,
                                                                                           d.c.id)
+    if not _any(engine, lapsed, pending):  # an idle worker never takes the write lock
+        return []
     with write_transaction(engine) as conn:
         rows = []
         for query in (lapsed, pending):
@@ -143,6 +146,13 @@ def claim(engine: sa.Engine, worker_id: str, *, limit: int, lease: dt.timedelta,
         conn.execute(attempts.insert(), [{"delivery_id": row.id, "attempt": row.attempts + 1, "worker": worker_id,
                                           "started_at": now} for row in taken])
         return conn.execute(sa.select(d).where(d.c.id.in_(ids)).order_by(d.c.available_at, d.c.id)).all()
+
+
+def _any(engine: sa.Engine, *queries: sa.Select) -> bool:
+    """Whether any of ``queries`` finds a row, read without a transaction."""
+    with reading(engine) as conn:
+        return any(conn.execute(query.with_only_columns(query.selected_columns[0]).limit(1)).first() is not None
+                   for query in queries)
 
 
 def release(engine: sa.Engine, worker_id: str, delivery_ids: list[int]) -> None:
@@ -445,7 +455,9 @@ class Worker:
             if done.claimed < self.batch:
                 break
         if self.housekeeping and (stop is None or not stop.is_set()):
-            report.events = deliver_pending(self.loom.engine, self.loom.plugins, now=now).claimed
+            due_events = sa.select(outbox.c.id).where(outbox.c.status == "pending", outbox.c.available_at <= _utc(now))
+            if _any(self.loom.engine, due_events):
+                report.events = deliver_pending(self.loom.engine, self.loom.plugins, now=now).claimed
             report.jobs = run_due_jobs(self.app, now=now)
         return report
 
