@@ -484,6 +484,16 @@ def test_scheduled_jobs_run_when_due_and_once_per_due_time(clock_app):
         rows = {r.name: r for r in conn.execute(sa.select(job_schedules))}
     assert rows["clock.broken"].last_outcome == "error" and "ZeroDivisionError" in rows["clock.broken"].last_error
     assert rows["clock.tick"].last_outcome == "ok"
+    # looking when nothing is due writes nothing
+    statements = []
+    engine = app.extensions["loom"].engine
+    listener = lambda conn, cursor, statement, *args: statements.append(statement.upper())  # noqa: E731
+    sa.event.listen(engine, "before_cursor_execute", listener)
+    try:
+        assert run_due_jobs(app, now=now + dt.timedelta(minutes=32)) == []
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", listener)
+    assert statements and not [s for s in statements if s.startswith(("BEGIN IMMEDIATE", "UPDATE", "INSERT"))]
     assert aware(rows["clock.morning"].next_run_at) == dt.datetime(2026, 12, 3, 0, 0, tzinfo=dt.UTC)
 
 

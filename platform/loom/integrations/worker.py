@@ -282,6 +282,10 @@ def _take_job_run(engine: sa.Engine, job: ScheduledJob, now: dt.datetime, zone: 
     up: the next run is worked out from now."""
     t = job_schedules
     schedule = job.description
+    with reading(engine) as conn:  # most looks find it not due: no write lock for those
+        seen = conn.execute(sa.select(t.c.schedule, t.c.next_run_at).where(t.c.name == job.name)).first()
+    if seen is not None and seen.schedule == schedule and _utc(seen.next_run_at) > now:
+        return None
     with write_transaction(engine) as conn:
         row = conn.execute(sa.select(t).where(t.c.name == job.name)).first()
         if row is None or row.schedule != schedule:
