@@ -101,6 +101,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("WORKER_POLL_INTERVAL", 1.0,
             "Seconds a worker waits between two looks for due work; a delivery enqueued in the worker's "
             "own process wakes it at once.", _seconds),
+    Setting("BROKER_URL", None,
+            "A Celery broker (redis://host:6379/0 or amqp://user:password@host:5672//): when set, workers send "
+            "due deliveries to it as tasks, and Celery workers (`celery -A loom.commands.celery_worker worker`) "
+            "run them; the deliveries table stays the source of truth. Unset: workers run deliveries themselves."),
+    Setting("BROKER_QUEUE", "loom",
+            "The broker queue Loom's tasks go to; give each Loom instance sharing a broker a queue of its own."),
     Setting("DELIVERY_LEASE_SECONDS", 300,
             "Seconds a worker's claim on a delivery stands; the worker renews it every third of that while "
             "the action runs. When it runs out (the worker died), another worker takes the delivery over "
