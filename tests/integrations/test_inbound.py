@@ -355,3 +355,16 @@ def test_refused_calls_store_nothing(crm, anonymous_client, plugin):
     assert replay.status_code == 409
     assert len(calls_stored(crm)) == 1 and len(plugin.calls) == 1
     assert [d["rule"] for d in delivery_rows(crm)] == ["order_in"]
+
+
+def test_a_webhook_rules_mapping_reads_the_calls_body_and_headers(crm, anonymous_client, apply_metadata, recorder):
+    apply_metadata({"kind": "rule", "name": "lead_named", "on": {"webhook": "crm/lead"}, "action": recorder.name,
+                    "run_as": "bot", "with": {"name": "{{ body.lead.name }}", "sender": "{{ headers['User-Agent'] }}",
+                                              "emails": "{{ body.lead.emails }}"}})
+    body = b'{"lead": {"name": "Ada", "emails": ["ada@example.com", "a@example.org"]}}'
+    assert post(anonymous_client, body, sign_webhook(SECRET, body), **{"User-Agent": "crm-sender/2.1"}).status_code \
+        == 202
+    assert Worker(crm).run_once().succeeded == 1
+    [call] = recorder.calls
+    assert call.arguments == {"name": "Ada", "sender": "crm-sender/2.1",
+                              "emails": ["ada@example.com", "a@example.org"]}

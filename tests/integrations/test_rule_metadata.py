@@ -243,8 +243,16 @@ BAD_RULES = [
      "4: with.x", "No filter named 'shout'"),
     ("a template variable a rule cannot read",
      f"on: {{entity: {CHILD.name}, event: created}}\nwith: {{x: \"{{{{ customer.name }}}}\"}}", "4: with.x",
-     "'customer' is not a variable a rule's template can read; it can read record, changes, rule, delivery, "
+     "'customer' is not a variable this rule's templates can read; they can read record, changes, rule, delivery, "
      "now, settings"),
+    ("a webhook's body in a rule on a record event",
+     f"on: {{entity: {CHILD.name}, event: created}}\nwith: {{x: \"{{{{ body.id }}}}\"}}", "4: with.x",
+     "'body' is not a variable this rule's templates can read (a rule triggered by a record event or a schedule "
+     "has no body)"),
+    ("a record in a rule on a webhook",
+     "on: {webhook: shop/paid}\nwith: {x: \"{{ record.id }}\"}", "4: with.x",
+     "'record' is not a variable this rule's templates can read (a rule triggered by a webhook has no record); "
+     "they can read body, headers, rule, delivery, now, settings"),
     ("a variable misspelt", "on: {webhook: erp/orders}\nwith: {x: \"{{ settngs.token }}\"}", "4: with.x",
      "did you mean 'settings'?"),
     ("a field of the record that does not exist",

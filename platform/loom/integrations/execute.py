@@ -97,6 +97,9 @@ def _attempt(app, delivery: Any) -> Any:
     variables = {
         "record": record,
         "changes": changes,
+        # what a webhook that triggered the rule was sent (loom.plugins.webhooks)
+        "body": context.get("body"),
+        "headers": context.get("headers") or {},
         "rule": delivery.rule,
         "delivery": {"id": delivery.id, "idempotency_key": delivery.idempotency_key, "attempt": delivery.attempts},
         "now": dt.datetime.now(ZoneInfo(loom.time_zone)),

@@ -27,7 +27,7 @@ from loom.expressions import BOOLEAN, Expression, ExpressionError, compile_expre
 from loom.identity.models import User
 from loom.integrations.actions import action_names
 from loom.integrations.rules import Rule, Trigger
-from loom.integrations.templates import ENVIRONMENT, VARIABLES
+from loom.integrations.templates import ENVIRONMENT, VARIABLES, variables_of
 from loom.metadata.documents import Document, Problem
 from loom.metadata.entities import label
 from loom.metadata.kinds import (
@@ -64,6 +64,9 @@ class _RuleCompiler:
         self.data = doc.data
         #: the trigger's entity, where it has one that exists
         self.entity: Entity | None = None
+        #: the template variables the rule's trigger gives (a webhook gives its call's body
+        #: and headers, a record event and a schedule the record)
+        self.variables: tuple[str, ...] = VARIABLES
 
     def fail(self, path: tuple, message: str) -> None:
         self.build.fail(self.doc, path, message)
@@ -71,6 +74,7 @@ class _RuleCompiler:
     def rule(self) -> Rule:
         data = self.data
         trigger, condition = self.trigger(data["on"])
+        self.variables = variables_of(trigger.event)
         action = data["action"]
         self.check_action(action)
         arguments = copy.deepcopy(data.get("with", {}))
@@ -166,9 +170,11 @@ class _RuleCompiler:
             self.fail(path, f"not a valid template{where}: {(exc.message or '').rstrip('.')} (in the template {text!r})")
             return
         for name in sorted(meta.find_undeclared_variables(tree)):
-            if name not in VARIABLES:
-                self.fail(path, f"'{name}' is not a variable a rule's template can read; it can read "
-                                f"{', '.join(VARIABLES)}{_closest(name, VARIABLES)}")
+            if name not in self.variables:
+                given = "a webhook" if "body" in self.variables else "a record event or a schedule"
+                wrong = f" (a rule triggered by {given} has no {name})" if name in VARIABLES else ""
+                self.fail(path, f"'{name}' is not a variable this rule's templates can read{wrong}; they can read "
+                                f"{', '.join(self.variables)}{_closest(name, self.variables)}")
         if self.entity is None:
             return
         known = STANDARD_NAMES | set(self.entity.all_fields)

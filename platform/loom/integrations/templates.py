@@ -18,8 +18,19 @@ from typing import Any
 from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-#: the variables a mapping may read
-VARIABLES = ("record", "changes", "rule", "delivery", "now", "settings")
+#: the variables a mapping may read: ``record`` and ``changes`` where a record event or a
+#: schedule triggered the rule, ``body`` and ``headers`` where a webhook did
+VARIABLES = ("record", "changes", "body", "headers", "rule", "delivery", "now", "settings")
+_ALWAYS = ("rule", "delivery", "now", "settings")
+
+
+def variables_of(event: str) -> tuple[str, ...]:
+    """The variables the mapping of a rule triggered by ``event`` may read."""
+    if event == "webhook":
+        return ("body", "headers", *_ALWAYS)
+    if event == "schedule":
+        return ("record", *_ALWAYS)
+    return ("record", "changes", *_ALWAYS)
 
 _ONE_EXPRESSION = re.compile(r"^\{\{(?P<expression>(?:(?!\}\}|\{\{|\{%|\{#).)*)\}\}$", re.S)
 
