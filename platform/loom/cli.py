@@ -178,8 +178,17 @@ def _worker_app():
         # every process runs one: claims keep them from running a delivery twice
         from loom.integrations.worker import start_in_process
 
-        start_in_process(app)
+        start_in_process(app, dispatch=_dispatch(app))
     return _without_process_environment(app)
+
+
+def _dispatch(app):
+    """With LOOM_BROKER_URL, what sends due deliveries to Celery instead of running them."""
+    if not app.config.get("BROKER_URL"):
+        return None
+    from loom.integrations.tasks import dispatch_due
+
+    return dispatch_due
 
 
 #: the keys of a WSGI environ that granian itself sets for every request
@@ -279,13 +288,15 @@ def worker(once: bool, concurrency: int) -> None:
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     stop = threading.Event()
+    dispatch = _dispatch(app)
     if once:
-        click.echo(run_threads(app, concurrency=concurrency, stop=stop, once=True).summary)
+        click.echo(run_threads(app, concurrency=concurrency, stop=stop, once=True, dispatch=dispatch).summary)
         return
     handlers = {sig: signal.signal(sig, lambda *_: request_stop(stop)) for sig in (signal.SIGINT, signal.SIGTERM)}
-    click.echo(f"worker running with {concurrency} thread(s); Ctrl-C stops it")
+    where = "; deliveries go to the broker, for Celery workers" if dispatch is not None else ""
+    click.echo(f"worker running with {concurrency} thread(s){where}; Ctrl-C stops it")
     try:
-        run_threads(app, concurrency=concurrency, stop=stop)
+        run_threads(app, concurrency=concurrency, stop=stop, dispatch=dispatch)
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)

@@ -837,3 +837,24 @@ def test_an_idle_worker_writes_nothing_and_locks_nothing(loom_app, bot, make_act
     writes = [s for s in statements if s.lstrip().upper().startswith(("BEGIN IMMEDIATE", "INSERT", "UPDATE", "DELETE"))
               or "FOR UPDATE" in s.upper()]
     assert writes == []
+
+
+def test_loom_worker_with_a_broker_sends_due_deliveries_to_it_instead_of_running_them(worker_cli, loom_app, bot,
+                                                                                     make_action):
+    import redis
+
+    act = make_action()
+    queue = f"loom-test-{uuid.uuid4().hex[:12]}"
+    loom_app.config.update(BROKER_URL="redis://127.0.0.1:6379/15", BROKER_QUEUE=queue)
+    items = [add_delivery(loom_app, act.name) for _ in range(3)]
+    try:
+        result = worker_cli("worker", "--once")
+        assert result.exit_code == 0, result.output
+        assert result.output.startswith("3 delivery(ies): 3 sent to the broker;")
+        assert act.calls == []  # Celery workers run them, not this one
+        tokens = {delivery(loom_app, item)["lease_owner"] for item in items}
+        assert {delivery(loom_app, item)["status"] for item in items} == {"running"}
+        assert len(tokens) == 1 and tokens.pop().startswith("celery:")
+        assert redis.Redis.from_url("redis://127.0.0.1:6379/15").llen(queue) == 3
+    finally:
+        redis.Redis.from_url("redis://127.0.0.1:6379/15").delete(queue)

@@ -387,33 +387,44 @@ class Report:
     dead: int = 0
     #: outcomes not recorded because the lease had run out and another worker took over
     dropped: int = 0
+    #: deliveries sent to the broker, to run as Celery tasks
+    sent: int = 0
     events: int = 0
     jobs: list[str] = field(default_factory=list)
     #: scheduled rules fired, with the deliveries each wrote
     rules: dict[str, int] = field(default_factory=dict)
 
     def add(self, other: Report) -> None:
-        for name in ("claimed", "succeeded", "retried", "dead", "dropped", "events"):
+        for name in ("claimed", "succeeded", "retried", "dead", "dropped", "sent", "events"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.jobs.extend(other.jobs)
         self.rules.update(other.rules)
 
     @property
     def summary(self) -> str:
-        return (f"{self.claimed} delivery(ies): {self.succeeded} succeeded, {self.retried} to try again, "
-                f"{self.dead} dead" + (f", {self.dropped} outcome(s) dropped (lease lost)" if self.dropped else "")
+        done = (f"{self.sent} sent to the broker" if self.sent else
+                f"{self.succeeded} succeeded, {self.retried} to try again, {self.dead} dead")
+        return (f"{self.claimed} delivery(ies): {done}"
+                + (f", {self.dropped} outcome(s) dropped (lease lost)" if self.dropped else "")
                 + f"; {self.events} outbox event(s); {len(self.jobs)} job(s) run; "
                 f"{len(self.rules)} scheduled rule(s) fired")
+
+
+#: sends due deliveries elsewhere instead of running them: ``dispatch(app, limit=, lease=,
+#: now=)`` claims up to ``limit`` and returns how many it sent (``loom.integrations.tasks.dispatch_due``)
+Dispatch = Callable[..., int]
 
 
 class Worker:
     """One worker of ``app``: claims deliveries and runs them one after another. With
     ``housekeeping`` it also fires due scheduled rules, hands out due outbox events and
-    runs due scheduled jobs."""
+    runs due scheduled jobs. With ``dispatch`` it sends due deliveries on (to Celery's
+    broker) instead of running them."""
 
     def __init__(self, app, *, worker_id: str | None = None, lease: dt.timedelta | None = None,
-                 batch: int = BATCH, housekeeping: bool = True):
+                 batch: int = BATCH, housekeeping: bool = True, dispatch: Dispatch | None = None):
         self.app = app
+        self.dispatch = dispatch
         self.loom = app.extensions["loom"]
         self.id = worker_id or new_worker_id()
         seconds = app.config.get("DELIVERY_LEASE_SECONDS")
@@ -427,6 +438,10 @@ class Worker:
         ``stop`` is set, the claimed deliveries not yet started are given back."""
         report = Report()
         engine, audit = self.loom.engine, self.loom.audit
+        if self.dispatch is not None:
+            report.claimed = report.sent = self.dispatch(self.app, limit=limit or self.batch, lease=self.lease,
+                                                         now=now)
+            return report
         claimed = claim(engine, self.id, limit=limit or self.batch, lease=self.lease, now=now, audit=audit)
         for index, row in enumerate(claimed):
             if stop is not None and stop.is_set():
@@ -482,16 +497,17 @@ class Worker:
 
 
 def run_threads(app, *, concurrency: int, stop: threading.Event, once: bool = False,
-                poll_interval: float | None = None) -> Report:
+                poll_interval: float | None = None, dispatch: Dispatch | None = None) -> Report:
     """Run ``concurrency`` workers of ``app``, each in a thread of its own, until ``stop``
     is set, or with ``once`` until nothing is due; the first also fires scheduled rules,
-    runs the outbox and the scheduled jobs. Returns what they did together; with ``once``,
-    what made a worker fail is raised."""
+    runs the outbox and the scheduled jobs; with ``dispatch``, deliveries are sent on
+    rather than run. Returns what they did together; with ``once``, what made a worker
+    fail is raised."""
     reports = [Report() for _ in range(concurrency)]
     failures: list[Exception] = []
 
     def work(index: int) -> None:
-        worker = Worker(app, housekeeping=index == 0)
+        worker = Worker(app, housekeeping=index == 0, dispatch=dispatch)
         if not once:
             worker.run_forever(stop, poll_interval)
             return
@@ -529,12 +545,13 @@ class InProcessWorker:
         return not self.thread.is_alive()
 
 
-def start_in_process(app, *, registrar: Callable[[Callable[[], Any]], Any] = atexit.register) -> InProcessWorker:
+def start_in_process(app, *, registrar: Callable[[Callable[[], Any]], Any] = atexit.register,
+                     dispatch: Dispatch | None = None) -> InProcessWorker:
     """Start one worker of ``app`` in a daemon thread of this process, stopped when the
     process ends (``registrar`` registers that; also with ``multiprocessing``'s finalizers,
     which a server's worker process runs instead of ``atexit``)."""
     stop = threading.Event()
-    worker = Worker(app, worker_id=new_worker_id("loom-worker"))
+    worker = Worker(app, worker_id=new_worker_id("loom-worker"), dispatch=dispatch)
     thread = threading.Thread(target=worker.run_forever, args=(stop,), name="loom-worker", daemon=True)
     thread.start()
     handle = InProcessWorker(thread, stop)
