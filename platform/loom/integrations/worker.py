@@ -1,5 +1,5 @@
-"""The worker: runs the deliveries integration rules made, the outbox events plugins
-consume, and the jobs plugins schedule.
+"""The worker: runs the deliveries integration rules made, fires scheduled rules, hands
+out the outbox events plugins consume, and runs the jobs plugins schedule.
 
 A delivery is claimed before it runs: one short transaction moves it to ``running`` under
 a lease (``lease_owner``, ``lease_until``), counts the attempt and writes the attempt's
@@ -14,8 +14,8 @@ worker's late outcome is then dropped. So two workers never run one delivery at 
 an action may see a delivery again only after a lease ran out, with the same idempotency
 key.
 
-A failed attempt puts the delivery back to ``pending`` after a backoff (exponential with
-full jitter, at most an hour, or fixed), until its last attempt makes it ``dead``; every
+A failed attempt puts the delivery back to ``pending`` after a backoff (exponential, a
+random part between half and the whole of the wait, at most an hour; or fixed), until its last attempt makes it ``dead``; every
 attempt is written to ``loom_delivery_attempts`` and the audit log (``delivery.attempt``).
 """
 
