@@ -15,8 +15,9 @@ an action may see a delivery again only after a lease ran out, with the same ide
 key.
 
 A failed attempt puts the delivery back to ``pending`` after a backoff (exponential, a
-random part between half and the whole of the wait, at most an hour; or fixed), until its last attempt makes it ``dead``; every
-attempt is written to ``loom_delivery_attempts`` and the audit log (``delivery.attempt``).
+random part between half and the whole of the wait, at most an hour; or fixed), until its
+last attempt makes it ``dead``; every attempt is written to ``loom_delivery_attempts`` and
+the audit log (``delivery.attempt``).
 """
 
 from __future__ import annotations
