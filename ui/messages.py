@@ -109,6 +109,10 @@ MESSAGES = {
     "no_such_delivery": lazy_gettext("There is no delivery %(id)s."),
     "replay_too_large": lazy_gettext("This would replay %(count)s deliveries; at most %(max)s are replayed at "
                                      "once. Choose a shorter time range."),
+    "external_id_taken": lazy_gettext("%(system)s id “%(external_id)s” already belongs to another %(entity)s "
+                                      "record; unlink it there first."),
+    "record_already_linked": lazy_gettext("This record already has %(system)s id “%(linked_external_id)s”; "
+                                          "unlink it first."),
 }
 
 #: what a refusal of each HTTP status means, said whole in the interface language

@@ -124,6 +124,11 @@ ERROR_CODES: dict[str, ErrorCode] = {
     "same_owner": ErrorCode((), "a transfer to the user the records already belong to"),
     "replay_too_large": ErrorCode(("count", "max"), "a replay of more deliveries than one call replays; "
                                                     "choose a shorter time range"),
+    "external_id_taken": ErrorCode(("system", "entity", "external_id", "record_id", "linked_record_id?"),
+                                   "the external id is already linked to another record of the entity "
+                                   "(linked_record_id: that record, when the caller may read it)"),
+    "record_already_linked": ErrorCode(("system", "entity", "external_id", "record_id", "linked_external_id"),
+                                       "the record already has another id in that system"),
 }
 
 

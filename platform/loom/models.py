@@ -5,6 +5,7 @@ import importlib
 
 MODEL_MODULES = ("loom.identity.models", "loom.schema.models", "loom.events", "loom.audit.models",
                  "loom.records.comments", "loom.records.files", "loom.records.numbering",
+                 "loom.records.external_ids",
                  "loom.plugins.settings",
                  "loom.plugins.webhooks", "loom.integrations.models")
 

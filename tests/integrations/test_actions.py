@@ -271,7 +271,9 @@ def test_the_built_in_registration_describes_the_arguments():
     for bad in ({"url": "file:///etc/passwd"}, {"url": "https://x", "timeout": 61}, {"url": "https://x", "method": "X"},
                 {"url": "https://x", "headers": {"A": 1}}, {"method": "GET"}):
         assert list(Draft202012Validator(schema).iter_errors(bad)), bad
-    assert action("record.update").arguments["required"] == ["entity", "id", "values"]
+    # record.update finds its record by id or by external_id, which it checks itself
+    assert action("record.update").arguments["required"] == ["entity", "values"]
+    assert {"id", "external_id"} <= set(action("record.update").arguments["properties"])
 
 
 # -- the signing keys, sealed in the settings of http ---------------------------------------

@@ -104,6 +104,10 @@ def action_names() -> tuple[str, ...]:
 
 _ENTITY = {"type": "string", "pattern": "^[a-z][a-z0-9_]*$", "description": "the entity's name"}
 _VALUES = {"type": "object", "description": "field name -> value, as the API takes them"}
+_EXTERNAL_ID = {"type": "object", "description": "the record's id in another system (loom.records.external_ids)",
+                "properties": {"system": {"type": "string", "description": "the other system, e.g. erp"},
+                               "id": {"type": ["string", "integer"], "description": "the record's id there"}},
+                "required": ["system", "id"], "additionalProperties": False}
 
 for _builtin in (
     Action("http.request", "loom.integrations.http:request",
@@ -126,14 +130,16 @@ for _builtin in (
            }),
     Action("record.create", "loom.integrations.records:create",
            description="Create a record, as the rule's principal",
-           arguments={"type": "object", "properties": {"entity": _ENTITY, "values": _VALUES},
+           arguments={"type": "object", "properties": {"entity": _ENTITY, "values": _VALUES,
+                                                       "external_id": _EXTERNAL_ID},
                       "required": ["entity", "values"], "additionalProperties": False}),
     Action("record.update", "loom.integrations.records:update",
            description="Update a record, as the rule's principal",
            arguments={"type": "object",
                       "properties": {"entity": _ENTITY, "values": _VALUES,
                                      "id": {"type": ["integer", "string"], "pattern": "^[0-9]+$", "minimum": 1,
-                                            "description": "the record's id (text of digits is taken)"}},
-                      "required": ["entity", "id", "values"], "additionalProperties": False}),
+                                            "description": "the record's id (text of digits is taken)"},
+                                     "external_id": _EXTERNAL_ID},
+                      "required": ["entity", "values"], "additionalProperties": False}),
 ):
     register_action(_builtin)

@@ -20,8 +20,9 @@ from flask import (
 
 from loom.csvfile import csv_lines
 from loom.downloads import download
-from loom.errors import BadRequest, PreconditionFailed, error_entry
+from loom.errors import BadRequest, NotFound, PreconditionFailed, error_entry
 from loom.principal import Principal
+from loom.records import external_ids
 from loom.records.door import record_context
 from loom.records.openapi import build_openapi
 from loom.records.query import parse_fields
@@ -271,3 +272,39 @@ def comment_on_record(entity: str, record_id: int):
 def record_history(entity: str, record_id: int):
     """The record's changes, oldest first, limited to the fields the caller may read."""
     return jsonify({"data": record_service(entity).history(record_id)})
+
+
+@api.get("/v1/<entity>/<int:record_id>/_external_ids")
+def record_external_ids(entity: str, record_id: int):
+    """The record's ids in other systems, for anyone who may read the record."""
+    return jsonify({"data": external_ids.record_links(record_service(entity), record_id)})
+
+
+@api.put("/v1/<entity>/<int:record_id>/_external_ids/<system>")
+def link_external_id(entity: str, record_id: int, system: str):
+    """Link the record to ``{"external_id": ...}`` in ``system`` (needs update on the
+    record); 201 for a new link, 200 when it was linked so already."""
+    body = _json_body()
+    if not isinstance(body, dict):
+        raise BadRequest('send the id as a JSON object: {"external_id": "..."}')
+    service = record_service(entity)
+    created = external_ids.link_record(service, record_id, system, body.get("external_id"))
+    link = {"system": system, "external_id": external_ids.check_external_id(body.get("external_id")),
+            "record_id": record_id}
+    return jsonify({"data": link}), 201 if created else 200
+
+
+@api.delete("/v1/<entity>/<int:record_id>/_external_ids/<system>")
+def unlink_external_id(entity: str, record_id: int, system: str):
+    """Remove the record's link in ``system`` (needs update on the record); 404 when it has none."""
+    if external_ids.unlink_record(record_service(entity), record_id, system) is None:
+        raise NotFound(f"this {entity} has no {system} id")
+    return "", 204
+
+
+@api.get("/v1/<entity>/_by_external/<system>/<path:external_id>")
+def record_by_external_id(entity: str, system: str, external_id: str):
+    """The record linked to ``external_id`` in ``system``: the same 404 whether there is
+    none or the caller may not read it."""
+    record = external_ids.find_record(record_service(entity), system, external_id)
+    return _with_etag(jsonify({"data": record}), record)

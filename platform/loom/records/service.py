@@ -27,6 +27,7 @@ from loom.principal import Principal
 from loom.records.comments import Discussion
 from loom.records.committing import CommitHooks
 from loom.records.derived import recompute_derived
+from loom.records.external_ids import forget_record
 from loom.records.files import check_attachments, claim_uploads
 from loom.records.guards import OutOfScope, WriteGuards
 from loom.records.linking import LinkChecks
@@ -542,6 +543,7 @@ class RecordService(Ownership, WriteGuards, CommitHooks, Discussion, LinkChecks,
                     note_write(conn, f.target)
                 conn.execute(self.table.delete().where(self.table.c.id == record_id))
                 note_write(conn, self.entity.name)
+                forget_record(conn, self.entity.name, record_id, self.principal, self.audit)
                 self._committed(conn, "delete", [record])
                 recompute_derived(self, conn, [row], None, records=([record], None))
         except sa.exc.IntegrityError as exc:
