@@ -5,6 +5,7 @@ its record, and never a way to learn about a record one may not read."""
 
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
@@ -324,3 +325,121 @@ def test_a_put_body_must_be_a_json_object(shop, client_for):
     vendor = _new(root)
     reply = root.put(f"/api/v1/vendor/{vendor}/_external_ids/erp", json=["V-1"])
     assert reply.status_code == 400 and "JSON object" in reply.get_json()["detail"]
+
+
+# -- the record.create and record.update actions ---------------------------------------------
+
+def _call(arguments, app, principal, delivery_id=7):
+    from loom.integrations.actions import ActionCall
+
+    return ActionCall(arguments=arguments, idempotency_key=f"delivery-{delivery_id}", delivery_id=delivery_id,
+                      attempt=1, rule="copy_vendors", principal=principal, app=app)
+
+
+def test_record_create_with_an_external_id_is_an_upsert(shop, loom_app, loom_engine):
+    from loom.integrations import records
+
+    bot = Principal.system("erp-sync")
+    arguments = {"entity": "vendor", "values": {"name": "Acme"}, "external_id": {"system": "erp", "id": "V-1"}}
+    made = records.create(_call(arguments, loom_app, bot))
+    again = records.create(_call(arguments, loom_app, bot))  # the same delivery tried again
+    assert made["created"] is True and again == {**made, "created": False}
+    changed = records.create(_call({**arguments, "values": {"name": "Acme", "city": "Wuxi"}}, loom_app, bot))
+    assert changed["id"] == made["id"] and changed["version"] == made["version"] + 1
+    assert _count(loom_engine, "e_vendor") == 1
+    assert _links(loom_engine) == [("erp", "vendor", "V-1", made["id"], "system:erp-sync")]
+    # a number rendered from a template is the same id as its text
+    numeric = records.create(_call({**arguments, "external_id": {"system": "erp", "id": 42}}, loom_app, bot))
+    assert records.create(_call({**arguments, "external_id": {"system": "erp", "id": "42"}}, loom_app, bot))[
+        "id"] == numeric["id"]
+
+
+def test_record_update_finds_its_record_by_external_id(shop, loom_app, loom_engine):
+    from loom.integrations import records
+    from loom.integrations.actions import PermanentFailure
+
+    bot = Principal.system("erp-sync")
+    made = records.create(_call({"entity": "vendor", "values": {"name": "Acme"},
+                                 "external_id": {"system": "erp", "id": "V-1"}}, loom_app, bot))
+    updated = records.update(_call({"entity": "vendor", "values": {"city": "Hefei"},
+                                    "external_id": {"system": "erp", "id": "V-1"}}, loom_app, bot))
+    assert updated == {"id": made["id"], "version": made["version"] + 1}
+    with pytest.raises(PermanentFailure, match="404") as missing:
+        records.update(_call({"entity": "vendor", "values": {"city": "x"},
+                              "external_id": {"system": "erp", "id": "V-404"}}, loom_app, bot))
+    assert "V-404" in str(missing.value)
+    with pytest.raises(PermanentFailure, match="either id or external_id"):
+        records.update(_call({"entity": "vendor", "values": {}, "id": made["id"],
+                              "external_id": {"system": "erp", "id": "V-1"}}, loom_app, bot))
+    with pytest.raises(PermanentFailure, match="id must be"):
+        records.update(_call({"entity": "vendor", "values": {}}, loom_app, bot))
+
+
+@pytest.mark.parametrize(("external_id", "words"), [
+    ({"system": "ERP", "id": "V-1"}, "external_id.system"),
+    ({"system": "erp", "id": "V\n1"}, "control characters"),
+    ({"system": "erp", "id": "x" * 201}, "at most 200"),
+    ({"system": "erp"}, "external_id must be"),
+    ("V-1", "external_id must be"),
+])
+def test_a_bad_external_id_argument_is_a_permanent_failure_naming_it(shop, loom_app, loom_engine, external_id, words):
+    from loom.integrations import records
+    from loom.integrations.actions import PermanentFailure
+
+    for action in (records.create, records.update):
+        with pytest.raises(PermanentFailure, match=words):
+            action(_call({"entity": "vendor", "values": {"name": "x"}, "external_id": external_id}, loom_app,
+                         Principal.system("erp-sync")))
+    assert _count(loom_engine, "e_vendor") == 0
+
+
+def test_the_upsert_is_the_rule_principals_to_make(shop, loom_app, loom_engine, client_for):
+    """An upsert may update only what its principal may: bob's delivery cannot reach the
+    vendor ann's delivery created and linked."""
+    from loom.integrations import records
+    from loom.integrations.actions import PermanentFailure
+
+    identity = loom_app.extensions["loom"].identity
+    with loom_app.app_context():
+        ann, bob = identity.principal_for("ann"), identity.principal_for("bob")
+    arguments = {"entity": "vendor", "values": {"name": "Acme"}, "external_id": {"system": "erp", "id": "V-1"}}
+    made = records.create(_call(arguments, loom_app, ann))
+    with pytest.raises(PermanentFailure, match="404"):
+        records.create(_call({**arguments, "values": {"name": "Hijacked"}}, loom_app, bob))
+    assert client_for("ann").get(f"/api/v1/vendor/{made['id']}").get_json()["data"]["name"] == "Acme"
+    assert _count(loom_engine, "e_vendor") == 1
+
+
+def test_a_replayed_rule_delivery_does_not_create_twice(apply_metadata, make_entity, make_user, loom_app,
+                                                        loom_engine, client_for):
+    """A rule copies each new lead into a contact, linked by the lead's id: the worker
+    runs the delivery, an admin replays it, and there is still one contact."""
+    from loom.integrations.worker import Worker
+
+    make_user("root", superuser=True)
+    make_user("bot", superuser=True)
+    apply_metadata(
+        make_entity("lead", [{"name": "company", "type": "string", "required": True}], title_field="company"),
+        make_entity("contact", [{"name": "company", "type": "string", "required": True}], title_field="company"),
+        {"kind": "rule", "name": "copy_leads", "on": {"entity": "lead", "event": "created"},
+         "action": "record.create", "run_as": "bot",
+         "with": {"entity": "contact", "values": {"company": "{{ record.company }}"},
+                  "external_id": {"system": "crm.leads", "id": "{{ record.id }}"}}},
+    )
+    root = client_for("root")
+    lead = root.post("/api/v1/lead", json={"company": "Acme"}).get_json()["data"]["id"]
+    Worker(loom_app).run_once()
+    with loom_engine.connect() as conn:
+        created = conn.execute(sa.text("SELECT min(created_at) FROM loom_deliveries")).scalar()
+    replayed = root.post("/api/v1/_deliveries/_replay", json={"since": "2000-01-01T00:00:00Z",
+                                                             "until": "2999-01-01T00:00:00Z"})
+    assert replayed.status_code == 200 and replayed.get_json()["replayed"] == 1, replayed.get_json()
+    Worker(loom_app).run_once()
+    contacts = root.get("/api/v1/contact").get_json()["data"]
+    assert [c["company"] for c in contacts] == ["Acme"]
+    assert root.get(f"/api/v1/contact/_by_external/crm.leads/{lead}").get_json()["data"]["id"] == contacts[0]["id"]
+    with loom_engine.connect() as conn:
+        results = conn.execute(sa.text("SELECT status, result FROM loom_deliveries ORDER BY id")).all()
+    assert created is not None and [r.status for r in results] == ["succeeded", "succeeded"]
+    assert [json.loads(r.result)["created"] if isinstance(r.result, str) else r.result["created"]
+            for r in results] == [True, False]
