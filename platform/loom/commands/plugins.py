@@ -1,9 +1,14 @@
 """``loom plugin``: list the installed plugins, show and change their settings, take a
-plugin's tables away before uninstalling it."""
+plugin's tables away before uninstalling it, start a new plugin project (``loom plugin new``)."""
 
 from __future__ import annotations
 
 import json
+import keyword
+import re
+from importlib.metadata import entry_points
+from importlib.resources import files
+from pathlib import Path
 from typing import Any
 
 import click
@@ -11,7 +16,7 @@ from flask.cli import with_appcontext
 
 from loom.commands import CommandFailed, author_name, current_loom, fail, needs_instance
 from loom.errors import LoomError, ValidationError
-from loom.plugins import plugin_name
+from loom.plugins import ENTRY_POINT_GROUP, plugin_name
 from loom.plugins.migrations import downgrade_plugin, plugin_trees
 
 
@@ -141,6 +146,69 @@ def downgrade(name: str, revision: str) -> None:
     click.echo(f"{name}: tables at {revision}")
     if revision == "base" and name in plugin_trees(loom.plugins):
         click.echo("uninstall the plugin now, or 'loom init' creates its tables again")
+
+
+#: a plugin's name: its entry point, settings and actions are named by it, its package is loom_<name>
+_PLUGIN_NAME = re.compile(r"^[a-z][a-z0-9_]{0,29}$")
+#: the placeholder the scaffold's files and paths hold for the plugin's name
+_PLACEHOLDER = "__PLUGIN__"
+
+
+def _check_new_name(name: str) -> None:
+    from loom.integrations.actions import action_names
+
+    if not _PLUGIN_NAME.match(name) or name.endswith("_") or "__" in name:
+        raise CommandFailed(f"'{name}' cannot name a plugin: use lower case letters, digits and single _ "
+                            "(starting with a letter, at most 30 characters), e.g. erp or credit_check")
+    if name == "loom" or name.startswith("loom_") or keyword.iskeyword(name):
+        raise CommandFailed(f"'{name}' cannot name a plugin: it is taken by Loom or Python; choose another")
+    taken = {n.split(".", 1)[0] for n in action_names()}
+    if name in taken:
+        raise CommandFailed(f"'{name}' cannot name a plugin: Loom's own actions are named {name}.*; choose another")
+    if name in {entry.name for entry in entry_points(group=ENTRY_POINT_GROUP)}:
+        raise CommandFailed(f"'{name}' cannot name a plugin: an installed plugin has that name; choose another")
+
+
+def _scaffold_files(folder, relative: str = ""):
+    """(path in the new project, template text) of every file of the scaffold."""
+    for item in sorted(folder.iterdir(), key=lambda entry: entry.name):
+        if item.name == "__pycache__":
+            continue
+        path = f"{relative}/{item.name}" if relative else item.name
+        if item.is_dir():
+            yield from _scaffold_files(item, path)
+        elif item.name.endswith(".tmpl"):
+            target = path.removesuffix(".tmpl")
+            if target == "gitignore":
+                target = ".gitignore"
+            yield target, item.read_text(encoding="utf-8")
+
+
+@plugin_group.command("new")
+@click.argument("name")
+@click.option("--directory", type=click.Path(path_type=Path),
+              help="Where to create the project (default: ./loom-NAME); it must not exist or be empty.")
+def new_plugin(name: str, directory: Path | None) -> None:
+    """Start a plugin project NAME: a pip-installable package loom_NAME with its settings,
+    an action NAME.notify, a rule and entity it ships, and tests that pass as generated."""
+    _check_new_name(name)
+    target = directory or Path(f"loom-{name}")
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise CommandFailed(f"{target} exists and is not an empty folder; give another --directory")
+    title = name.replace("_", " ").title()
+    written = []
+    for path, text in _scaffold_files(files("loom.commands") / "scaffold"):
+        out = target / path.replace(_PLACEHOLDER, name)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text.replace("__TITLE__", title).replace(_PLACEHOLDER, name), encoding="utf-8")
+        written.append(out)
+    click.echo(f"created plugin project {target} ({len(written)} files):")
+    for out in written:
+        click.echo(f"  {out.relative_to(target)}")
+    # a path pip cannot take for a package's name
+    where = str(target) if target.is_absolute() or str(target).startswith(".") else f"./{target}"
+    click.echo(f"test it:    pip install -e '{where}[test]' && pytest {where}")
+    click.echo(f"install it: pip install {where}, next to Loom (see {target / 'README.md'})")
 
 
 @click.group("outbox")
