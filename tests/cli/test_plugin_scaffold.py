@@ -3,6 +3,7 @@ tests as generated; names and folders it cannot use are refused in one line."""
 
 from __future__ import annotations
 
+import datetime as dt
 import fnmatch
 import os
 import subprocess
@@ -128,3 +129,79 @@ def test_a_folder_that_holds_anything_is_refused_and_left_alone(tmp_path):
     (tmp_path / "empty").mkdir()
     new("shop", "--directory", str(tmp_path / "empty"))
     assert generated(tmp_path / "empty") == FILES
+
+
+# -- the fixtures the generated tests use (loom.testing) ------------------------------------
+
+GADGET = {"kind": "entity", "name": "gadget", "fields": [{"name": "label", "type": "string"}]}
+READER = {"kind": "role", "name": "gadget_reader", "permissions": {"gadget": {"actions": ["read"], "scope": "all"}}}
+#: a rule whose deliveries always fail in a way worth trying again (nothing listens on port 9)
+UNREACHABLE = {"kind": "rule", "name": "ping_nowhere", "on": {"entity": "gadget", "event": "created"},
+               "action": "http.request", "with": {"url": "http://127.0.0.1:9/", "body": {"id": "{{ record.id }}"},
+                                                  "timeout": 1},
+               "run_as": "gadget_bot", "retry": {"max_attempts": 3, "backoff": "fixed", "first_wait": "10m"}}
+
+
+@pytest.fixture
+def gadgets(make_user, apply_metadata, loom_client):
+    make_user("gadget_bot", roles=["gadget_reader"])
+    apply_metadata(GADGET, READER, UNREACHABLE)
+    return loom_client
+
+
+def test_loom_plugins_is_empty_unless_the_ini_option_names_modules(loom_plugins):
+    assert loom_plugins == []
+
+
+def test_run_deliveries_runs_what_is_due_at_the_fake_clock_s_now(gadgets, run_deliveries, deliveries, fake_clock):
+    record = gadgets.post("/api/v1/gadget", json={"label": "a"}).get_json()["data"]
+    [delivery] = deliveries(rule="ping_nowhere", record_id=record["id"])
+    assert delivery["status"] == "pending" and delivery["attempt_rows"] == []
+
+    assert (run_deliveries().retried, run_deliveries().claimed) == (1, 0)  # the second: not due for 10 minutes
+    fake_clock.advance(minutes=9)
+    assert run_deliveries().claimed == 0
+    fake_clock.advance(minutes=1, seconds=1)
+    assert run_deliveries().retried == 1
+    [delivery] = deliveries(rule="ping_nowhere")
+    assert (delivery["status"], delivery["attempts"]) == ("pending", 2)
+    assert [a["outcome"] for a in delivery["attempt_rows"]] == ["failed", "failed"]
+    assert deliveries(rule="another") == [] and deliveries(status="dead") == []
+
+
+def test_run_deliveries_until_settled_moves_the_clock_to_each_retry(gadgets, run_deliveries, deliveries, fake_clock):
+    gadgets.post("/api/v1/gadget", json={"label": "a"})
+    before = fake_clock.now
+
+    report = run_deliveries(until_settled=True)
+
+    assert (report.claimed, report.retried, report.dead) == (3, 2, 1)
+    assert fake_clock.now - before >= dt.timedelta(minutes=20)
+    [delivery] = deliveries(status="dead")
+    assert [a["outcome"] for a in delivery["attempt_rows"]] == ["failed", "failed", "dead"]
+
+
+def test_fake_clock_starts_now_and_moves_as_told(fake_clock):
+    assert abs(fake_clock.now - dt.datetime.now(dt.UTC)) < dt.timedelta(seconds=5)
+    later = fake_clock.advance(dt.timedelta(hours=1), minutes=30)
+    assert dt.timedelta(minutes=89) < later - dt.datetime.now(dt.UTC) <= dt.timedelta(minutes=90)
+    assert fake_clock.set(dt.datetime(2030, 1, 1, 8)).replace(microsecond=0) == dt.datetime(2030, 1, 1, 8,
+                                                                                           tzinfo=dt.UTC)
+
+
+def test_outbox_lists_events_by_topic_pattern(gadgets, outbox):
+    record = gadgets.post("/api/v1/gadget", json={"label": "a"}).get_json()["data"]
+    gadgets.patch(f"/api/v1/gadget/{record['id']}", json={"label": "b"})
+
+    events = outbox(topic="record.*", entity="gadget")
+    assert [(e["topic"], e["record_id"], e["status"]) for e in events] == [
+        ("record.created", record["id"], "pending"), ("record.updated", record["id"], "pending")]
+    assert events[1]["payload"]["changes"] == {"label": ["a", "b"]}
+    assert outbox(topic="record.deleted") == []
+    with pytest.raises(TypeError, match="not colour"):
+        outbox(colour="red")
+
+
+def test_deliveries_refuses_a_filter_it_does_not_know(deliveries):
+    with pytest.raises(TypeError, match="not colour"):
+        deliveries(colour="red")
