@@ -63,5 +63,6 @@ def navigation_links(principal):
 @hookimpl
 def record_panels(entity, record, principal):
     from loom.ui.deliveries import record_panel
+    from loom.ui.external_ids import record_panel as external_ids_panel
 
-    return record_panel(entity, record, principal)
+    return record_panel(entity, record, principal) + external_ids_panel(entity, record)
