@@ -17,6 +17,7 @@ from loom.ui import (  # noqa: F401
     importing,
     lists,
     ownership,
+    plugin_settings,
     records,
     signin,
 )

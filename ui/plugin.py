@@ -49,12 +49,15 @@ def navigation_links(principal):
     from loom.audit.api import may_read_audit
     from loom.integrations.admin import may_manage_deliveries
     from loom.ui.ownership import may_manage_users
+    from loom.ui.plugin_settings import may_see as may_see_plugin_settings
 
     links = []
     if may_read_audit(principal):
         links.append(NavLink(lazy_gettext("Audit log"), endpoint="pages.audit_log"))
     if may_manage_deliveries(principal):
         links.append(NavLink(lazy_gettext("Deliveries"), endpoint="pages.deliveries"))
+    if may_see_plugin_settings(principal):
+        links.append(NavLink(lazy_gettext("Plugin settings"), endpoint="pages.plugin_settings_list"))
     if may_manage_users(principal):
         links.append(NavLink(lazy_gettext("Transfer records"), endpoint="pages.transfer_all_form"))
     return links

@@ -26,7 +26,7 @@ from loom.identity.service import IdentityService
 from loom.plugins import flatten, plugin_manager
 from loom.plugins import webhooks as plugin_webhooks
 from loom.plugins.metadata import directory_loader
-from loom.plugins.settings import PluginSettings
+from loom.plugins.settings import PluginSettings, previous_keys_setting
 from loom.problems import problem
 from loom.records.query import Cursors
 from loom.schema.service import MetadataService
@@ -121,7 +121,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         max_page_size=values["MAX_PAGE_SIZE"],
         public_endpoints=auth.PUBLIC_ENDPOINTS | frozenset(flatten(plugins.hook.public_endpoints())),
         read_only_endpoints=auth.READ_ONLY_ALLOWED | frozenset(flatten(plugins.hook.read_only_endpoints())),
-        settings=PluginSettings(engine, app.config["SECRET_KEY"], plugins, metadata.audit),
+        settings=PluginSettings(engine, app.config["SECRET_KEY"], plugins, metadata.audit,
+                                settings_key=values.get("SETTINGS_KEY") or None,
+                                previous_keys=previous_keys_setting(values.get("SETTINGS_PREVIOUS_KEYS"))),
         webhooks=plugin_webhooks.collect(flatten(plugins.hook.webhooks())),
     )
 
@@ -129,6 +131,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from loom.identity.admin import admin
     from loom.identity.api import auth as auth_api
     from loom.integrations.api import deliveries_api
+    from loom.plugins.api import settings_api
     from loom.records.api import api
     from loom.records.uploading import uploads_api
     from loom.schema.api import metadata_api
@@ -140,6 +143,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(uploads_api)
     app.register_blueprint(audit_api)
     app.register_blueprint(deliveries_api)
+    app.register_blueprint(settings_api)
     app.register_blueprint(metadata_api)
     app.register_blueprint(plugin_webhooks.webhooks)
     for blueprint in flatten(plugins.hook.register_blueprints()):

@@ -25,7 +25,7 @@ from loom.commands import (
     has_instance,
     needs_instance,
 )
-from loom.commands.plugins import jobs_group, outbox_group, plugin_group
+from loom.commands.plugins import jobs_group, outbox_group, plugin_group, settings_group
 from loom.config import SERVE_THREADS, SettingError
 from loom.errors import LoomError, MetadataError
 from loom.plugins.migrations import upgrade as upgrade_with_plugins
@@ -715,5 +715,6 @@ def _remove_orphan_files(grace_hours: int = 24) -> int:
 
 
 main.add_command(plugin_group)
+main.add_command(settings_group)
 main.add_command(outbox_group)
 main.add_command(jobs_group)

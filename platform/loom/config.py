@@ -63,6 +63,12 @@ SETTINGS: tuple[Setting, ...] = (
             "SQLAlchemy URL of the database; defaults to SQLite file loom.db in the instance folder."),
     Setting("SECRET_KEY", None,
             "Key that signs sessions and pagination cursors; generated into the instance folder when unset."),
+    Setting("SETTINGS_KEY", None,
+            "Key plugin settings' secrets are sealed with: a Fernet key (44 characters of URL-safe base64), or "
+            "any secret a key is derived from. Unset: derived from LOOM_SECRET_KEY."),
+    Setting("SETTINGS_PREVIOUS_KEYS", "",
+            "Earlier values of LOOM_SETTINGS_KEY (or of LOOM_SECRET_KEY, when that sealed them), comma-separated: "
+            "secrets sealed under them stay readable until `loom settings rotate` seals them under the current key."),
     Setting("INSTANCE_PATH", "instance",
             "Folder for the embedded database, generated secrets and uploaded files."),
     Setting("MAX_CONTENT_LENGTH", 16 * 1024 * 1024,

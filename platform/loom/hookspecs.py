@@ -141,7 +141,21 @@ def plugin_settings_schema():
     """``(plugin name, JSON Schema)``: the plugin's settings, an object. Values are checked
     against the schema on every save; properties marked ``"secret": true`` (or
     ``"writeOnly": true``) are stored encrypted and shown as ``***``. The plugin reads them
-    with ``loom.plugin_settings(name)``; admins set them with ``loom plugin set``."""
+    with ``loom.plugin_settings(name)``; admins set them on the settings screen
+    (``/settings/plugins/<name>``), through the API or with ``loom plugin set``. A
+    ``title`` and ``description`` (the schema's and each property's) may be a string or
+    ``{"en": ..., "zh": ...}``: the screen shows them as labels and help."""
+
+
+@hookspec
+def plugin_test_connection(settings):
+    """Check that the plugin's saved ``settings`` (in clear, defaults filled in) reach the
+    system they are for: called only for the plugin that implements it, which must also
+    declare its settings (``plugin_settings_schema``). Return a short text to show on
+    success (or None); raise an exception whose message says what is wrong on failure.
+    Loom stops waiting after 15 seconds, replaces any secret value the message quotes
+    with ``***``, and audits the outcome. Offered on the settings screen and by
+    ``POST /api/v1/_plugins/settings/<plugin>/test``."""
 
 
 @hookspec

@@ -1,6 +1,7 @@
 """An example Loom plugin, small but real: it counts the record events Loom delivers to it
 in a table of its own, shows that count on the record pages an admin chose, receives a
 signed ``ping`` webhook, lists what it saw on a page and with ``loom example-events``,
+offers a connection test on its settings screen,
 adds a field type, ``rating`` (one to five stars), and an action integration rules can
 name, ``example.rate`` (give a record's rating field some stars).
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 from importlib.resources import files
 
 import click
+import httpx
 import sqlalchemy as sa
 from flask import Blueprint, g, jsonify
 
@@ -36,14 +38,27 @@ events = sa.Table(
 
 SETTINGS = {
     "type": "object",
+    "title": {"en": "Example plugin", "zh": "示例插件"},
+    "description": {"en": "Counts record events, receives a signed ping webhook and rates records.",
+                    "zh": "统计记录事件，接收带签名的 ping 回调，并为记录评分。"},
     "properties": {
         "webhook_secret": {"type": "string", "minLength": 16, "secret": True,
-                           "description": "Shared secret senders sign /hooks/example/ping with"},
+                           "title": {"en": "Webhook secret", "zh": "回调密钥"},
+                           "description": {"en": "Shared secret senders sign /hooks/example/ping with",
+                                           "zh": "发送方为 /hooks/example/ping 签名所用的共享密钥"}},
         "panel_entities": {"type": "array", "items": {"type": "string"}, "uniqueItems": True, "default": [],
-                           "description": "Entities whose record pages show the event count"},
+                           "title": {"en": "Record pages with the event count", "zh": "显示事件计数的记录页"},
+                           "description": {"en": "Entities whose record pages show the event count",
+                                           "zh": "其记录页显示事件计数的实体"}},
+        "ping_url": {"type": "string", "format": "uri",
+                     "title": {"en": "Address to try", "zh": "测试地址"},
+                     "description": {"en": "The connection test asks this address, which must answer 2xx",
+                                     "zh": "连接测试会访问此地址，它须以 2xx 应答"}},
     },
     "additionalProperties": False,
 }
+#: seconds the connection test waits for ping_url
+PING_TIMEOUT = 5.0
 
 pages = Blueprint("example", __name__)
 
@@ -105,6 +120,24 @@ RATE = loom.Action("example.rate", rate, description="Give a record's rating fie
 @loom.hookimpl
 def plugin_settings_schema():
     return (NAME, SETTINGS)
+
+
+@loom.hookimpl
+def plugin_test_connection(settings):
+    """The settings screen's "Test connection": the webhook secret must be set, and
+    ping_url, when given, must answer 2xx."""
+    if not settings.get("webhook_secret"):
+        raise ValueError("webhook_secret is not set, so no sender can sign a ping")
+    url = settings.get("ping_url")
+    if not url:
+        return "webhook secret set; no address to try (ping_url)"
+    try:
+        reply = httpx.get(url, timeout=PING_TIMEOUT, follow_redirects=False)
+    except httpx.HTTPError as error:
+        raise ConnectionError(f"{url} cannot be reached: {error}") from None
+    if not reply.is_success:
+        raise ConnectionError(f"{url} answered HTTP {reply.status_code}")
+    return f"webhook secret set; {url} answered HTTP {reply.status_code}"
 
 
 @loom.hookimpl

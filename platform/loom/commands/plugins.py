@@ -1,5 +1,6 @@
 """``loom plugin``: list the installed plugins, show and change their settings, take a
-plugin's tables away before uninstalling it, start a new plugin project (``loom plugin new``)."""
+plugin's tables away before uninstalling it; ``loom settings rotate``: seal the settings'
+secrets again under the current key; ``loom plugin new``: start a new plugin project."""
 
 from __future__ import annotations
 
@@ -146,6 +147,25 @@ def downgrade(name: str, revision: str) -> None:
     click.echo(f"{name}: tables at {revision}")
     if revision == "base" and name in plugin_trees(loom.plugins):
         click.echo("uninstall the plugin now, or 'loom init' creates its tables again")
+
+
+@click.group("settings")
+def settings_group() -> None:
+    """Plugin settings as a whole: the key their secrets are sealed with."""
+
+
+@settings_group.command("rotate")
+@with_appcontext
+@needs_instance
+def rotate_settings() -> None:
+    """Seal every stored plugin secret again under the current key (LOOM_SETTINGS_KEY, else
+    derived from LOOM_SECRET_KEY), opening each with it or one of LOOM_SETTINGS_PREVIOUS_KEYS.
+    Afterwards the previous keys can be removed. All or nothing; audited."""
+    try:
+        count = current_loom().settings.rotate(actor=author_name())
+    except LoomError as error:
+        fail(error)
+    click.echo(f"sealed {count} secret(s) again under the current key")
 
 
 #: a plugin's name: its entry point, settings and actions are named by it, its package is loom_<name>

@@ -3,7 +3,8 @@ failed, and replay a time range of finished ones. The API (``loom.integrations.a
 the screens call these; who may do so is ``may_manage_deliveries``.
 
 Deliveries hold the record data a rule's mapping is rendered from and the errors remote
-systems answered, so only a superuser (or a system principal) sees or touches them.
+systems answered, so only a superuser (or a system principal) or a role with the
+``integrations`` admin right sees or touches them.
 
 Retry. A dead delivery, or a pending one that has already failed, goes back to
 ``pending``, due now, with a fresh round of attempts: ``max_attempts`` becomes the
@@ -36,6 +37,7 @@ from loom.db import reading, utcnow, write_transaction
 from loom.errors import BadRequest, NotFound, ValidationError, error_entry
 from loom.integrations.context import wake_workers
 from loom.integrations.models import STATUSES, attempts, deliveries
+from loom.permissions import Policy
 from loom.principal import Principal
 
 DEFAULT_LIMIT = 50
@@ -60,8 +62,18 @@ _BIGGEST_ID = 2**63
 
 
 def may_manage_deliveries(principal: Principal | None) -> bool:
-    """Whether ``principal`` may see deliveries and retry or replay them."""
-    return principal is not None and (principal.is_superuser or principal.is_system)
+    """Whether ``principal`` may see deliveries and retry or replay them: a superuser, a
+    system principal, or a role with ``admin: [integrations]``."""
+    if principal is None:
+        return False
+    if principal.is_superuser or principal.is_system:
+        return True
+    from flask import current_app
+
+    live = current_app.extensions["loom"].metadata.live()
+    policy = live.derive("policy", lambda: Policy(live.model))
+    known = tuple(sorted(r for r in set(principal.roles) if r in policy.model.roles))
+    return "integrations" in policy.admin(known)
 
 
 # -- reading ---------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The deliveries API, ``/api/v1/_deliveries``: list and read deliveries with their
-attempts, retry failed ones, replay a time range. Superusers only
-(``loom.integrations.admin.may_manage_deliveries``); anyone else gets 403 on every route."""
+attempts, retry failed ones, replay a time range. For superusers and roles with
+``admin: [integrations]`` (``loom.integrations.admin.may_manage_deliveries``); anyone else
+gets 403 on every route."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ def _loom():
 def require_delivery_admin() -> None:
     """Refuse (403) anyone who may not see and handle deliveries."""
     if not admin.may_manage_deliveries(g.get("principal")):
-        raise Forbidden("deliveries hold record data and remote errors: only a superuser may see or handle them")
+        raise Forbidden("deliveries hold record data and remote errors: seeing or handling them needs a superuser "
+                        "or a role with admin: [integrations]", code="needs_admin", params={"right": "integrations"})
 
 
 def rule_budgets() -> dict[str, int]:
