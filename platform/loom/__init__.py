@@ -22,6 +22,7 @@ from loom.plugins.declarations import NavLink, Panel
 from loom.plugins.settings import plugin_settings
 from loom.plugins.webhooks import Webhook, WebhookCall
 from loom.principal import Principal
+from loom.records import external_ids
 from loom.records.door import record_service
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "Webhook",
     "WebhookCall",
     "error_entry",
+    "external_ids",
     "hookimpl",
     "plugin_settings",
     "transaction",
