@@ -443,3 +443,16 @@ def test_a_replayed_rule_delivery_does_not_create_twice(apply_metadata, make_ent
     assert created is not None and [r.status for r in results] == ["succeeded", "succeeded"]
     assert [json.loads(r.result)["created"] if isinstance(r.result, str) else r.result["created"]
             for r in results] == [True, False]
+
+
+def test_the_api_description_lists_the_external_id_endpoints_each_caller_may_use(shop, client_for):
+    from openapi_spec_validator import validate
+
+    buyer = client_for("ann").get("/api/openapi.json").get_json()
+    validate(buyer)
+    assert set(buyer["paths"]["/api/v1/vendor/{id}/_external_ids/{system}"]) == {"parameters", "put", "delete"}
+    assert "get" in buyer["paths"]["/api/v1/vendor/{id}/_external_ids"]
+    assert "get" in buyer["paths"]["/api/v1/vendor/_by_external/{system}/{external_id}"]
+    viewer = client_for("val").get("/api/openapi.json").get_json()
+    assert "/api/v1/vendor/{id}/_external_ids/{system}" not in viewer["paths"]
+    assert "get" in viewer["paths"]["/api/v1/vendor/{id}/_external_ids"]

@@ -180,6 +180,9 @@ def build_openapi(model: AppModel, version: int, access_for: Callable[[Entity], 
             "id": {"type": "integer"}, "at": {"type": "string"}, "actor": {"type": "string"},
             "actor_id": {"type": ["integer", "null"]}, "action": {"type": "string"},
             "changes": {"type": "object"}}},
+        "ExternalId": {"type": "object", "required": ["system", "external_id"], "properties": {
+            "system": {"type": "string"}, "external_id": {"type": "string"}, "record_id": {"type": "integer"},
+            "created_at": {"type": "string", "format": "date-time"}, "created_by": {"type": "string"}}},
     }
     paths: dict[str, Any] = {}
     for entity in model.entities.values():
@@ -277,6 +280,27 @@ def _entity_paths(entity: Entity, model: AppModel, access: EntityAccess,
                  "responses": {"200": _json({"type": "object", "required": ["data"], "properties": {
                      "data": {"type": "array", "items": {"$ref": "#/components/schemas/Change"}}}}),
                      **_errors("404")}}}}
+    system_param = {"name": "system", "in": "path", "required": True, "description": "the other system, e.g. erp",
+                    "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_.-]{0,99}$"}}
+    link = {"type": "object", "required": ["data"], "properties": {"data": {"$ref": "#/components/schemas/ExternalId"}}}
+    paths[f"/api/v1/{name}/{{id}}/_external_ids"] = {"parameters": [id_param], "get": {
+        "tags": [tag], "operationId": f"external_ids_of_{name}", "summary": f"Ids of a {tag} in other systems",
+        "responses": {"200": _json({"type": "object", "required": ["data"], "properties": {
+            "data": {"type": "array", "items": {"$ref": "#/components/schemas/ExternalId"}}}}), **_errors("404")}}}
+    paths[f"/api/v1/{name}/_by_external/{{system}}/{{external_id}}"] = {"get": {
+        "tags": [tag], "operationId": f"get_{name}_by_external_id", "summary": f"The {tag} linked to an external id",
+        "parameters": [system_param, {"name": "external_id", "in": "path", "required": True,
+                                      "schema": {"type": "string", "minLength": 1, "maxLength": 200}}],
+        "responses": {"200": _json(one), **_errors("404")}}}
+    if access.allowed("update"):
+        paths[f"/api/v1/{name}/{{id}}/_external_ids/{{system}}"] = {"parameters": [id_param, system_param], "put": {
+            "tags": [tag], "operationId": f"link_{name}_external_id", "summary": f"Link a {tag} to an external id",
+            "requestBody": _body({"type": "object", "required": ["external_id"], "properties": {
+                "external_id": {"type": "string", "minLength": 1, "maxLength": 200}}}),
+            "responses": {"200": _json(link), "201": _json(link, "Linked"), **_errors("404", "409", *WITH_BODY)}},
+            "delete": {"tags": [tag], "operationId": f"unlink_{name}_external_id",
+                       "summary": f"Remove a {tag}'s external id", "responses": {
+                           "204": {"description": "Unlinked"}, **_errors("404")}}}
     if access.allowed("create"):
         collection["post"] = {
             "tags": [tag], "operationId": f"create_{name}", "summary": f"Create a {tag}",
