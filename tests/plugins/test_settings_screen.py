@@ -466,6 +466,32 @@ def test_secrets_sealed_with_key_a_open_with_b_while_a_is_previous_and_rotate_to
     assert detail == {"secrets": 2, "plugins": ["ledger"]}
 
 
+def test_a_secret_no_key_opens_is_set_again_on_the_form_and_the_test_says_why(loom_engine, tmp_path, make_user):
+    old = app_with(loom_engine, tmp_path, "old", SETTINGS_KEY="key a")
+    old.extensions["loom"].settings.update("ledger", {"endpoint": "https://l.example.com", "api_key": API_KEY,
+                                                      "keys": {"partner": SIGNING}}, actor="test")
+    new = app_with(loom_engine, tmp_path, "new", SETTINGS_KEY="key b")
+    new.extensions["loom"].identity.create_user("boss", password=PASSWORD, is_superuser=True)
+    page = Page(new.test_client())
+    page.token = CSRF.search(page.get("/sign-in").get_data(as_text=True)).group(1)
+    page.post("/sign-in", {"username": "boss", "password": PASSWORD})
+    page.token = CSRF.search(page.get("/").get_data(as_text=True)).group(1)
+    assert page.post("/settings/plugins/ledger/test").status_code == 303
+    shown = page.get("/settings/plugins/ledger").get_data(as_text=True)
+    assert "Connection test failed: the secret setting ledger.api_key was sealed with a key Loom no longer" in shown
+    # a form that leaves the unreadable secret alone cannot be saved; one that sets it again can
+    rows = re.findall(r'name="m.keys.row" value="(\w+)"', shown)
+    reply = page.post("/settings/plugins/ledger", form(**{"v.endpoint": "https://l.example.com"}))
+    assert reply.status_code == 422 and "list the old one in LOOM_SETTINGS_PREVIOUS_KEYS" in reply.get_data(as_text=True)
+    data = form(**{"v.endpoint": "https://l.example.com", "v.api_key": "a-new-api-key-1"})
+    data["m.keys.row"] = rows
+    data.update({f"m.keys.{rows[0]}.saved": "1", f"m.keys.{rows[0]}.name": "partner",
+                 f"m.keys.{rows[0]}.secret": "a-new-partner-secret-01"})
+    assert page.post("/settings/plugins/ledger", data).status_code == 303
+    assert new.extensions["loom"].settings.values("ledger")["keys"] == {"partner": "a-new-partner-secret-01"}
+    assert new.extensions["loom"].settings.values("ledger")["api_key"] == "a-new-api-key-1"
+
+
 def test_the_old_secret_key_as_a_previous_key_reads_what_it_sealed(loom_engine, tmp_path):
     old = app_with(loom_engine, tmp_path, "old")  # sealed under a key derived from SECRET_KEY
     old.extensions["loom"].settings.update("ledger", {"endpoint": "https://l.example.com", "api_key": API_KEY},

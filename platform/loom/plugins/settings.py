@@ -45,6 +45,8 @@ from loom.principal import Principal
 MASK = "***"
 #: what a stored secret value looks like: marked, so a value is never taken for the other kind
 _SEALED = "fernet:"
+#: what an unreadable secret that a change replaces stands for while the change is made
+_REPLACED = "(sealed under another key)"
 #: seconds a plugin's connection test may take before it is reported as not answering
 CHECK_TIMEOUT = 15.0
 #: how much of a connection test's message is kept (screens, API, audit log)
@@ -249,6 +251,23 @@ class PluginSettings:
                     for name, item in value.items()}
         return value
 
+    def _opened_unless_replaced(self, plugin: str, schema: Mapping[str, Any], key: str, value: Any,
+                                changes: Mapping[str, Any], unset: Iterable[str]) -> Any:
+        """A stored value opened for a change; a secret the change replaces or removes
+        need not open (sealed under a key Loom no longer has, it is set again this way)."""
+        maps = secret_maps(schema)
+        if key in maps and isinstance(value, Mapping) and isinstance(changes.get(key), Mapping):
+            given = changes[key]
+            return {name: _REPLACED if name in given else
+                    self._open(plugin, f"{key}.{name}", item, assignment=f"{key}='{{\"{name}\": \"...\"}}'")
+                    for name, item in value.items()}
+        try:
+            return self._opened(plugin, schema, key, value)
+        except PluginSettingsError:
+            if key in set(unset) or (key in changes and key not in maps):
+                return _REPLACED
+            raise
+
     def _sealed(self, schema: Mapping[str, Any], key: str, value: Any) -> Any:
         if key in secret_keys(schema):
             return self._seal(value)
@@ -306,7 +325,8 @@ class PluginSettings:
                 errors=[error_entry(k, "unknown_field", "no such setting", name=k) for k in sorted(set(unknown))])
         with write_transaction(self.engine) as conn:
             stored = self._stored(conn, plugin)
-            clear = {k: self._opened(plugin, schema, k, v) for k, v in stored.items()}
+            clear = {k: self._opened_unless_replaced(plugin, schema, k, v, changes, unset)
+                     for k, v in stored.items()}
             new = {k: v for k, v in clear.items() if k not in set(unset)}
             new.update(changes)
             for key in maps & set(changes):
@@ -405,7 +425,10 @@ class PluginSettings:
         if check is None:
             raise NotFound(f"plugin {plugin} offers no connection test", code="no_connection_test",
                            params={"plugin": plugin})
-        values = self.values(plugin)
+        try:
+            values = self.values(plugin)
+        except PluginSettingsError as unreadable:  # a secret no key opens: the test cannot start
+            return self._audited(CheckResult(plugin, False, unreadable.detail, 0.0), principal, actor)
         outcome: dict[str, Any] = {}
         app = _current_app()
 
@@ -432,10 +455,14 @@ class PluginSettings:
             answer = outcome.get("answer")
             result = CheckResult(plugin, True, self._scrubbed(plugin, values, "" if answer is None else str(answer)),
                                  seconds)
+        return self._audited(result, principal, actor)
+
+    def _audited(self, result: CheckResult, principal: Principal | None, actor: str | None) -> CheckResult:
         if self.audit is not None:
             who = {"principal": principal} if principal is not None else {"actor": actor or "system:settings"}
             self.audit.add_alone("plugin.settings.test", detail={
-                "plugin": plugin, "ok": result.ok, "message": result.message, "seconds": result.seconds}, **who)
+                "plugin": result.plugin, "ok": result.ok, "message": result.message, "seconds": result.seconds},
+                **who)
         return result
 
     def _scrubbed(self, plugin: str, values: Mapping[str, Any], message: str) -> str:
