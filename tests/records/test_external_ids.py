@@ -185,6 +185,28 @@ def test_two_concurrent_upserts_of_one_external_id_make_one_record(shop, loom_ap
     assert _count(loom_engine, "e_vendor") == 1 and len(_links(loom_engine)) == 1
 
 
+@pytest.mark.parametrize("clash", ["two ids for one record", "one id for two records"])
+def test_concurrent_clashing_links_give_one_link_and_a_conflict_never_an_error(shop, loom_engine, clash):
+    start, outcomes = threading.Barrier(2), []
+
+    def link(n: int) -> None:
+        external_id, record_id = (f"V-{n}", 5) if clash == "two ids for one record" else ("V-1", 5 + n)
+        start.wait()
+        try:
+            outcomes.append(external_ids.link(loom_engine, "erp", "vendor", external_id, record_id, f"sync-{n}"))
+        except Conflict as conflict:
+            outcomes.append(conflict.code)
+
+    threads = [threading.Thread(target=link, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    expected = "record_already_linked" if clash == "two ids for one record" else "external_id_taken"
+    assert sorted(outcomes, key=str) == sorted([True, expected], key=str)
+    assert len(_links(loom_engine)) == 1
+
+
 # -- deleting a record -----------------------------------------------------------------------
 
 def test_deleting_a_record_removes_its_links_and_frees_the_id(shop, client_for, loom_engine):

@@ -198,7 +198,7 @@ def link(db: sa.Connection | sa.Engine, system: str, entity: str, external_id: A
     system, external_id = check_system(system), check_external_id(external_id)
     t = external_ids.c
     with _transaction(db) as conn:
-        _take_turn(conn, system, entity, external_id)
+        _take_turn(conn, system, entity, external_id, record_id)
         rows = conn.execute(sa.select(t.external_id, t.record_id).where(
             t.system == system, t.entity == entity,
             sa.or_(t.external_id == external_id, t.record_id == record_id))).all()
@@ -217,9 +217,16 @@ def link(db: sa.Connection | sa.Engine, system: str, entity: str, external_id: A
                 f"linked to {system} id '{external_id}' too: unlink it first", code="record_already_linked",
                 params={"system": system, "entity": entity, "external_id": external_id, "record_id": record_id,
                         "linked_external_id": row.external_id})
-        conn.execute(external_ids.insert().values(system=system, entity=entity, external_id=external_id,
-                                                  record_id=record_id, created_at=utcnow(),
-                                                  created_by=_actor_name(actor)))
+        try:
+            conn.execute(external_ids.insert().values(system=system, entity=entity, external_id=external_id,
+                                                      record_id=record_id, created_at=utcnow(),
+                                                      created_by=_actor_name(actor)))
+        except sa.exc.IntegrityError as clash:
+            # a link made by work that took no turn (another version of Loom during an upgrade)
+            raise Conflict(f"{system} id '{external_id}' or {entity} {record_id} was linked by another change "
+                           "at the same moment; nothing was linked: look again", code="external_id_taken",
+                           params={"system": system, "entity": entity, "external_id": external_id,
+                                   "record_id": record_id}) from clash
         _audit_of(conn, audit).add(conn, "external_id.link", **_actor(actor), entity=entity, record_id=record_id,
                                    detail={"system": system, "external_id": external_id})
     return True
@@ -252,14 +259,21 @@ def forget_record(conn: sa.Connection, entity: str, record_id: int, actor: Princ
                   detail={"system": row.system, "external_id": row.external_id, "reason": "record deleted"})
 
 
-def _take_turn(conn: sa.Connection, system: str, entity: str, external_id: str) -> None:
-    """On PostgreSQL, wait for any other transaction working on the same external id to
-    end (a transaction-level advisory lock); SQLite's writers take turns anyway."""
+def _take_turn(conn: sa.Connection, system: str, entity: str, external_id: str,
+               record_id: int | None = None) -> None:
+    """On PostgreSQL, wait for any other transaction working on the same external id (and
+    on the same record's id in ``system``) to end: transaction-level advisory locks, taken
+    in one order so that two transactions never wait for each other. SQLite's writers
+    take turns anyway."""
     if conn.dialect.name != "postgresql":
         return
-    digest = hashlib.blake2b(f"external_id\0{system}\0{entity}\0{external_id}".encode(), digest_size=8).digest()
-    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"),
-                 {"key": int.from_bytes(digest, "big", signed=True)})
+    names = [f"external_id\0{system}\0{entity}\0{external_id}"]
+    if record_id is not None:
+        names.append(f"record\0{system}\0{entity}\0{record_id}")
+    keys = sorted(int.from_bytes(hashlib.blake2b(n.encode(), digest_size=8).digest(), "big", signed=True)
+                  for n in names)
+    for key in keys:
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
 # -- links, as a record service's principal -----------------------------------------------
