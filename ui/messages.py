@@ -107,6 +107,7 @@ MESSAGES = {
     "no_attachment_field": lazy_gettext("There is no such file."),
     "no_audit_entry": lazy_gettext("There is no audit entry %(seq)s."),
     "no_such_delivery": lazy_gettext("There is no delivery %(id)s."),
+    "no_connection_test": lazy_gettext("The plugin %(plugin)s offers no connection test."),
     "replay_too_large": lazy_gettext("This would replay %(count)s deliveries; at most %(max)s are replayed at "
                                      "once. Choose a shorter time range."),
     "external_id_taken": lazy_gettext("%(system)s id “%(external_id)s” already belongs to another %(entity)s "

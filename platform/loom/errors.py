@@ -54,6 +54,7 @@ ERROR_CODES: dict[str, ErrorCode] = {
     "no_attachment_field": ErrorCode(("entity", "field"), "the entity has no attachment field of that name"),
     "no_audit_entry": ErrorCode(("seq",), "there is no audit entry with that number"),
     "no_such_delivery": ErrorCode(("id",), "there is no delivery with that id"),
+    "no_connection_test": ErrorCode(("plugin",), "the plugin offers no connection test"),
     # -- one value (an entry of ``errors``) ---------------------------------------------------
     "invalid": ErrorCode(("rule?",), "a value refused for a reason without a code of its own (a plugin's, or a "
                                        "settings schema's rule); read the message"),
