@@ -426,8 +426,9 @@ def test_the_upsert_is_the_rule_principals_to_make(shop, loom_app, loom_engine, 
         ann, bob = identity.principal_for("ann"), identity.principal_for("bob")
     arguments = {"entity": "vendor", "values": {"name": "Acme"}, "external_id": {"system": "erp", "id": "V-1"}}
     made = records.create(_call(arguments, loom_app, ann))
-    with pytest.raises(PermanentFailure, match="404"):
+    with pytest.raises(PermanentFailure, match="404") as refused:
         records.create(_call({**arguments, "values": {"name": "Hijacked"}}, loom_app, bob))
+    assert "not one you may change" in str(refused.value) and f"id {made['id']}" not in str(refused.value)
     assert client_for("ann").get(f"/api/v1/vendor/{made['id']}").get_json()["data"]["name"] == "Acme"
     assert _count(loom_engine, "e_vendor") == 1
 

@@ -294,7 +294,12 @@ def upsert(service: Any, system: str, external_id: Any, values: Mapping[str, Any
         _take_turn(conn, system, entity, external_id)
         record_id = record_for(conn, system, entity, external_id)
         if record_id is not None:
-            return service.update(record_id, values), False
+            try:
+                return service.update(record_id, values), False
+            except NotFound:
+                # outside what the principal may update: say so without naming the record
+                raise NotFound(f"the {entity} linked to {system} id '{external_id}' is not one you may change"
+                               ) from None
         record = service.create(values)
         link(conn, system, entity, external_id, record["id"], service.principal, audit=service.audit)
     return record, True
@@ -326,7 +331,7 @@ def link_record(service: Any, record_id: int, system: str, external_id: Any) -> 
     """Link a record the principal may update to ``external_id`` in ``system`` (see
     ``link``); a clash with a record the principal may not read does not name that record."""
     system, external_id = check_system(system), check_external_id(external_id)
-    _require_update(service, record_id)
+    service.require("update", record_id)  # 403, audited; a read-only token too
     try:
         with _service_transaction(service) as conn:
             service._fetch_row(conn, record_id, action="update", lock=True)
@@ -345,16 +350,10 @@ def unlink_record(service: Any, record_id: int, system: str) -> str | None:
     """Remove the link in ``system`` of a record the principal may update; the external
     id it had, or None when it had none."""
     system = check_system(system)
-    _require_update(service, record_id)
+    service.require("update", record_id)  # 403, audited; a read-only token too
     with _service_transaction(service) as conn:
         service._fetch_row(conn, record_id, action="update", lock=True)
         return unlink(conn, system, service.entity.name, record_id, service.principal, audit=service.audit)
-
-
-def _require_update(service: Any, record_id: int) -> None:
-    """403 unless the principal may update records of the entity (a read-only token may
-    not); the refusal audited as the record service audits its own."""
-    service.require("update", record_id)
 
 
 def _may_read(service: Any, record_id: int) -> bool:
