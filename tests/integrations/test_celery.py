@@ -99,6 +99,10 @@ class CeleryWorker:
                    "--without-gossip"]
         with open(self.log, "ab") as out:
             self.process = subprocess.Popen(command, env=self.environment, stdout=out, stderr=subprocess.STDOUT)
+        # consuming before the test goes on: a task waiting in the queue longer than its
+        # lease is (rightly) sent again
+        wait_for(lambda: b" ready." in self.log.read_bytes() or self.process.poll() is not None, log=self.log)
+        assert self.process.poll() is None, self.log.read_text()
         return self
 
     def kill(self) -> None:
@@ -212,3 +216,14 @@ def test_worker_threads_and_a_celery_worker_at_once_deliver_each_exactly_once(br
             thread.join(30)
     assert remote.keys == Counter(dict.fromkeys(keys, 1))
     assert json.dumps(dict(statuses(broker_app))) == json.dumps({"succeeded": 150})
+
+
+def test_a_task_longer_than_its_lease_keeps_its_claim_and_runs_once(broker_app, remote, celery_worker):
+    remote.delay = 2.5
+    keys = add(broker_app, remote.url, 3)
+    worker = celery_worker()
+    lease = dt.timedelta(seconds=1.5)
+    # the dispatcher keeps looking for lapsed claims while the actions take longer than a lease
+    wait_for(lambda: dispatch_due(broker_app, limit=10, lease=lease) >= 0
+             and statuses(broker_app)["succeeded"] == 3, timeout=60, log=worker.log)
+    assert remote.keys == Counter(dict.fromkeys(keys, 1))

@@ -25,10 +25,10 @@ from typing import Any
 import sqlalchemy as sa
 from celery import Celery
 
-from loom.db import reading
+from loom.db import utcnow, write_transaction
 from loom.integrations import execute
 from loom.integrations.models import deliveries
-from loom.integrations.worker import claim, finish
+from loom.integrations.worker import DEFAULT_LEASE, LeaseKeeper, claim, finish
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +53,9 @@ def celery_app(app: Any) -> Celery:
     )
 
     @celery.task(name=TASK, ignore_result=True, shared=False)
-    def deliver(delivery_id: int, token: str) -> str:
+    def deliver(delivery_id: int, token: str, lease_seconds: float | None = None) -> str:
         with app.app_context():
-            return run_dispatched(app, delivery_id, token)
+            return run_dispatched(app, delivery_id, token, lease_seconds)
 
     app.extensions["loom_celery"] = celery
     return celery
@@ -72,7 +72,7 @@ def dispatch_due(app: Any, *, limit: int, lease: dt.timedelta, now: dt.datetime 
     sent = 0
     for row in rows:
         try:
-            celery.send_task(TASK, args=[row.id, token])
+            celery.send_task(TASK, args=[row.id, token, lease.total_seconds()])
             sent += 1
         except Exception:  # the broker is unreachable: the lease brings the delivery back
             log.exception("delivery %s could not be sent to the broker; it is sent again once its lease "
@@ -80,16 +80,27 @@ def dispatch_due(app: Any, *, limit: int, lease: dt.timedelta, now: dt.datetime 
     return sent
 
 
-def run_dispatched(app: Any, delivery_id: int, token: str) -> str:
-    """Run one delivery a task names, if the claim under ``token`` still stands; what
+def run_dispatched(app: Any, delivery_id: int, token: str, lease_seconds: float | None = None) -> str:
+    """Run one delivery a task names, if the claim under ``token`` still stands, renewing
+    the claim (of ``lease_seconds``, the dispatcher's) while the action runs; what
     happened: its outcome (succeeded, failed, dead), or ``dropped``."""
     loom = app.extensions["loom"]
-    with reading(loom.engine) as conn:
-        row = conn.execute(sa.select(deliveries).where(deliveries.c.id == delivery_id)).first()
-    if row is None or row.status != "running" or row.lease_owner != token:
-        log.info("task for delivery %s under %s dropped: the claim passed on", delivery_id, token)
+    seconds = lease_seconds or app.config.get("DELIVERY_LEASE_SECONDS") or DEFAULT_LEASE.total_seconds()
+    # the claim is taken up in one compare-and-set: still this token's and not lapsed (a
+    # task that waited in the queue past its lease may have been sent again meanwhile),
+    # and renewed from now, so that nobody can take it over between the check and the run
+    d = deliveries
+    now = utcnow()
+    with write_transaction(loom.engine) as conn:
+        taken = conn.execute(d.update().where(d.c.id == delivery_id, d.c.status == "running", d.c.lease_owner == token,
+                                              d.c.lease_until > now)
+                             .values(lease_until=now + dt.timedelta(seconds=seconds))).rowcount
+        row = conn.execute(sa.select(d).where(d.c.id == delivery_id)).first() if taken else None
+    if row is None:
+        log.info("task for delivery %s under %s dropped: the claim passed on or lapsed", delivery_id, token)
         return "dropped"
-    outcome = execute.run(app, row)
+    with LeaseKeeper(loom.engine, token, delivery_id, dt.timedelta(seconds=seconds)):
+        outcome = execute.run(app, row)
     if not finish(loom.engine, token, delivery_id, outcome, audit=loom.audit):
         return "dropped"
     return outcome.kind
