@@ -22,7 +22,7 @@ from loom.errors import ValidationError
 from loom.plugins.settings import (
     MASK,
     PluginSettings,
-    PluginSettingsError,
+    UnreadableSecret,
     may_manage_plugins,
     require_plugin_admin,
     secret_keys,
@@ -328,7 +328,7 @@ def plugin_settings_save(plugin: str):
     except ValidationError as refused:
         other = _put_errors(fields, refused)
         return _form_page(plugin, fields, 422, other)
-    except PluginSettingsError as unreadable:  # a saved secret no key opens, and the form leaves it
+    except UnreadableSecret as unreadable:  # a saved secret no key opens, and the form leaves it
         return _form_page(plugin, fields, 422, [unreadable.detail])
     flash(gettext("The settings of %(plugin)s were saved.", plugin=_plugin_text(plugin)["title"]), "success")
     return redirect_to(url_for("pages.plugin_settings_form", plugin=plugin))

@@ -490,6 +490,15 @@ def test_a_secret_no_key_opens_is_set_again_on_the_form_and_the_test_says_why(lo
     assert page.post("/settings/plugins/ledger", data).status_code == 303
     assert new.extensions["loom"].settings.values("ledger")["keys"] == {"partner": "a-new-partner-secret-01"}
     assert new.extensions["loom"].settings.values("ledger")["api_key"] == "a-new-api-key-1"
+    # through the API, the same: a change that leaves an unreadable secret is a 409 saying why
+    third = app_with(loom_engine, tmp_path, "third", SETTINGS_KEY="key c")
+    token = third.extensions["loom"].identity.create_token("boss").token
+    reply = third.test_client().patch("/api/v1/_plugins/settings/ledger", json={"mode": "test"},
+                                      headers={"Authorization": f"Bearer {token}"})
+    assert reply.status_code == 409 and "LOOM_SETTINGS_PREVIOUS_KEYS" in reply.get_json()["detail"]
+    reply = third.test_client().patch("/api/v1/_plugins/settings/ledger", headers={"Authorization": f"Bearer {token}"},
+                                      json={"api_key": "a-third-api-key", "keys": {"partner": None}})
+    assert reply.status_code == 200
 
 
 def test_the_old_secret_key_as_a_previous_key_reads_what_it_sealed(loom_engine, tmp_path):

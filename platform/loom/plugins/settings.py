@@ -74,6 +74,16 @@ class PluginSettingsError(LoomError):
     title = "Plugin settings unusable"
 
 
+class UnreadableSecret(PluginSettingsError):
+    """A stored secret that none of Loom's keys opens (or one stored unsealed): a conflict
+    between what is stored and the keys configured, mended by setting it again or by
+    listing the old key."""
+
+    status = 409
+    type = "https://loom.dev/problems/conflict"
+    title = "Plugin setting unreadable"
+
+
 def _fernet(secret_key: str) -> Fernet:
     """A Fernet key of its own, derived from a secret (HKDF), so the secret itself never
     encrypts anything."""
@@ -263,7 +273,7 @@ class PluginSettings:
                     for name, item in value.items()}
         try:
             return self._opened(plugin, schema, key, value)
-        except PluginSettingsError:
+        except UnreadableSecret:
             if key in set(unset) or (key in changes and key not in maps):
                 return _REPLACED
             raise
@@ -285,11 +295,11 @@ class PluginSettings:
 
     def _open(self, plugin: str, key: str, value: Any, *, assignment: str | None = None) -> Any:
         if not (isinstance(value, str) and value.startswith(_SEALED)):
-            raise PluginSettingsError(f"the secret setting {plugin}.{key} is stored unsealed; set it again")
+            raise UnreadableSecret(f"the secret setting {plugin}.{key} is stored unsealed; set it again")
         try:
             return json.loads(self._fernet.decrypt(value[len(_SEALED):].encode("ascii")))
         except InvalidToken:
-            raise PluginSettingsError(
+            raise UnreadableSecret(
                 f"the secret setting {plugin}.{key} was sealed with a key Loom no longer has (LOOM_SETTINGS_KEY "
                 f"or LOOM_SECRET_KEY changed?): list the old one in LOOM_SETTINGS_PREVIOUS_KEYS, or set it again "
                 f"with loom plugin set {plugin} {assignment or key + '=...'}") from None
@@ -387,7 +397,7 @@ class PluginSettings:
             try:
                 token = self._fernet.rotate(value[len(_SEALED):].encode("ascii"))
             except InvalidToken:
-                raise PluginSettingsError(
+                raise UnreadableSecret(
                     f"the secret setting {plugin}.{path} opens with none of the keys Loom has (LOOM_SETTINGS_KEY and "
                     f"LOOM_SETTINGS_PREVIOUS_KEYS): add the key it was sealed with to LOOM_SETTINGS_PREVIOUS_KEYS, "
                     f"or set it again with loom plugin set; nothing was rotated") from None
@@ -427,7 +437,7 @@ class PluginSettings:
                            params={"plugin": plugin})
         try:
             values = self.values(plugin)
-        except PluginSettingsError as unreadable:  # a secret no key opens: the test cannot start
+        except UnreadableSecret as unreadable:  # a secret no key opens: the test cannot start
             return self._audited(CheckResult(plugin, False, unreadable.detail, 0.0), principal, actor)
         outcome: dict[str, Any] = {}
         app = _current_app()
