@@ -93,6 +93,7 @@ MESSAGES = {
     "stale_version": lazy_gettext("Someone else changed this record in the meantime; reload it and try again."),
     "write_conflict": lazy_gettext("Another change to the same records was being saved at the same moment, so "
                                    "nothing was saved. Save again."),
+    "not_stored": lazy_gettext("The call could not be stored, so it was not taken. Send it again."),
     "derived_conflict": lazy_gettext("Records this change updates were being changed by someone else at the same "
                                      "moment, so nothing was saved. Save again."),
     "no_such_entity": lazy_gettext("There is no record type “%(entity)s”; check the address."),

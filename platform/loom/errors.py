@@ -30,6 +30,7 @@ ERROR_CODES: dict[str, ErrorCode] = {
     "stale_version": ErrorCode((), "the record changed since the caller read it (If-Match, version)"),
     "write_conflict": ErrorCode(("entity",), "another write to the same records was being saved at the same "
                                              "moment (the database ended this one); nothing was saved: send it again"),
+    "not_stored": ErrorCode((), "a webhook call that could not be stored, so it was not taken: send it again"),
     "derived_conflict": ErrorCode(("entity",), "records this change recomputes (roll-ups, depends_on_links) were "
                                                "being changed by another write; nothing was saved: send it again"),
     "invalid_values": ErrorCode((), "invalid values; the entries name each one"),
