@@ -37,7 +37,7 @@ from loom.db import reading, utcnow, write_transaction
 from loom.errors import BadRequest, NotFound, ValidationError, error_entry
 from loom.integrations.context import wake_workers
 from loom.integrations.models import STATUSES, attempts, deliveries
-from loom.permissions import Policy
+from loom.permissions import live_policy
 from loom.principal import Principal
 
 DEFAULT_LIMIT = 50
@@ -66,14 +66,9 @@ def may_manage_deliveries(principal: Principal | None) -> bool:
     system principal, or a role with ``admin: [integrations]``."""
     if principal is None:
         return False
-    if principal.is_superuser or principal.is_system:
-        return True
     from flask import current_app
 
-    live = current_app.extensions["loom"].metadata.live()
-    policy = live.derive("policy", lambda: Policy(live.model))
-    known = tuple(sorted(r for r in set(principal.roles) if r in policy.model.roles))
-    return "integrations" in policy.admin(known)
+    return live_policy(current_app.extensions["loom"].metadata.live()).grants_admin(principal, "integrations")
 
 
 # -- reading ---------------------------------------------------------------------------------

@@ -131,6 +131,17 @@ class Policy:
         return self._cached(("admin", roles), lambda: frozenset().union(
             *(self.model.roles[r].admin for r in self.ancestry(roles))))
 
+    def grants_admin(self, principal: Principal | None, right: str) -> bool:
+        """Whether ``principal`` holds the admin ``right`` (``admin: [integrations]`` in a
+        role of theirs, inherited ones included): a superuser or system principal always
+        does, nobody (None) never."""
+        if principal is None:
+            return False
+        if principal.is_superuser or principal.is_system:
+            return True
+        known = tuple(sorted(r for r in set(principal.roles) if r in self.model.roles))
+        return right in self.admin(known)
+
     def field_levels(self, roles: tuple[str, ...], entity: Entity, action: str) -> dict[str, int]:
         """field -> best access level (0 none, 1 read, 2 write) among grants of ``action``."""
         def compute():
@@ -262,3 +273,8 @@ class EntityAccess:
                     "$user.teams": tuple(self.principal.team_ids),
                     "$user.manager": self.principal.manager_id}[value]
         return field.kind.coerce(value, field)
+
+
+def live_policy(live: Any) -> Policy:
+    """The policy of a live metadata version (``MetadataService.live()``), built once per version."""
+    return live.derive("policy", lambda: Policy(live.model))

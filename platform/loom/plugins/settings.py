@@ -39,7 +39,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from loom.db import Base, utcnow, write_transaction
 from loom.errors import LoomError, NotFound, ValidationError, error_entry
-from loom.permissions import Forbidden, Policy
+from loom.permissions import Forbidden, live_policy
 from loom.principal import Principal
 
 MASK = "***"
@@ -142,14 +142,9 @@ def may_manage_plugins(principal: Principal | None) -> bool:
     connections: a superuser, a system principal, or a role with ``admin: [plugins]``."""
     if principal is None:
         return False
-    if principal.is_superuser or principal.is_system:
-        return True
     from flask import current_app
 
-    live = current_app.extensions["loom"].metadata.live()
-    policy = live.derive("policy", lambda: Policy(live.model))
-    known = tuple(sorted(r for r in set(principal.roles) if r in policy.model.roles))
-    return "plugins" in policy.admin(known)
+    return live_policy(current_app.extensions["loom"].metadata.live()).grants_admin(principal, "plugins")
 
 
 def require_plugin_admin(principal: Principal | None) -> None:
