@@ -15,7 +15,7 @@ def test_an_admin_adds_two_signing_secrets_and_removes_one(page, live_server, sc
     browser_sign_in(page, "boss")
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Plugin settings", exact=True).click()
     page.wait_for_url("**/settings/plugins")
-    page.get_by_role("link", name="http", exact=True).click()
+    page.get_by_role("link", name="Outbound webhooks", exact=True).click()
     page.wait_for_url("**/settings/plugins/http")
     rows = page.locator("#s-signing_keys-rows tr")
     assert rows.count() == 1

@@ -37,14 +37,21 @@ def _tls() -> ssl.SSLContext:
     costs about 20 ms, which a client made per delivery would pay each time."""
     return httpx.create_ssl_context()
 
+
 #: the settings the signing secrets live in: ``loom plugin set http signing_keys='{"erp": "..."}'``
 SETTINGS = "http"
 SETTINGS_SCHEMA: dict[str, Any] = {
     "type": "object",
+    "title": {"en": "Outbound webhooks", "zh": "出站 Webhook"},
+    "description": {"en": "Secrets the http.request action of integration rules signs its requests with.",
+                    "zh": "集成规则的 http.request 动作用来为请求签名的密钥。"},
     "properties": {
         "signing_keys": {
             "type": "object",
-            "description": "Named secrets http.request signs with (argument signing_key: <name>)",
+            "title": {"en": "Signing keys", "zh": "签名密钥"},
+            "description": {"en": "Named secrets http.request signs with (argument signing_key: <name>), "
+                                  "at least 16 characters each",
+                            "zh": "http.request 签名所用的具名密钥（参数 signing_key: <名称>），每个至少 16 个字符"},
             "propertyNames": {"pattern": "^[A-Za-z0-9_.-]{1,100}$"},
             "additionalProperties": {"type": "string", "minLength": 16, "secret": True},
             "default": {},
