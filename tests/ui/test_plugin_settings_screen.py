@@ -38,7 +38,7 @@ def test_an_admin_adds_two_signing_secrets_and_removes_one(page, live_server, sc
     page.locator("#s-signing_keys-rows input[type=password]").nth(0).fill(FIRST)
     page.locator("#s-signing_keys-rows input[type=password]").nth(1).fill(SECOND)
     page.get_by_role("button", name="Save").click()
-    page.get_by_text("The settings of http were saved.").wait_for()
+    page.get_by_text("The settings of Outbound webhooks were saved.").wait_for()
     assert page.locator("#s-signing_keys-rows span[id$='-name']").all_inner_texts() == ["crm", "erp"]
     assert FIRST not in page.content() and SECOND not in page.content()
     page.screenshot(path=screenshots / "plugin-settings.png", full_page=True)
@@ -48,7 +48,7 @@ def test_an_admin_adds_two_signing_secrets_and_removes_one(page, live_server, sc
     page.locator("#s-signing_keys-rows tr", has_text="crm").get_by_label("Remove").check()
     page.get_by_role("button", name="Save").click()
     page.locator("#s-signing_keys-rows tr", has_text="crm").wait_for(state="detached")
-    page.get_by_text("The settings of http were saved.").wait_for()
+    page.get_by_text("The settings of Outbound webhooks were saved.").wait_for()
     assert page.locator("#s-signing_keys-rows span[id$='-name']").all_inner_texts() == ["erp"]
     with live_server.app.app_context():
         assert settings.values("http")["signing_keys"] == {"erp": FIRST}
