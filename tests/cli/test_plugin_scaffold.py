@@ -54,7 +54,8 @@ def test_it_writes_a_pip_installable_project_named_after_the_plugin(tmp_path):
     assert loom_distribution in config["project"]["dependencies"]
     assert config["project"]["entry-points"]["loom.plugins"] == {"shop": "loom_shop"}
     assert config["project"]["optional-dependencies"]["test"] == ["pytest>=8"]
-    assert config["tool"]["setuptools"]["packages"] == ["loom_shop"]
+    assert config["tool"]["setuptools"]["packages"]["find"]["include"] == ["loom_shop*"]
+    assert config["tool"]["setuptools"]["package-data"] == {"*": ["*.yaml"]}
     pytest_options = config["tool"]["pytest"]["ini_options"]
     assert pytest_options["loom_plugins"] == ["loom_shop"] and "-p loom" in pytest_options["addopts"]
     for path in FILES:
