@@ -466,6 +466,42 @@ def create_user(username: str, roles: tuple[str, ...], team: str | None, display
     click.echo(f"created user {username}" + (f" with password {password}" if generated else ""))
 
 
+def _user_and_role(username: str, role: str, *, published: bool) -> tuple[int, str]:
+    loom = _loom()
+    if published and role not in loom.metadata.live().model.roles:
+        _fail(LoomError(f"there is no role named {role}; see 'loom role list'"))
+    with loom.engine.connect() as conn:
+        try:
+            return loom.identity.user_id(conn, username), role
+        except LoomError as error:
+            _fail(error)
+    raise AssertionError("unreachable")
+
+
+@user.command("grant")
+@click.argument("username")
+@click.argument("role")
+@with_appcontext
+@needs_instance
+def grant_role(username: str, role: str) -> None:
+    """Give USERNAME the published ROLE (audited); a role they hold already is left as it is."""
+    user_id, role = _user_and_role(username, role, published=True)
+    _loom().identity.assign(user_id, role, actor=_author(None))
+    click.echo(f"{username} holds the role {role}")
+
+
+@user.command("revoke")
+@click.argument("username")
+@click.argument("role")
+@with_appcontext
+@needs_instance
+def revoke_role(username: str, role: str) -> None:
+    """Take ROLE from USERNAME (audited)."""
+    user_id, role = _user_and_role(username, role, published=False)
+    _loom().identity.unassign(user_id, role, actor=_author(None))
+    click.echo(f"{username} no longer holds the role {role}")
+
+
 @main.group()
 def token() -> None:
     """Manage API tokens."""

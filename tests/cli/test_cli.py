@@ -153,3 +153,35 @@ def test_demo_reuses_an_existing_instance_as_it_is(loom_cli, tmp_path):
     assert "using the existing instance" in output and "metadata version 1" in output and "--reset" in output
     history = loom_cli("metadata", "history")
     assert "   2 " not in history and "admin" in history
+
+
+def test_a_bot_gets_the_role_a_rule_needs_after_the_rule_is_published(loom_cli, tmp_path, loom_database_url):
+    """The order a plugin that ships a role and a rule needs: the rule's user must exist
+    before the rule is published, the role before it is granted."""
+    app = tmp_path / "app"
+    write(app, "note.yaml", {"kind": "entity", "name": "note", "fields": [{"name": "text", "type": "string"}]})
+    write(app, "role.yaml", {"kind": "role", "name": "noter", "permissions": {"note": {"actions": ["read"]}}})
+    write(app, "rule.yaml", {"kind": "rule", "name": "copy_note", "on": {"entity": "note", "event": "created"},
+                             "action": "record.create", "run_as": "note_bot",
+                             "with": {"entity": "note", "values": {"text": "{{ record.text }}"}}})
+    assert "there is no role named noter" in loom_cli("user", "create", "note_bot", "--role", "noter", code=1)
+    assert "note_bot" in loom_cli("metadata", "apply", str(app), code=1)  # the rule's user does not exist yet
+    loom_cli("user", "create", "note_bot")
+    assert "published version 1" in loom_cli("metadata", "apply", str(app))
+    assert "note_bot holds the role noter" in loom_cli("user", "grant", "note_bot", "noter")
+    assert "note_bot holds the role noter" in loom_cli("user", "grant", "note_bot", "noter")  # again: no change
+    assert "there is no role named auditors" in loom_cli("user", "grant", "note_bot", "auditors", code=1)
+    assert "there is no user named nobody" in loom_cli("user", "grant", "nobody", "noter", code=1)
+    engine = sa.create_engine(loom_database_url)
+    try:
+        with engine.connect() as conn:
+            held = conn.execute(sa.text("SELECT role FROM loom_role_assignments a JOIN loom_users u "
+                                        "ON u.id = a.user_id WHERE u.username = 'note_bot'")).scalars().all()
+            actions = conn.execute(sa.text("SELECT action FROM loom_audit WHERE action LIKE 'role.%' "
+                                           "ORDER BY seq")).scalars().all()
+        assert held == ["noter"] and actions == ["role.assign"]
+        assert "note_bot no longer holds the role noter" in loom_cli("user", "revoke", "note_bot", "noter")
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM loom_role_assignments")).scalar() == 0
+    finally:
+        engine.dispose()
