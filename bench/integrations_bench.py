@@ -40,7 +40,7 @@ from loom.app import create_app
 from loom.db import create_engine
 from loom.integrations.models import deliveries
 from loom.integrations.tasks import dispatch_due
-from loom.integrations.worker import Worker, request_stop, run_threads
+from loom.integrations.worker import request_stop, run_threads
 from loom.plugins import plugin_manager
 from loom.plugins.migrations import upgrade
 from loom.principal import Principal
