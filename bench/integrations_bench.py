@@ -132,6 +132,7 @@ def clear(app) -> None:
 
 
 def measure_write(app, args) -> None:
+    clear(app)
     timings: dict[str, dict[str, list[float]]] = {}
     with app.app_context():
         for round_ in range(args.rounds):
