@@ -9,10 +9,11 @@ import sqlite3
 import threading
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from importlib.resources import files
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase
@@ -194,6 +195,22 @@ def reading(engine: sa.Engine) -> sa.Connection:
     else:
         conn = conn.execution_options(loom_reading=True)
     return conn
+
+
+def newest_first(engine: sa.Engine, table: sa.Table, key: sa.Column, conditions: Sequence[Any], before: int | None,
+                 limit: int) -> tuple[list[Any], str | None]:
+    """A page of ``table``'s rows meeting ``conditions``, newest (highest ``key``) first, below
+    ``before`` when given, and the cursor of the next (older) page: the last row's key,
+    or None when there is no more."""
+    stmt = sa.select(table).where(*conditions)
+    if before is not None:
+        stmt = stmt.where(key < before)
+    stmt = stmt.order_by(key.desc()).limit(limit + 1)
+    with reading(engine) as conn:
+        rows = conn.execute(stmt).mappings().all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return list(rows), (str(rows[-1][key.name]) if more and rows else None)
 
 
 #: the write transaction each thread (or task) has open, per engine: a nested write joins it

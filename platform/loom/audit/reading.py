@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from loom.audit.log import OUTCOMES, timestamp
 from loom.audit.models import audit_log
-from loom.db import reading
+from loom.db import newest_first, reading
 from loom.errors import BadRequest, error_entry
 
 DEFAULT_LIMIT = 50
@@ -97,15 +97,8 @@ class AuditQuery:
 
 def search(engine: sa.Engine, query: AuditQuery) -> tuple[list[dict[str, Any]], str | None]:
     """A page of entries, newest first, and the cursor of the next (older) page."""
-    stmt = sa.select(audit_log).where(*query.conditions)
-    if query.before is not None:
-        stmt = stmt.where(audit_log.c.seq < query.before)
-    stmt = stmt.order_by(audit_log.c.seq.desc()).limit(query.limit + 1)
-    with reading(engine) as conn:
-        rows = conn.execute(stmt).mappings().all()
-    more = len(rows) > query.limit
-    rows = rows[:query.limit]
-    return [entry_json(r) for r in rows], (str(rows[-1]["seq"]) if more and rows else None)
+    rows, cursor = newest_first(engine, audit_log, audit_log.c.seq, query.conditions, query.before, query.limit)
+    return [entry_json(r) for r in rows], cursor
 
 
 def get(engine: sa.Engine, seq: int) -> dict[str, Any] | None:

@@ -33,7 +33,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from loom.audit.log import timestamp
-from loom.db import reading, utcnow, write_transaction
+from loom.db import newest_first, reading, utcnow, write_transaction
 from loom.errors import BadRequest, NotFound, ValidationError, error_entry
 from loom.integrations.context import wake_workers
 from loom.integrations.models import STATUSES, attempts, deliveries
@@ -208,15 +208,8 @@ def attempt_json(row: Mapping[str, Any]) -> dict[str, Any]:
 
 def list_deliveries(engine: sa.Engine, query: DeliveryQuery) -> tuple[list[dict[str, Any]], str | None]:
     """A page of deliveries, newest first, and the cursor of the next (older) page."""
-    stmt = sa.select(deliveries).where(*query.conditions())
-    if query.before is not None:
-        stmt = stmt.where(deliveries.c.id < query.before)
-    stmt = stmt.order_by(deliveries.c.id.desc()).limit(query.limit + 1)
-    with reading(engine) as conn:
-        rows = conn.execute(stmt).mappings().all()
-    more = len(rows) > query.limit
-    rows = rows[:query.limit]
-    return [delivery_json(r) for r in rows], (str(rows[-1]["id"]) if more and rows else None)
+    rows, cursor = newest_first(engine, deliveries, deliveries.c.id, query.conditions(), query.before, query.limit)
+    return [delivery_json(r) for r in rows], cursor
 
 
 def delivery(engine: sa.Engine, delivery_id: int) -> dict[str, Any]:
